@@ -1,0 +1,30 @@
+# Quick start: `make demo` (set up .venv, run the quickstart study, write its report)
+# and `make test`. PYTHON must be 3.10+ with venv and pip.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: setup demo test lint clean-venv
+
+setup: $(INSTALLED)
+
+$(INSTALLED): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+demo: $(INSTALLED)
+	$(BIN)/bnstudy run configs/quickstart.yaml
+	$(BIN)/bnstudy report results/quickstart
+
+test: $(INSTALLED)
+	$(BIN)/python -m pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check bnstudy tests scripts
+	$(BIN)/ruff format --check bnstudy tests scripts
+
+clean-venv:
+	rm -rf $(VENV)

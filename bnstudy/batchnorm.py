@@ -1,0 +1,121 @@
+"""Batch Normalization written out, with the knobs on which frameworks differ.
+
+Ioffe & Szegedy 2015 (arXiv 1502.03167), Algorithm 1. In training mode, for each channel c::
+
+    mu  = mean of x over the reduced axes          (m values)
+    var = mean of (x - mu)^2 over the same axes    (biased: divides by m)
+    y   = gamma * (x - mu) / sqrt(var + eps) + beta
+
+and the running estimates move toward the batch ones. In eval mode ``mu``/``var`` are the
+running estimates. With torch-equivalent settings (the defaults) this module matches
+``torch.nn.BatchNorm{1,2,3}d`` in outputs, gradients and running statistics.
+
+The knobs, with their defaults (PyTorch's) and the alternatives users meet elsewhere:
+
+- ``momentum`` = 0.1: weight of the NEW batch, ``running = (1 - m)·running + m·batch``. Keras/TF
+  and old d2l write the complement (Keras 0.99 == 0.01 here; d2l 0.9 == 0.1 here).
+  ``None``: cumulative average over the batches seen (PyTorch's ``momentum=None``).
+- ``eps`` = 1e-5 (Keras 1e-3): added to the variance inside the square root.
+- ``unbiased_running_var`` = True: PyTorch normalizes with the biased batch variance but stores
+  ``m/(m-1)·var`` in ``running_var``; d2l's from-scratch BN and Keras' non-fused path store the
+  biased one. At m = 1 the unbiased update is 0·inf = NaN (pytorch/pytorch#1381).
+- ``stats`` = "channel": statistics per channel over N and every spatial axis (torch, Keras conv
+  BN). "activation": per channel AND position, over N only (the paper's fully connected form
+  applied to every activation; the "first way" in StackOverflow q. 48320854). Then N = 1 makes
+  every output exactly beta whatever the spatial size.
+- ``single_value`` = "raise": with one value per statistic in training (m = 1), raise PyTorch's
+  ``ValueError``. "beta": compute anyway, as TensorFlow does: x - mu = 0 exactly, so the output
+  is beta (zeros at init) for any input, and no gradient reaches x or gamma.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+class ManualBatchNorm(nn.Module):
+    """BN over inputs of shape (N, C, *spatial) with framework conventions as arguments.
+
+    ``spatial_dims`` fixes the input rank (0 for (N, C) inputs, as BatchNorm1d accepts). Running
+    statistics have shape (C,) for ``stats="channel"``; for ``stats="activation"`` they have
+    shape (C, *spatial), allocated on the first training batch.
+    """
+
+    def __init__(
+        self,
+        num_features: int,
+        spatial_dims: int,
+        *,
+        eps: float = 1e-5,
+        momentum: float | None = 0.1,
+        unbiased_running_var: bool = True,
+        stats: str = "channel",
+        single_value: str = "raise",
+    ) -> None:
+        super().__init__()
+        if stats not in ("channel", "activation") or single_value not in ("raise", "beta"):
+            raise ValueError(f"stats={stats!r}, single_value={single_value!r}: unknown option")
+        self.num_features, self.spatial_dims = num_features, spatial_dims
+        self.eps, self.momentum = eps, momentum
+        self.unbiased_running_var, self.stats, self.single_value = (
+            unbiased_running_var, stats, single_value)
+        self.weight = nn.Parameter(torch.ones(num_features))
+        self.bias = nn.Parameter(torch.zeros(num_features))
+        self.register_buffer("running_mean", torch.zeros(num_features))
+        self.register_buffer("running_var", torch.ones(num_features))
+        self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
+
+    def extra_repr(self) -> str:
+        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+                f"unbiased_running_var={self.unbiased_running_var}, stats={self.stats}, "
+                f"single_value={self.single_value}")
+
+    def reduced_axes(self, x: torch.Tensor) -> tuple[int, ...]:
+        """The axes each statistic averages over: N and the spatial axes, or N only."""
+        return (0,) if self.stats == "activation" else (0, *range(2, x.dim()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != self.spatial_dims + 2:
+            raise ValueError(f"expected a {self.spatial_dims + 2}D input, got shape "
+                             f"{tuple(x.shape)}")
+        if self.training:
+            mean, var = self._batch_statistics(x)
+        else:
+            mean, var = self.running_mean, self.running_var
+        shape = self._stat_shape(x)
+        x_hat = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+        channel = (1, -1) + (1,) * (x.dim() - 2)
+        return self.weight.reshape(channel) * x_hat + self.bias.reshape(channel)
+
+    def _stat_shape(self, x: torch.Tensor) -> tuple[int, ...]:
+        if self.stats == "activation":
+            return (1, *x.shape[1:])
+        return (1, -1) + (1,) * (x.dim() - 2)
+
+    def _batch_statistics(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        axes = self.reduced_axes(x)
+        count = math.prod(x.shape[a] for a in axes)
+        if count == 1 and self.single_value == "raise":
+            raise ValueError(
+                f"Expected more than 1 value per channel when training, got input size {x.size()}"
+            )
+        mean = x.mean(dim=axes)
+        var = x.var(dim=axes, unbiased=False)
+        self._update_running(mean.detach(), var.detach(), count)
+        return mean, var
+
+    @torch.no_grad()
+    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
+        if self.running_mean.shape != mean.shape:  # per-activation: allocate on first batch
+            self.running_mean = torch.zeros_like(mean)
+            self.running_var = torch.ones_like(var)
+        self.num_batches_tracked += 1
+        weight = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
+        if self.unbiased_running_var:
+            # at count == 1 this is 0·inf = NaN, what the unbiased estimator gives (torch#1381)
+            var = var * (count / (count - 1) if count > 1 else math.inf)
+        self.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
+        self.running_var.mul_(1 - weight).add_(var, alpha=weight)

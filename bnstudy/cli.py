@@ -1,0 +1,129 @@
+"""The ``bnstudy`` command line: thin commands over the library."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+import bnstudy
+from bnstudy import store
+from bnstudy.config import ConfigError, apply_overrides, read_config_file
+from bnstudy.study import pending_runs, resolve_device, run_study
+from bnstudy.sweep import Run, order_runs, plan
+
+app = typer.Typer(
+    rich_markup_mode="rich",
+    context_settings={"help_option_names": ["-h", "--help"]},
+    no_args_is_help=True,
+    add_completion=False,
+)
+out = Console(soft_wrap=True, highlight=False, markup=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+class Order(str, enum.Enum):
+    shuffled = "shuffled"
+    grid = "grid"
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"bnstudy {bnstudy.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    """What does batch size do to your normalization layers? Sweep batch size, norm type and
+    the test-time mode of small conv nets, and measure it."""
+
+
+def _fail(lines: list[str]) -> None:
+    for line in lines:
+        err.print(f"[red]error:[/red] {escape(line)}")
+    raise typer.Exit(code=2)
+
+
+@app.command()
+def run(
+    config: Annotated[Path, typer.Argument(help="Study file (YAML).")],
+    overrides: Annotated[
+        list[str] | None,
+        typer.Argument(help="KEY=VALUE overrides, values in YAML: train.epochs=1 "
+                       "'sweep.train.batch_size=[1,2]'."),
+    ] = None,
+    out_root: Annotated[Path, typer.Option("--out", help="Results root.")] = Path("results"),
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    order: Annotated[Order, typer.Option(help="Run order: seeded shuffle or grid.")] = Order.shuffled,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and exit.")] = False,
+) -> None:
+    """Run a study: every run of the sweep not finished yet, then rebuild runs.csv."""
+    try:
+        raw = apply_overrides(read_config_file(config), overrides or [], str(config))
+        study, runs = plan(raw, str(config))
+        target = resolve_device(device)
+    except ConfigError as error:
+        _fail(error.lines())
+    except ValueError as error:
+        _fail([f"--device: {error}"])
+    sweep_dir = out_root / study.name
+    if dry_run:
+        out.print(_plan_table(runs, sweep_dir, order.value))
+        return
+    counts = run_study(study, runs, out_root, target, order.value, err)
+    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "diverged"))
+    out.print(f"{study.name}: {len(runs)} runs: {summary} -> {sweep_dir / store.TABLE}")
+
+
+def _plan_table(runs: list[Run], sweep_dir: Path, order: str) -> Table:
+    todo = {run.run_id for run in pending_runs(sweep_dir, runs)}
+    keys = list(runs[0].swept)
+    table = Table("#", "run_id", *keys, "state", title=f"{len(runs)} runs ({len(todo)} to run)")
+    for index, run in enumerate(order_runs(runs, order), start=1):
+        state = "to run" if run.run_id in todo else "done"
+        table.add_row(str(index), run.run_id, *(str(run.swept[k]) for k in keys), state)
+    return table
+
+
+@app.command()
+def status(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) -> None:
+    """Counts of run outcomes, and the runs still missing."""
+    try:
+        counts, missing, stale = store.status_counts(sweep_dir)
+    except FileNotFoundError as error:
+        _fail([str(error)])
+    total = sum(counts.values()) + len(missing)
+    parts = [f"{counts[s]} {s}" for s in sorted(counts)] + [f"{len(missing)} missing"]
+    out.print(f"{sweep_dir}: {total} planned: " + ", ".join(parts))
+    if stale:
+        out.print(f"{stale} run folders are not in the current plan (earlier configs)")
+    for entry in missing:
+        values = " ".join(f"{k}={v}" for k, v in entry["swept"].items())
+        out.print(f"  missing {entry['run_id']} {values}")
+
+
+@app.command()
+def report(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) -> None:
+    """Write summary tables, plots and index.html to <sweep_dir>/report/."""
+    from bnstudy.report import write_report
+
+    try:
+        store.write_table(sweep_dir)
+        folder = write_report(sweep_dir)
+    except FileNotFoundError as error:
+        _fail([str(error)])
+    out.print(f"report: {folder / 'index.html'}")
+
+
+def main() -> None:
+    app()

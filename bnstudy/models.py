@@ -1,0 +1,130 @@
+"""Small conv nets that build the same way in 2D and 3D.
+
+Models receive what they need (input shape, class count, widths, a norm constructor taking
+channels) and never read a config. Dimension is data: :func:`layer_class` maps
+``(kind, spatial_dims)`` to the PyTorch class, so no 2D/3D copies of the same code exist.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+NormLayer = Callable[[int], nn.Module]
+
+_LAYERS: dict[tuple[str, int], type[nn.Module]] = {
+    ("conv", 2): nn.Conv2d,
+    ("conv", 3): nn.Conv3d,
+    ("maxpool", 2): nn.MaxPool2d,
+    ("maxpool", 3): nn.MaxPool3d,
+    ("avgpool", 2): nn.AdaptiveAvgPool2d,
+    ("avgpool", 3): nn.AdaptiveAvgPool3d,
+}
+
+
+def layer_class(kind: str, spatial_dims: int) -> type[nn.Module]:
+    """The PyTorch class for layer ``kind`` ('conv', 'maxpool', 'avgpool') in 2D or 3D."""
+    return _LAYERS[(kind, spatial_dims)]
+
+
+@dataclass(frozen=True)
+class InputShape:
+    """Shape of one input sample: ``channels`` × ``size`` along each of ``spatial_dims`` axes."""
+
+    channels: int
+    spatial_dims: int
+    size: int
+
+
+class ConvNet(nn.Module):
+    """Blocks of conv3×3 → norm → ReLU with 2× max-pool between blocks, then global average
+    pooling and a linear classifier. With widths (32, 64, 128) on 32×32 inputs the norms see
+    32², 16² and 8² positions per sample."""
+
+    def __init__(
+        self,
+        shape: InputShape,
+        num_classes: int,
+        widths: Sequence[int],
+        norm_layer: NormLayer,
+    ) -> None:
+        super().__init__()
+        conv, pool = layer_class("conv", shape.spatial_dims), layer_class("maxpool", shape.spatial_dims)
+        layers: list[nn.Module] = []
+        channels = shape.channels
+        for index, width in enumerate(widths):
+            if index > 0:
+                layers.append(pool(2))
+            layers += [conv(channels, width, 3, padding=1), norm_layer(width), nn.ReLU(inplace=True)]
+            channels = width
+        self.features = nn.Sequential(*layers)
+        self.pool = layer_class("avgpool", shape.spatial_dims)(1)
+        self.head = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
+class ZerosNet(nn.Module):
+    """The network of StackOverflow q. 48320854 ("outputs all zeros at batch size 1"): per
+    width, a 5×5 stride-2 'valid' conv → norm → PReLU (slope 0.2 at init); then a conv whose
+    kernel covers the whole remaining map, so the output is 1×1 per channel, → norm → tanh.
+
+    Widths default to the question's (64, 128, 256, 256, 256) on 256×256 inputs. The output has
+    ``num_classes`` channels (100 in the question) so that it trains with the same loop; its
+    last norm sees one value per channel per sample, the case that yields all zeros."""
+
+    def __init__(
+        self, shape: InputShape, num_classes: int, widths: Sequence[int], norm_layer: NormLayer
+    ) -> None:
+        super().__init__()
+        conv = layer_class("conv", shape.spatial_dims)
+        layers: list[nn.Module] = []
+        channels, size = shape.channels, shape.size
+        for width in widths:
+            size = (size - 5) // 2 + 1
+            if size < 1:
+                raise ValueError(f"zeros_net: input size {shape.size} is too small for "
+                                 f"{len(widths)} stride-2 5×5 layers")
+            layers += [conv(channels, width, 5, stride=2), norm_layer(width),
+                       nn.PReLU(width, init=0.2)]
+            channels = width
+        layers += [conv(channels, num_classes, size), norm_layer(num_classes), nn.Tanh()]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.layers(x).flatten(1)
+
+
+ModelBuilder = Callable[[InputShape, int, "Sequence[int] | None", NormLayer], nn.Module]
+
+
+def _cnn(
+    shape: InputShape, num_classes: int, widths: Sequence[int] | None, norm_layer: NormLayer
+) -> nn.Module:
+    return ConvNet(shape, num_classes, widths or (32, 64, 128), norm_layer)
+
+
+def _zeros_net(
+    shape: InputShape, num_classes: int, widths: Sequence[int] | None, norm_layer: NormLayer
+) -> nn.Module:
+    return ZerosNet(shape, num_classes, widths or (64, 128, 256, 256, 256), norm_layer)
+
+
+MODELS: dict[str, ModelBuilder] = {"cnn": _cnn, "zeros_net": _zeros_net}
+
+
+def build_model(
+    name: str,
+    shape: InputShape,
+    num_classes: int,
+    widths: Sequence[int] | None,
+    norm_layer: NormLayer,
+) -> nn.Module:
+    """Build model ``name``; ``widths`` None means the model's default widths."""
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
+    return MODELS[name](shape, num_classes, widths, norm_layer)

@@ -1,0 +1,94 @@
+"""Normalization layers by name: one registry, every constructor takes channels first.
+
+A factory receives ``(channels, spatial_dims, options)`` and returns a module that maps
+``(N, C, *spatial)`` to the same shape. ``spatial_dims`` is 1, 2 or 3 (the number of axes after
+C), so one name builds the 1D, 2D or 3D variant. Adding a norm is one decorated function here.
+
+What each norm averages over, for an input of shape (N, C, *S):
+
+- ``batch``    per channel over N and S (Ioffe & Szegedy 2015, arXiv 1502.03167); in eval mode
+               it uses running estimates instead. PyTorch raises when N·∏S == 1 in training.
+- ``group``    per sample, per group of C/G channels, over those channels and S
+               (Wu & He 2018, arXiv 1803.08494). Independent of N.
+- ``instance`` per sample and channel over S (Ulyanov et al. 2016, arXiv 1607.08022), with a
+               learned affine (as nnU-Net uses it); no running statistics.
+- ``layer``    per sample over C and S: GroupNorm with one group (Ba et al. 2016, arXiv 1607.06450).
+- ``none``     identity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from torch import nn
+
+
+@dataclass(frozen=True)
+class NormOptions:
+    """Settings shared by the norm factories; each factory reads the ones it uses.
+
+    groups:   number of channel groups for ``group`` (must divide the channel count).
+    eps:      added to the variance inside the square root (PyTorch default 1e-5; Keras 1e-3).
+    momentum: weight of the NEW batch in the running-statistic update, PyTorch convention:
+              ``running = (1 - momentum) * running + momentum * batch`` (default 0.1; Keras'
+              momentum 0.99 is 0.01 here). ``None`` means a cumulative average over all batches.
+    """
+
+    groups: int = 8
+    eps: float = 1e-5
+    momentum: float | None = 0.1
+
+
+NormFactory = Callable[[int, int, NormOptions], nn.Module]
+NORMS: dict[str, NormFactory] = {}
+
+_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+_INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
+
+
+def register_norm(name: str) -> Callable[[NormFactory], NormFactory]:
+    """Add a factory to :data:`NORMS` under ``name``."""
+
+    def add(factory: NormFactory) -> NormFactory:
+        NORMS[name] = factory
+        return factory
+
+    return add
+
+
+def create_norm(name: str, channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    """Build the norm called ``name`` for ``channels`` channels and ``spatial_dims`` axes."""
+    if name not in NORMS:
+        raise ValueError(f"unknown norm {name!r}; known: {', '.join(sorted(NORMS))}")
+    return NORMS[name](channels, spatial_dims, options)
+
+
+@register_norm("none")
+def _identity(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    return nn.Identity()
+
+
+@register_norm("batch")
+def _batch(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    return _BATCH_NORM[spatial_dims](channels, eps=options.eps, momentum=options.momentum)
+
+
+@register_norm("group")
+def _group(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    if channels % options.groups:
+        raise ValueError(
+            f"group norm: {options.groups} groups do not divide {channels} channels "
+            "(choose model.norm_groups dividing every layer width)"
+        )
+    return nn.GroupNorm(options.groups, channels, eps=options.eps)
+
+
+@register_norm("instance")
+def _instance(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    return _INSTANCE_NORM[spatial_dims](channels, eps=options.eps, affine=True)
+
+
+@register_norm("layer")
+def _layer(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    return nn.GroupNorm(1, channels, eps=options.eps)

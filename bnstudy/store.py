@@ -1,0 +1,183 @@
+"""Results on disk: one folder per sweep, one per run, one tidy table rebuilt from the runs.
+
+::
+
+    results/<name>/
+      study.yaml            the study config as run (after command-line overrides)
+      plan.json             the expanded runs: run_id and swept values
+      runs/<run_id>/
+        config.json         resolved config of the run
+        history.jsonl       one JSON object per finished epoch
+        result.json         status, error, train metrics, test metrics, provenance
+        error.txt           traceback, when the run failed
+      runs.csv              one row per run × test setting, rebuilt from runs/
+
+Run folders are the source of truth: ``result.json`` is written last and atomically, so a run
+is finished exactly when it exists, and a killed sweep resumes where it stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from bnstudy.config import StudyConfig
+from bnstudy.sweep import Run
+
+RESULT = "result.json"
+CONFIG = "config.json"
+HISTORY = "history.jsonl"
+PLAN = "plan.json"
+TABLE = "runs.csv"
+
+# Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
+RUN_COLUMNS = ["run_id", "name", "dataset", "model", "norm", "batch_size", "lr", "seed"]
+TEST_COLUMNS = ["status", "error", "error_at", "test_mode", "test_batch", "test_batch_size",
+                "test_acc", "test_loss"]
+TRAIN_COLUMNS = ["train_loss", "train_acc", "epochs", "steps", "train_seconds",
+                 "samples_per_sec"]
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` via a temporary file and a rename: readers (and a resumed
+    sweep) see the old file or the new one, never half of one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as file:
+            file.write(text)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        Path(temp).unlink(missing_ok=True)
+        raise
+
+
+def remove_partial_writes(sweep_dir: Path) -> None:
+    """Delete temporary files left by a writer that was killed mid-write. Call only when no
+    other process writes to this sweep."""
+    for temp in sweep_dir.rglob(".*.tmp"):
+        temp.unlink(missing_ok=True)
+
+
+def write_json(path: Path, value: Any) -> None:
+    write_atomic(path, json.dumps(value, indent=2, allow_nan=True) + "\n")
+
+
+def run_dir(sweep_dir: Path, run_id: str) -> Path:
+    return sweep_dir / "runs" / run_id
+
+
+def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
+    """Record the study and its expanded runs (what ``status`` compares against)."""
+    write_atomic(sweep_dir / "study.yaml",
+                 yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
+    write_json(sweep_dir / PLAN, [{"run_id": r.run_id, "swept": r.swept} for r in runs])
+
+
+def read_plan(sweep_dir: Path) -> list[dict[str, Any]]:
+    path = sweep_dir / PLAN
+    if not path.exists():
+        raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no {PLAN})")
+    return json.loads(path.read_text())
+
+
+def start_run(sweep_dir: Path, run: Run) -> Path:
+    """Prepare the run's folder: its config, and an empty history (a killed attempt's
+    partial history is discarded)."""
+    folder = run_dir(sweep_dir, run.run_id)
+    write_json(folder / CONFIG, run.config.model_dump(mode="json"))
+    write_atomic(folder / HISTORY, "")
+    (folder / "error.txt").unlink(missing_ok=True)
+    return folder
+
+
+def append_history(folder: Path, record: dict[str, Any]) -> None:
+    with open(folder / HISTORY, "a") as file:
+        file.write(json.dumps(record) + "\n")
+
+
+def finish_run(folder: Path, result: dict[str, Any]) -> None:
+    """Write the run's outcome; the run counts as finished from here on."""
+    trace = result.pop("traceback", "")
+    if trace:
+        write_atomic(folder / "error.txt", trace)
+    write_json(folder / RESULT, result)
+
+
+def read_result(sweep_dir: Path, run_id: str) -> dict[str, Any] | None:
+    path = run_dir(sweep_dir, run_id) / RESULT
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per finished planned run × test setting."""
+    rows = []
+    for entry in planned:
+        result = read_result(sweep_dir, entry["run_id"])
+        if result is None:
+            continue
+        config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
+        base = {**_run_fields(entry["run_id"], config, result), **result.get("train", {})}
+        base |= entry["swept"]
+        rows += [{**base, **_test_fields(result, test)} for test in result["tests"]]
+    return rows
+
+
+def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "name": config["name"],
+        "dataset": config["data"]["name"],
+        "model": config["model"]["name"],
+        "norm": config["model"]["norm"],
+        "batch_size": config["train"]["batch_size"],
+        "lr": result.get("train", {}).get("lr"),
+        "seed": config["seed"],
+    }
+
+
+def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
+    """A training failure is the outcome of every test setting; else each has its own."""
+    if result["status"] != "ok":
+        return {**test, "status": result["status"], "error": result["error"],
+                "error_at": result["error_at"]}
+    return test
+
+
+def write_table(sweep_dir: Path) -> pd.DataFrame:
+    """Rebuild ``runs.csv`` from the run folders of the current plan."""
+    planned = read_plan(sweep_dir)
+    swept = list(planned[0]["swept"]) if planned else []
+    columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS
+    columns += [key for key in swept if key not in columns]
+    table = pd.DataFrame(table_rows(sweep_dir, planned), columns=columns)
+    write_atomic(sweep_dir / TABLE, table.to_csv(index=False))
+    return table
+
+
+def status_counts(sweep_dir: Path) -> tuple[Counter, list[dict[str, Any]], int]:
+    """Run outcomes by status, the planned runs not finished, and stale run folders (from
+    earlier versions of the study, not in the current plan)."""
+    planned = read_plan(sweep_dir)
+    counts: Counter = Counter()
+    missing = []
+    for entry in planned:
+        result = read_result(sweep_dir, entry["run_id"])
+        if result is None:
+            missing.append(entry)
+        else:
+            counts[result["status"]] += 1
+    planned_ids = {entry["run_id"] for entry in planned}
+    runs_root = sweep_dir / "runs"
+    stale = sum(1 for d in runs_root.iterdir() if d.name not in planned_ids) \
+        if runs_root.exists() else 0
+    return counts, missing, stale

@@ -1,0 +1,92 @@
+"""Execute a planned study: skip finished runs, run the rest, keep the table current."""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from bnstudy import store
+from bnstudy.config import StudyConfig
+from bnstudy.run import execute_run
+from bnstudy.sweep import Run, order_runs
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise ValueError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    return torch.device(name)
+
+
+def pending_runs(sweep_dir: Path, runs: list[Run]) -> list[Run]:
+    """The runs without a result in ``sweep_dir``."""
+    return [run for run in runs if store.read_result(sweep_dir, run.run_id) is None]
+
+
+def run_study(
+    study: StudyConfig,
+    runs: list[Run],
+    out_root: Path,
+    device: torch.device,
+    order: str = "shuffled",
+    console: Console | None = None,
+) -> Counter:
+    """Run every unfinished run of the study; return the outcome counts of all its runs."""
+    console = console or Console(stderr=True)
+    sweep_dir = out_root / study.name
+    store.remove_partial_writes(sweep_dir)
+    store.write_plan(sweep_dir, study, runs)
+    todo = pending_runs(sweep_dir, order_runs(runs, order))
+    with _progress(console) as progress:
+        task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
+        for run in todo:
+            progress.update(task, description=_label(run))
+            _run_one(sweep_dir, run, device)
+            store.write_table(sweep_dir)
+            progress.advance(task)
+    store.write_table(sweep_dir)
+    counts, _, _ = store.status_counts(sweep_dir)
+    return counts
+
+
+def _run_one(sweep_dir: Path, run: Run, device: torch.device) -> None:
+    folder = store.start_run(sweep_dir, run)
+    result = execute_run(
+        run.config, device, on_epoch=lambda stats: store.append_history(folder, asdict(stats))
+    )
+    store.finish_run(folder, result)
+
+
+def _label(run: Run) -> str:
+    values = " ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in run.swept.items())
+    return f"{run.run_id} {values}"
+
+
+def _progress(console: Console) -> Progress:
+    """Runs done/total, the current run and an ETA; silent when output is not a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        disable=not console.is_terminal,
+    )

@@ -1,0 +1,201 @@
+"""Expand a study's ``sweep`` section into validated runs, each with a stable identity.
+
+::
+
+    sweep:
+      model.norm: [batch, group]          # an axis: key path -> values
+      seed: [0, 1]
+      zip:                                # keys whose lists advance together
+        - train.batch_size: [1, 4, 16]
+          train.lr: [0.002, 0.008, 0.032]
+      exclude:                            # drop runs matching every key of a rule
+        - {model.norm: group, train.batch_size: 1}
+
+The runs are the Cartesian product of the axes (each zip group is one axis). A run's identity is
+a short hash of its resolved config without ``name`` and ``sweep``, so re-running a study skips
+finished runs and editing one value re-runs only the runs it changes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from bnstudy.config import (
+    ConfigError,
+    StudyConfig,
+    check_key_path,
+    set_path,
+    validate_study,
+)
+from bnstudy.data import DATASETS
+from bnstudy.models import InputShape
+from bnstudy.run import make_model
+
+RESERVED = ("zip", "exclude")
+
+
+@dataclass(frozen=True)
+class Run:
+    """One cell of the sweep: its resolved config, the swept values, and its identity."""
+
+    config: StudyConfig
+    swept: dict[str, Any]
+    run_id: str
+
+
+def run_identity(config: StudyConfig) -> str:
+    """Ten hex digits of the SHA-256 of the settings that affect results (not name, sweep)."""
+    settings = config.model_dump(mode="json", exclude={"name", "sweep"})
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
+    """Validate the study and every run it expands to; raise ConfigError on any problem."""
+    study = validate_study(raw, source)
+    axes, excludes = _parse_sweep(study.sweep, source)
+    base = {key: value for key, value in raw.items() if key != "sweep"}
+    runs, problems = [], []
+    for swept in _combinations(axes):
+        if any(_matches(rule, swept) for rule in excludes):
+            continue
+        run, run_problems = _resolve(base, swept, source)
+        problems += [p for p in run_problems if p not in problems]
+        if run is not None:
+            runs.append(run)
+    if problems:
+        raise ConfigError(source, problems)
+    if not runs:
+        raise ConfigError(source, [("sweep", "every run is excluded")])
+    return study, runs
+
+
+def order_runs(runs: list[Run], order: str, seed: int = 0) -> list[Run]:
+    """``grid``: the expansion order. ``shuffled``: a seeded shuffle, so that a partial sweep
+    already covers the whole grid coarsely."""
+    if order == "grid":
+        return list(runs)
+    shuffled = list(runs)
+    random.Random(seed).shuffle(shuffled)
+    return shuffled
+
+
+def swept_keys(runs: list[Run]) -> list[str]:
+    """The swept key paths, in sweep order."""
+    return list(runs[0].swept) if runs else []
+
+
+def _parse_sweep(
+    sweep: dict[str, Any], source: str
+) -> tuple[list[dict[str, list]], list[dict[str, list]]]:
+    """Axes (each a mapping of keys to equally long value lists) and exclude rules."""
+    problems: list[tuple[str, str]] = []
+    axes = [{key: values} for key, values in sweep.items() if key not in RESERVED]
+    zips = sweep.get("zip", [])
+    if not isinstance(zips, list):
+        problems.append(("sweep.zip", "must be a list of mappings key -> values"))
+        zips = []
+    axes += [group for group in zips if isinstance(group, dict)]
+    problems += [(f"sweep.zip[{i}]", "must be a mapping key -> values")
+                 for i, group in enumerate(zips) if not isinstance(group, dict)]
+    problems += _check_axes(axes, zips)
+    excludes = _parse_excludes(sweep.get("exclude", []), _keys(axes), problems)
+    if problems:
+        raise ConfigError(source, problems)
+    return axes, excludes
+
+
+def _keys(axes: list[dict[str, list]]) -> list[str]:
+    return [key for axis in axes for key in axis]
+
+
+def _check_axes(axes: list[dict[str, list]], zips: list) -> list[tuple[str, str]]:
+    problems = []
+    for axis in axes:
+        zipped = len(axis) > 1 or axis in zips
+        for key, values in axis.items():
+            where = f"sweep.zip[{zips.index(axis)}].{key}" if zipped else f"sweep.{key}"
+            message = check_key_path(key)
+            if message is None and not (isinstance(values, list) and values):
+                message = "must be a non-empty list of values"
+            elif message is None and len({json.dumps(v) for v in values}) != len(values):
+                message = f"values repeat: {values}"
+            if message:
+                problems.append((where, message))
+        lengths = {len(v) for v in axis.values() if isinstance(v, list)}
+        if len(lengths) > 1:
+            problems.append((f"sweep.zip[{zips.index(axis)}]",
+                             f"zipped lists differ in length: {sorted(lengths)}"))
+    keys = _keys(axes)
+    problems += [(f"sweep.{key}", "swept twice (in a zip group and elsewhere)")
+                 for key in sorted({k for k in keys if keys.count(k) > 1})]
+    return problems
+
+
+def _parse_excludes(
+    rules: Any, keys: list[str], problems: list[tuple[str, str]]
+) -> list[dict[str, list]]:
+    if not isinstance(rules, list) or not all(isinstance(r, dict) and r for r in rules):
+        problems.append(("sweep.exclude", "must be a list of mappings key -> value(s)"))
+        return []
+    for index, rule in enumerate(rules):
+        problems += [(f"sweep.exclude[{index}].{key}", "not a swept key")
+                     for key in rule if key not in keys]
+    return [{k: v if isinstance(v, list) else [v] for k, v in rule.items()} for rule in rules]
+
+
+def _combinations(axes: list[dict[str, list]]) -> list[dict[str, Any]]:
+    per_axis = [[dict(zip(axis, values)) for values in zip(*axis.values())] for axis in axes]
+    return [
+        {key: value for part in combo for key, value in part.items()}
+        for combo in itertools.product(*per_axis)
+    ]
+
+
+def _matches(rule: dict[str, list], swept: dict[str, Any]) -> bool:
+    return all(swept[key] in values for key, values in rule.items())
+
+
+def _resolve(
+    base: dict[str, Any], swept: dict[str, Any], source: str
+) -> tuple[Run | None, list[tuple[str, str]]]:
+    raw = json.loads(json.dumps(base))
+    for key, value in swept.items():
+        set_path(raw, key.split("."), value)
+    try:
+        config = validate_study(raw, source)
+    except ConfigError as error:
+        return None, [_blame(key, message, swept) for key, message in error.problems]
+    problem = _build_problem(config)
+    if problem:
+        return None, [("model", f"{problem} (run {_describe(swept)})")]
+    return Run(config=config, swept=swept, run_id=run_identity(config)), []
+
+
+def _blame(key: str, message: str, swept: dict[str, Any]) -> tuple[str, str]:
+    """Name the swept key when a swept value is the problem, else the run."""
+    if key in swept:
+        return f"sweep.{key}", f"{message} (value {swept[key]!r})"
+    return key, f"{message} (run {_describe(swept)})"
+
+
+def _describe(swept: dict[str, Any]) -> str:
+    return ", ".join(f"{key}={value}" for key, value in swept.items())
+
+
+def _build_problem(config: StudyConfig) -> str | None:
+    """Build the run's model once on the CPU to catch errors such as groups not dividing a
+    width before any run starts. Data sets whose shape comes from a file are left to run time."""
+    dims = DATASETS[config.data.name].spatial_dims
+    if not dims:
+        return None
+    shape = InputShape(channels=1, spatial_dims=dims, size=config.data.image_size or 32)
+    try:
+        make_model(config.model, shape, num_classes=2)
+    except ValueError as error:
+        return str(error)
+    return None

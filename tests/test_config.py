@@ -1,0 +1,111 @@
+from pathlib import Path
+
+import pytest
+
+from bnstudy.config import (
+    ConfigError,
+    apply_overrides,
+    check_key_path,
+    parse_yaml,
+    read_config_file,
+    validate_study,
+)
+from bnstudy.sweep import plan
+
+
+def problems(raw: dict) -> list[tuple[str, str]]:
+    with pytest.raises(ConfigError) as caught:
+        plan(raw, "study.yaml")
+    return caught.value.problems
+
+
+def test_a_valid_study_resolves_with_defaults(tiny_study):
+    study = validate_study(tiny_study, "study.yaml")
+    assert study.train.batch_size == 8
+    assert study.model.bn_momentum == 0.1
+    assert study.eval.test_modes == ["eval", "train"]
+
+
+def test_unknown_key_suggests_the_close_one(tiny_study):
+    tiny_study["train"]["batch_siz"] = 4
+    [(key, message)] = problems(tiny_study)
+    assert key == "train.batch_siz"
+    assert "unknown key" in message and "did you mean 'batch_size'?" in message
+
+
+def test_wrong_type_names_the_key_and_the_value(tiny_study):
+    tiny_study["train"]["epochs"] = "three"
+    [(key, message)] = problems(tiny_study)
+    assert key == "train.epochs" and "'three'" in message
+
+
+def test_batch_size_below_one_is_rejected(tiny_study):
+    tiny_study["train"]["batch_size"] = 0
+    [(key, message)] = problems(tiny_study)
+    assert key == "train.batch_size" and "greater than or equal to 1" in message
+
+
+def test_unknown_norm_and_dataset_are_rejected_with_suggestions(tiny_study):
+    tiny_study["model"]["norm"] = "grop"
+    tiny_study["data"]["name"] = "synthetic2"
+    found = dict(problems(tiny_study))
+    assert "did you mean 'group'?" in found["model.norm"]
+    assert "did you mean 'synthetic2d'?" in found["data.name"]
+
+
+def test_file_data_sets_need_an_existing_root(tiny_study, tmp_path):
+    tiny_study["data"] = {"name": "cifar10", "root": str(tmp_path / "nowhere")}
+    [(key, message)] = problems(tiny_study)
+    assert key == "data.root" and "no such file" in message
+
+
+def test_group_count_that_does_not_divide_a_width_fails_before_any_run(tiny_study):
+    tiny_study["model"].update(norm="group", norm_groups=3)
+    [(key, message)] = problems(tiny_study)
+    assert key == "model" and "3 groups do not divide 4 channels" in message
+
+
+def test_bad_swept_value_names_the_sweep_key(tiny_study):
+    tiny_study["sweep"] = {"train.batch_size": [1, 0, 4]}
+    [(key, message)] = problems(tiny_study)
+    assert key == "sweep.train.batch_size" and "(value 0)" in message
+
+
+def test_unknown_swept_key_suggests(tiny_study):
+    tiny_study["sweep"] = {"train.batchsize": [1, 2]}
+    [(key, message)] = problems(tiny_study)
+    assert key == "sweep.train.batchsize" and "did you mean 'batch_size'?" in message
+
+
+def test_yaml_reads_exponent_floats():
+    assert parse_yaml("lr: 1e-3") == {"lr": 0.001}
+
+
+def test_overrides_set_nested_and_swept_keys(tiny_study):
+    raw = apply_overrides(tiny_study, ["train.epochs=2", "sweep.train.batch_size=[1, 2]",
+                                       "model.norm=group"], "cli")
+    assert raw["train"]["epochs"] == 2 and raw["model"]["norm"] == "group"
+    assert raw["sweep"] == {"train.batch_size": [1, 2]}
+    assert tiny_study["train"]["epochs"] == 1  # the input is not modified
+
+
+def test_override_without_equals_sign_is_an_error(tiny_study):
+    with pytest.raises(ConfigError, match="key.path=value"):
+        apply_overrides(tiny_study, ["train.epochs"], "cli")
+
+
+def test_unreadable_and_non_mapping_files_are_config_errors(tmp_path: Path):
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        read_config_file(tmp_path / "missing.yaml")
+    (tmp_path / "list.yaml").write_text("- 1\n- 2\n")
+    with pytest.raises(ConfigError, match="must be a YAML mapping"):
+        read_config_file(tmp_path / "list.yaml")
+    (tmp_path / "broken.yaml").write_text("a: [1, 2\n")
+    with pytest.raises(ConfigError, match="broken.yaml: yaml"):
+        read_config_file(tmp_path / "broken.yaml")
+
+
+def test_key_paths_are_checked_against_the_schema():
+    assert check_key_path("train.lr") is None
+    assert check_key_path("seed") is None
+    assert "did you mean 'train.lr'" in check_key_path("trian.lr")

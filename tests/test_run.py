@@ -1,0 +1,76 @@
+import torch
+
+from bnstudy.run import execute_run, evaluation_settings
+from bnstudy.sweep import plan
+
+CPU = torch.device("cpu")
+
+
+def only_run(study):
+    _, [run] = plan(study, "study.yaml")
+    return run.config
+
+
+def test_a_run_trains_once_and_reports_every_test_setting(tiny_study):
+    tiny_study["eval"]["train_mode_batch_sizes"] = ["same", 1]
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "ok"
+    assert [(t["test_mode"], t["test_batch"], t["test_batch_size"]) for t in result["tests"]] == [
+        ("eval", "eval", 12), ("train", "same", 8), ("train", "1", 1)]
+    assert all(0 <= t["test_acc"] <= 1 for t in result["tests"])
+    assert result["train"]["steps"] == 6 and result["train"]["samples"] == 48
+
+
+def test_same_config_and_seed_give_bit_identical_metrics_on_cpu(tiny_study):
+    first = execute_run(only_run(tiny_study), CPU)
+    second = execute_run(only_run(tiny_study), CPU)
+    for key in ("train_loss", "train_acc"):
+        assert first["train"][key] == second["train"][key]
+    assert first["tests"] == second["tests"]
+    tiny_study["seed"] = 1
+    assert execute_run(only_run(tiny_study), CPU)["train"]["train_loss"] != \
+        first["train"]["train_loss"]
+
+
+def test_batchnorm_on_one_value_per_channel_is_an_error_outcome_with_the_message(tiny_study):
+    # 2x2 images, two blocks: the second BN sees a 1x1 map; 49 = 6*8 + 1 leaves a batch of 1
+    tiny_study["data"].update(image_size=2, train_size=49)
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "error"
+    assert result["error"].startswith(
+        "ValueError: Expected more than 1 value per channel when training")
+    assert result["error_at"] == "train epoch 1 step 7 (batch of 1)"
+    assert "Traceback" in result["traceback"]
+    assert all(t["test_acc"] is None for t in result["tests"])
+
+
+def test_drop_last_removes_the_batch_of_one(tiny_study):
+    tiny_study["data"].update(image_size=2, train_size=49)
+    tiny_study["train"]["drop_last"] = True
+    tiny_study["eval"]["test_modes"] = ["eval"]
+    assert execute_run(only_run(tiny_study), CPU)["status"] == "ok"
+
+
+def test_a_failing_test_setting_does_not_void_the_others(tiny_study):
+    tiny_study["data"].update(image_size=2)
+    tiny_study["eval"]["train_mode_batch_sizes"] = ["same", 1]
+    result = execute_run(only_run(tiny_study), CPU)
+    by_label = {t["test_batch"]: t for t in result["tests"]}
+    assert result["status"] == "ok"
+    assert by_label["eval"]["status"] == by_label["same"]["status"] == "ok"
+    assert by_label["1"]["status"] == "error"
+    assert "Expected more than 1 value per channel" in by_label["1"]["error"]
+
+
+def test_a_non_finite_loss_is_a_diverged_outcome(tiny_study):
+    tiny_study["model"]["norm"] = "none"
+    tiny_study["train"]["lr"] = 1e6
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "diverged"
+    assert "loss" in result["error"]
+
+
+def test_train_mode_test_batch_defaults_to_the_training_batch_size(tiny_study):
+    tiny_study["train"]["batch_size"] = 6
+    settings = evaluation_settings(only_run(tiny_study))
+    assert [(s.mode, s.batch_size) for s in settings] == [("eval", 12), ("train", 6)]

@@ -1,0 +1,102 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+import torch
+
+from bnstudy import store, study
+from bnstudy.sweep import plan
+
+CPU = torch.device("cpu")
+
+
+def count_executions(monkeypatch):
+    calls = []
+    real = study.execute_run
+
+    def counting(config, device, on_epoch):
+        calls.append(config)
+        return real(config, device, on_epoch)
+
+    monkeypatch.setattr(study, "execute_run", counting)
+    return calls
+
+
+def test_rerun_skips_finished_runs_and_an_edit_reruns_only_what_it_changes(
+        tiny_study, tmp_path, monkeypatch):
+    calls = count_executions(monkeypatch)
+    tiny_study["sweep"] = {"model.norm": ["batch", "none"], "train.batch_size": [4, 8]}
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert len(calls) == 4
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert len(calls) == 4
+    tiny_study["sweep"]["train.batch_size"] = [4, 16]
+    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert len(calls) == 6 and counts["ok"] == 4
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    assert sorted(set(table["batch_size"])) == [4, 16]  # the stale cells are not in the table
+    _, missing, stale = store.status_counts(tmp_path / "tiny")
+    assert missing == [] and stale == 2
+
+
+def test_table_is_tidy_with_swept_keys_and_history_per_epoch(tiny_study, tmp_path):
+    tiny_study["train"]["epochs"] = 2
+    tiny_study["sweep"] = {"seed": [0, 1]}
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    assert len(table) == 4 and set(table["test_mode"]) == {"eval", "train"}
+    for column in store.RUN_COLUMNS + store.TEST_COLUMNS + store.TRAIN_COLUMNS:
+        assert column in table.columns
+    assert table.duplicated(["run_id", "test_mode", "test_batch"]).sum() == 0
+    run_id = table["run_id"].iloc[0]
+    history = (tmp_path / "tiny" / "runs" / run_id / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["epoch"] for line in history] == [1, 2]
+
+
+def test_an_error_run_is_recorded_and_the_sweep_goes_on(tiny_study, tmp_path):
+    tiny_study["data"]["image_size"] = 2
+    tiny_study["sweep"] = {"train.batch_size": [1, 2]}
+    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert counts == {"ok": 1, "error": 1}
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv", keep_default_na=False)
+    errors = table[table["status"] == "error"]
+    assert set(errors["batch_size"]) == {1}
+    assert errors["error"].str.contains("Expected more than 1 value per channel").all()
+    run_id = errors["run_id"].iloc[0]
+    assert "Traceback" in (tmp_path / "tiny" / "runs" / run_id / "error.txt").read_text()
+
+
+def result_files(sweep_dir):
+    return {p.parent.name: p.stat().st_mtime_ns for p in sweep_dir.glob("runs/*/result.json")}
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(tiny_study, write_study,
+                                                                  tmp_path):
+    tiny_study["data"].update(train_size=240, image_size=16)
+    tiny_study["train"]["batch_size"] = 4
+    tiny_study["sweep"] = {"seed": [0, 1, 2, 3, 4, 5]}
+    config, out = write_study(tiny_study), tmp_path / "out"
+    command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(out)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sweep_dir = out / "tiny"
+    deadline = time.monotonic() + 120
+    while len(result_files(sweep_dir)) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.kill(process.pid, signal.SIGKILL)
+    process.wait()
+    finished = result_files(sweep_dir)
+    assert 2 <= len(finished) < 6, "the kill should land mid-sweep"
+    subprocess.run(command, check=True, capture_output=True)
+    after = result_files(sweep_dir)
+    assert len(after) == 6
+    assert all(after[run_id] == mtime for run_id, mtime in finished.items())
+    table = pd.read_csv(sweep_dir / "runs.csv")
+    assert len(table) == 12 and table["run_id"].nunique() == 6
+    assert not table.duplicated(["run_id", "test_mode", "test_batch"]).any()
+    assert not list(sweep_dir.rglob("*.tmp"))
