@@ -20,7 +20,7 @@ demo: $(INSTALLED)
 	$(BIN)/bnstudy report results/quickstart
 
 test: $(INSTALLED)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)
 	$(BIN)/ruff check bnstudy tests scripts

@@ -21,11 +21,12 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from bnstudy.data import DATASETS
 from bnstudy.models import MODELS
-from bnstudy.norms import NORMS
+from bnstudy.norms import NORMS, NormOptions
 
 
 class ConfigError(Exception):
@@ -75,12 +76,19 @@ class DataConfig(_Section):
 class ModelConfig(_Section):
     name: str = "cnn"  # architecture (bnstudy.models.MODELS)
     widths: list[int] | None = None  # channels per conv block; null = the model's default
-    norm: str = "batch"  # norm layer (bnstudy.norms.NORMS): batch | group | instance | layer | none
+    # norm layer, a name in bnstudy.norms.NORMS: batch | group | instance | layer | none |
+    # batch_manual | batch_keras
+    norm: str = "batch"
+    #                       | batch_manual | batch_keras
     norm_groups: int = Field(8, ge=1)  # group norm: channel groups (must divide every width)
     norm_eps: float = Field(1e-5, gt=0)  # added to the variance inside the sqrt (torch 1e-5)
     # BN running-stat update weight on the NEW batch, PyTorch convention:
     # running = (1 - m)·running + m·batch. Keras momentum 0.99 is 0.01 here; null = cumulative.
     bn_momentum: float | None = Field(0.1, gt=0, le=1)
+    # batch_manual only (defaults are PyTorch's behaviour; see bnstudy.batchnorm):
+    bn_running_var: Literal["unbiased", "biased"] = "unbiased"  # stored in running_var
+    bn_stats: Literal["channel", "activation"] = "channel"  # per channel, or per position too
+    bn_single_value: Literal["raise", "beta"] = "raise"  # one value per statistic: raise or β
 
     @field_validator("name")
     @classmethod
@@ -91,6 +99,29 @@ class ModelConfig(_Section):
     @classmethod
     def _known_norm(cls, name: str) -> str:
         return _known(name, NORMS, "norm")
+
+    @model_validator(mode="after")
+    def _manual_knobs_need_batch_manual(self) -> ModelConfig:
+        changed = [key for key in _MANUAL_ONLY
+                   if getattr(self, key) != type(self).model_fields[key].default]
+        if changed and self.norm != "batch_manual":
+            raise ValueError(f"{', '.join(changed)} apply to norm batch_manual only "
+                             f"(norm is {self.norm!r})")
+        return self
+
+    def norm_options(self) -> NormOptions:
+        """The norm settings as the registry's factories take them."""
+        return NormOptions(
+            groups=self.norm_groups,
+            eps=self.norm_eps,
+            momentum=self.bn_momentum,
+            unbiased_running_var=self.bn_running_var == "unbiased",
+            stats=self.bn_stats,
+            single_value=self.bn_single_value,
+        )
+
+
+_MANUAL_ONLY = ("bn_running_var", "bn_stats", "bn_single_value")
 
 
 class TrainConfig(_Section):

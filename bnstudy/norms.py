@@ -14,6 +14,11 @@ What each norm averages over, for an input of shape (N, C, *S):
                learned affine (as nnU-Net uses it); no running statistics.
 - ``layer``    per sample over C and S: GroupNorm with one group (Ba et al. 2016, arXiv 1607.06450).
 - ``none``     identity.
+- ``batch_manual`` BN written out (:mod:`bnstudy.batchnorm`), same as ``batch`` by default, with
+               the framework knobs of :class:`NormOptions` (per-activation statistics, no raise).
+- ``batch_keras`` ``batch_manual`` preset with Keras/TF defaults: ε 1e-3, momentum 0.99 in the
+               Keras form (0.01 here), biased running variance, no raise: one value per channel
+               gives β, as in StackOverflow q. 48320854.
 """
 
 from __future__ import annotations
@@ -22,6 +27,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from torch import nn
+
+from bnstudy.batchnorm import ManualBatchNorm
 
 
 @dataclass(frozen=True)
@@ -33,11 +40,16 @@ class NormOptions:
     momentum: weight of the NEW batch in the running-statistic update, PyTorch convention:
               ``running = (1 - momentum) * running + momentum * batch`` (default 0.1; Keras'
               momentum 0.99 is 0.01 here). ``None`` means a cumulative average over all batches.
+    unbiased_running_var, stats, single_value: ``batch_manual`` only; see
+              :class:`bnstudy.batchnorm.ManualBatchNorm` (defaults are PyTorch's behaviour).
     """
 
     groups: int = 8
     eps: float = 1e-5
     momentum: float | None = 0.1
+    unbiased_running_var: bool = True
+    stats: str = "channel"
+    single_value: str = "raise"
 
 
 NormFactory = Callable[[int, int, NormOptions], nn.Module]
@@ -92,3 +104,22 @@ def _instance(channels: int, spatial_dims: int, options: NormOptions) -> nn.Modu
 @register_norm("layer")
 def _layer(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return nn.GroupNorm(1, channels, eps=options.eps)
+
+
+@register_norm("batch_manual")
+def _batch_manual(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    return ManualBatchNorm(
+        channels,
+        spatial_dims,
+        eps=options.eps,
+        momentum=options.momentum,
+        unbiased_running_var=options.unbiased_running_var,
+        stats=options.stats,
+        single_value=options.single_value,
+    )
+
+
+@register_norm("batch_keras")
+def _batch_keras(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
+    return ManualBatchNorm(channels, spatial_dims, eps=1e-3, momentum=0.01,
+                           unbiased_running_var=False, single_value="beta")

@@ -22,7 +22,7 @@ import bnstudy
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import Dataset, load_dataset
 from bnstudy.models import InputShape, build_model
-from bnstudy.norms import NormOptions, create_norm
+from bnstudy.norms import create_norm
 from bnstudy.train import (
     Diverged,
     EpochStats,
@@ -61,9 +61,8 @@ def evaluation_settings(config: StudyConfig) -> list[EvalSetting]:
 
 def make_model(model: ModelConfig, shape: InputShape, num_classes: int) -> nn.Module:
     """Build the configured model with its norm layer resolved from the registry."""
-    options = NormOptions(groups=model.norm_groups, eps=model.norm_eps, momentum=model.bn_momentum)
     norm_layer = functools.partial(
-        create_norm, model.norm, spatial_dims=shape.spatial_dims, options=options
+        create_norm, model.norm, spatial_dims=shape.spatial_dims, options=model.norm_options()
     )
     return build_model(model.name, shape, num_classes, model.widths, norm_layer)
 

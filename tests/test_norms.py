@@ -35,5 +35,5 @@ def test_group_norm_names_the_problem_when_groups_do_not_divide():
 
 
 def test_unknown_norm_lists_the_known_names():
-    with pytest.raises(ValueError, match="batch, group"):
+    with pytest.raises(ValueError, match="batch, batch_keras, batch_manual, group"):
         create_norm("batchnorm", 8, 2, NormOptions())
