@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import sys
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -13,7 +15,15 @@ from rich.table import Table
 
 import bnstudy
 from bnstudy import store
-from bnstudy.config import ConfigError, apply_overrides, read_config_file
+from bnstudy.config import (
+    ConfigError,
+    StudyConfig,
+    apply_overrides,
+    read_config_file,
+    validate_study,
+)
+from bnstudy.diagnostics import LayerReport, layer_reports
+from bnstudy.run import load_data, model_for_data
 from bnstudy.study import pending_runs, resolve_device, run_study
 from bnstudy.sweep import Run, order_runs, plan
 
@@ -23,7 +33,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-out = Console(soft_wrap=True, highlight=False, markup=False)
+# Plain lines don't wrap (greppable); tables get 140 columns when output is not a terminal.
+out = Console(soft_wrap=True, highlight=False, markup=False,
+              width=None if sys.stdout.isatty() else 140)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -92,6 +104,38 @@ def _plan_table(runs: list[Run], sweep_dir: Path, order: str) -> Table:
     for index, run in enumerate(order_runs(runs, order), start=1):
         state = "to run" if run.run_id in todo else "done"
         table.add_row(str(index), run.run_id, *(str(run.swept[k]) for k in keys), state)
+    return table
+
+
+@app.command()
+def inspect(
+    config: Annotated[Path, typer.Argument(help="Study file (YAML); its sweep is ignored.")],
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides.")] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", min=1, help="Default: train.batch_size.")
+    ] = None,
+) -> None:
+    """Will BN work with this shape at this batch size? Per norm layer, without training: input
+    shape, the axes its statistics reduce over, values per statistic and a verdict."""
+    try:
+        raw = apply_overrides(read_config_file(config), overrides or [], str(config))
+        study = validate_study({k: v for k, v in raw.items() if k != "sweep"}, str(config))
+    except ConfigError as error:
+        _fail(error.lines())
+    size = batch_size or study.train.batch_size
+    data = load_data(study, torch.device("cpu"))
+    model = model_for_data(study, data)
+    reports = layer_reports(model, torch.zeros(size, *data.train.x.shape[1:]))
+    out.print(_layer_table(study, size, reports))
+
+
+def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]) -> Table:
+    title = f"{study.model.name} with {study.model.norm} norm at batch size {batch_size}"
+    table = Table("layer", "type", "input shape", "reduced axes", "values / statistic",
+                  "verdict", title=title)
+    for r in reports:
+        table.add_row(r.name, r.kind, "×".join(map(str, r.input_shape)), r.axes, str(r.values),
+                      r.verdict)
     return table
 
 

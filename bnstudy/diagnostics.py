@@ -95,8 +95,8 @@ def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
 def verdict(count: int, module: nn.Module) -> str:
     """fine / noisy / degenerate for a statistic over ``count`` values."""
     if count == 1:
-        how = "PyTorch raises, TF outputs β" if uses_batch_statistics(module) else "outputs β"
-        return f"degenerate (1 value: {how})"
+        how = "PyTorch raises, TF gives β" if uses_batch_statistics(module) else "gives β"
+        return f"degenerate: 1 value ({how})"
     return f"noisy (< {NOISY_BELOW} values)" if count < NOISY_BELOW else "fine"
 
 

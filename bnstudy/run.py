@@ -8,19 +8,21 @@ its message verbatim and where it happened, a non-finite loss becomes ``diverged
 from __future__ import annotations
 
 import functools
+import math
 import platform
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 import bnstudy
+from bnstudy import diagnostics
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
-from bnstudy.data import Dataset, load_dataset
+from bnstudy.data import Dataset, Split, load_dataset
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import create_norm
 from bnstudy.train import (
@@ -32,6 +34,9 @@ from bnstudy.train import (
     scaled_lr,
     train,
 )
+
+
+NOISE_BATCHES = 32  # training batches over which batch-statistic noise is measured
 
 
 @dataclass(frozen=True)
@@ -90,38 +95,84 @@ def execute_run(
     device: torch.device,
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
 ) -> dict[str, Any]:
-    """Train and evaluate one run; the returned record is what ``result.json`` holds."""
+    """Train and evaluate one run; the returned record is what ``result.json`` holds.
+
+    Diagnostics (bnstudy.diagnostics) are taken at initialization, so that they explain a run
+    that fails in training, and again after training."""
     started = time.time()
     position = Position()
-    record: dict[str, Any] = {"status": "ok", "error": "", "error_at": "", "traceback": ""}
+    record: dict[str, Any] = {"status": "ok", "error": "", "error_at": "", "traceback": "",
+                              "train": {}, "diagnostics": {}, "layers": []}
     tests = [_untested(setting) for setting in evaluation_settings(config)]
     try:
-        record["where"] = "setup"
         data = load_data(config, device)
-        model, optimizer, lr = _setup(config, data, device)
-        record["train"] = {"lr": lr}
-        record["where"] = "train"
-        outcome = _train(config, model, optimizer, data, position, on_epoch)
-        record["train"].update(outcome)
-        tests = [_test(model, data, setting) for setting in evaluation_settings(config)]
+        model, optimizer, record["train"]["lr"] = _setup(config, data, device)
+        position.phase = "diagnostics at init"
+        record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
+        position.phase = "train"
+        record["train"].update(_train(config, model, optimizer, data, position, on_epoch))
+        position.phase = "diagnostics after training"
+        record["diagnostics"].update(_final_diagnostics(model, data, config, record["layers"]))
+        tests = [_test(model, data, setting, config.seed) for setting in
+                 evaluation_settings(config)]
     except Diverged as error:
         record.update(status="diverged", error=f"Diverged: {error}", error_at=position.describe())
     except Exception as error:  # noqa: BLE001 - any failure of the run is its outcome
-        where = position.describe() if record["where"] == "train" else record["where"]
-        record.update(status="error", error=f"{type(error).__name__}: {error}", error_at=where,
-                      traceback=traceback.format_exc())
-    del record["where"]
+        record.update(status="error", error=f"{type(error).__name__}: {error}",
+                      error_at=position.describe(), traceback=traceback.format_exc())
     record["tests"] = tests
     record["provenance"] = _provenance(device, started)
     return record
 
 
+def _probe_batches(data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two fixed batches of the run's batch size: the first test samples, the first train
+    samples (the 'other input' of the output probe)."""
+    return data.test.x[:batch_size], data.train.x[:batch_size]
+
+
+def _initial_diagnostics(
+    model: nn.Module, data: Dataset, config: StudyConfig
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    probe, other = _probe_batches(data, config.train.batch_size)
+    layers = [asdict(report) for report in diagnostics.layer_reports(model, probe)]
+    summary = {"min_values_per_stat": min((r["values"] for r in layers), default=math.nan)}
+    summary |= {f"init_{k}": v for k, v in diagnostics.output_probe(model, probe, other).items()}
+    return layers, summary
+
+
+def _final_diagnostics(
+    model: nn.Module, data: Dataset, config: StudyConfig, layers: list[dict[str, Any]]
+) -> dict[str, float]:
+    """Batch-statistic noise over up to NOISE_BATCHES training batches, and the output probe.
+    Adds each BN layer's noise to its entry in ``layers``."""
+    size = config.train.batch_size
+    count = min(NOISE_BATCHES, len(data.train.y) // size)
+    batches = [data.train.x[i * size:(i + 1) * size] for i in range(count)]
+    noise = diagnostics.batch_statistic_noise(model, batches)
+    for layer in layers:
+        layer.update(noise.get(layer["name"], {}))
+    summary = {f"bn_{key}": _mean([n[key] for n in noise.values()]) for key in
+               ("mean_noise", "var_noise")}
+    summary["bn_min_var"] = min((n["min_var"] for n in noise.values()), default=math.nan)
+    return summary | diagnostics.output_probe(model, *_probe_batches(data, size))
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def model_for_data(config: StudyConfig, data: Dataset) -> nn.Module:
+    """The run's model for ``data``'s input shape and classes, initialized from the run's seed."""
+    torch.manual_seed(config.seed)
+    shape = InputShape(data.in_channels, data.spatial_dims, data.train.x.shape[-1])
+    return make_model(config.model, shape, data.num_classes).to(data.train.x.device)
+
+
 def _setup(
     config: StudyConfig, data: Dataset, device: torch.device
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
-    torch.manual_seed(config.seed)
-    shape = InputShape(data.in_channels, data.spatial_dims, data.train.x.shape[-1])
-    model = make_model(config.model, shape, data.num_classes).to(device)
+    model = model_for_data(config, data)
     train_cfg = config.train
     lr = scaled_lr(train_cfg.lr, train_cfg.batch_size, train_cfg.base_batch_size,
                    train_cfg.lr_scaling)
@@ -164,7 +215,7 @@ def _train(
 
 def _untested(setting: EvalSetting) -> dict[str, Any]:
     return {**_setting_fields(setting), "test_acc": None, "test_loss": None,
-            "status": "not run", "error": "", "error_at": ""}
+            "test_flip_rate": None, "status": "not run", "error": "", "error_at": ""}
 
 
 def _setting_fields(setting: EvalSetting) -> dict[str, Any]:
@@ -172,16 +223,31 @@ def _setting_fields(setting: EvalSetting) -> dict[str, Any]:
             "test_batch_size": setting.batch_size}
 
 
-def _test(model: nn.Module, data: Dataset, setting: EvalSetting) -> dict[str, Any]:
-    """Evaluate one test setting; a failure here is this setting's outcome only."""
+def _test(model: nn.Module, data: Dataset, setting: EvalSetting, seed: int) -> dict[str, Any]:
+    """Evaluate one test setting; a failure here is this setting's outcome only.
+
+    ``test_flip_rate`` is the fraction of test predictions that change when the test set is
+    reshuffled into different batches (0 in eval mode; in train mode a sample's prediction
+    depends on the other samples of its batch)."""
     try:
         result = evaluate(model, data.test, mode=setting.mode, batch_size=setting.batch_size)
+        flip_rate = _flip_rate(model, data, setting, result.predictions, seed)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
         return {**_untested(setting), "status": "error",
                 "error": f"{type(error).__name__}: {error}",
                 "error_at": f"test {setting.mode} mode (batch of {setting.batch_size})"}
     return {**_setting_fields(setting), "test_acc": result.accuracy, "test_loss": result.loss,
-            "status": "ok", "error": "", "error_at": ""}
+            "test_flip_rate": flip_rate, "status": "ok", "error": "", "error_at": ""}
+
+
+def _flip_rate(
+    model: nn.Module, data: Dataset, setting: EvalSetting, predictions: torch.Tensor, seed: int
+) -> float:
+    order = torch.randperm(len(data.test.y), generator=torch.Generator().manual_seed(seed))
+    order = order.to(data.test.y.device)
+    shuffled = Split(x=data.test.x[order], y=data.test.y[order])
+    again = evaluate(model, shuffled, mode=setting.mode, batch_size=setting.batch_size)
+    return (again.predictions != predictions[order]).float().mean().item()
 
 
 def _provenance(device: torch.device, started: float) -> dict[str, Any]:

@@ -40,9 +40,14 @@ TABLE = "runs.csv"
 # Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
 RUN_COLUMNS = ["run_id", "name", "dataset", "model", "norm", "batch_size", "lr", "seed"]
 TEST_COLUMNS = ["status", "error", "error_at", "test_mode", "test_batch", "test_batch_size",
-                "test_acc", "test_loss"]
+                "test_acc", "test_loss", "test_flip_rate"]
 TRAIN_COLUMNS = ["train_loss", "train_acc", "epochs", "steps", "train_seconds",
                  "samples_per_sec"]
+# Per-run diagnostics (bnstudy.diagnostics); init_* are taken before training.
+DIAGNOSTIC_COLUMNS = ["min_values_per_stat", "bn_min_var", "bn_mean_noise", "bn_var_noise",
+                      "output_std", "zero_fraction", "beta_fraction", "output_change",
+                      "init_output_std", "init_zero_fraction", "init_beta_fraction",
+                      "init_output_change"]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -126,7 +131,8 @@ def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str,
         if result is None:
             continue
         config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
-        base = {**_run_fields(entry["run_id"], config, result), **result.get("train", {})}
+        base = {**_run_fields(entry["run_id"], config, result), **result["train"],
+                **result["diagnostics"]}
         base |= entry["swept"]
         rows += [{**base, **_test_fields(result, test)} for test in result["tests"]]
     return rows
@@ -140,7 +146,7 @@ def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> 
         "model": config["model"]["name"],
         "norm": config["model"]["norm"],
         "batch_size": config["train"]["batch_size"],
-        "lr": result.get("train", {}).get("lr"),
+        "lr": result["train"].get("lr"),
         "seed": config["seed"],
     }
 
@@ -157,7 +163,7 @@ def write_table(sweep_dir: Path) -> pd.DataFrame:
     """Rebuild ``runs.csv`` from the run folders of the current plan."""
     planned = read_plan(sweep_dir)
     swept = list(planned[0]["swept"]) if planned else []
-    columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS
+    columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS + DIAGNOSTIC_COLUMNS
     columns += [key for key in swept if key not in columns]
     table = pd.DataFrame(table_rows(sweep_dir, planned), columns=columns)
     write_atomic(sweep_dir / TABLE, table.to_csv(index=False))

@@ -51,13 +51,16 @@ class Diverged(RuntimeError):
 
 @dataclass
 class Position:
-    """Where training is; read after an exception to say where it happened."""
+    """Where a run is; read after an exception to say where it happened."""
 
+    phase: str = "setup"
     epoch: int = 0
     step: int = 0
     batch_size: int = 0
 
     def describe(self) -> str:
+        if self.phase != "train":
+            return self.phase
         return f"train epoch {self.epoch} step {self.step} (batch of {self.batch_size})"
 
 
@@ -165,17 +168,19 @@ def _train_epoch(
 def preserved_buffers(model: nn.Module) -> Iterator[None]:
     """Restore every buffer (BN running mean/var, batch counters) and the train/eval flags on
     exit, even on error: a forward pass in train mode updates running statistics even under
-    ``torch.no_grad()``."""
-    saved = {name: buffer.clone() for name, buffer in model.named_buffers()}
-    modes = {name: module.training for name, module in model.named_modules()}
+    ``torch.no_grad()``. Buffers are put back as objects, so one that a layer replaced (lazily
+    shaped per-activation statistics) is restored too."""
+    modules = dict(model.named_modules())
+    saved = {(owner, name): buffer.clone() for owner, module in modules.items()
+             for name, buffer in module.named_buffers(recurse=False)}
+    modes = {owner: module.training for owner, module in modules.items()}
     try:
         yield
     finally:
-        with torch.no_grad():
-            for name, buffer in model.named_buffers():
-                buffer.copy_(saved[name])
-        for name, module in model.named_modules():
-            module.training = modes[name]
+        for (owner, name), buffer in saved.items():
+            setattr(modules[owner], name, buffer)
+        for owner, module in modules.items():
+            module.training = modes[owner]
 
 
 @dataclass(frozen=True)
