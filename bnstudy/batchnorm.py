@@ -61,7 +61,10 @@ class ManualBatchNorm(nn.Module):
         self.num_features, self.spatial_dims = num_features, spatial_dims
         self.eps, self.momentum = eps, momentum
         self.unbiased_running_var, self.stats, self.single_value = (
-            unbiased_running_var, stats, single_value)
+            unbiased_running_var,
+            stats,
+            single_value,
+        )
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -69,9 +72,11 @@ class ManualBatchNorm(nn.Module):
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
     def extra_repr(self) -> str:
-        return (f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
-                f"unbiased_running_var={self.unbiased_running_var}, stats={self.stats}, "
-                f"single_value={self.single_value}")
+        return (
+            f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "
+            f"unbiased_running_var={self.unbiased_running_var}, stats={self.stats}, "
+            f"single_value={self.single_value}"
+        )
 
     def reduced_axes(self, x: torch.Tensor) -> tuple[int, ...]:
         """The axes each statistic averages over: N and the spatial axes, or N only."""
@@ -79,8 +84,9 @@ class ManualBatchNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != self.spatial_dims + 2:
-            raise ValueError(f"expected a {self.spatial_dims + 2}D input, got shape "
-                             f"{tuple(x.shape)}")
+            raise ValueError(
+                f"expected a {self.spatial_dims + 2}D input, got shape {tuple(x.shape)}"
+            )
         if self.training:
             mean, var = self._batch_statistics(x)
         else:

@@ -34,8 +34,9 @@ app = typer.Typer(
     add_completion=False,
 )
 # Plain lines don't wrap (greppable); tables get 140 columns when output is not a terminal.
-out = Console(soft_wrap=True, highlight=False, markup=False,
-              width=None if sys.stdout.isatty() else 140)
+out = Console(
+    soft_wrap=True, highlight=False, markup=False, width=None if sys.stdout.isatty() else 140
+)
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 
@@ -71,13 +72,25 @@ def run(
     config: Annotated[Path, typer.Argument(help="Study file (YAML).")],
     overrides: Annotated[
         list[str] | None,
-        typer.Argument(help="KEY=VALUE overrides, values in YAML: train.epochs=1 "
-                       "'sweep.train.batch_size=[1,2]'."),
+        typer.Argument(
+            help="KEY=VALUE overrides, values in YAML: train.epochs=1 "
+            "'sweep.train.batch_size=[1,2]'."
+        ),
     ] = None,
     out_root: Annotated[Path, typer.Option("--out", help="Results root.")] = Path("results"),
     device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
-    order: Annotated[Order, typer.Option(help="Run order: seeded shuffle or grid.")] = Order.shuffled,
+    order: Annotated[
+        Order, typer.Option(help="Run order: seeded shuffle or grid.")
+    ] = Order.shuffled,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and exit.")] = False,
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Runs at a time, each in its own process with an equal "
+            "share of the CPU threads (results are bit-identical for equal jobs).",
+        ),
+    ] = 1,
 ) -> None:
     """Run a study: every run of the sweep not finished yet, then rebuild runs.csv."""
     try:
@@ -92,7 +105,7 @@ def run(
     if dry_run:
         out.print(_plan_table(runs, sweep_dir, order.value))
         return
-    counts = run_study(study, runs, out_root, target, order.value, err)
+    counts = run_study(study, runs, out_root, target, order.value, err, jobs)
     summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "diverged"))
     out.print(f"{study.name}: {len(runs)} runs: {summary} -> {sweep_dir / store.TABLE}")
 
@@ -131,11 +144,13 @@ def inspect(
 
 def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]) -> Table:
     title = f"{study.model.name} with {study.model.norm} norm at batch size {batch_size}"
-    table = Table("layer", "type", "input shape", "reduced axes", "values / statistic",
-                  "verdict", title=title)
+    table = Table(
+        "layer", "type", "input shape", "reduced axes", "values / statistic", "verdict", title=title
+    )
     for r in reports:
-        table.add_row(r.name, r.kind, "×".join(map(str, r.input_shape)), r.axes, str(r.values),
-                      r.verdict)
+        table.add_row(
+            r.name, r.kind, "×".join(map(str, r.input_shape)), r.axes, str(r.values), r.verdict
+        )
     return table
 
 

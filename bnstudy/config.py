@@ -102,11 +102,15 @@ class ModelConfig(_Section):
 
     @model_validator(mode="after")
     def _manual_knobs_need_batch_manual(self) -> ModelConfig:
-        changed = [key for key in _MANUAL_ONLY
-                   if getattr(self, key) != type(self).model_fields[key].default]
+        changed = [
+            key
+            for key in _MANUAL_ONLY
+            if getattr(self, key) != type(self).model_fields[key].default
+        ]
         if changed and self.norm != "batch_manual":
-            raise ValueError(f"{', '.join(changed)} apply to norm batch_manual only "
-                             f"(norm is {self.norm!r})")
+            raise ValueError(
+                f"{', '.join(changed)} apply to norm batch_manual only (norm is {self.norm!r})"
+            )
         return self
 
     def norm_options(self) -> NormOptions:
@@ -167,8 +171,10 @@ class StudyConfig(_Section):
 
 def _known(name: str, registry: dict, kind: str) -> str:
     if name not in registry:
-        raise ValueError(f"unknown {kind} {name!r}{_suggestion(name, registry)}; "
-                         f"known: {', '.join(sorted(registry))}")
+        raise ValueError(
+            f"unknown {kind} {name!r}{_suggestion(name, registry)}; "
+            f"known: {', '.join(sorted(registry))}"
+        )
     return name
 
 

@@ -87,8 +87,11 @@ def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int:
 
 def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
     """The reduced axes by name, e.g. 'N,H,W' for BatchNorm2d, 'C/G,H,W' for GroupNorm."""
-    names = ("N", "C/G" if isinstance(module, nn.GroupNorm) else "C",
-             *_SPATIAL_NAMES[len(shape) - 2])
+    names = (
+        "N",
+        "C/G" if isinstance(module, nn.GroupNorm) else "C",
+        *_SPATIAL_NAMES[len(shape) - 2],
+    )
     return ",".join(names[a] for a in reduced_axes(module, len(shape)))
 
 
@@ -148,8 +151,16 @@ def layer_reports(model: nn.Module, x: torch.Tensor) -> list[LayerReport]:
         if name in seen:
             shape = tuple(seen[name].shape)
             count = values_per_statistic(module, shape)
-            reports.append(LayerReport(name, type(module).__name__, shape,
-                                       axis_names(module, shape), count, verdict(count, module)))
+            reports.append(
+                LayerReport(
+                    name,
+                    type(module).__name__,
+                    shape,
+                    axis_names(module, shape),
+                    count,
+                    verdict(count, module),
+                )
+            )
     return reports
 
 
@@ -178,8 +189,11 @@ def batch_statistic_noise(
                     axes = reduced_axes(module, x.dim())
                     means[name].append(x.mean(dim=axes).flatten())
                     variances[name].append(x.var(dim=axes, unbiased=False).flatten())
-    return {name: _noise(torch.stack(means[name]), torch.stack(variances[name]))
-            for name, _ in layers if means[name]}
+    return {
+        name: _noise(torch.stack(means[name]), torch.stack(variances[name]))
+        for name, _ in layers
+        if means[name]
+    }
 
 
 def _noise(means: torch.Tensor, variances: torch.Tensor) -> dict[str, float]:
@@ -202,8 +216,11 @@ def output_probe(model: nn.Module, probe: torch.Tensor, other: torch.Tensor) -> 
     layers = norm_layers(model)
     last_norm = layers[-1][1] if layers else None
     captured: list[torch.Tensor] = []
-    handle = last_norm.register_forward_hook(
-        lambda module, args, out: captured.append(out.detach())) if last_norm else None
+    handle = (
+        last_norm.register_forward_hook(lambda module, args, out: captured.append(out.detach()))
+        if last_norm
+        else None
+    )
     try:
         with preserved_buffers(model):
             model.train()
@@ -214,8 +231,7 @@ def output_probe(model: nn.Module, probe: torch.Tensor, other: torch.Tensor) -> 
             handle.remove()
     if output is None or changed is None:
         nan = math.nan
-        return {"output_std": nan, "zero_fraction": nan, "beta_fraction": nan,
-                "output_change": nan}
+        return {"output_std": nan, "zero_fraction": nan, "beta_fraction": nan, "output_change": nan}
     return {
         "output_std": output.float().std().item() if output.numel() > 1 else 0.0,
         "zero_fraction": (output == 0).float().mean().item(),

@@ -52,13 +52,20 @@ class ConvNet(nn.Module):
         norm_layer: NormLayer,
     ) -> None:
         super().__init__()
-        conv, pool = layer_class("conv", shape.spatial_dims), layer_class("maxpool", shape.spatial_dims)
+        conv, pool = (
+            layer_class("conv", shape.spatial_dims),
+            layer_class("maxpool", shape.spatial_dims),
+        )
         layers: list[nn.Module] = []
         channels = shape.channels
         for index, width in enumerate(widths):
             if index > 0:
                 layers.append(pool(2))
-            layers += [conv(channels, width, 3, padding=1), norm_layer(width), nn.ReLU(inplace=True)]
+            layers += [
+                conv(channels, width, 3, padding=1),
+                norm_layer(width),
+                nn.ReLU(inplace=True),
+            ]
             channels = width
         self.features = nn.Sequential(*layers)
         self.pool = layer_class("avgpool", shape.spatial_dims)(1)
@@ -87,10 +94,15 @@ class ZerosNet(nn.Module):
         for width in widths:
             size = (size - 5) // 2 + 1
             if size < 1:
-                raise ValueError(f"zeros_net: input size {shape.size} is too small for "
-                                 f"{len(widths)} stride-2 5×5 layers")
-            layers += [conv(channels, width, 5, stride=2), norm_layer(width),
-                       nn.PReLU(width, init=0.2)]
+                raise ValueError(
+                    f"zeros_net: input size {shape.size} is too small for "
+                    f"{len(widths)} stride-2 5×5 layers"
+                )
+            layers += [
+                conv(channels, width, 5, stride=2),
+                norm_layer(width),
+                nn.PReLU(width, init=0.2),
+            ]
             channels = width
         layers += [conv(channels, num_classes, size), norm_layer(num_classes), nn.Tanh()]
         self.layers = nn.Sequential(*layers)

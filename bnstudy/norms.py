@@ -121,5 +121,11 @@ def _batch_manual(channels: int, spatial_dims: int, options: NormOptions) -> nn.
 
 @register_norm("batch_keras")
 def _batch_keras(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
-    return ManualBatchNorm(channels, spatial_dims, eps=1e-3, momentum=0.01,
-                           unbiased_running_var=False, single_value="beta")
+    return ManualBatchNorm(
+        channels,
+        spatial_dims,
+        eps=1e-3,
+        momentum=0.01,
+        unbiased_running_var=False,
+        single_value="beta",
+    )

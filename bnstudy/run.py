@@ -35,7 +35,6 @@ from bnstudy.train import (
     train,
 )
 
-
 NOISE_BATCHES = 32  # training batches over which batch-statistic noise is measured
 
 
@@ -101,8 +100,15 @@ def execute_run(
     that fails in training, and again after training."""
     started = time.time()
     position = Position()
-    record: dict[str, Any] = {"status": "ok", "error": "", "error_at": "", "traceback": "",
-                              "train": {}, "diagnostics": {}, "layers": []}
+    record: dict[str, Any] = {
+        "status": "ok",
+        "error": "",
+        "error_at": "",
+        "traceback": "",
+        "train": {},
+        "diagnostics": {},
+        "layers": [],
+    }
     tests = [_untested(setting) for setting in evaluation_settings(config)]
     try:
         data = load_data(config, device)
@@ -113,13 +119,18 @@ def execute_run(
         record["train"].update(_train(config, model, optimizer, data, position, on_epoch))
         position.phase = "diagnostics after training"
         record["diagnostics"].update(_final_diagnostics(model, data, config, record["layers"]))
-        tests = [_test(model, data, setting, config.seed) for setting in
-                 evaluation_settings(config)]
+        tests = [
+            _test(model, data, setting, config.seed) for setting in evaluation_settings(config)
+        ]
     except Diverged as error:
         record.update(status="diverged", error=f"Diverged: {error}", error_at=position.describe())
     except Exception as error:  # noqa: BLE001 - any failure of the run is its outcome
-        record.update(status="error", error=f"{type(error).__name__}: {error}",
-                      error_at=position.describe(), traceback=traceback.format_exc())
+        record.update(
+            status="error",
+            error=f"{type(error).__name__}: {error}",
+            error_at=position.describe(),
+            traceback=traceback.format_exc(),
+        )
     record["tests"] = tests
     record["provenance"] = _provenance(device, started)
     return record
@@ -148,12 +159,13 @@ def _final_diagnostics(
     Adds each BN layer's noise to its entry in ``layers``."""
     size = config.train.batch_size
     count = min(NOISE_BATCHES, len(data.train.y) // size)
-    batches = [data.train.x[i * size:(i + 1) * size] for i in range(count)]
+    batches = [data.train.x[i * size : (i + 1) * size] for i in range(count)]
     noise = diagnostics.batch_statistic_noise(model, batches)
     for layer in layers:
         layer.update(noise.get(layer["name"], {}))
-    summary = {f"bn_{key}": _mean([n[key] for n in noise.values()]) for key in
-               ("mean_noise", "var_noise")}
+    summary = {
+        f"bn_{key}": _mean([n[key] for n in noise.values()]) for key in ("mean_noise", "var_noise")
+    }
     summary["bn_min_var"] = min((n["min_var"] for n in noise.values()), default=math.nan)
     return summary | diagnostics.output_probe(model, *_probe_batches(data, size))
 
@@ -174,10 +186,12 @@ def _setup(
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
     model = model_for_data(config, data)
     train_cfg = config.train
-    lr = scaled_lr(train_cfg.lr, train_cfg.batch_size, train_cfg.base_batch_size,
-                   train_cfg.lr_scaling)
-    optimizer = make_optimizer(train_cfg.optimizer, model.parameters(), lr, train_cfg.momentum,
-                               train_cfg.weight_decay)
+    lr = scaled_lr(
+        train_cfg.lr, train_cfg.batch_size, train_cfg.base_batch_size, train_cfg.lr_scaling
+    )
+    optimizer = make_optimizer(
+        train_cfg.optimizer, model.parameters(), lr, train_cfg.momentum, train_cfg.weight_decay
+    )
     return model, optimizer, lr
 
 
@@ -214,13 +228,23 @@ def _train(
 
 
 def _untested(setting: EvalSetting) -> dict[str, Any]:
-    return {**_setting_fields(setting), "test_acc": None, "test_loss": None,
-            "test_flip_rate": None, "status": "not run", "error": "", "error_at": ""}
+    return {
+        **_setting_fields(setting),
+        "test_acc": None,
+        "test_loss": None,
+        "test_flip_rate": None,
+        "status": "not run",
+        "error": "",
+        "error_at": "",
+    }
 
 
 def _setting_fields(setting: EvalSetting) -> dict[str, Any]:
-    return {"test_mode": setting.mode, "test_batch": setting.label,
-            "test_batch_size": setting.batch_size}
+    return {
+        "test_mode": setting.mode,
+        "test_batch": setting.label,
+        "test_batch_size": setting.batch_size,
+    }
 
 
 def _test(model: nn.Module, data: Dataset, setting: EvalSetting, seed: int) -> dict[str, Any]:
@@ -233,11 +257,21 @@ def _test(model: nn.Module, data: Dataset, setting: EvalSetting, seed: int) -> d
         result = evaluate(model, data.test, mode=setting.mode, batch_size=setting.batch_size)
         flip_rate = _flip_rate(model, data, setting, result.predictions, seed)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
-        return {**_untested(setting), "status": "error",
-                "error": f"{type(error).__name__}: {error}",
-                "error_at": f"test {setting.mode} mode (batch of {setting.batch_size})"}
-    return {**_setting_fields(setting), "test_acc": result.accuracy, "test_loss": result.loss,
-            "test_flip_rate": flip_rate, "status": "ok", "error": "", "error_at": ""}
+        return {
+            **_untested(setting),
+            "status": "error",
+            "error": f"{type(error).__name__}: {error}",
+            "error_at": f"test {setting.mode} mode (batch of {setting.batch_size})",
+        }
+    return {
+        **_setting_fields(setting),
+        "test_acc": result.accuracy,
+        "test_loss": result.loss,
+        "test_flip_rate": flip_rate,
+        "status": "ok",
+        "error": "",
+        "error_at": "",
+    }
 
 
 def _flip_rate(
@@ -257,7 +291,8 @@ def _provenance(device: torch.device, started: float) -> dict[str, Any]:
         "python": platform.python_version(),
         "host": platform.node(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda"
+        "device_name": torch.cuda.get_device_name(device)
+        if device.type == "cuda"
         else platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
         "started": started,

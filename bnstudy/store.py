@@ -39,15 +39,33 @@ TABLE = "runs.csv"
 
 # Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
 RUN_COLUMNS = ["run_id", "name", "dataset", "model", "norm", "batch_size", "lr", "seed"]
-TEST_COLUMNS = ["status", "error", "error_at", "test_mode", "test_batch", "test_batch_size",
-                "test_acc", "test_loss", "test_flip_rate"]
-TRAIN_COLUMNS = ["train_loss", "train_acc", "epochs", "steps", "train_seconds",
-                 "samples_per_sec"]
+TEST_COLUMNS = [
+    "status",
+    "error",
+    "error_at",
+    "test_mode",
+    "test_batch",
+    "test_batch_size",
+    "test_acc",
+    "test_loss",
+    "test_flip_rate",
+]
+TRAIN_COLUMNS = ["train_loss", "train_acc", "epochs", "steps", "train_seconds", "samples_per_sec"]
 # Per-run diagnostics (bnstudy.diagnostics); init_* are taken before training.
-DIAGNOSTIC_COLUMNS = ["min_values_per_stat", "bn_min_var", "bn_mean_noise", "bn_var_noise",
-                      "output_std", "zero_fraction", "beta_fraction", "output_change",
-                      "init_output_std", "init_zero_fraction", "init_beta_fraction",
-                      "init_output_change"]
+DIAGNOSTIC_COLUMNS = [
+    "min_values_per_stat",
+    "bn_min_var",
+    "bn_mean_noise",
+    "bn_var_noise",
+    "output_std",
+    "zero_fraction",
+    "beta_fraction",
+    "output_change",
+    "init_output_std",
+    "init_zero_fraction",
+    "init_beta_fraction",
+    "init_output_change",
+]
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -83,8 +101,9 @@ def run_dir(sweep_dir: Path, run_id: str) -> Path:
 
 def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
     """Record the study and its expanded runs (what ``status`` compares against)."""
-    write_atomic(sweep_dir / "study.yaml",
-                 yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False))
+    write_atomic(
+        sweep_dir / "study.yaml", yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
+    )
     write_json(sweep_dir / PLAN, [{"run_id": r.run_id, "swept": r.swept} for r in runs])
 
 
@@ -131,8 +150,11 @@ def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str,
         if result is None:
             continue
         config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
-        base = {**_run_fields(entry["run_id"], config, result), **result["train"],
-                **result["diagnostics"]}
+        base = {
+            **_run_fields(entry["run_id"], config, result),
+            **result["train"],
+            **result["diagnostics"],
+        }
         base |= entry["swept"]
         rows += [{**base, **_test_fields(result, test)} for test in result["tests"]]
     return rows
@@ -154,8 +176,12 @@ def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> 
 def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
     """A training failure is the outcome of every test setting; else each has its own."""
     if result["status"] != "ok":
-        return {**test, "status": result["status"], "error": result["error"],
-                "error_at": result["error_at"]}
+        return {
+            **test,
+            "status": result["status"],
+            "error": result["error"],
+            "error_at": result["error_at"],
+        }
     return test
 
 
@@ -184,6 +210,9 @@ def status_counts(sweep_dir: Path) -> tuple[Counter, list[dict[str, Any]], int]:
             counts[result["status"]] += 1
     planned_ids = {entry["run_id"] for entry in planned}
     runs_root = sweep_dir / "runs"
-    stale = sum(1 for d in runs_root.iterdir() if d.name not in planned_ids) \
-        if runs_root.exists() else 0
+    stale = (
+        sum(1 for d in runs_root.iterdir() if d.name not in planned_ids)
+        if runs_root.exists()
+        else 0
+    )
     return counts, missing, stale

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import re
 from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import asdict
 from pathlib import Path
 
@@ -47,8 +50,10 @@ def run_study(
     device: torch.device,
     order: str = "shuffled",
     console: Console | None = None,
+    jobs: int = 1,
 ) -> Counter:
-    """Run every unfinished run of the study; return the outcome counts of all its runs."""
+    """Run every unfinished run of the study, ``jobs`` at a time; return the outcome counts of
+    all its runs."""
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
     store.remove_partial_writes(sweep_dir)
@@ -56,14 +61,35 @@ def run_study(
     todo = pending_runs(sweep_dir, order_runs(runs, order))
     with _progress(console) as progress:
         task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
-        for run in todo:
-            progress.update(task, description=_label(run))
-            _run_one(sweep_dir, run, device)
+        for run in _finished_runs(sweep_dir, todo, device, jobs):
             store.write_table(sweep_dir)
-            progress.advance(task)
+            progress.update(task, advance=1, description=f"done {_label(run)}")
     store.write_table(sweep_dir)
     counts, _, _ = store.status_counts(sweep_dir)
     return counts
+
+
+def _finished_runs(
+    sweep_dir: Path, todo: list[Run], device: torch.device, jobs: int
+) -> Iterator[Run]:
+    """Execute ``todo`` in this process (jobs=1) or in ``jobs`` worker processes, each with an
+    equal share of the CPU threads; yield each run when it has finished."""
+    if jobs == 1:
+        for run in todo:
+            _run_one(sweep_dir, run, device)
+            yield run
+        return
+    threads = max(1, torch.get_num_threads() // jobs)
+    with ProcessPoolExecutor(
+        jobs,
+        mp_context=multiprocessing.get_context("spawn"),
+        initializer=torch.set_num_threads,
+        initargs=(threads,),
+    ) as pool:
+        futures = {pool.submit(_run_one, sweep_dir, run, device): run for run in todo}
+        for future in as_completed(futures):
+            future.result()
+            yield futures[future]
 
 
 def _run_one(sweep_dir: Path, run: Run, device: torch.device) -> None:

@@ -100,8 +100,11 @@ def _parse_sweep(
         problems.append(("sweep.zip", "must be a list of mappings key -> values"))
         zips = []
     axes += [group for group in zips if isinstance(group, dict)]
-    problems += [(f"sweep.zip[{i}]", "must be a mapping key -> values")
-                 for i, group in enumerate(zips) if not isinstance(group, dict)]
+    problems += [
+        (f"sweep.zip[{i}]", "must be a mapping key -> values")
+        for i, group in enumerate(zips)
+        if not isinstance(group, dict)
+    ]
     problems += _check_axes(axes, zips)
     excludes = _parse_excludes(sweep.get("exclude", []), _keys(axes), problems)
     if problems:
@@ -122,18 +125,30 @@ def _check_axes(axes: list[dict[str, list]], zips: list) -> list[tuple[str, str]
             message = check_key_path(key)
             if message is None and not (isinstance(values, list) and values):
                 message = "must be a non-empty list of values"
-            elif message is None and len({json.dumps(v) for v in values}) != len(values):
-                message = f"values repeat: {values}"
             if message:
                 problems.append((where, message))
-        lengths = {len(v) for v in axis.values() if isinstance(v, list)}
-        if len(lengths) > 1:
-            problems.append((f"sweep.zip[{zips.index(axis)}]",
-                             f"zipped lists differ in length: {sorted(lengths)}"))
+        problems += _check_rows(
+            axis, f"sweep.zip[{zips.index(axis)}]" if axis in zips else f"sweep.{next(iter(axis))}"
+        )
     keys = _keys(axes)
-    problems += [(f"sweep.{key}", "swept twice (in a zip group and elsewhere)")
-                 for key in sorted({k for k in keys if keys.count(k) > 1})]
+    problems += [
+        (f"sweep.{key}", "swept twice (in a zip group and elsewhere)")
+        for key in sorted({k for k in keys if keys.count(k) > 1})
+    ]
     return problems
+
+
+def _check_rows(axis: dict[str, list], where: str) -> list[tuple[str, str]]:
+    """The lists of an axis must have one length, and its rows (value tuples) must differ."""
+    lists = [v for v in axis.values() if isinstance(v, list)]
+    if len(lists) != len(axis):
+        return []
+    if len({len(v) for v in lists}) > 1:
+        return [(where, f"zipped lists differ in length: {sorted({len(v) for v in lists})}")]
+    rows = [json.dumps(row) for row in zip(*lists, strict=True)]
+    if len(set(rows)) != len(rows):
+        return [(where, "values repeat" + (f": {lists[0]}" if len(lists) == 1 else " (rows)"))]
+    return []
 
 
 def _parse_excludes(
@@ -143,13 +158,17 @@ def _parse_excludes(
         problems.append(("sweep.exclude", "must be a list of mappings key -> value(s)"))
         return []
     for index, rule in enumerate(rules):
-        problems += [(f"sweep.exclude[{index}].{key}", "not a swept key")
-                     for key in rule if key not in keys]
+        problems += [
+            (f"sweep.exclude[{index}].{key}", "not a swept key") for key in rule if key not in keys
+        ]
     return [{k: v if isinstance(v, list) else [v] for k, v in rule.items()} for rule in rules]
 
 
 def _combinations(axes: list[dict[str, list]]) -> list[dict[str, Any]]:
-    per_axis = [[dict(zip(axis, values)) for values in zip(*axis.values())] for axis in axes]
+    per_axis = [
+        [dict(zip(axis, values, strict=True)) for values in zip(*axis.values(), strict=True)]
+        for axis in axes
+    ]
     return [
         {key: value for part in combo for key, value in part.items()}
         for combo in itertools.product(*per_axis)

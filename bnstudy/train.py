@@ -100,14 +100,18 @@ def train(
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite.
     """
     result = TrainResult()
-    epoch_count = math.ceil(max_steps / _steps_per_epoch(split, batch_size, drop_last)) \
-        if max_steps else epochs
+    epoch_count = (
+        math.ceil(max_steps / _steps_per_epoch(split, batch_size, drop_last))
+        if max_steps
+        else epochs
+    )
     model.train()
     for epoch in range(1, epoch_count + 1):
         position.epoch = epoch
         budget = max_steps - result.steps if max_steps else None
-        stats = _train_epoch(model, split, optimizer, batch_size, drop_last, generator, position,
-                             budget)
+        stats = _train_epoch(
+            model, split, optimizer, batch_size, drop_last, generator, position, budget
+        )
         result.history.append(stats)
         result.epochs, result.steps = epoch, result.steps + stats.steps
         result.seconds += stats.seconds
@@ -171,8 +175,11 @@ def preserved_buffers(model: nn.Module) -> Iterator[None]:
     ``torch.no_grad()``. Buffers are put back as objects, so one that a layer replaced (lazily
     shaped per-activation statistics) is restored too."""
     modules = dict(model.named_modules())
-    saved = {(owner, name): buffer.clone() for owner, module in modules.items()
-             for name, buffer in module.named_buffers(recurse=False)}
+    saved = {
+        (owner, name): buffer.clone()
+        for owner, module in modules.items()
+        for name, buffer in module.named_buffers(recurse=False)
+    }
     modes = {owner: module.training for owner, module in modules.items()}
     try:
         yield
@@ -200,8 +207,12 @@ def evaluate(model: nn.Module, split: Split, *, mode: str, batch_size: int) -> E
     """
     with preserved_buffers(model):
         model.train(mode == "train")
-        logits = torch.cat([model(split.x[part]) for part in
-                            batch_slices(len(split.y), batch_size, drop_last=False)])
+        logits = torch.cat(
+            [
+                model(split.x[part])
+                for part in batch_slices(len(split.y), batch_size, drop_last=False)
+            ]
+        )
     loss = F.cross_entropy(logits, split.y).item()
     predictions = logits.argmax(1)
     accuracy = (predictions == split.y).float().mean().item()

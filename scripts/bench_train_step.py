@@ -44,8 +44,10 @@ def main() -> None:
     parser.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 2, 4, 8, 16, 32])
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    print(f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-          f"widths {args.widths}, norm {args.norm}")
+    print(
+        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
+        f"widths {args.widths}, norm {args.norm}"
+    )
     print(f"{'threads':>7} {'batch':>5} {'samples/s':>10} {'ms/step':>8}")
     for threads in args.threads:
         torch.set_num_threads(threads)

@@ -6,8 +6,12 @@ import torch
 from bnstudy.batchnorm import ManualBatchNorm
 from bnstudy.norms import NormOptions, create_norm
 
-TORCH_BN = {0: torch.nn.BatchNorm1d, 1: torch.nn.BatchNorm1d, 2: torch.nn.BatchNorm2d,
-            3: torch.nn.BatchNorm3d}
+TORCH_BN = {
+    0: torch.nn.BatchNorm1d,
+    1: torch.nn.BatchNorm1d,
+    2: torch.nn.BatchNorm2d,
+    3: torch.nn.BatchNorm3d,
+}
 SHAPES = [(5, 3), (4, 3, 7), (3, 2, 5, 4), (2, 2, 3, 4, 5), (1, 3, 2, 2), (2, 4, 1, 1)]
 
 
@@ -46,10 +50,18 @@ def test_matches_torch_in_train_outputs_gradients_running_stats_and_eval(shape, 
     torch.testing.assert_close(manual(x), reference(x))
 
 
-@pytest.mark.parametrize("shape, raises", [
-    ((1, 4), True), ((1, 4, 1, 1), True), ((1, 4, 1, 1, 1), True), ((1, 4, 1), True),
-    ((2, 4, 1, 1), False), ((1, 4, 2, 1), False), ((1, 1, 1, 2), False),
-])
+@pytest.mark.parametrize(
+    "shape, raises",
+    [
+        ((1, 4), True),
+        ((1, 4, 1, 1), True),
+        ((1, 4, 1, 1, 1), True),
+        ((1, 4, 1), True),
+        ((2, 4, 1, 1), False),
+        ((1, 4, 2, 1), False),
+        ((1, 1, 1, 2), False),
+    ],
+)
 def test_raises_exactly_when_torch_does(shape, raises):
     reference, manual = pair(shape)
     x = torch.randn(shape, dtype=torch.float64)
@@ -73,8 +85,10 @@ def test_one_value_per_channel_without_the_guard_outputs_exactly_beta_for_any_in
     assert torch.equal(first.flatten(), manual.bias.detach())
     # the unbiased running-variance update is 0 * inf: NaN, as pytorch/pytorch#1381 describes
     assert torch.isnan(manual.running_var).all()
-    assert not torch.equal(manual(torch.randn(2, 3, 1, 1, dtype=torch.float64)),
-                           manual(torch.randn(2, 3, 1, 1, dtype=torch.float64)))
+    assert not torch.equal(
+        manual(torch.randn(2, 3, 1, 1, dtype=torch.float64)),
+        manual(torch.randn(2, 3, 1, 1, dtype=torch.float64)),
+    )
 
 
 def test_one_value_gives_no_gradient_to_the_input_or_gamma():
@@ -114,7 +128,11 @@ def test_biased_running_variance_stores_the_batch_variance():
 def test_keras_preset_uses_keras_defaults():
     layer = create_norm("batch_keras", 4, 2, NormOptions())
     assert (layer.eps, layer.momentum, layer.unbiased_running_var, layer.single_value) == (
-        1e-3, 0.01, False, "beta")
+        1e-3,
+        0.01,
+        False,
+        "beta",
+    )
     layer.double()(torch.ones(1, 4, 1, 1, dtype=torch.float64) * 5)
     # Keras momentum 0.99: 1% of the way from 0 toward the batch mean 5
     torch.testing.assert_close(layer.running_mean, torch.full((4,), 0.05, dtype=torch.float64))
@@ -122,22 +140,37 @@ def test_keras_preset_uses_keras_defaults():
 
 # Worked examples from ../shared/seeds/003 (BatchNorm1d on (3, 4) and (3, 2, 2) inputs,
 # BatchNorm2d on (3, 3, 2, 2)), affine=False, outputs printed to 4 decimals.
-EXAMPLE_1D = ([[1, 3, 2, 4], [2, 2, 1, 1], [6, 2, 4, 1]],
-              [[-0.9258, 1.4142, -0.2673, 1.4142], [-0.4629, -0.7071, -1.0690, -0.7071],
-               [1.3887, -0.7071, 1.3363, -0.7071]])
-EXAMPLE_1D_SEQUENCE = ([[[1, 3], [2, 4]], [[2, 2], [1, 1]], [[6, 2], [4, 1]]],
-                       [[[-1.0426, 0.2085], [-0.1240, 1.3644]],
-                        [[-0.4170, -0.4170], [-0.8682, -0.8682]],
-                        [[2.0851, -0.4170], [1.3644, -0.8682]]])
-EXAMPLE_2D = ([[[[3, 4], [1, 2]], [[3, 3], [1, 2]], [[4, 1], [4, 1]]],
-               [[[2, 2], [1, 4]], [[3, 3], [1, 4]], [[2, 1], [2, 3]]],
-               [[[4, 2], [4, 1]], [[1, 1], [2, 1]], [[3, 2], [2, 4]]]],
-              {(0, 0): [[0.4201, 1.2603], [-1.2603, -0.4201]],
-               (0, 1): [[0.8835, 0.8835], [-1.0442, -0.0803]],
-               (0, 2): [[1.4201, -1.2706], [1.4201, -1.2706]],
-               (2, 0): [[1.2603, -0.4201], [1.2603, -1.2603]],
-               (2, 1): [[-1.0442, -1.0442], [-0.0803, -1.0442]],
-               (2, 2): [[0.5232, -0.3737], [-0.3737, 1.4201]]})
+EXAMPLE_1D = (
+    [[1, 3, 2, 4], [2, 2, 1, 1], [6, 2, 4, 1]],
+    [
+        [-0.9258, 1.4142, -0.2673, 1.4142],
+        [-0.4629, -0.7071, -1.0690, -0.7071],
+        [1.3887, -0.7071, 1.3363, -0.7071],
+    ],
+)
+EXAMPLE_1D_SEQUENCE = (
+    [[[1, 3], [2, 4]], [[2, 2], [1, 1]], [[6, 2], [4, 1]]],
+    [
+        [[-1.0426, 0.2085], [-0.1240, 1.3644]],
+        [[-0.4170, -0.4170], [-0.8682, -0.8682]],
+        [[2.0851, -0.4170], [1.3644, -0.8682]],
+    ],
+)
+EXAMPLE_2D = (
+    [
+        [[[3, 4], [1, 2]], [[3, 3], [1, 2]], [[4, 1], [4, 1]]],
+        [[[2, 2], [1, 4]], [[3, 3], [1, 4]], [[2, 1], [2, 3]]],
+        [[[4, 2], [4, 1]], [[1, 1], [2, 1]], [[3, 2], [2, 4]]],
+    ],
+    {
+        (0, 0): [[0.4201, 1.2603], [-1.2603, -0.4201]],
+        (0, 1): [[0.8835, 0.8835], [-1.0442, -0.0803]],
+        (0, 2): [[1.4201, -1.2706], [1.4201, -1.2706]],
+        (2, 0): [[1.2603, -0.4201], [1.2603, -1.2603]],
+        (2, 1): [[-1.0442, -1.0442], [-0.0803, -1.0442]],
+        (2, 2): [[0.5232, -0.3737], [-0.3737, 1.4201]],
+    },
+)
 
 
 @pytest.mark.parametrize("example", [EXAMPLE_1D, EXAMPLE_1D_SEQUENCE])
@@ -152,5 +185,6 @@ def test_seed_worked_example_2d():
     out = ManualBatchNorm(3, 2).double()(data)
     for (sample, channel), values in EXAMPLE_2D[1].items():
         # the page prints numpy's eps-free values; eps=1e-5 moves them by < 1e-4
-        torch.testing.assert_close(out[sample, channel],
-                                   torch.tensor(values, dtype=torch.float64), atol=1e-4, rtol=0)
+        torch.testing.assert_close(
+            out[sample, channel], torch.tensor(values, dtype=torch.float64), atol=1e-4, rtol=0
+        )

@@ -17,7 +17,8 @@ def test_version():
 
 
 def test_invalid_config_exits_2_with_one_line_per_problem_and_writes_nothing(
-        tiny_study, write_study, tmp_path):
+    tiny_study, write_study, tmp_path
+):
     tiny_study["train"]["batch_size"] = 0
     tiny_study["model"]["nrom"] = "batch"
     config = write_study(tiny_study)
@@ -48,8 +49,7 @@ def test_bad_device_exits_2(tiny_study, write_study, tmp_path):
 
 def test_dry_run_lists_the_expanded_runs_and_runs_nothing(tiny_study, write_study, tmp_path):
     config = write_study(tiny_study)
-    result = invoke("run", config, "sweep.train.batch_size=[1,2,4]", "--dry-run",
-                    "--out", tmp_path)
+    result = invoke("run", config, "sweep.train.batch_size=[1,2,4]", "--dry-run", "--out", tmp_path)
     assert result.exit_code == 0
     assert "3 runs (3 to run)" in result.output
     assert not (tmp_path / "tiny").exists()
@@ -67,8 +67,9 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
     status = invoke("status", tmp_path / "tiny")
     assert status.exit_code == 0 and "4 planned: 4 ok, 0 missing" in status.output
 
-    more = invoke("run", config, *overrides, "sweep.train.batch_size=[4, 8]", "--dry-run",
-                  "--out", tmp_path)
+    more = invoke(
+        "run", config, *overrides, "sweep.train.batch_size=[4, 8]", "--dry-run", "--out", tmp_path
+    )
     assert "8 runs (4 to run)" in more.output  # batch size 8 is the default: those are done
 
     report = invoke("report", tmp_path / "tiny")

@@ -82,8 +82,9 @@ def test_yaml_reads_exponent_floats():
 
 
 def test_overrides_set_nested_and_swept_keys(tiny_study):
-    raw = apply_overrides(tiny_study, ["train.epochs=2", "sweep.train.batch_size=[1, 2]",
-                                       "model.norm=group"], "cli")
+    raw = apply_overrides(
+        tiny_study, ["train.epochs=2", "sweep.train.batch_size=[1, 2]", "model.norm=group"], "cli"
+    )
     assert raw["train"]["epochs"] == 2 and raw["model"]["norm"] == "group"
     assert raw["sweep"] == {"train.batch_size": [1, 2]}
     assert tiny_study["train"]["epochs"] == 1  # the input is not modified

@@ -17,15 +17,18 @@ from bnstudy.norms import NormOptions, create_norm
 from bnstudy.run import make_model
 
 
-@pytest.mark.parametrize("name, dims, shape, expected", [
-    ("batch", 2, (4, 8, 5, 3), 4 * 5 * 3),
-    ("batch", 3, (1, 8, 32, 32, 32), 32**3),
-    ("batch", 2, (1, 8, 1, 1), 1),
-    ("group", 2, (4, 8, 5, 3), 2 * 5 * 3),
-    ("instance", 2, (4, 8, 5, 3), 5 * 3),
-    ("layer", 2, (4, 8, 5, 3), 8 * 5 * 3),
-    ("batch_manual", 2, (4, 8, 5, 3), 4 * 5 * 3),
-])
+@pytest.mark.parametrize(
+    "name, dims, shape, expected",
+    [
+        ("batch", 2, (4, 8, 5, 3), 4 * 5 * 3),
+        ("batch", 3, (1, 8, 32, 32, 32), 32**3),
+        ("batch", 2, (1, 8, 1, 1), 1),
+        ("group", 2, (4, 8, 5, 3), 2 * 5 * 3),
+        ("instance", 2, (4, 8, 5, 3), 5 * 3),
+        ("layer", 2, (4, 8, 5, 3), 8 * 5 * 3),
+        ("batch_manual", 2, (4, 8, 5, 3), 4 * 5 * 3),
+    ],
+)
 def test_values_per_statistic(name, dims, shape, expected):
     layer = create_norm(name, shape[1], dims, NormOptions(groups=4))
     assert values_per_statistic(layer, shape) == expected
@@ -51,7 +54,10 @@ def zeros_net(norm, **knobs):
 def test_layer_reports_find_the_one_value_layer_of_zeros_net_even_where_torch_raises():
     reports = layer_reports(zeros_net("batch"), torch.randn(1, 3, 32, 32))
     assert [(r.input_shape, r.values) for r in reports] == [
-        ((1, 4, 14, 14), 196), ((1, 8, 5, 5), 25), ((1, 5, 1, 1), 1)]
+        ((1, 4, 14, 14), 196),
+        ((1, 8, 5, 5), 25),
+        ((1, 5, 1, 1), 1),
+    ]
     assert reports[-1].axes == "N,H,W" and reports[-1].verdict.startswith("degenerate")
 
 
@@ -59,27 +65,32 @@ def test_zeros_net_gives_exactly_beta_at_batch_size_one_without_the_guard():
     model = zeros_net("batch_manual", bn_single_value="beta")
     one = output_probe(model, torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
     two = output_probe(model, torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
-    assert one == {"output_std": 0.0, "zero_fraction": 1.0, "beta_fraction": 1.0,
-                   "output_change": 0.0}
+    assert one == {
+        "output_std": 0.0,
+        "zero_fraction": 1.0,
+        "beta_fraction": 1.0,
+        "output_change": 0.0,
+    }
     assert two["zero_fraction"] == 0.0 and two["output_change"] > 0 and two["output_std"] > 0.5
 
 
 def test_keras_preset_reproduces_the_tensorflow_zeros():
-    probe = output_probe(zeros_net("batch_keras"), torch.randn(1, 3, 32, 32),
-                         torch.randn(1, 3, 32, 32))
+    probe = output_probe(
+        zeros_net("batch_keras"), torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    )
     assert probe["zero_fraction"] == 1.0
 
 
 def test_torch_batchnorm_at_one_value_gives_no_probe_numbers():
-    probe = output_probe(zeros_net("batch"), torch.randn(1, 3, 32, 32),
-                         torch.randn(1, 3, 32, 32))
+    probe = output_probe(zeros_net("batch"), torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
     assert all(math.isnan(v) for v in probe.values())
 
 
 def test_per_activation_statistics_zero_a_large_map_at_batch_size_one():
     torch.manual_seed(0)
-    config = ModelConfig(widths=[4], norm="batch_manual", bn_stats="activation",
-                         bn_single_value="beta")
+    config = ModelConfig(
+        widths=[4], norm="batch_manual", bn_stats="activation", bn_single_value="beta"
+    )
     model = nn.Sequential(*list(make_model(config, InputShape(3, 2, 8), 2).features)[:2])
     probe = output_probe(model, torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))
     assert probe["zero_fraction"] == 1.0

@@ -9,8 +9,11 @@ from bnstudy.run import make_model
 @pytest.mark.parametrize("dims", [2, 3])
 @pytest.mark.parametrize("norm", ["batch", "group", "instance", "layer", "none"])
 def test_cnn_builds_in_2d_and_3d_and_gives_logits(dims, norm):
-    model = make_model(ModelConfig(widths=[4, 8], norm=norm, norm_groups=2),
-                       InputShape(channels=2, spatial_dims=dims, size=8), num_classes=5)
+    model = make_model(
+        ModelConfig(widths=[4, 8], norm=norm, norm_groups=2),
+        InputShape(channels=2, spatial_dims=dims, size=8),
+        num_classes=5,
+    )
     assert model(torch.randn(3, 2, *[8] * dims)).shape == (3, 5)
 
 

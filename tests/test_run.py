@@ -1,6 +1,6 @@
 import torch
 
-from bnstudy.run import execute_run, evaluation_settings
+from bnstudy.run import evaluation_settings, execute_run
 from bnstudy.sweep import plan
 
 CPU = torch.device("cpu")
@@ -16,7 +16,10 @@ def test_a_run_trains_once_and_reports_every_test_setting(tiny_study):
     result = execute_run(only_run(tiny_study), CPU)
     assert result["status"] == "ok"
     assert [(t["test_mode"], t["test_batch"], t["test_batch_size"]) for t in result["tests"]] == [
-        ("eval", "eval", 12), ("train", "same", 8), ("train", "1", 1)]
+        ("eval", "eval", 12),
+        ("train", "same", 8),
+        ("train", "1", 1),
+    ]
     assert all(0 <= t["test_acc"] <= 1 for t in result["tests"])
     assert result["train"]["steps"] == 6 and result["train"]["samples"] == 48
 
@@ -28,8 +31,10 @@ def test_same_config_and_seed_give_bit_identical_metrics_on_cpu(tiny_study):
         assert first["train"][key] == second["train"][key]
     assert first["tests"] == second["tests"]
     tiny_study["seed"] = 1
-    assert execute_run(only_run(tiny_study), CPU)["train"]["train_loss"] != \
-        first["train"]["train_loss"]
+    assert (
+        execute_run(only_run(tiny_study), CPU)["train"]["train_loss"]
+        != first["train"]["train_loss"]
+    )
 
 
 def test_batchnorm_on_one_value_per_channel_is_an_error_outcome_with_the_message(tiny_study):
@@ -38,7 +43,8 @@ def test_batchnorm_on_one_value_per_channel_is_an_error_outcome_with_the_message
     result = execute_run(only_run(tiny_study), CPU)
     assert result["status"] == "error"
     assert result["error"].startswith(
-        "ValueError: Expected more than 1 value per channel when training")
+        "ValueError: Expected more than 1 value per channel when training"
+    )
     assert result["error_at"] == "train epoch 1 step 7 (batch of 1)"
     assert "Traceback" in result["traceback"]
     assert all(t["test_acc"] is None for t in result["tests"])

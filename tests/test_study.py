@@ -28,7 +28,8 @@ def count_executions(monkeypatch):
 
 
 def test_rerun_skips_finished_runs_and_an_edit_reruns_only_what_it_changes(
-        tiny_study, tmp_path, monkeypatch):
+    tiny_study, tmp_path, monkeypatch
+):
     calls = count_executions(monkeypatch)
     tiny_study["sweep"] = {"model.norm": ["batch", "none"], "train.batch_size": [4, 8]}
     study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
@@ -76,8 +77,9 @@ def result_files(sweep_dir):
 
 
 @pytest.mark.slow
-def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(tiny_study, write_study,
-                                                                  tmp_path):
+def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(
+    tiny_study, write_study, tmp_path
+):
     tiny_study["data"].update(train_size=240, image_size=16)
     tiny_study["train"]["batch_size"] = 4
     tiny_study["sweep"] = {"seed": [0, 1, 2, 3, 4, 5]}
@@ -100,3 +102,11 @@ def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(tiny_study, wr
     assert len(table) == 12 and table["run_id"].nunique() == 6
     assert not table.duplicated(["run_id", "test_mode", "test_batch"]).any()
     assert not list(sweep_dir.rglob("*.tmp"))
+
+
+def test_parallel_jobs_finish_every_run_once(tiny_study, tmp_path):
+    tiny_study["sweep"] = {"seed": [0, 1, 2]}
+    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, jobs=2)
+    assert counts == {"ok": 3}
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    assert len(table) == 6 and table["run_id"].nunique() == 3

@@ -9,14 +9,17 @@ from bnstudy.train import batch_slices, evaluate, preserved_buffers, scaled_lr
 
 def tiny_model(norm="batch"):
     torch.manual_seed(0)
-    return make_model(ModelConfig(widths=[4, 8], norm=norm, norm_groups=2),
-                      InputShape(3, 2, 8), num_classes=3)
+    return make_model(
+        ModelConfig(widths=[4, 8], norm=norm, norm_groups=2), InputShape(3, 2, 8), num_classes=3
+    )
 
 
 def tiny_split(n=20):
     generator = torch.Generator().manual_seed(1)
-    return Split(x=torch.randn(n, 3, 8, 8, generator=generator) * 3 + 1,
-                 y=torch.randint(0, 3, (n,), generator=generator))
+    return Split(
+        x=torch.randn(n, 3, 8, 8, generator=generator) * 3 + 1,
+        y=torch.randint(0, 3, (n,), generator=generator),
+    )
 
 
 def test_batch_slices_keep_or_drop_the_last_short_batch():
@@ -47,8 +50,9 @@ def test_train_mode_evaluation_leaves_running_stats_untouched():
     with torch.no_grad():
         model.train()
         model(split.x[:5])
-    assert not torch.equal(before["features.1.running_mean"],
-                           model.state_dict()["features.1.running_mean"])
+    assert not torch.equal(
+        before["features.1.running_mean"], model.state_dict()["features.1.running_mean"]
+    )
     assert 0 <= result.accuracy <= 1
 
 
