@@ -82,3 +82,23 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
 def test_status_of_a_folder_that_is_not_a_sweep_exits_2(tmp_path):
     result = invoke("status", tmp_path)
     assert result.exit_code == 2 and "not a sweep folder" in result.stderr
+
+
+def test_inspect_reports_each_norm_layer_with_a_verdict(tiny_study, write_study):
+    tiny_study["model"].update(name="zeros_net", widths=[4, 8])
+    tiny_study["data"]["image_size"] = 32
+    result = invoke("inspect", write_study(tiny_study), "--batch-size", "1")
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if "layers." in line]
+    assert len(rows) == 3
+    assert "1×4×14×14" in rows[0] and "196" in rows[0] and "fine" in rows[0]
+    assert "25" in rows[1] and "fine" in rows[1]
+    assert "1×10×1×1" in rows[2] and "N,H,W" in rows[2] and "degenerate" in rows[2]
+    wider = invoke("inspect", write_study(tiny_study), "--batch-size", "4")
+    last = [line for line in wider.output.splitlines() if "layers." in line][-1]
+    assert "noisy" in last
+
+
+def test_inspect_validates_like_run(tiny_study, write_study):
+    result = invoke("inspect", write_study(tiny_study), "model.norm=batchnorm")
+    assert result.exit_code == 2 and "model.norm" in result.stderr

@@ -4,7 +4,17 @@ Synthetic accuracies (exact, so expected values can be worked out by hand):
     eval-mode acc  = BASE[norm] + 0.01 * log2(batch_size) + 0.04 * seed
     train-mode acc = eval-mode acc - DROP[norm][test_batch] - 0.01 * seed
 Failures: batch norm at batch size 1 errors for both seeds, group norm at batch size 4 seed 1
-diverges, and group norm at batch size 16 seed 1 is missing (partial sweep).
+diverges, group norm at batch size 16 seed 1 is missing (partial sweep), and batch norm at batch
+size 16 seed 1 trains but its train-mode test at batch 1 errors.
+
+Synthetic diagnostics (per run, repeated on its rows; after-training ones NaN for failed runs):
+    min_values_per_stat = batch_size for batch norm, 4 for group norm
+    init_output_std = 1 + 0.2 * seed, init_zero_fraction = 0.1 * seed; for batch norm at
+        batch size 1 (the collapse) 0 and 1
+    output_std = 2 + 0.2 * seed, zero_fraction = 0.1 + 0.1 * seed
+    bn_mean_noise = 1 / sqrt(batch_size) + 0.1 * seed, bn_var_noise = 2 * bn_mean_noise,
+        NaN for group norm
+    test_flip_rate = 0 in eval mode, FLIP[test_batch] + 0.02 * seed in train mode (ok rows)
 """
 
 from __future__ import annotations
@@ -25,6 +35,24 @@ SEEDS = (0, 1)
 SETTINGS = (("eval", "eval"), ("train", "same"), ("train", "1"))
 BASE = {"batch": 0.80, "group": 0.70, "instance": 0.60}
 DROP = {"same": 0.05, "1": 0.20}
+FLIP = {"same": 0.10, "1": 0.30}
+TEST_ERROR = ("batch", 16, 1, "1")  # (norm, batch_size, seed, test_batch) whose test errors
+DIAGNOSTIC_COLUMNS = (
+    "test_flip_rate",
+    "min_values_per_stat",
+    "bn_mean_noise",
+    "bn_var_noise",
+    "bn_min_var",
+    "output_std",
+    "zero_fraction",
+    "beta_fraction",
+    "output_change",
+    "init_output_std",
+    "init_zero_fraction",
+    "init_beta_fraction",
+    "init_output_change",
+)
+NEW_PLOTS = ("output_collapse.png", "batch_statistics.png", "flip_rate.png")
 BN_ERROR = (
     "ValueError: Expected more than 1 value per channel when training, "
     "got input size torch.Size([1, 8, 1, 1])"
@@ -46,15 +74,41 @@ def outcome(norm: str, batch_size: int, seed: int) -> tuple[str, str, str] | Non
     return "ok", "", ""
 
 
+def diagnostics(norm: str, batch_size: int, seed: int, trained: bool) -> dict:
+    """The run's diagnostic columns (see the module docstring)."""
+    collapsed = (norm, batch_size) == ("batch", 1)
+    noise = 1 / math.sqrt(batch_size) + 0.1 * seed if norm == "batch" and trained else math.nan
+    after = 1.0 if trained else math.nan
+    return {
+        "min_values_per_stat": batch_size if norm == "batch" else 4,
+        "bn_mean_noise": noise,
+        "bn_var_noise": 2 * noise,
+        "bn_min_var": 0.01 * after,
+        "output_std": (2 + 0.2 * seed) * after,
+        "zero_fraction": (0.1 + 0.1 * seed) * after,
+        "beta_fraction": 0.0 * after,
+        "output_change": 3.0 * after,
+        "init_output_std": 0.0 if collapsed else 1 + 0.2 * seed,
+        "init_zero_fraction": 1.0 if collapsed else 0.1 * seed,
+        "init_beta_fraction": 1.0 if collapsed else 0.0,
+        "init_output_change": 0.0 if collapsed else 1.0,
+    }
+
+
 def row(norm: str, batch_size: int, seed: int, test_mode: str, test_batch: str) -> dict | None:
     """One runs.csv row, shaped like the table the sweep writes."""
     result = outcome(norm, batch_size, seed)
     if result is None:
         return None
+    trained = result[0] == "ok"
+    if (norm, batch_size, seed, test_batch) == TEST_ERROR:
+        result = "error", BN_ERROR, "test train mode (batch of 1)"
     status, error, error_at = result
     acc = BASE[norm] + 0.01 * math.log2(batch_size) + 0.04 * seed
+    flip = 0.0
     if test_mode == "train":
         acc -= DROP[test_batch] + 0.01 * seed
+        flip = FLIP[test_batch] + 0.02 * seed
     ok = status == "ok"
     lr = 0.1 * batch_size / 16
     return {
@@ -74,12 +128,14 @@ def row(norm: str, batch_size: int, seed: int, test_mode: str, test_batch: str) 
         "test_batch_size": batch_size if test_batch in ("same", "eval") else int(test_batch),
         "test_acc": acc if ok else math.nan,
         "test_loss": 1 - acc if ok else math.nan,
+        "test_flip_rate": flip if ok else math.nan,
         "train_loss": 0.5 if ok else math.nan,
         "train_acc": acc + 0.05 if ok else math.nan,
         "epochs": 2,
         "steps": 64 // batch_size,
         "train_seconds": 1.5,
         "samples_per_sec": 100.0 * batch_size,
+        **diagnostics(norm, batch_size, seed, trained),
         "model.norm": norm,
         "train.batch_size": batch_size,
         "train.lr": lr,
@@ -121,6 +177,13 @@ def assert_png(path: Path) -> None:
     assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
 
 
+def plant_stale(out: Path, names: tuple[str, ...]) -> None:
+    """Leave placeholder PNGs from an "earlier report" in ``out`` that must not go stale."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        (out / name).write_bytes(PNG_MAGIC)
+
+
 @pytest.fixture(scope="module")
 def built(tmp_path_factory) -> Path:
     """A report written once from the synthetic sweep; returns the report folder."""
@@ -138,8 +201,8 @@ def test_write_report_creates_all_files(built: Path) -> None:
     assert built.name == "report"
     for name in ("summary.csv", "summary.md", "index.html"):
         assert (built / name).stat().st_size > 0
-    assert_png(built / "accuracy_vs_batch_size.png")
-    assert_png(built / "test_mode_gap.png")
+    for png in ("accuracy_vs_batch_size.png", "test_mode_gap.png", *NEW_PLOTS):
+        assert_png(built / png)
 
 
 def test_factors_skip_aliases_and_lr_zipped_with_batch_size(runs: pd.DataFrame) -> None:
@@ -181,10 +244,51 @@ def test_summary_sorted_by_factors(built: Path) -> None:
     assert list(first["test_batch"]) == ["eval", "same", "1"]
 
 
+def test_summary_diagnostic_means(built: Path) -> None:
+    summary = pd.read_csv(built / "summary.csv", dtype={"test_batch": str})
+    # flip rate per test setting: batch norm, batch size 4, seeds 0.30 and 0.32 at test batch 1
+    flips = [
+        cell(summary, norm="batch", batch_size=4, test_batch=b)["test_flip_rate_mean"]
+        for b in ("eval", "same", "1")
+    ]
+    assert flips == pytest.approx([0.0, 0.11, 0.31])
+    # batch norm at batch size 1 errored in training: pre-training diagnostics still count
+    bn1 = cell(summary, norm="batch", batch_size=1, test_batch="eval")
+    assert bn1["min_values_per_stat_mean"] == 1
+    assert (bn1["init_zero_fraction_mean"], bn1["init_output_std_mean"]) == (1.0, 0.0)
+    for col in ("test_flip_rate", "zero_fraction", "output_std", "bn_mean_noise"):
+        assert math.isnan(bn1[f"{col}_mean"]), col
+    # group norm, batch size 4: seed 1 diverged; init over both seeds, after training seed 0
+    gn4 = cell(summary, norm="group", batch_size=4, test_batch="eval")
+    assert gn4["init_output_std_mean"] == pytest.approx(1.1)
+    assert gn4["init_zero_fraction_mean"] == pytest.approx(0.05)
+    assert (gn4["output_std_mean"], gn4["zero_fraction_mean"]) == pytest.approx((2.0, 0.1))
+    assert gn4["min_values_per_stat_mean"] == 4 and math.isnan(gn4["bn_mean_noise_mean"])
+    # batch norm, batch size 16: noise 0.25 + 0.1 * seed; seed 1's test at batch 1 errored,
+    # so that group averages seed 0 only for after-training diagnostics, both for init ones
+    bn16 = cell(summary, norm="batch", batch_size=16, test_batch="eval")
+    assert (bn16["bn_mean_noise_mean"], bn16["bn_var_noise_mean"]) == pytest.approx((0.3, 0.6))
+    bn16_1 = cell(summary, norm="batch", batch_size=16, test_batch="1")
+    assert (bn16_1["bn_mean_noise_mean"], bn16_1["output_std_mean"]) == pytest.approx((0.25, 2))
+    assert bn16_1["init_output_std_mean"] == pytest.approx(1.1)
+    assert (bn16_1["n"], bn16_1["n_error"]) == (1, 1)
+
+
 def test_summary_markdown_formats_percentages(built: Path) -> None:
     text = (built / "summary.md").read_text(encoding="utf-8")
     assert "| 84.0 ± 2.8 |" in text  # batch norm, batch size 4, eval
     assert "| 72.0 |" in text  # group norm, batch size 4, eval: one seed, no std
+    header = next(line for line in text.splitlines() if line.startswith("| norm"))
+    assert header.endswith("| samples/s | flip (%) | min values/stat | n | n_error | n_diverged |")
+    # batch norm, batch size 4, test batch 1: 400 samples/s, flip 31.0 %, 4 values per statistic
+    assert "| 400 | 31.0 | 4 | 2 | 0 | 0 |" in text
+
+
+def test_norm_order_puts_batch_variants_after_batch(runs: pd.DataFrame) -> None:
+    renamed = runs.assign(norm=runs["norm"].map({"batch": "batch_keras", "group": "layer"}))
+    variants = pd.concat([runs, renamed, runs.assign(norm="batch_manual")])
+    order = list(report.summarize(variants)["norm"].unique())
+    assert order == ["batch", "batch_manual", "batch_keras", "group", "layer"]
 
 
 def test_gap_matches_hand_computation(runs: pd.DataFrame) -> None:
@@ -212,6 +316,47 @@ def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataF
     assert [ax.get_title() for ax in gap.axes] == ["batch", "group"]
 
 
+def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> None:
+    collapse = report.plot_output_collapse(runs)
+    assert [ax.get_title() for ax in collapse.axes] == [
+        "output std",
+        "fraction of outputs exactly 0",
+    ]
+    statistics = report.plot_batch_statistics(runs)
+    assert len(statistics.axes) == 3
+    assert statistics.axes[0].get_yscale() == "log"
+    flip = report.plot_flip_rate(runs)
+    assert [ax.get_title() for ax in flip.axes] == ["batch", "group"]
+    assert flip.axes[0].get_ylabel() == "predictions flipped (%)"
+
+
+def mean_lines(ax, color: str, linestyle: str) -> list:
+    """The mean lines (not the 'x' markers) drawn on ``ax`` in ``color`` and ``linestyle``."""
+    return [
+        line
+        for line in ax.get_lines()
+        if line.get_color() == color and line.get_linestyle() == linestyle
+    ]
+
+
+def test_diagnostic_plots_show_init_of_failed_runs_and_skip_unmeasured_norms(
+    runs: pd.DataFrame,
+) -> None:
+    zeros = report.plot_output_collapse(runs).axes[1]
+    # batch norm (C0): at init all outputs are 0 at batch size 1 (a run that then errored)
+    (init,) = mean_lines(zeros, "C0", "--")
+    assert list(init.get_xdata()) == [1, 4, 16]
+    assert list(init.get_ydata()) == pytest.approx([1.0, 0.05, 0.05])
+    (trained,) = mean_lines(zeros, "C0", "-")
+    assert math.isnan(trained.get_ydata()[0])
+    assert list(trained.get_ydata()[1:]) == pytest.approx([0.15, 0.15])
+    # batch-statistic noise: only batch norm has it; group norm (C1) draws nothing
+    noise = report.plot_batch_statistics(runs).axes[1]
+    (line,) = mean_lines(noise, "C0", "-")
+    assert list(line.get_ydata()[1:]) == pytest.approx([0.55, 0.3])
+    assert not any(line.get_color() == "C1" for line in noise.get_lines())
+
+
 def test_save_figure_writes_png(tmp_path: Path, runs: pd.DataFrame) -> None:
     path = report.save_figure(report.plot_test_mode_gap(runs), tmp_path / "gap.png")
     assert_png(path)
@@ -222,6 +367,10 @@ def test_index_html_references_plots_and_escapes_errors(built: Path) -> None:
     assert "<title>bnstudy report: demo</title>" in page
     assert '<img src="accuracy_vs_batch_size.png"' in page
     assert '<img src="test_mode_gap.png"' in page
+    for png in NEW_PLOTS:
+        assert f'<img src="{png}"' in page
+    assert "relative to the population std" in page
+    assert "reshuffled into different batches" in page
     assert "11 runs: 8 ok, 2 error, 1 diverged; 33 rows" in page
     assert BN_ERROR in page
     assert "loss &lt;nan&gt; &amp; " in page
@@ -241,19 +390,38 @@ def test_whole_norm_errored(tmp_path: Path) -> None:
     assert [ax.get_title() for ax in report.plot_test_mode_gap(runs).axes] == ["batch", "group"]
 
 
-def test_eval_only_sweep_skips_gap_plot(tmp_path: Path) -> None:
-    sweep_dir = write_runs(tmp_path / "demo", make_runs())
-    report.write_report(sweep_dir)  # leaves a gap plot behind that must not go stale
-    write_runs(sweep_dir, make_runs(settings=SETTINGS[:1]))
+def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
+    sweep_dir = write_runs(tmp_path / "demo", make_runs(settings=SETTINGS[:1]))
+    plant_stale(sweep_dir / "report", ("test_mode_gap.png", "flip_rate.png"))
     out = report.write_report(sweep_dir)
     assert not (out / "test_mode_gap.png").exists()
+    assert not (out / "flip_rate.png").exists()
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert "Plot skipped: the sweep has no train-mode test rows." in page
+    assert page.count("Plot skipped: the sweep has no train-mode test rows.") == 2
+    assert_png(out / "output_collapse.png")
     assert (
         len(report.plot_accuracy_vs_batch_size(report.load_runs(sweep_dir / "runs.csv")).axes) == 1
     )
     with pytest.raises(ValueError, match="both eval-mode and train-mode"):
         report.plot_test_mode_gap(report.load_runs(sweep_dir / "runs.csv"))
+
+
+def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
+    old = make_runs().drop(columns=list(DIAGNOSTIC_COLUMNS))
+    sweep_dir = write_runs(tmp_path / "demo", old)
+    plant_stale(sweep_dir / "report", NEW_PLOTS)
+    out = report.write_report(sweep_dir)
+    assert_png(out / "accuracy_vs_batch_size.png")
+    assert_png(out / "test_mode_gap.png")
+    for png in NEW_PLOTS:
+        assert not (out / png).exists(), png
+    page = (out / "index.html").read_text(encoding="utf-8")
+    assert page.count("Plot skipped: the runs table has no values of") == 3
+    summary = pd.read_csv(out / "summary.csv")
+    assert summary["test_flip_rate_mean"].isna().all()
+    assert summary["init_output_std_mean"].isna().all()
+    with pytest.raises(ValueError, match="no values of init_output_std, output_std"):
+        report.plot_output_collapse(report.load_runs(sweep_dir / "runs.csv"))
 
 
 def test_failed_run_without_test_setting_counts_in_every_setting(tmp_path: Path) -> None:

@@ -110,3 +110,10 @@ def test_parallel_jobs_finish_every_run_once(tiny_study, tmp_path):
     assert counts == {"ok": 3}
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
     assert len(table) == 6 and table["run_id"].nunique() == 3
+
+
+def test_result_files_get_the_usual_permissions_not_mkstemps_0600(tiny_study, tmp_path):
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (tmp_path / "tiny" / "runs.csv").stat().st_mode & 0o777 == 0o666 & ~umask
