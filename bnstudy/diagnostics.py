@@ -201,9 +201,10 @@ def _noise(means: torch.Tensor, variances: torch.Tensor) -> dict[str, float]:
     population_mean = means.mean(0)
     population_var = (variances + means**2).mean(0) - population_mean**2
     spread = (lambda t: t.std(0)) if len(means) > 1 else (lambda t: torch.full_like(t[0], math.nan))
+    # nanmean: a channel constant over the whole population (a dead unit) has 0/0 noise
     return {
-        "mean_noise": (spread(means) / population_var.sqrt()).mean().item(),
-        "var_noise": (spread(variances) / population_var).mean().item(),
+        "mean_noise": (spread(means) / population_var.sqrt()).nanmean().item(),
+        "var_noise": (spread(variances) / population_var).nanmean().item(),
         "min_var": variances.min().item(),
     }
 

@@ -115,3 +115,9 @@ def test_batch_statistic_noise_shrinks_as_the_batch_grows():
     large = batch_statistic_noise(model, list(data.split(32)))
     for name in small:
         assert small[name]["mean_noise"] > 2 * large[name]["mean_noise"]
+
+
+def test_a_channel_constant_over_the_population_does_not_poison_the_noise():
+    batches = [torch.stack([torch.randn(4, 8), torch.zeros(4, 8)], dim=1) for _ in range(50)]
+    noise = batch_statistic_noise(nn.Sequential(nn.BatchNorm1d(2)), batches)["0"]
+    assert math.isfinite(noise["mean_noise"]) and noise["min_var"] == 0.0
