@@ -171,10 +171,9 @@ def _load_synthetic(
     train_size: int | None,
     test_size: int | None,
     seed: int,
-    root: str | None = None,
-    image_size: int | None = None,
+    image_size: int | None,
 ) -> Dataset:
-    """Generate train and test from independent seeded streams (``root`` is ignored).
+    """Generate train and test from independent seeded streams.
 
     The test split depends only on ``seed``, ``test_size`` and ``image_size``, never on
     ``train_size``, so runs with different training budgets are scored on the same images.
@@ -212,7 +211,8 @@ def _plus(u: Tensor, v: Tensor, r: Tensor, phase: Tensor) -> Tensor:
 
 
 def _triangle(u: Tensor, v: Tensor, r: Tensor, phase: Tensor) -> Tensor:
-    edges = [0.5 * r - (u * math.cos(a) + v * math.sin(a)) for a in (0.5, 2.594, 4.689)]
+    angles = (2 * math.pi * k / 3 for k in range(3))
+    edges = [0.5 * r - (u * math.cos(a) + v * math.sin(a)) for a in angles]
     return torch.minimum(torch.minimum(edges[0], edges[1]), edges[2])
 
 
@@ -320,7 +320,7 @@ def _cube(c: Tensor, r: Tensor, axis: Tensor) -> Tensor:
 
 
 def _shell(c: Tensor, r: Tensor, axis: Tensor) -> Tensor:
-    return 0.2 * r - (_radius(c) - 0.8 * r).abs()
+    return 0.25 * r - (_radius(c) - 0.75 * r).abs()
 
 
 def _cylinder(c: Tensor, r: Tensor, axis: Tensor) -> Tensor:
@@ -359,9 +359,9 @@ def _coords_3d(size: int) -> Tensor:
 
 def _shape_mask_3d(label: int, n: int, size: int, g: torch.Generator) -> Tensor:
     """Soft (n, D, H, W) mask of class ``label`` with jittered centre, size and axis."""
-    centre = _uniform(g, (3, n, 1, 1, 1), -0.3, 0.3)
+    centre = _uniform(g, (3, n, 1, 1, 1), -0.2, 0.2)
     c = _coords_3d(size) - centre
-    r = _uniform(g, (n, 1, 1, 1), 0.3, 0.55)
+    r = _uniform(g, (n, 1, 1, 1), 0.45, 0.7)
     axis = torch.eye(3)[torch.randint(3, (n,), generator=g)].T.reshape(3, n, 1, 1, 1)
     return _soft_mask(_SHAPES_3D[label][1](c, r, axis), size)
 
@@ -374,26 +374,45 @@ def _render_3d(label: int, n: int, size: int, g: torch.Generator) -> Tensor:
     MRI), then each volume gets its own gain, offset and noise.
     """
     mask = _shape_mask_3d(label, n, size, g)
-    background = _uniform(g, (n, 1, 1, 1), 0.0, 0.5)
+    background = _uniform(g, (n, 1, 1, 1), 0.0, 0.2)
     delta = _uniform(g, (n, 1, 1, 1), 0.3, 1.0)
     slopes = _uniform(g, (3, n, 1, 1, 1), -0.25, 0.25)
     bias = 1 + (slopes * _coords_3d(size)).sum(dim=0)
     vol = (background + mask * delta) * bias
-    return _vary_intensity(vol.unsqueeze(1), g, noise=0.15)
+    return _vary_intensity(vol.unsqueeze(1), g, noise=0.1)
 
 
 _SYNTHETIC_2D = _Synthetic("synthetic2d", _render_2d, 10, 3, 2, (5000, 1000))
 _SYNTHETIC_3D = _Synthetic("synthetic3d", _render_3d, len(_SHAPES_3D), 1, 3, (1000, 500))
 
 
-def load_synthetic2d(**kwargs) -> Dataset:
-    """CIFAR-shaped 3xSxS images of ten shapes and textures (see ``_render_2d``)."""
-    return _load_synthetic(_SYNTHETIC_2D, **kwargs)
+def load_synthetic2d(
+    *,
+    train_size: int | None,
+    test_size: int | None,
+    seed: int,
+    root: str | None = None,
+    image_size: int | None = None,
+) -> Dataset:
+    """CIFAR-shaped 3xSxS images of ten shapes and textures (see ``_render_2d``).
+
+    ``root`` is accepted for the common loader signature and ignored.
+    """
+    sizes = {"train_size": train_size, "test_size": test_size, "image_size": image_size}
+    return _load_synthetic(_SYNTHETIC_2D, seed=seed, **sizes)
 
 
-def load_synthetic3d(**kwargs) -> Dataset:
-    """1xSxSxS volumes of six 3D shapes (see ``_render_3d``)."""
-    return _load_synthetic(_SYNTHETIC_3D, **kwargs)
+def load_synthetic3d(
+    *,
+    train_size: int | None,
+    test_size: int | None,
+    seed: int,
+    root: str | None = None,
+    image_size: int | None = None,
+) -> Dataset:
+    """1xSxSxS volumes of six 3D shapes (see ``_render_3d``); ``root`` is ignored."""
+    sizes = {"train_size": train_size, "test_size": test_size, "image_size": image_size}
+    return _load_synthetic(_SYNTHETIC_3D, seed=seed, **sizes)
 
 
 # ---------------------------------------------------------------------------------- files
