@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
+# runs at a time for make demo, each with an equal share of the CPU threads
+JOBS ?= 2
 
 .PHONY: setup demo test lint clean-venv
 
@@ -16,7 +18,7 @@ $(INSTALLED): pyproject.toml
 	touch $@
 
 demo: $(INSTALLED)
-	$(BIN)/bnstudy run configs/quickstart.yaml
+	$(BIN)/bnstudy run configs/quickstart.yaml --jobs $(JOBS)
 	$(BIN)/bnstudy report results/quickstart
 
 test: $(INSTALLED)

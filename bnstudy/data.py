@@ -59,13 +59,16 @@ class DatasetSpec:
     """How to load one named data set.
 
     ``load(*, train_size, test_size, seed, root, image_size)`` returns a CPU ``Dataset``.
-    ``spatial_dims`` is 2 or 3, or 0 when it is read from the file (``npz``).
+    ``spatial_dims`` is 2 or 3, or 0 when it is read from the file (``npz``); likewise
+    ``in_channels`` and ``num_classes`` are 0 when only the file knows them.
     """
 
     load: Callable[..., Dataset]
     spatial_dims: int
     needs_root: bool
     description: str
+    in_channels: int = 0
+    num_classes: int = 0
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -529,11 +532,12 @@ def load_npz(
 # --------------------------------------------------------------------------------- registry
 
 DATASETS: dict[str, DatasetSpec] = {
-    "synthetic2d": DatasetSpec(
-        load_synthetic2d, 2, False, "generated 3x32x32 images, 10 shapes/textures"
-    ),
-    "synthetic3d": DatasetSpec(load_synthetic3d, 3, False, "generated 1x32^3 volumes, 6 shapes"),
-    "cifar10": DatasetSpec(load_cifar10, 2, True, "CIFAR-10 pickle batches under root"),
+    "synthetic2d": DatasetSpec(load_synthetic2d, 2, False, "generated 3x32x32 images, 10 "
+                               "shapes/textures", in_channels=3, num_classes=10),
+    "synthetic3d": DatasetSpec(load_synthetic3d, 3, False, "generated 1x32^3 volumes, 6 shapes",
+                               in_channels=1, num_classes=6),
+    "cifar10": DatasetSpec(load_cifar10, 2, True, "CIFAR-10 pickle batches under root",
+                           in_channels=3, num_classes=10),
     "npz": DatasetSpec(load_npz, 0, True, "x/y train/test arrays in the .npz file root (2D or 3D)"),
 }
 

@@ -209,12 +209,12 @@ def _describe(swept: dict[str, Any]) -> str:
 def _build_problem(config: StudyConfig) -> str | None:
     """Build the run's model once on the CPU to catch errors such as groups not dividing a
     width before any run starts. Data sets whose shape comes from a file are left to run time."""
-    dims = DATASETS[config.data.name].spatial_dims
-    if not dims:
+    spec = DATASETS[config.data.name]
+    if not (spec.spatial_dims and spec.in_channels and spec.num_classes):
         return None
-    shape = InputShape(channels=1, spatial_dims=dims, size=config.data.image_size or 32)
+    shape = InputShape(spec.in_channels, spec.spatial_dims, config.data.image_size or 32)
     try:
-        make_model(config.model, shape, num_classes=2)
+        make_model(config.model, shape, spec.num_classes)
     except ValueError as error:
         return str(error)
     return None

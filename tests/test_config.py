@@ -110,3 +110,11 @@ def test_key_paths_are_checked_against_the_schema():
     assert check_key_path("train.lr") is None
     assert check_key_path("seed") is None
     assert "did you mean 'train.lr'" in check_key_path("trian.lr")
+
+
+def test_model_check_uses_the_data_sets_class_count(tiny_study):
+    # zeros_net's last norm has one channel per class: synthetic2d has 10, 4 groups don't divide
+    tiny_study["model"].update(name="zeros_net", widths=[4, 8], norm="group", norm_groups=4)
+    tiny_study["data"]["image_size"] = 32
+    [(key, message)] = problems(tiny_study)
+    assert key == "model" and "4 groups do not divide 10 channels" in message
