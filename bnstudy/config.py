@@ -85,6 +85,9 @@ class ModelConfig(_Section):
     # BN running-stat update weight on the NEW batch, PyTorch convention:
     # running = (1 - m)·running + m·batch. Keras momentum 0.99 is 0.01 here; null = cumulative.
     bn_momentum: float | None = Field(0.1, gt=0, le=1)
+    # how bn_momentum is written: torch (weight of the new batch, 0.1) or keras (weight of the
+    # running value: Keras 0.99, old d2l 0.9); keras m is used as torch 1 - m
+    bn_momentum_convention: Literal["torch", "keras"] = "torch"
     # batch_manual only (defaults are PyTorch's behaviour; see bnstudy.batchnorm):
     bn_running_var: Literal["unbiased", "biased"] = "unbiased"  # stored in running_var
     bn_stats: Literal["channel", "activation"] = "channel"  # per channel, or per position too
@@ -101,6 +104,12 @@ class ModelConfig(_Section):
         return _known(name, NORMS, "norm")
 
     @model_validator(mode="after")
+    def _keras_momentum_below_one(self) -> ModelConfig:
+        if self.bn_momentum_convention == "keras" and self.bn_momentum in (None, 1):
+            raise ValueError("bn_momentum in the keras convention must be in (0, 1)")
+        return self
+
+    @model_validator(mode="after")
     def _manual_knobs_need_batch_manual(self) -> ModelConfig:
         changed = [
             key
@@ -115,10 +124,13 @@ class ModelConfig(_Section):
 
     def norm_options(self) -> NormOptions:
         """The norm settings as the registry's factories take them."""
+        momentum = self.bn_momentum
+        if momentum is not None and self.bn_momentum_convention == "keras":
+            momentum = 1 - momentum
         return NormOptions(
             groups=self.norm_groups,
             eps=self.norm_eps,
-            momentum=self.bn_momentum,
+            momentum=momentum,
             unbiased_running_var=self.bn_running_var == "unbiased",
             stats=self.bn_stats,
             single_value=self.bn_single_value,

@@ -19,6 +19,7 @@ std (see ``_build_dataset``), so models never see raw intensities.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import math
 import pickle
@@ -175,8 +176,9 @@ def _load_synthetic(
     test_size: int | None,
     seed: int,
     image_size: int | None,
+    root: str | None = None,
 ) -> Dataset:
-    """Generate train and test from independent seeded streams.
+    """Generate train and test from independent seeded streams (``root`` is unused).
 
     The test split depends only on ``seed``, ``test_size`` and ``image_size``, never on
     ``train_size``, so runs with different training budgets are scored on the same images.
@@ -389,33 +391,16 @@ _SYNTHETIC_2D = _Synthetic("synthetic2d", _render_2d, 10, 3, 2, (5000, 1000))
 _SYNTHETIC_3D = _Synthetic("synthetic3d", _render_3d, len(_SHAPES_3D), 1, 3, (1000, 500))
 
 
-def load_synthetic2d(
-    *,
-    train_size: int | None,
-    test_size: int | None,
-    seed: int,
-    root: str | None = None,
-    image_size: int | None = None,
-) -> Dataset:
-    """CIFAR-shaped 3xSxS images of ten shapes and textures (see ``_render_2d``).
-
-    ``root`` is accepted for the common loader signature and ignored.
-    """
-    sizes = {"train_size": train_size, "test_size": test_size, "image_size": image_size}
-    return _load_synthetic(_SYNTHETIC_2D, seed=seed, **sizes)
-
-
-def load_synthetic3d(
-    *,
-    train_size: int | None,
-    test_size: int | None,
-    seed: int,
-    root: str | None = None,
-    image_size: int | None = None,
-) -> Dataset:
-    """1xSxSxS volumes of six 3D shapes (see ``_render_3d``); ``root`` is ignored."""
-    sizes = {"train_size": train_size, "test_size": test_size, "image_size": image_size}
-    return _load_synthetic(_SYNTHETIC_3D, seed=seed, **sizes)
+def _synthetic_spec(kind: _Synthetic, description: str) -> DatasetSpec:
+    """The registry entry of a generator; its loader ignores ``root``."""
+    return DatasetSpec(
+        functools.partial(_load_synthetic, kind),
+        kind.spatial_dims,
+        False,
+        description,
+        in_channels=kind.channels,
+        num_classes=kind.num_classes,
+    )
 
 
 # ---------------------------------------------------------------------------------- files
@@ -532,12 +517,11 @@ def load_npz(
 # --------------------------------------------------------------------------------- registry
 
 DATASETS: dict[str, DatasetSpec] = {
-    "synthetic2d": DatasetSpec(load_synthetic2d, 2, False, "generated 3x32x32 images, 10 "
-                               "shapes/textures", in_channels=3, num_classes=10),
-    "synthetic3d": DatasetSpec(load_synthetic3d, 3, False, "generated 1x32^3 volumes, 6 shapes",
-                               in_channels=1, num_classes=6),
-    "cifar10": DatasetSpec(load_cifar10, 2, True, "CIFAR-10 pickle batches under root",
-                           in_channels=3, num_classes=10),
+    "synthetic2d": _synthetic_spec(_SYNTHETIC_2D, "generated 3x32x32 images, 10 shapes/textures"),
+    "synthetic3d": _synthetic_spec(_SYNTHETIC_3D, "generated 1x32^3 volumes, 6 3D shapes"),
+    "cifar10": DatasetSpec(
+        load_cifar10, 2, True, "CIFAR-10 pickle batches under root", in_channels=3, num_classes=10
+    ),
     "npz": DatasetSpec(load_npz, 0, True, "x/y train/test arrays in the .npz file root (2D or 3D)"),
 }
 

@@ -118,3 +118,17 @@ def test_model_check_uses_the_data_sets_class_count(tiny_study):
     tiny_study["data"]["image_size"] = 32
     [(key, message)] = problems(tiny_study)
     assert key == "model" and "4 groups do not divide 10 channels" in message
+
+
+def test_keras_momentum_convention_is_converted_to_the_weight_of_the_new_batch(tiny_study):
+    tiny_study["model"].update(bn_momentum=0.99, bn_momentum_convention="keras")
+    options = validate_study(tiny_study, "s.yaml").model.norm_options()
+    assert options.momentum == pytest.approx(0.01)
+    tiny_study["model"]["bn_momentum_convention"] = "torch"
+    assert validate_study(tiny_study, "s.yaml").model.norm_options().momentum == 0.99
+
+
+def test_batch_manual_knobs_are_rejected_for_other_norms(tiny_study):
+    tiny_study["model"]["bn_stats"] = "activation"
+    [(key, message)] = problems(tiny_study)
+    assert key == "model" and "bn_stats apply to norm batch_manual only" in message
