@@ -97,7 +97,8 @@ class ManualBatchNorm(nn.Module):
         return self.weight.reshape(channel) * x_hat + self.bias.reshape(channel)
 
     def _stat_shape(self, x: torch.Tensor) -> tuple[int, ...]:
-        if self.stats == "activation":
+        # per-activation running stats are per channel (0 and 1) until the first training batch
+        if self.stats == "activation" and (self.training or self.running_mean.dim() > 1):
             return (1, *x.shape[1:])
         return (1, -1) + (1,) * (x.dim() - 2)
 

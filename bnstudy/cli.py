@@ -20,7 +20,6 @@ from bnstudy.config import (
     StudyConfig,
     apply_overrides,
     read_config_file,
-    validate_study,
 )
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.run import load_data, model_for_data
@@ -96,9 +95,10 @@ def run(
     try:
         raw = apply_overrides(read_config_file(config), overrides or [], str(config))
         study, runs = plan(raw, str(config))
-        target = resolve_device(device)
     except ConfigError as error:
         _fail(error.lines())
+    try:
+        target = resolve_device(device)
     except ValueError as error:
         _fail([f"--device: {error}"])
     sweep_dir = out_root / study.name
@@ -132,12 +132,15 @@ def inspect(
     shape, the axes its statistics reduce over, values per statistic and a verdict."""
     try:
         raw = apply_overrides(read_config_file(config), overrides or [], str(config))
-        study = validate_study({k: v for k, v in raw.items() if k != "sweep"}, str(config))
+        study, _ = plan({k: v for k, v in raw.items() if k != "sweep"}, str(config))
     except ConfigError as error:
         _fail(error.lines())
     size = batch_size or study.train.batch_size
-    data = load_data(study, torch.device("cpu"))
-    model = model_for_data(study, data)
+    try:
+        data = load_data(study, torch.device("cpu"))
+        model = model_for_data(study, data)
+    except (OSError, ValueError) as error:
+        _fail([f"{config}: {type(error).__name__}: {error}"])
     reports = layer_reports(model, torch.zeros(size, *data.train.x.shape[1:]))
     out.print(_layer_table(study, size, reports))
 

@@ -217,6 +217,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raw = parse_yaml(path.read_text())
     except OSError as error:
         raise ConfigError(str(path), [("file", error.strerror or str(error))]) from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(str(path), [("file", f"not UTF-8 text: {error.reason}")]) from None
     except yaml.YAMLError as error:
         raise ConfigError(str(path), [("yaml", " ".join(str(error).split()))]) from None
     if not isinstance(raw, dict):

@@ -98,9 +98,18 @@ def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
 def verdict(count: int, module: nn.Module) -> str:
     """fine / noisy / degenerate for a statistic over ``count`` values."""
     if count == 1:
-        how = "PyTorch raises, TF gives β" if uses_batch_statistics(module) else "gives β"
-        return f"degenerate: 1 value ({how})"
+        return f"degenerate: 1 value ({_what_happens_at_one_value(module)})"
     return f"noisy (< {NOISY_BELOW} values)" if count < NOISY_BELOW else "fine"
+
+
+def _what_happens_at_one_value(module: nn.Module) -> str:
+    if isinstance(module, ManualBatchNorm):
+        return "raises, as PyTorch" if module.single_value == "raise" else "gives β, as TF"
+    if isinstance(module, _BatchNorm):
+        return "PyTorch raises, TF gives β"
+    if isinstance(module, _InstanceNorm):
+        return "PyTorch raises in training"
+    return "gives β"
 
 
 @contextmanager

@@ -123,7 +123,11 @@ def execute_run(
             _test(model, data, setting, config.seed) for setting in evaluation_settings(config)
         ]
     except Diverged as error:
-        record.update(status="diverged", error=f"Diverged: {error}", error_at=position.describe())
+        record.update(
+            status="diverged",
+            error=f"Diverged: {error}",
+            error_at=f"train epoch {position.epoch} (loss not finite by its end)",
+        )
     except Exception as error:  # noqa: BLE001 - any failure of the run is its outcome
         record.update(
             status="error",
@@ -137,9 +141,10 @@ def execute_run(
 
 
 def _probe_batches(data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two fixed batches of the run's batch size: the first test samples, the first train
-    samples (the 'other input' of the output probe)."""
-    return data.test.x[:batch_size], data.train.x[:batch_size]
+    """Two fixed batches of the run's batch size (or fewer, if a split is smaller): the first
+    test samples, and the first train samples as the 'other input' of the output probe."""
+    size = min(batch_size, len(data.test.y), len(data.train.y))
+    return data.test.x[:size], data.train.x[:size]
 
 
 def _initial_diagnostics(
@@ -171,7 +176,9 @@ def _final_diagnostics(
 
 
 def _mean(values: list[float]) -> float:
-    return sum(values) / len(values) if values else math.nan
+    """Mean of the finite values (a layer constant over the population has no noise)."""
+    finite = [v for v in values if math.isfinite(v)]
+    return sum(finite) / len(finite) if finite else math.nan
 
 
 def model_for_data(config: StudyConfig, data: Dataset) -> nn.Module:
@@ -255,6 +262,10 @@ def _test(model: nn.Module, data: Dataset, setting: EvalSetting, seed: int) -> d
     depends on the other samples of its batch)."""
     try:
         result = evaluate(model, data.test, mode=setting.mode, batch_size=setting.batch_size)
+        if not math.isfinite(result.loss):
+            raise FloatingPointError(
+                f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
+            )
         flip_rate = _flip_rate(model, data, setting, result.predictions, seed)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
         return {

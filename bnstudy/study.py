@@ -35,7 +35,10 @@ def resolve_device(name: str) -> torch.device:
         raise ValueError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available")
-    return torch.device(name)
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
+    return device
 
 
 def pending_runs(sweep_dir: Path, runs: list[Run]) -> list[Run]:

@@ -37,6 +37,7 @@ from bnstudy.models import InputShape
 from bnstudy.run import make_model
 
 RESERVED = ("zip", "exclude")
+UNSWEEPABLE = ("name", "sweep")  # the study's folder and the sweep itself
 
 
 @dataclass(frozen=True)
@@ -67,11 +68,29 @@ def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
         problems += [p for p in run_problems if p not in problems]
         if run is not None:
             runs.append(run)
+    problems += _duplicate_problems(runs)
     if problems:
         raise ConfigError(source, problems)
     if not runs:
         raise ConfigError(source, [("sweep", "every run is excluded")])
     return study, runs
+
+
+def _duplicate_problems(runs: list[Run]) -> list[tuple[str, str]]:
+    """Runs whose resolved configs are equal (e.g. lr 1 and 1.0) would share one folder."""
+    first: dict[str, Run] = {}
+    problems = []
+    for run in runs:
+        if run.run_id in first:
+            problems.append(
+                (
+                    "sweep",
+                    f"runs {_describe(first[run.run_id].swept)} and "
+                    f"{_describe(run.swept)} resolve to the same config",
+                )
+            )
+        first.setdefault(run.run_id, run)
+    return problems
 
 
 def order_runs(runs: list[Run], order: str, seed: int = 0) -> list[Run]:
@@ -123,6 +142,8 @@ def _check_axes(axes: list[dict[str, list]], zips: list) -> list[tuple[str, str]
         for key, values in axis.items():
             where = f"sweep.zip[{zips.index(axis)}].{key}" if zipped else f"sweep.{key}"
             message = check_key_path(key)
+            if key in UNSWEEPABLE:
+                message = "cannot be swept (one study has one name and one sweep)"
             if message is None and not (isinstance(values, list) and values):
                 message = "must be a non-empty list of values"
             if message:

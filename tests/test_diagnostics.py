@@ -121,3 +121,16 @@ def test_a_channel_constant_over_the_population_does_not_poison_the_noise():
     batches = [torch.stack([torch.randn(4, 8), torch.zeros(4, 8)], dim=1) for _ in range(50)]
     noise = batch_statistic_noise(nn.Sequential(nn.BatchNorm1d(2)), batches)["0"]
     assert math.isfinite(noise["mean_noise"]) and noise["min_var"] == 0.0
+
+
+def test_per_activation_layers_are_all_reported_before_training():
+    model = zeros_net("batch_manual", bn_stats="activation", bn_single_value="beta")
+    reports = layer_reports(model, torch.randn(2, 3, 32, 32))
+    assert [r.values for r in reports] == [2, 2, 2]
+
+
+def test_verdict_says_what_each_layer_does_with_one_value():
+    assert "PyTorch raises in training" in verdict(1, nn.InstanceNorm2d(4))
+    manual = create_norm("batch_manual", 4, 2, NormOptions(single_value="beta"))
+    assert "gives β, as TF" in verdict(1, manual)
+    assert "gives β" in verdict(1, nn.GroupNorm(2, 4))

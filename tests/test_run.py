@@ -80,3 +80,32 @@ def test_train_mode_test_batch_defaults_to_the_training_batch_size(tiny_study):
     tiny_study["train"]["batch_size"] = 6
     settings = evaluation_settings(only_run(tiny_study))
     assert [(s.mode, s.batch_size) for s in settings] == [("eval", 12), ("train", 6)]
+
+
+def test_a_nan_running_variance_makes_eval_mode_an_error_not_a_chance_accuracy(tiny_study):
+    # one value per channel without the guard: the unbiased running variance is 0 * inf = NaN
+    tiny_study["data"]["image_size"] = 2
+    tiny_study["model"].update(norm="batch_manual", bn_single_value="beta")
+    tiny_study["train"]["batch_size"] = 1
+    result = execute_run(only_run(tiny_study), CPU)
+    by_mode = {t["test_mode"]: t for t in result["tests"]}
+    assert result["status"] == "ok"
+    assert by_mode["eval"]["status"] == "error" and by_mode["eval"]["test_acc"] is None
+    assert "non-finite outputs in eval mode" in by_mode["eval"]["error"]
+    assert by_mode["train"]["status"] == "ok"
+    tiny_study["model"]["bn_running_var"] = "biased"  # Keras' choice keeps eval mode finite
+    biased = execute_run(only_run(tiny_study), CPU)
+    assert all(t["status"] == "ok" for t in biased["tests"])
+
+
+def test_a_test_split_smaller_than_the_batch_still_gets_diagnostics(tiny_study):
+    tiny_study["data"]["test_size"] = 4
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "ok" and result["diagnostics"]["output_std"] > 0
+
+
+def test_eval_mode_flip_rate_is_zero_and_train_mode_flip_rate_is_a_fraction(tiny_study):
+    tiny_study["eval"]["train_mode_batch_sizes"] = [2]
+    by_mode = {t["test_mode"]: t for t in execute_run(only_run(tiny_study), CPU)["tests"]}
+    assert by_mode["eval"]["test_flip_rate"] == 0.0
+    assert 0.0 <= by_mode["train"]["test_flip_rate"] <= 1.0

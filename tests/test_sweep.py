@@ -99,3 +99,15 @@ def test_zipped_lists_may_repeat_values_as_long_as_rows_differ(tiny_study):
         },
     )
     assert len(cells) == 3
+
+
+def test_values_that_resolve_to_the_same_config_are_rejected(tiny_study):
+    tiny_study["sweep"] = {"train.lr": [1, 1.0]}
+    with pytest.raises(ConfigError, match="resolve to the same config"):
+        plan(tiny_study, "study.yaml")
+
+
+def test_name_cannot_be_swept(tiny_study):
+    tiny_study["sweep"] = {"name": ["a", "b"]}
+    with pytest.raises(ConfigError, match="cannot be swept"):
+        plan(tiny_study, "study.yaml")

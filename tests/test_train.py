@@ -71,7 +71,7 @@ def test_buffers_and_modes_are_restored_even_on_error():
     assert not model.training
 
 
-def test_train_mode_predictions_depend_on_the_test_batch_but_eval_mode_ones_do_not():
+def test_train_mode_outputs_depend_on_the_test_batch_but_eval_mode_ones_do_not():
     model, split = tiny_model(), tiny_split()
     model.eval()
     eval_small = evaluate(model, split, mode="eval", batch_size=4).predictions
