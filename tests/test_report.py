@@ -27,7 +27,7 @@ import pandas as pd
 import pytest
 from matplotlib.figure import Figure
 
-from bnstudy import report
+from bnstudy import report, store
 
 NORMS = ("batch", "group")
 BATCH_SIZES = (1, 4, 16)
@@ -37,21 +37,7 @@ BASE = {"batch": 0.80, "group": 0.70, "instance": 0.60}
 DROP = {"same": 0.05, "1": 0.20}
 FLIP = {"same": 0.10, "1": 0.30}
 TEST_ERROR = ("batch", 16, 1, "1")  # (norm, batch_size, seed, test_batch) whose test errors
-DIAGNOSTIC_COLUMNS = (
-    "test_flip_rate",
-    "min_values_per_stat",
-    "bn_mean_noise",
-    "bn_var_noise",
-    "bn_min_var",
-    "output_std",
-    "zero_fraction",
-    "beta_fraction",
-    "output_change",
-    "init_output_std",
-    "init_zero_fraction",
-    "init_beta_fraction",
-    "init_output_change",
-)
+DIAGNOSTIC_COLUMNS = ("test_flip_rate", *store.DIAGNOSTIC_COLUMNS)
 NEW_PLOTS = ("output_collapse.png", "batch_statistics.png", "flip_rate.png")
 BN_ERROR = (
     "ValueError: Expected more than 1 value per channel when training, "
