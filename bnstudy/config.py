@@ -26,7 +26,7 @@ from pydantic import (
 
 from bnstudy.data import DATASETS
 from bnstudy.models import MODELS
-from bnstudy.norms import NORMS, NormOptions
+from bnstudy.norms import NORM_READS, NORMS, NormOptions
 
 
 class ConfigError(Exception):
@@ -109,18 +109,22 @@ class ModelConfig(_Section):
             raise ValueError("bn_momentum in the keras convention must be in (0, 1)")
         return self
 
-    @model_validator(mode="after")
-    def _manual_knobs_need_batch_manual(self) -> ModelConfig:
-        changed = [
-            key
-            for key in _MANUAL_ONLY
-            if getattr(self, key) != type(self).model_fields[key].default
-        ]
-        if changed and self.norm != "batch_manual":
-            raise ValueError(
-                f"{', '.join(changed)} apply to norm batch_manual only (norm is {self.norm!r})"
-            )
-        return self
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_settings_the_norm_ignores(cls, raw: Any) -> Any:
+        """A run's config holds only the norm settings its norm uses: a file may set
+        norm_groups for the group runs of a sweep, and the batch runs must not differ in
+        identity by a setting they ignore (a sweep over only ignored values then fails as
+        'resolve to the same config')."""
+        norm = raw.get("norm", cls.model_fields["norm"].default) if isinstance(raw, dict) else None
+        if norm not in NORM_READS:
+            return raw
+        reads = NORM_READS[norm]
+        return {
+            key: value
+            for key, value in raw.items()
+            if key not in _NORM_SETTINGS or _NORM_SETTINGS[key] in reads
+        }
 
     def norm_options(self) -> NormOptions:
         """The norm settings as the registry's factories take them."""
@@ -137,7 +141,16 @@ class ModelConfig(_Section):
         )
 
 
-_MANUAL_ONLY = ("bn_running_var", "bn_stats", "bn_single_value")
+# config field -> the NormOptions field it sets
+_NORM_SETTINGS = {
+    "norm_groups": "groups",
+    "norm_eps": "eps",
+    "bn_momentum": "momentum",
+    "bn_momentum_convention": "momentum",
+    "bn_running_var": "unbiased_running_var",
+    "bn_stats": "stats",
+    "bn_single_value": "single_value",
+}
 
 
 class TrainConfig(_Section):

@@ -54,16 +54,19 @@ class NormOptions:
 
 NormFactory = Callable[[int, int, NormOptions], nn.Module]
 NORMS: dict[str, NormFactory] = {}
+NORM_READS: dict[str, tuple[str, ...]] = {}  # name -> the NormOptions fields its factory uses
 
 _BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 
-def register_norm(name: str) -> Callable[[NormFactory], NormFactory]:
-    """Add a factory to :data:`NORMS` under ``name``."""
+def register_norm(name: str, reads: tuple[str, ...] = ()) -> Callable[[NormFactory], NormFactory]:
+    """Add a factory to :data:`NORMS` under ``name``; ``reads`` names the :class:`NormOptions`
+    fields it uses, so that a config setting one it ignores can be rejected."""
 
     def add(factory: NormFactory) -> NormFactory:
         NORMS[name] = factory
+        NORM_READS[name] = reads
         return factory
 
     return add
@@ -81,12 +84,12 @@ def _identity(channels: int, spatial_dims: int, options: NormOptions) -> nn.Modu
     return nn.Identity()
 
 
-@register_norm("batch")
+@register_norm("batch", reads=("eps", "momentum"))
 def _batch(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return _BATCH_NORM[spatial_dims](channels, eps=options.eps, momentum=options.momentum)
 
 
-@register_norm("group")
+@register_norm("group", reads=("groups", "eps"))
 def _group(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     if channels % options.groups:
         raise ValueError(
@@ -96,17 +99,20 @@ def _group(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return nn.GroupNorm(options.groups, channels, eps=options.eps)
 
 
-@register_norm("instance")
+@register_norm("instance", reads=("eps",))
 def _instance(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return _INSTANCE_NORM[spatial_dims](channels, eps=options.eps, affine=True)
 
 
-@register_norm("layer")
+@register_norm("layer", reads=("eps",))
 def _layer(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return nn.GroupNorm(1, channels, eps=options.eps)
 
 
-@register_norm("batch_manual")
+@register_norm(
+    "batch_manual",
+    reads=("eps", "momentum", "unbiased_running_var", "stats", "single_value"),
+)
 def _batch_manual(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return ManualBatchNorm(
         channels,

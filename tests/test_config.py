@@ -128,7 +128,24 @@ def test_keras_momentum_convention_is_converted_to_the_weight_of_the_new_batch(t
     assert validate_study(tiny_study, "s.yaml").model.norm_options().momentum == 0.99
 
 
-def test_batch_manual_knobs_are_rejected_for_other_norms(tiny_study):
-    tiny_study["model"]["bn_stats"] = "activation"
-    [(key, message)] = problems(tiny_study)
-    assert key == "model" and "bn_stats apply to norm batch_manual only" in message
+@pytest.mark.parametrize(
+    "norm, setting",
+    [
+        ("batch_keras", {"norm_eps": 1e-3}),
+        ("group", {"bn_momentum": 0.01}),
+        ("instance", {"norm_groups": 4}),
+        ("batch", {"bn_stats": "activation"}),
+    ],
+)
+def test_settings_the_norm_ignores_are_dropped_from_its_config(tiny_study, norm, setting):
+    tiny_study["model"].update(norm=norm, **setting)
+    [key] = setting
+    model = validate_study(tiny_study, "s.yaml").model
+    assert getattr(model, key) == type(model).model_fields[key].default
+
+
+def test_a_sweep_over_a_setting_the_norm_ignores_is_rejected(tiny_study):
+    tiny_study["model"]["norm"] = "group"
+    tiny_study["sweep"] = {"model.bn_momentum": [0.1, 0.01]}
+    with pytest.raises(ConfigError, match="resolve to the same config"):
+        plan(tiny_study, "study.yaml")
