@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import multiprocessing
 import re
+import signal
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -25,6 +28,8 @@ from bnstudy import store
 from bnstudy.config import StudyConfig
 from bnstudy.run import execute_run
 from bnstudy.sweep import Run, order_runs
+
+_PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 
 
 def resolve_device(name: str) -> torch.device:
@@ -86,13 +91,21 @@ def _finished_runs(
     with ProcessPoolExecutor(
         jobs,
         mp_context=multiprocessing.get_context("spawn"),
-        initializer=torch.set_num_threads,
+        initializer=_init_worker,
         initargs=(threads,),
     ) as pool:
         futures = {pool.submit(_run_one, sweep_dir, run, device): run for run in todo}
         for future in as_completed(futures):
             future.result()
             yield futures[future]
+
+
+def _init_worker(threads: int) -> None:
+    """Give the worker its share of CPU threads, and on Linux have it killed with its parent,
+    so that a SIGKILLed sweep leaves no orphan writing into run folders."""
+    torch.set_num_threads(threads)
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _run_one(sweep_dir: Path, run: Run, device: torch.device) -> None:

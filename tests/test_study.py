@@ -77,14 +77,25 @@ def result_files(sweep_dir):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("jobs", ["1", "2"])
 def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(
-    tiny_study, write_study, tmp_path
+    tiny_study, write_study, tmp_path, jobs
 ):
     tiny_study["data"].update(train_size=240, image_size=16)
     tiny_study["train"]["batch_size"] = 4
     tiny_study["sweep"] = {"seed": [0, 1, 2, 3, 4, 5]}
     config, out = write_study(tiny_study), tmp_path / "out"
-    command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "bnstudy",
+        "run",
+        str(config),
+        "--out",
+        str(out),
+        "--jobs",
+        jobs,
+    ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep_dir = out / "tiny"
     deadline = time.monotonic() + 120
@@ -94,6 +105,8 @@ def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(
     process.wait()
     finished = result_files(sweep_dir)
     assert 2 <= len(finished) < 6, "the kill should land mid-sweep"
+    time.sleep(3)
+    assert result_files(sweep_dir) == finished, "no worker outlives the killed sweep"
     subprocess.run(command, check=True, capture_output=True)
     after = result_files(sweep_dir)
     assert len(after) == 6
