@@ -68,6 +68,7 @@ class Position:
 class EpochStats:
     epoch: int
     steps: int
+    samples: int
     train_loss: float
     train_acc: float
     seconds: float
@@ -114,23 +115,16 @@ def train(
         )
         result.history.append(stats)
         result.epochs, result.steps = epoch, result.steps + stats.steps
+        result.samples += stats.samples
         result.seconds += stats.seconds
         on_epoch(stats)
         if not math.isfinite(stats.train_loss):
             raise Diverged(f"loss {stats.train_loss} in epoch {epoch}")
-    result.samples = _samples_seen(split, batch_size, drop_last, result)
     return result
 
 
 def _steps_per_epoch(split: Split, batch_size: int, drop_last: bool) -> int:
     return len(batch_slices(len(split.y), batch_size, drop_last))
-
-
-def _samples_seen(split: Split, batch_size: int, drop_last: bool, result: TrainResult) -> int:
-    per_epoch = batch_slices(len(split.y), batch_size, drop_last)
-    full_epochs, extra = divmod(result.steps, len(per_epoch))
-    epoch_samples = sum(s.stop - s.start for s in per_epoch)
-    return full_epochs * epoch_samples + sum(s.stop - s.start for s in per_epoch[:extra])
 
 
 def _train_epoch(
@@ -150,18 +144,20 @@ def _train_epoch(
     correct = torch.zeros((), device=split.y.device, dtype=torch.long)
     for step, part in enumerate(slices, start=1):
         index = order[part]
+        targets = split.y[index]
         position.step, position.batch_size = step, len(index)
         logits = model(split.x[index])
-        loss = F.cross_entropy(logits, split.y[index])
+        loss = F.cross_entropy(logits, targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
         loss_sum += loss.detach() * len(index)
-        correct += (logits.argmax(1) == split.y[index]).sum()
+        correct += (logits.argmax(1) == targets).sum()
     samples = sum(s.stop - s.start for s in slices)
     return EpochStats(
         epoch=position.epoch,
         steps=len(slices),
+        samples=samples,
         train_loss=loss_sum.item() / samples,
         train_acc=correct.item() / samples,
         seconds=time.perf_counter() - start,
