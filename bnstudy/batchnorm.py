@@ -36,7 +36,44 @@ import torch
 from torch import nn
 
 
-class ManualBatchNorm(nn.Module):
+class VirtualBatches(nn.Module):
+    """Mixin: in training, normalize ``norm_batch_size`` samples at a time (ghost batch norm).
+
+    Ghost BN (Hoffer et al. 2017, arXiv 1705.08741; Keras' ``virtual_batch_size``) computes the
+    batch statistics over consecutive sub-batches of the input instead of the whole batch: it
+    is what "images per GPU" means in the GroupNorm and Batch Renorm papers. Each sub-batch is
+    one call of the wrapped forward, so outputs, gradients and running statistics are exactly
+    those of separate BN calls on the sub-batches, in order (the last one may be shorter).
+    ``None`` (the default) normalizes the whole batch; eval mode never splits. bnstudy sets the
+    attribute only while training (:func:`bnstudy.train.normalization_batch`), so train-mode
+    evaluation normalizes over the test batch it is given.
+    """
+
+    norm_batch_size: int | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        size, normalize = self.norm_batch_size, super().forward
+        if self.training and size is not None and size < x.shape[0]:
+            return torch.cat([normalize(part) for part in x.split(size)])
+        return normalize(x)
+
+
+class BatchNorm1d(VirtualBatches, nn.BatchNorm1d):
+    """``torch.nn.BatchNorm1d`` with :class:`VirtualBatches`."""
+
+
+class BatchNorm2d(VirtualBatches, nn.BatchNorm2d):
+    """``torch.nn.BatchNorm2d`` with :class:`VirtualBatches`."""
+
+
+class BatchNorm3d(VirtualBatches, nn.BatchNorm3d):
+    """``torch.nn.BatchNorm3d`` with :class:`VirtualBatches`."""
+
+
+TORCH_BATCH_NORM = {1: BatchNorm1d, 2: BatchNorm2d, 3: BatchNorm3d}
+
+
+class _ManualBatchNormCore(nn.Module):
     """BN over inputs of shape (N, C, *spatial) with framework conventions as arguments.
 
     ``spatial_dims`` fixes the input rank (0 for (N, C) inputs, as BatchNorm1d accepts). Running
@@ -126,3 +163,7 @@ class ManualBatchNorm(nn.Module):
             var = var * (count / (count - 1) if count > 1 else math.inf)
         self.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
         self.running_var.mul_(1 - weight).add_(var, alpha=weight)
+
+
+class ManualBatchNorm(VirtualBatches, _ManualBatchNormCore):
+    __doc__ = _ManualBatchNormCore.__doc__

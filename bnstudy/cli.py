@@ -22,9 +22,9 @@ from bnstudy.config import (
     read_config_file,
 )
 from bnstudy.diagnostics import LayerReport, layer_reports
-from bnstudy.run import load_data, model_for_data
+from bnstudy.run import load_data, model_for_data, statistics_batch
 from bnstudy.study import pending_runs, resolve_device, run_study
-from bnstudy.sweep import Run, order_runs, plan
+from bnstudy.sweep import Run, order_runs, plan, swept_keys
 
 app = typer.Typer(
     rich_markup_mode="rich",
@@ -112,11 +112,13 @@ def run(
 
 def _plan_table(runs: list[Run], sweep_dir: Path, order: str) -> Table:
     todo = {run.run_id for run in pending_runs(sweep_dir, runs)}
-    keys = list(runs[0].swept)
+    keys = swept_keys(runs)
     table = Table("#", "run_id", *keys, "state", title=f"{len(runs)} runs ({len(todo)} to run)")
     for index, run in enumerate(order_runs(runs, order), start=1):
         state = "to run" if run.run_id in todo else "done"
-        table.add_row(str(index), run.run_id, *(str(run.swept[k]) for k in keys), state)
+        table.add_row(
+            str(index), run.run_id, *(str(run.swept.get(k, "(unused)")) for k in keys), state
+        )
     return table
 
 
@@ -125,17 +127,23 @@ def inspect(
     config: Annotated[Path, typer.Argument(help="Study file (YAML); its sweep is ignored.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides.")] = None,
     batch_size: Annotated[
-        int | None, typer.Option("--batch-size", min=1, help="Default: train.batch_size.")
+        int | None,
+        typer.Option(
+            "--batch-size",
+            min=1,
+            help="Samples per norm statistic. Default: train.norm_batch_size or train.batch_size.",
+        ),
     ] = None,
 ) -> None:
     """Will BN work with this shape at this batch size? Per norm layer, without training: input
-    shape, the axes its statistics reduce over, values per statistic and a verdict."""
+    shape, the axes its statistics reduce over, values and images per statistic, and what to
+    expect in train mode and in eval mode."""
     try:
         raw = apply_overrides(read_config_file(config), overrides or [], str(config))
         study, _ = plan({k: v for k, v in raw.items() if k != "sweep"}, str(config))
     except ConfigError as error:
         _fail(error.lines())
-    size = batch_size or study.train.batch_size
+    size = batch_size or statistics_batch(study)
     try:
         data = load_data(study, torch.device("cpu"))
         model = model_for_data(study, data)
@@ -148,12 +156,18 @@ def inspect(
 def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]) -> Table:
     title = f"{study.model.name} with {study.model.norm} norm at batch size {batch_size}"
     table = Table(
-        "layer", "type", "input shape", "reduced axes", "values / statistic", "verdict", title=title
+        "layer",
+        "type",
+        "input shape",
+        "reduced axes",
+        "values / statistic",
+        "images / statistic",
+        "verdict",
+        title=title,
     )
     for r in reports:
-        table.add_row(
-            r.name, r.kind, "×".join(map(str, r.input_shape)), r.axes, str(r.values), r.verdict
-        )
+        shape = "×".join(map(str, r.input_shape))
+        table.add_row(r.name, r.kind, shape, r.axes, str(r.values), str(r.images), r.verdict)
     return table
 
 

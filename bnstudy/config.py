@@ -26,7 +26,7 @@ from pydantic import (
 
 from bnstudy.data import DATASETS
 from bnstudy.models import MODELS
-from bnstudy.norms import NORM_READS, NORMS, NormOptions
+from bnstudy.norms import NORM_READS, NORMS, NormOptions, uses_batch_statistics
 
 
 class ConfigError(Exception):
@@ -52,6 +52,10 @@ class DataConfig(_Section):
     image_size: int | None = Field(None, ge=1)  # pixels (voxels) per side; null = native (32)
     seed: int = 0  # generation seed of synthetic data, fixed across run seeds
     root: str | None = None  # file data sets: directory (cifar10) or .npz file, relative to cwd
+    # per-sample intensity normalization before anything else: none, or per_sample_zscore
+    # (each image/volume minus its mean over channels and pixels, divided by its std, as 3D
+    # pipelines normalize each volume); see bnstudy.data for what each data set builds in
+    intensity: Literal["none", "per_sample_zscore"] = "none"
 
     @field_validator("name")
     @classmethod
@@ -154,25 +158,95 @@ _NORM_SETTINGS = {
 
 
 class TrainConfig(_Section):
-    batch_size: int = Field(32, ge=1)  # samples per optimizer step = per BN statistics batch
-    epochs: int = Field(3, ge=1)  # passes over the training split (ignored when steps is set)
-    steps: int | None = Field(None, ge=1)  # optimizer-step budget; replaces epochs when set
+    # samples per forward/backward pass; an optimizer step sees batch_size × accumulate
+    batch_size: int = Field(32, ge=1)
+    # samples per BN statistic (ghost batch norm, Hoffer et al. 2017): BN-family norms
+    # normalize each pass in sub-batches of this many samples; must divide batch_size;
+    # null = batch_size. Norms without batch statistics ignore it (dropped from their config)
+    norm_batch_size: int | None = Field(None, ge=1)
+    accumulate: int = Field(1, ge=1)  # passes whose gradients add up to one optimizer step
+    # budget: epochs (passes over the training split), or steps (optimizer steps), or samples
+    # (training samples seen); steps or samples replace epochs when set (at most one of them)
+    epochs: int = Field(3, ge=1)
+    steps: int | None = Field(None, ge=1)
+    samples: int | None = Field(None, ge=1)
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.05, gt=0)  # learning rate at base_batch_size (before lr_scaling)
-    # lr used = lr · (batch_size / base_batch_size)^p, p = 0 (none), 1 (linear), 1/2 (sqrt)
+    lr: float = Field(0.05, gt=0)  # peak learning rate at base_batch_size (before lr_scaling)
+    # lr used = lr · (optimizer batch / base_batch_size)^p, p = 0 (none), 1 (linear), 1/2 (sqrt),
+    # optimizer batch = batch_size × accumulate
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
-    base_batch_size: int = Field(32, ge=1)  # batch size at which lr applies unscaled
+    base_batch_size: int = Field(32, ge=1)  # optimizer batch at which lr applies unscaled
+    # lr schedule after the warm-up: constant, cosine (to 0 at the last step), or step
+    # (× step_gamma at each of step_milestones, fractions of the run's optimizer steps)
+    schedule: Literal["constant", "cosine", "step"] = "constant"
+    # linear warm-up from lr/warmup to lr: in optimizer steps, or as a fraction of the run's
+    # steps (at most one of the two non-zero)
+    warmup_steps: int = Field(0, ge=0)
+    warmup_fraction: float = Field(0.0, ge=0, lt=1)
+    step_milestones: list[float] = [0.5, 0.75]  # schedule step: fractions of the run in (0, 1)
+    step_gamma: float = Field(0.1, gt=0)  # schedule step: lr multiplier at each milestone
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum (the optimizer's, not BN's)
     weight_decay: float = Field(5e-4, ge=0)  # L2 penalty coefficient (SGD) / Adam weight decay
     drop_last: bool = False  # drop the last incomplete batch of each epoch (as DataLoader)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _whole_batch_is_the_default(cls, raw: Any) -> Any:
+        """norm_batch_size equal to batch_size is the default: one identity for both."""
+        if isinstance(raw, dict) and raw.get("norm_batch_size") == raw.get("batch_size", 32):
+            return {key: value for key, value in raw.items() if key != "norm_batch_size"}
+        return raw
+
+    @field_validator("norm_batch_size")
+    @classmethod
+    def _divides_batch(cls, size: int | None, info: ValidationInfo) -> int | None:
+        batch = info.data.get("batch_size")
+        if size is not None and batch is not None and batch % size:
+            raise ValueError(f"{size} must divide batch_size {batch}")
+        return size
+
+    @field_validator("samples")
+    @classmethod
+    def _one_budget(cls, samples: int | None, info: ValidationInfo) -> int | None:
+        if samples is not None and info.data.get("steps") is not None:
+            raise ValueError("set at most one of steps and samples")
+        return samples
+
+    @field_validator("warmup_fraction")
+    @classmethod
+    def _one_warmup(cls, fraction: float, info: ValidationInfo) -> float:
+        if fraction and info.data.get("warmup_steps"):
+            raise ValueError("set at most one of warmup_steps and warmup_fraction")
+        return fraction
+
+    @field_validator("step_milestones")
+    @classmethod
+    def _fractions(cls, milestones: list[float]) -> list[float]:
+        if not all(0 < m < 1 for m in milestones):
+            raise ValueError(f"milestones must be fractions in (0, 1): {milestones}")
+        return milestones
+
+    @property
+    def optimizer_batch_size(self) -> int:
+        """Samples per optimizer step."""
+        return self.batch_size * self.accumulate
+
 
 class EvalConfig(_Section):
-    # eval: BN normalizes with running statistics; train: with the test batch's statistics
-    test_modes: list[Literal["eval", "train"]] = Field(["eval", "train"], min_length=1)
-    # test batch sizes for train mode; "same" = the run's training batch size
+    # eval: BN normalizes with running statistics; train: with the test batch's statistics;
+    # precise: eval mode after recomputing BN's population statistics with frozen weights
+    # (PreciseBN, Wu & Johnson 2021; bnstudy.precise); the trained statistics are kept
+    test_modes: list[Literal["eval", "train", "precise"]] = Field(["eval", "train"], min_length=1)
+    # test batch sizes for train mode; "same" = the run's normalization batch size
     train_mode_batch_sizes: list[int | Literal["same"]] = Field(["same"], min_length=1)
     batch_size: int = Field(500, ge=1)  # batch size in eval mode (does not change results)
+    # precise: training samples averaged over (the paper: 10^3-10^4 suffice; capped at the
+    # training split), in batches of precise_batch_size ("same" = normalization batch size)
+    precise_samples: int = Field(2048, ge=1)
+    precise_batch_size: int | Literal["same"] = "same"
+    # train mode: the test set is reshuffled this many times into other batches; the flip rate
+    # is the mean fraction of predictions that change
+    flip_reshuffles: int = Field(3, ge=1)
 
     @field_validator("test_modes", "train_mode_batch_sizes")
     @classmethod
@@ -183,6 +257,13 @@ class EvalConfig(_Section):
             raise ValueError("test batch sizes must be >= 1")
         return values
 
+    @field_validator("precise_batch_size")
+    @classmethod
+    def _positive(cls, value: int | str) -> int | str:
+        if isinstance(value, int) and value < 1:
+            raise ValueError("must be >= 1")
+        return value
+
 
 class StudyConfig(_Section):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # results/<name>/
@@ -192,6 +273,37 @@ class StudyConfig(_Section):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
     sweep: dict[str, Any] = {}  # key path -> values; see bnstudy.sweep
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_norm_batch_for_batch_independent_norms(cls, raw: Any) -> Any:
+        """Norms without batch statistics compute the same thing at every normalization batch
+        size: their runs drop train.norm_batch_size, so a sweep over it trains them once."""
+        if not isinstance(raw, dict):
+            return raw
+        model, train = raw.get("model"), raw.get("train")
+        norm = model.get("norm", "batch") if isinstance(model, dict) else "batch"
+        if norm in NORMS and not uses_batch_statistics(norm) and isinstance(train, dict):
+            train = {key: value for key, value in train.items() if key != "norm_batch_size"}
+            return {**raw, "train": train}
+        return raw
+
+    @property
+    def norm_batch_size(self) -> int | None:
+        """Samples per BN statistic in training; None for norms without batch statistics."""
+        if not uses_batch_statistics(self.model.norm):
+            return None
+        return self.train.norm_batch_size or self.train.batch_size
+
+
+def ignored_settings(config: StudyConfig) -> set[str]:
+    """Key paths the run's norm ignores (dropped from its config): norm settings it does not
+    read, and train.norm_batch_size for norms without batch statistics."""
+    reads = NORM_READS[config.model.norm]
+    ignored = {f"model.{key}" for key, option in _NORM_SETTINGS.items() if option not in reads}
+    if not uses_batch_statistics(config.model.norm):
+        ignored.add("train.norm_batch_size")
+    return ignored
 
 
 def _known(name: str, registry: dict, kind: str) -> str:

@@ -15,6 +15,15 @@ Two file loaders read real data: ``cifar10`` (the python pickle batches) and ``n
 
 Every loader returns splits standardized per channel with the train split's mean and
 std (see ``_build_dataset``), so models never see raw intensities.
+
+What the generators build in, and whom it favours: every synthetic image gets its own
+contrast, brightness and per-channel gain (2D) or gain and offset (3D). On the single-channel
+volumes of ``synthetic3d`` an InstanceNorm right after the first conv removes a per-volume
+affine intensity change exactly, and nothing else does, so "only InstanceNorm learns" on
+that data says little about BN. ``intensity="per_sample_zscore"`` normalizes each sample
+(over its channels and pixels) before anything else, as real 3D pipelines z-score each
+volume: it removes the per-sample offset and overall scale (not the per-channel gain of 2D
+images) and leaves the label-carrying shape intact. Study both (configs/intensity.yaml).
 """
 
 from __future__ import annotations
@@ -81,6 +90,26 @@ def _standardize(train_x: Tensor, test_x: Tensor) -> tuple[Tensor, Tensor]:
     var, mean = torch.var_mean(train_x, dim=dims, keepdim=True, correction=0)
     std = var.sqrt().clamp_min(_EPS)
     return (train_x - mean) / std, (test_x - mean) / std
+
+
+INTENSITY = ("none", "per_sample_zscore")
+
+
+def per_sample_zscore(x: Tensor) -> Tensor:
+    """Each sample minus its mean over channels and pixels, divided by its std (biased)."""
+    dims = tuple(range(1, x.dim()))
+    var, mean = torch.var_mean(x, dim=dims, keepdim=True, correction=0)
+    return (x - mean) / var.sqrt().clamp_min(_EPS)
+
+
+def _with_intensity(data: Dataset, intensity: str) -> Dataset:
+    """``data`` with each sample z-scored (then standardized per channel again) if asked."""
+    if intensity == "none":
+        return data
+    if intensity != "per_sample_zscore":
+        raise ValueError(f"intensity {intensity!r}: use one of {', '.join(INTENSITY)}")
+    train_x, test_x = _standardize(per_sample_zscore(data.train.x), per_sample_zscore(data.test.x))
+    return replace(data, train=Split(train_x, data.train.y), test=Split(test_x, data.test.y))
 
 
 def _build_dataset(
@@ -526,6 +555,39 @@ DATASETS: dict[str, DatasetSpec] = {
 }
 
 
+def _file_signature(path: Path) -> tuple:
+    """(path relative to ``path``, size, mtime) of every file under the directory ``path``, or
+    ("", size, mtime) of the file ``path``."""
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    return tuple((f.relative_to(path).as_posix() if f != path else "", *_stat(f)) for f in files)
+
+
+def _stat(file: Path) -> tuple[int, int]:
+    info = file.stat()
+    return info.st_size, info.st_mtime_ns
+
+
+@functools.lru_cache(maxsize=16)
+def _content_hash(signature: tuple, root: str) -> str:
+    digest = hashlib.sha256()
+    for name, *_ in signature:
+        digest.update(name.encode() + b"\0")
+        with open(Path(root) / name if name else root, "rb") as file:
+            for block in iter(lambda: file.read(1 << 20), b""):
+                digest.update(block)
+    return digest.hexdigest()[:16]
+
+
+def data_fingerprint(root: str) -> str:
+    """SHA-256 (16 hex digits) of the content of the file ``root``, or of every file under the
+    directory ``root`` with its relative path: an edited data file changes run identities.
+    Cached per process while sizes and modification times stay the same."""
+    path = Path(root)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or directory: {root}")
+    return _content_hash(_file_signature(path), root)
+
+
 def _to_device(split: Split, device: torch.device) -> Split:
     return Split(split.x.to(device), split.y.to(device))
 
@@ -538,14 +600,17 @@ def load_dataset(
     seed: int,
     root: str | None,
     image_size: int | None,
+    intensity: str = "none",
     device: torch.device | str = "cpu",
 ) -> Dataset:
-    """Load data set ``name`` from ``DATASETS`` and put both splits on ``device``."""
+    """Load data set ``name`` from ``DATASETS``, normalize each sample's ``intensity`` if asked,
+    and put both splits on ``device``."""
     spec = DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     data = spec.load(
         train_size=train_size, test_size=test_size, seed=seed, root=root, image_size=image_size
     )
+    data = _with_intensity(data, intensity)
     device = torch.device(device)
     return replace(data, train=_to_device(data.train, device), test=_to_device(data.test, device))

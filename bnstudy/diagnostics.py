@@ -1,12 +1,18 @@
 """Measurements that explain what each norm layer sees at a batch size.
 
-- How many values each statistic averages over (for BN: N × spatial size per channel), with a
-  verdict: 1 value is degenerate (x − μ = 0 exactly, the output is β; PyTorch raises instead),
-  fewer than 16 is noisy.
+- How many values and how many images each statistic averages over (for BN: N × spatial size
+  values of N images per channel), with a verdict: 1 value is degenerate (x − μ = 0 exactly,
+  the output is β; PyTorch raises instead); for BN, 1 image per statistic makes train mode
+  InstanceNorm and eval mode something else, and few images are noisy whatever the map size,
+  because the pixels of one image are correlated: the noise of a batch mean follows
+  1/√(images), not 1/√(values).
 - How far batch statistics stray from the population at this batch size: for each BN layer,
   the std across batches of the per-channel batch mean, relative to the population std, and of
   the batch variance, relative to the population variance. The quantitative form of "batch
-  statistics averaged over a single sample vary greatly" (StackOverflow q. 59648509).
+  statistics averaged over a single sample vary greatly" (StackOverflow q. 59648509). Beside
+  it, two predictions: from between-image variation (std of per-image means / population std
+  / √images per batch, what independent images give) and from the values law
+  (1/√values per statistic, what independent pixels would give).
 - Whether the output collapses: on a fixed probe batch in train mode, the std of the outputs,
   the fraction exactly 0, the fraction of the last norm's outputs exactly equal to its β, and
   how much the output moves when the input does (StackOverflow q. 48320854).
@@ -31,6 +37,9 @@ from bnstudy.batchnorm import ManualBatchNorm
 from bnstudy.train import preserved_buffers
 
 NOISY_BELOW = 16  # values per statistic under which batch statistics count as noisy
+# images per BN statistic under which BN counts as small-batch: the GroupNorm paper's
+# ResNet-50 loses 1.2 points of ImageNet error at 8 images per GPU and 3.7 at 4 (arXiv 1803.08494)
+FEW_IMAGES_BELOW = 8
 _SPATIAL_NAMES = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
@@ -66,7 +75,7 @@ def reduced_axes(module: nn.Module, ndim: int) -> tuple[int, ...] | None:
     return None
 
 
-def uses_batch_statistics(module: nn.Module) -> bool:
+def module_uses_batch_statistics(module: nn.Module) -> bool:
     """True for layers whose training statistics mix the samples of a batch."""
     return isinstance(module, (_BatchNorm, ManualBatchNorm))
 
@@ -95,11 +104,27 @@ def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
     return ",".join(names[a] for a in reduced_axes(module, len(shape)))
 
 
-def verdict(count: int, module: nn.Module) -> str:
-    """fine / noisy / degenerate for a statistic over ``count`` values."""
+def verdict(count: int, module: nn.Module, images: int = 1) -> str:
+    """What to expect from a statistic over ``count`` values of ``images`` images, in train
+    mode and in eval mode: degenerate / per-image / noisy / fine."""
     if count == 1:
         return f"degenerate: 1 value ({_what_happens_at_one_value(module)})"
-    return f"noisy (< {NOISY_BELOW} values)" if count < NOISY_BELOW else "fine"
+    if module_uses_batch_statistics(module):
+        if images == 1:
+            return (
+                "per-image: 1 image per statistic, so train mode is InstanceNorm; eval mode's "
+                "running averages of one-image statistics differ: expect eval far below train"
+            )
+        if images < FEW_IMAGES_BELOW:
+            return (
+                f"noisy: {images} images per statistic (batch-mean noise ∝ 1/√images, however "
+                "many pixels); expect a train/eval gap"
+            )
+    if count < NOISY_BELOW:
+        return f"noisy (< {NOISY_BELOW} values)"
+    if module_uses_batch_statistics(module):
+        return "fine"
+    return "fine: per-sample statistics, the same in train and eval mode"
 
 
 def _what_happens_at_one_value(module: nn.Module) -> str:
@@ -145,6 +170,7 @@ class LayerReport:
     input_shape: tuple[int, ...]
     axes: str
     values: int
+    images: int  # images per statistic: N for batch statistics, else 1
     verdict: str
 
 
@@ -160,6 +186,7 @@ def layer_reports(model: nn.Module, x: torch.Tensor) -> list[LayerReport]:
         if name in seen:
             shape = tuple(seen[name].shape)
             count = values_per_statistic(module, shape)
+            images = shape[0] if module_uses_batch_statistics(module) else 1
             reports.append(
                 LayerReport(
                     name,
@@ -167,7 +194,8 @@ def layer_reports(model: nn.Module, x: torch.Tensor) -> list[LayerReport]:
                     shape,
                     axis_names(module, shape),
                     count,
-                    verdict(count, module),
+                    images,
+                    verdict(count, module, images),
                 )
             )
     return reports
@@ -177,16 +205,22 @@ def layer_reports(model: nn.Module, x: torch.Tensor) -> list[LayerReport]:
 def batch_statistic_noise(
     model: nn.Module, batches: list[torch.Tensor]
 ) -> dict[str, dict[str, float]]:
-    """For each layer using batch statistics, over ``batches`` run in train mode:
+    """For each layer using batch statistics, over equal-size ``batches`` run in train mode:
 
     ``mean_noise``: std across batches of the per-channel batch mean / population std;
     ``var_noise``: std across batches of the per-channel batch variance / population variance;
-    ``min_var``: the smallest per-channel batch variance seen. Averaged over channels; the
-    population is all values of all batches pooled.
+    ``min_var``: the smallest per-channel batch variance seen;
+    ``mean_noise_between_images``: the prediction of ``mean_noise`` from between-image
+    variation, std of the per-image means / population std / √(images per batch);
+    ``mean_noise_values_law``: the prediction if all values were independent,
+    1/√(values per statistic). Averaged over channels; the population is all values of all
+    batches pooled.
     """
-    layers = [(n, m) for n, m in norm_layers(model) if uses_batch_statistics(m)]
-    means: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
-    variances: dict[str, list[torch.Tensor]] = {name: [] for name, _ in layers}
+    layers = [(n, m) for n, m in norm_layers(model) if module_uses_batch_statistics(m)]
+    collected: dict[str, dict[str, list[torch.Tensor]]] = {
+        name: {"means": [], "variances": [], "image_means": []} for name, _ in layers
+    }
+    counts: dict[str, int] = {}
     with preserved_buffers(model), captured_inputs(layers) as seen:
         model.train()
         for batch in batches:
@@ -194,27 +228,40 @@ def batch_statistic_noise(
             forward_quietly(model, batch)
             for name, module in layers:
                 if name in seen:
-                    x = seen[name].double()
-                    axes = reduced_axes(module, x.dim())
-                    means[name].append(x.mean(dim=axes).flatten())
-                    variances[name].append(x.var(dim=axes, unbiased=False).flatten())
+                    counts[name] = _collect(collected[name], seen[name].double(), module)
     return {
-        name: _noise(torch.stack(means[name]), torch.stack(variances[name]))
+        name: _noise(collected[name], len(batches[0]), counts[name])
         for name, _ in layers
-        if means[name]
+        if collected[name]["means"]
     }
 
 
-def _noise(means: torch.Tensor, variances: torch.Tensor) -> dict[str, float]:
-    """means, variances: (batches, statistics) of equal-size batches."""
+def _collect(store: dict[str, list[torch.Tensor]], x: torch.Tensor, module: nn.Module) -> int:
+    """Append one batch's statistics of a layer input ``x``; return values per statistic."""
+    axes = reduced_axes(module, x.dim())
+    store["means"].append(x.mean(dim=axes).flatten())
+    store["variances"].append(x.var(dim=axes, unbiased=False).flatten())
+    per_image = tuple(a for a in axes if a != 0)
+    image_means = x.mean(dim=per_image) if per_image else x
+    store["image_means"].append(image_means.flatten(1))
+    return math.prod(x.shape[a] for a in axes)
+
+
+def _noise(collected: dict[str, list[torch.Tensor]], images: int, values: int) -> dict[str, float]:
+    """Noise of one layer's batch statistics and its two predictions (see the caller)."""
+    means, variances = torch.stack(collected["means"]), torch.stack(collected["variances"])
+    image_means = torch.cat(collected["image_means"])
     population_mean = means.mean(0)
-    population_var = (variances + means**2).mean(0) - population_mean**2
+    population_std = ((variances + means**2).mean(0) - population_mean**2).sqrt()
     spread = (lambda t: t.std(0)) if len(means) > 1 else (lambda t: torch.full_like(t[0], math.nan))
+    between = image_means.std(0, correction=0) / population_std / math.sqrt(images)
     # nanmean: a channel constant over the whole population (a dead unit) has 0/0 noise
     return {
-        "mean_noise": (spread(means) / population_var.sqrt()).nanmean().item(),
-        "var_noise": (spread(variances) / population_var).nanmean().item(),
+        "mean_noise": (spread(means) / population_std).nanmean().item(),
+        "var_noise": (spread(variances) / population_std**2).nanmean().item(),
         "min_var": variances.min().item(),
+        "mean_noise_between_images": between.nanmean().item(),
+        "mean_noise_values_law": 1 / math.sqrt(values),
     }
 
 

@@ -8,6 +8,8 @@ What each norm averages over, for an input of shape (N, C, *S):
 
 - ``batch``    per channel over N and S (Ioffe & Szegedy 2015, arXiv 1502.03167); in eval mode
                it uses running estimates instead. PyTorch raises when N·∏S == 1 in training.
+               torch's class with ghost batches (:class:`bnstudy.batchnorm.VirtualBatches`):
+               N is the normalization batch, ``train.norm_batch_size``.
 - ``group``    per sample, per group of C/G channels, over those channels and S
                (Wu & He 2018, arXiv 1803.08494). Independent of N.
 - ``instance`` per sample and channel over S (Ulyanov et al. 2016, arXiv 1607.08022), with a
@@ -28,7 +30,7 @@ from dataclasses import dataclass
 
 from torch import nn
 
-from bnstudy.batchnorm import ManualBatchNorm
+from bnstudy.batchnorm import TORCH_BATCH_NORM, ManualBatchNorm
 
 
 @dataclass(frozen=True)
@@ -55,21 +57,34 @@ class NormOptions:
 NormFactory = Callable[[int, int, NormOptions], nn.Module]
 NORMS: dict[str, NormFactory] = {}
 NORM_READS: dict[str, tuple[str, ...]] = {}  # name -> the NormOptions fields its factory uses
+# norms whose training statistics mix the samples of a batch (train.norm_batch_size applies)
+BATCH_STATISTIC_NORMS: set[str] = set()
 
-_BATCH_NORM = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
 _INSTANCE_NORM = {1: nn.InstanceNorm1d, 2: nn.InstanceNorm2d, 3: nn.InstanceNorm3d}
 
 
-def register_norm(name: str, reads: tuple[str, ...] = ()) -> Callable[[NormFactory], NormFactory]:
+def register_norm(
+    name: str, reads: tuple[str, ...] = (), batch_statistics: bool = False
+) -> Callable[[NormFactory], NormFactory]:
     """Add a factory to :data:`NORMS` under ``name``; ``reads`` names the :class:`NormOptions`
-    fields it uses, so that a config setting one it ignores can be rejected."""
+    fields it uses, so that settings it ignores are dropped from a run's config.
+    ``batch_statistics``: its training statistics mix samples, so its module honours
+    :class:`bnstudy.batchnorm.VirtualBatches` and the normalization batch size applies."""
 
     def add(factory: NormFactory) -> NormFactory:
         NORMS[name] = factory
         NORM_READS[name] = reads
+        if batch_statistics:
+            BATCH_STATISTIC_NORMS.add(name)
         return factory
 
     return add
+
+
+def uses_batch_statistics(name: str) -> bool:
+    """Whether norm ``name`` normalizes with statistics over the samples of a batch (BN family):
+    the others compute the same thing at every batch size, so they are a study's controls."""
+    return name in BATCH_STATISTIC_NORMS
 
 
 def create_norm(name: str, channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
@@ -84,9 +99,9 @@ def _identity(channels: int, spatial_dims: int, options: NormOptions) -> nn.Modu
     return nn.Identity()
 
 
-@register_norm("batch", reads=("eps", "momentum"))
+@register_norm("batch", reads=("eps", "momentum"), batch_statistics=True)
 def _batch(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
-    return _BATCH_NORM[spatial_dims](channels, eps=options.eps, momentum=options.momentum)
+    return TORCH_BATCH_NORM[spatial_dims](channels, eps=options.eps, momentum=options.momentum)
 
 
 @register_norm("group", reads=("groups", "eps"))
@@ -112,6 +127,7 @@ def _layer(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
 @register_norm(
     "batch_manual",
     reads=("eps", "momentum", "unbiased_running_var", "stats", "single_value"),
+    batch_statistics=True,
 )
 def _batch_manual(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return ManualBatchNorm(
@@ -125,7 +141,7 @@ def _batch_manual(channels: int, spatial_dims: int, options: NormOptions) -> nn.
     )
 
 
-@register_norm("batch_keras")
+@register_norm("batch_keras", batch_statistics=True)
 def _batch_keras(channels: int, spatial_dims: int, options: NormOptions) -> nn.Module:
     return ManualBatchNorm(
         channels,

@@ -25,25 +25,30 @@ from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import Dataset, Split, load_dataset
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import create_norm
+from bnstudy.precise import recompute_bn_statistics
 from bnstudy.train import (
+    Batching,
     Diverged,
     EpochStats,
     Position,
+    Schedule,
     evaluate,
     make_optimizer,
+    optimizer_steps,
+    preserved_buffers,
     scaled_lr,
     train,
 )
 
-NOISE_BATCHES = 32  # training batches over which batch-statistic noise is measured
+NOISE_SAMPLES = 1024  # training samples, in batches of the statistics batch, for the noise
 
 
 @dataclass(frozen=True)
 class EvalSetting:
     """One way of evaluating a trained model: BN ``mode`` at a test ``batch_size``.
 
-    ``label`` is ``eval`` for eval mode, else the configured train-mode batch size (``same``
-    for the training batch size, or a number)."""
+    ``label`` is ``eval`` for eval mode, ``precise`` for PreciseBN, else the configured
+    train-mode batch size (``same`` for the normalization batch size, or a number)."""
 
     mode: str
     label: str
@@ -54,13 +59,19 @@ def evaluation_settings(config: StudyConfig) -> list[EvalSetting]:
     """The test settings of a run, in the order of ``eval.test_modes``."""
     settings = []
     for mode in config.eval.test_modes:
-        if mode == "eval":
-            settings.append(EvalSetting("eval", "eval", config.eval.batch_size))
+        if mode in ("eval", "precise"):
+            settings.append(EvalSetting(mode, mode, config.eval.batch_size))
             continue
         for spec in config.eval.train_mode_batch_sizes:
-            size = config.train.batch_size if spec == "same" else spec
+            size = statistics_batch(config) if spec == "same" else spec
             settings.append(EvalSetting("train", str(spec), size))
     return settings
+
+
+def statistics_batch(config: StudyConfig) -> int:
+    """Samples per norm statistic in training: the normalization batch of BN-family norms,
+    else the batch size (for per-sample norms it only sets the probe and test batch)."""
+    return config.norm_batch_size or config.train.batch_size
 
 
 def make_model(model: ModelConfig, shape: InputShape, num_classes: int) -> nn.Module:
@@ -80,6 +91,7 @@ def _dataset(data: DataConfig, device: str) -> Dataset:
         seed=data.seed,
         root=data.root,
         image_size=data.image_size,
+        intensity=data.intensity,
         device=device,
     )
 
@@ -108,10 +120,12 @@ def execute_run(
         "train": {},
         "diagnostics": {},
         "layers": [],
+        "predictions": {},
     }
     tests = [_untested(setting) for setting in evaluation_settings(config)]
     try:
         data = load_data(config, device)
+        record["data"] = {"num_classes": data.num_classes, "train_size": len(data.train.y)}
         model, optimizer, record["train"]["lr"] = _setup(config, data, device)
         position.phase = "diagnostics at init"
         record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
@@ -119,9 +133,11 @@ def execute_run(
         record["train"].update(_train(config, model, optimizer, data, position, on_epoch))
         position.phase = "diagnostics after training"
         record["diagnostics"].update(_final_diagnostics(model, data, config, record["layers"]))
-        tests = [
-            _test(model, data, setting, config.seed) for setting in evaluation_settings(config)
-        ]
+        tested = [_test(model, data, setting, config) for setting in evaluation_settings(config)]
+        tests = [test for test, _ in tested]
+        record["predictions"] = {
+            test["test_batch"]: predictions for test, predictions in tested if predictions
+        }
     except Diverged as error:
         record.update(
             status="diverged",
@@ -150,7 +166,7 @@ def _probe_batches(data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.
 def _initial_diagnostics(
     model: nn.Module, data: Dataset, config: StudyConfig
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    probe, other = _probe_batches(data, config.train.batch_size)
+    probe, other = _probe_batches(data, statistics_batch(config))
     layers = [asdict(report) for report in diagnostics.layer_reports(model, probe)]
     summary = {"min_values_per_stat": min((r["values"] for r in layers), default=math.nan)}
     summary |= {f"init_{k}": v for k, v in diagnostics.output_probe(model, probe, other).items()}
@@ -160,19 +176,26 @@ def _initial_diagnostics(
 def _final_diagnostics(
     model: nn.Module, data: Dataset, config: StudyConfig, layers: list[dict[str, Any]]
 ) -> dict[str, float]:
-    """Batch-statistic noise over up to NOISE_BATCHES training batches, and the output probe.
-    Adds each BN layer's noise to its entry in ``layers``."""
-    size = config.train.batch_size
-    count = min(NOISE_BATCHES, len(data.train.y) // size)
-    batches = [data.train.x[i * size : (i + 1) * size] for i in range(count)]
-    noise = diagnostics.batch_statistic_noise(model, batches)
+    """Batch-statistic noise over the first NOISE_SAMPLES training samples in batches of the
+    statistics batch, and the output probe. Adds each BN layer's noise to its entry in
+    ``layers``."""
+    size = statistics_batch(config)
+    noise = diagnostics.batch_statistic_noise(model, _train_batches(data, size, NOISE_SAMPLES))
     for layer in layers:
         layer.update(noise.get(layer["name"], {}))
-    summary = {
-        f"bn_{key}": _mean([n[key] for n in noise.values()]) for key in ("mean_noise", "var_noise")
-    }
+    summary = {f"bn_{key}": _mean([n[key] for n in noise.values()]) for key in _NOISE_KEYS}
     summary["bn_min_var"] = min((n["min_var"] for n in noise.values()), default=math.nan)
+    summary["noise_images"] = size if noise else math.nan
     return summary | diagnostics.output_probe(model, *_probe_batches(data, size))
+
+
+_NOISE_KEYS = ("mean_noise", "var_noise", "mean_noise_between_images", "mean_noise_values_law")
+
+
+def _train_batches(data: Dataset, size: int, samples: int) -> list[torch.Tensor]:
+    """Consecutive full batches of ``size`` from the first ``samples`` training samples."""
+    count = min(samples, len(data.train.y)) // size
+    return [data.train.x[i * size : (i + 1) * size] for i in range(count)]
 
 
 def _mean(values: list[float]) -> float:
@@ -194,12 +217,31 @@ def _setup(
     model = model_for_data(config, data)
     train_cfg = config.train
     lr = scaled_lr(
-        train_cfg.lr, train_cfg.batch_size, train_cfg.base_batch_size, train_cfg.lr_scaling
+        train_cfg.lr,
+        train_cfg.optimizer_batch_size,
+        train_cfg.base_batch_size,
+        train_cfg.lr_scaling,
     )
     optimizer = make_optimizer(
         train_cfg.optimizer, model.parameters(), lr, train_cfg.momentum, train_cfg.weight_decay
     )
     return model, optimizer, lr
+
+
+def make_schedule(config: StudyConfig, train_samples: int) -> Schedule:
+    """The run's optimizer-step budget and lr schedule."""
+    cfg = config.train
+    total = optimizer_steps(
+        train_samples,
+        batch_size=cfg.batch_size,
+        accumulate=cfg.accumulate,
+        drop_last=cfg.drop_last,
+        epochs=cfg.epochs,
+        steps=cfg.steps,
+        samples=cfg.samples,
+    )
+    warmup = cfg.warmup_steps or round(cfg.warmup_fraction * total)
+    return Schedule(total, warmup, cfg.schedule, tuple(cfg.step_milestones), cfg.step_gamma)
 
 
 def _train(
@@ -210,14 +252,13 @@ def _train(
     position: Position,
     on_epoch: Callable[[EpochStats], None],
 ) -> dict[str, Any]:
+    cfg = config.train
     result = train(
         model,
         data.train,
         optimizer,
-        batch_size=config.train.batch_size,
-        epochs=config.train.epochs,
-        max_steps=config.train.steps,
-        drop_last=config.train.drop_last,
+        batching=Batching(cfg.batch_size, cfg.accumulate, cfg.norm_batch_size, cfg.drop_last),
+        schedule=make_schedule(config, len(data.train.y)),
         generator=torch.Generator().manual_seed(config.seed),
         position=position,
         on_epoch=on_epoch,
@@ -254,27 +295,36 @@ def _setting_fields(setting: EvalSetting) -> dict[str, Any]:
     }
 
 
-def _test(model: nn.Module, data: Dataset, setting: EvalSetting, seed: int) -> dict[str, Any]:
-    """Evaluate one test setting; a failure here is this setting's outcome only.
+def _test(
+    model: nn.Module, data: Dataset, setting: EvalSetting, config: StudyConfig
+) -> tuple[dict[str, Any], list[int]]:
+    """Evaluate one test setting; a failure here is this setting's outcome only. Returns the
+    test record and the predictions (empty on failure).
 
-    ``test_flip_rate`` is the fraction of test predictions that change when the test set is
-    reshuffled into different batches (0 in eval mode; in train mode a sample's prediction
-    depends on the other samples of its batch)."""
+    ``test_flip_rate`` is the mean fraction of test predictions that change when the test set
+    is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
+    mode a sample's prediction depends on the other samples of its batch)."""
     try:
-        result = evaluate(model, data.test, mode=setting.mode, batch_size=setting.batch_size)
-        if not math.isfinite(result.loss):
-            raise FloatingPointError(
-                f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
+        with preserved_buffers(model):
+            if setting.mode == "precise":
+                _recalibrate(model, data, config)
+            result = evaluate(
+                model, data.test, mode=_bn_mode(setting), batch_size=setting.batch_size
             )
-        flip_rate = _flip_rate(model, data, setting, result.predictions, seed)
+            if not math.isfinite(result.loss):
+                raise FloatingPointError(
+                    f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
+                )
+            flip_rate = _flip_rate(model, data, setting, result.predictions, config)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
-        return {
+        failed = {
             **_untested(setting),
             "status": "error",
             "error": f"{type(error).__name__}: {error}",
             "error_at": f"test {setting.mode} mode (batch of {setting.batch_size})",
         }
-    return {
+        return failed, []
+    test = {
         **_setting_fields(setting),
         "test_acc": result.accuracy,
         "test_loss": result.loss,
@@ -283,16 +333,42 @@ def _test(model: nn.Module, data: Dataset, setting: EvalSetting, seed: int) -> d
         "error": "",
         "error_at": "",
     }
+    return test, result.predictions.tolist()
+
+
+def _bn_mode(setting: EvalSetting) -> str:
+    """The module mode a test setting evaluates in (precise is eval mode, recalibrated)."""
+    return "train" if setting.mode == "train" else "eval"
+
+
+def _recalibrate(model: nn.Module, data: Dataset, config: StudyConfig) -> None:
+    """PreciseBN: population statistics from eval.precise_samples training samples in batches
+    of eval.precise_batch_size (``same``: the normalization batch); see bnstudy.precise."""
+    spec = config.eval.precise_batch_size
+    size = statistics_batch(config) if spec == "same" else spec
+    batches = _train_batches(data, size, config.eval.precise_samples)
+    if not batches:
+        raise ValueError(f"precise: no full batch of {size} in {len(data.train.y)} samples")
+    recompute_bn_statistics(model, batches)
 
 
 def _flip_rate(
-    model: nn.Module, data: Dataset, setting: EvalSetting, predictions: torch.Tensor, seed: int
+    model: nn.Module,
+    data: Dataset,
+    setting: EvalSetting,
+    predictions: torch.Tensor,
+    config: StudyConfig,
 ) -> float:
-    order = torch.randperm(len(data.test.y), generator=torch.Generator().manual_seed(seed))
-    order = order.to(data.test.y.device)
-    shuffled = Split(x=data.test.x[order], y=data.test.y[order])
-    again = evaluate(model, shuffled, mode=setting.mode, batch_size=setting.batch_size)
-    return (again.predictions != predictions[order]).float().mean().item()
+    if setting.mode != "train":
+        return 0.0  # without batch statistics a prediction does not depend on its batch
+    rates = []
+    for reshuffle in range(config.eval.flip_reshuffles):
+        generator = torch.Generator().manual_seed(config.seed * 1000 + reshuffle)
+        order = torch.randperm(len(data.test.y), generator=generator).to(data.test.y.device)
+        shuffled = Split(x=data.test.x[order], y=data.test.y[order])
+        again = evaluate(model, shuffled, mode="train", batch_size=setting.batch_size)
+        rates.append((again.predictions != predictions[order]).float().mean().item())
+    return sum(rates) / len(rates)
 
 
 def _provenance(device: torch.device, started: float) -> dict[str, Any]:

@@ -8,6 +8,7 @@
       runs/<run_id>/
         config.json         resolved config of the run
         history.jsonl       one JSON object per finished epoch
+        predictions.json    test predictions per test setting (for seed-to-seed baselines)
         result.json         status, error, train metrics, test metrics, provenance
         error.txt           traceback, when the run failed
       runs.csv              one row per run × test setting, rebuilt from runs/
@@ -29,16 +30,33 @@ import pandas as pd
 import yaml
 
 from bnstudy.config import StudyConfig
-from bnstudy.sweep import Run
+from bnstudy.norms import uses_batch_statistics
+from bnstudy.sweep import IDENTITY_VERSION, Run, swept_keys
 
 RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
 PLAN = "plan.json"
+PREDICTIONS = "predictions.json"
 TABLE = "runs.csv"
 
 # Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
-RUN_COLUMNS = ["run_id", "name", "dataset", "model", "norm", "batch_size", "lr", "seed"]
+# norm_batch_size: samples per BN statistic, empty for norms without batch statistics;
+# optimizer_batch_size = batch_size × accumulate.
+RUN_COLUMNS = [
+    "run_id",
+    "name",
+    "dataset",
+    "model",
+    "norm",
+    "batch_size",
+    "norm_batch_size",
+    "accumulate",
+    "optimizer_batch_size",
+    "lr",
+    "seed",
+    "num_classes",
+]
 TEST_COLUMNS = [
     "status",
     "error",
@@ -56,6 +74,9 @@ DIAGNOSTIC_COLUMNS = [
     "min_values_per_stat",
     "bn_min_var",
     "bn_mean_noise",
+    "bn_mean_noise_between_images",
+    "bn_mean_noise_values_law",
+    "noise_images",
     "bn_var_noise",
     "output_std",
     "zero_fraction",
@@ -105,18 +126,26 @@ def run_dir(sweep_dir: Path, run_id: str) -> Path:
 
 
 def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
-    """Record the study and its expanded runs (what ``status`` compares against)."""
+    """Record the study and its expanded runs (what ``status`` compares against), with the
+    identity version their run ids were computed with."""
     write_atomic(
         sweep_dir / "study.yaml", yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
     )
-    write_json(sweep_dir / PLAN, [{"run_id": r.run_id, "swept": r.swept} for r in runs])
+    plan = {
+        "identity_version": IDENTITY_VERSION,
+        "swept_keys": swept_keys(runs),
+        "runs": [{"run_id": r.run_id, "swept": r.swept} for r in runs],
+    }
+    write_json(sweep_dir / PLAN, plan)
 
 
 def read_plan(sweep_dir: Path) -> list[dict[str, Any]]:
+    """The planned runs (run_id and swept values); a version-1 plan is a bare list."""
     path = sweep_dir / PLAN
     if not path.exists():
         raise FileNotFoundError(f"{sweep_dir} is not a sweep folder (no {PLAN})")
-    return json.loads(path.read_text())
+    plan = json.loads(path.read_text())
+    return plan if isinstance(plan, list) else plan["runs"]
 
 
 def start_run(sweep_dir: Path, run: Run) -> Path:
@@ -139,7 +168,15 @@ def finish_run(folder: Path, result: dict[str, Any]) -> None:
     trace = result.pop("traceback", "")
     if trace:
         write_atomic(folder / "error.txt", trace)
+    write_atomic(folder / PREDICTIONS, json.dumps(result.pop("predictions", {})) + "\n")
     write_json(folder / RESULT, result)
+
+
+def read_predictions(sweep_dir: Path, run_id: str) -> dict[str, list[int]] | None:
+    """A finished run's test predictions per test_batch label (``eval``, ``same``, ...), or
+    None when the run has none recorded."""
+    path = run_dir(sweep_dir, run_id) / PREDICTIONS
+    return json.loads(path.read_text()) if path.exists() else None
 
 
 def read_result(sweep_dir: Path, run_id: str) -> dict[str, Any] | None:
@@ -166,15 +203,23 @@ def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str,
 
 
 def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    train = config["train"]
+    accumulate = train.get("accumulate", 1)
     return {
         "run_id": run_id,
         "name": config["name"],
         "dataset": config["data"]["name"],
         "model": config["model"]["name"],
         "norm": config["model"]["norm"],
-        "batch_size": config["train"]["batch_size"],
+        "batch_size": train["batch_size"],
+        "norm_batch_size": (train.get("norm_batch_size") or train["batch_size"])
+        if uses_batch_statistics(config["model"]["norm"])
+        else None,
+        "accumulate": accumulate,
+        "optimizer_batch_size": train["batch_size"] * accumulate,
         "lr": result["train"].get("lr"),
         "seed": config["seed"],
+        "num_classes": result.get("data", {}).get("num_classes"),
     }
 
 
@@ -193,7 +238,7 @@ def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]
 def write_table(sweep_dir: Path) -> pd.DataFrame:
     """Rebuild ``runs.csv`` from the run folders of the current plan."""
     planned = read_plan(sweep_dir)
-    swept = list(planned[0]["swept"]) if planned else []
+    swept = list(dict.fromkeys(key for entry in planned for key in entry["swept"]))
     columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS + DIAGNOSTIC_COLUMNS
     columns += [key for key in swept if key not in columns]
     table = pd.DataFrame(table_rows(sweep_dir, planned), columns=columns)

@@ -11,9 +11,16 @@
       exclude:                            # drop runs matching every key of a rule
         - {model.norm: group, train.batch_size: 1}
 
-The runs are the Cartesian product of the axes (each zip group is one axis). A run's identity is
-a short hash of its resolved config without ``name`` and ``sweep``, so re-running a study skips
-finished runs and editing one value re-runs only the runs it changes.
+The runs are the Cartesian product of the axes (each zip group is one axis). A swept value that
+a run ignores (``train.norm_batch_size`` for group norm, ``model.norm_groups`` for batch norm)
+is dropped from that run: cells that differ only in ignored values are one run, trained once.
+A key that every run ignores is an error.
+
+A run's identity is a short hash of its resolved config without ``name``, ``sweep`` and the
+fields left at their defaults, plus a fingerprint of the files a data set reads. Re-running a
+study skips finished runs, editing one value re-runs only the runs it changes, and a new config
+field with a default leaves every existing identity as it was. :data:`IDENTITY_VERSION` (in
+plan.json) is bumped when the meaning of a default changes.
 """
 
 from __future__ import annotations
@@ -29,13 +36,15 @@ from bnstudy.config import (
     ConfigError,
     StudyConfig,
     check_key_path,
+    ignored_settings,
     set_path,
     validate_study,
 )
-from bnstudy.data import DATASETS
+from bnstudy.data import DATASETS, data_fingerprint
 from bnstudy.models import InputShape
 from bnstudy.run import make_model
 
+IDENTITY_VERSION = 2  # 1: hash of every field, defaults included
 RESERVED = ("zip", "exclude")
 UNSWEEPABLE = ("name", "sweep")  # the study's folder and the sweep itself
 
@@ -50,8 +59,11 @@ class Run:
 
 
 def run_identity(config: StudyConfig) -> str:
-    """Ten hex digits of the SHA-256 of the settings that affect results (not name, sweep)."""
-    settings = config.model_dump(mode="json", exclude={"name", "sweep"})
+    """Ten hex digits of the SHA-256 of the settings that affect results: the non-default
+    fields except name and sweep, and the content fingerprint of file-based data."""
+    settings = config.model_dump(mode="json", exclude={"name", "sweep"}, exclude_defaults=True)
+    if config.data.root is not None:
+        settings["data_fingerprint"] = data_fingerprint(config.data.root)
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 
@@ -68,7 +80,9 @@ def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
         problems += [p for p in run_problems if p not in problems]
         if run is not None:
             runs.append(run)
-    problems += _duplicate_problems(runs)
+    problems += _unused_keys(runs, _keys(axes))
+    runs, duplicates = _merge_duplicates(runs)
+    problems += duplicates
     if problems:
         raise ConfigError(source, problems)
     if not runs:
@@ -76,21 +90,32 @@ def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
     return study, runs
 
 
-def _duplicate_problems(runs: list[Run]) -> list[tuple[str, str]]:
-    """Runs whose resolved configs are equal (e.g. lr 1 and 1.0) would share one folder."""
+def _unused_keys(runs: list[Run], keys: list[str]) -> list[tuple[str, str]]:
+    """A swept key that no run uses (every run dropped it) sweeps nothing."""
+    used = {key for run in runs for key in run.swept}
+    return [
+        (f"sweep.{key}", "no run uses it (the runs' norm ignores this setting)")
+        for key in keys
+        if runs and key not in used
+    ]
+
+
+def _merge_duplicates(runs: list[Run]) -> tuple[list[Run], list[tuple[str, str]]]:
+    """Cells that resolve to one config and one set of used swept values are one run; equal
+    configs from different used values (e.g. lr 1 and 1.0) would share a folder: a problem."""
     first: dict[str, Run] = {}
     problems = []
     for run in runs:
-        if run.run_id in first:
+        seen = first.setdefault(run.run_id, run)
+        if seen is not run and json.dumps(seen.swept) != json.dumps(run.swept):
             problems.append(
                 (
                     "sweep",
-                    f"runs {_describe(first[run.run_id].swept)} and "
-                    f"{_describe(run.swept)} resolve to the same config",
+                    f"runs {_describe(seen.swept)} and {_describe(run.swept)} "
+                    "resolve to the same config",
                 )
             )
-        first.setdefault(run.run_id, run)
-    return problems
+    return list(first.values()), problems
 
 
 def order_runs(runs: list[Run], order: str, seed: int = 0) -> list[Run]:
@@ -104,8 +129,8 @@ def order_runs(runs: list[Run], order: str, seed: int = 0) -> list[Run]:
 
 
 def swept_keys(runs: list[Run]) -> list[str]:
-    """The swept key paths, in sweep order."""
-    return list(runs[0].swept) if runs else []
+    """The swept key paths used by some run, in sweep order."""
+    return list(dict.fromkeys(key for run in runs for key in run.swept))
 
 
 def _parse_sweep(
@@ -213,7 +238,9 @@ def _resolve(
     problem = _build_problem(config)
     if problem:
         return None, [("model", f"{problem} (run {_describe(swept)})")]
-    return Run(config=config, swept=swept, run_id=run_identity(config)), []
+    ignored = ignored_settings(config)
+    used = {key: value for key, value in swept.items() if key not in ignored}
+    return Run(config=config, swept=used, run_id=run_identity(config)), []
 
 
 def _blame(key: str, message: str, swept: dict[str, Any]) -> tuple[str, str]:

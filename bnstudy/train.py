@@ -45,6 +45,57 @@ def batch_slices(n: int, batch_size: int, drop_last: bool) -> list[slice]:
     return [slice(start, min(start + batch_size, n)) for start in range(0, stop, batch_size)]
 
 
+def step_groups(n: int, batch_size: int, accumulate: int, drop_last: bool) -> list[list[slice]]:
+    """One epoch's optimizer steps: each a list of up to ``accumulate`` consecutive batches
+    (the last step of an epoch may have fewer)."""
+    slices = batch_slices(n, batch_size, drop_last)
+    return [slices[i : i + accumulate] for i in range(0, len(slices), accumulate)]
+
+
+def optimizer_steps(
+    n: int,
+    *,
+    batch_size: int,
+    accumulate: int,
+    drop_last: bool,
+    epochs: int,
+    steps: int | None,
+    samples: int | None,
+) -> int:
+    """The run's optimizer-step budget: ``steps``; or enough steps to see ``samples`` samples
+    (each step sees batch_size × accumulate); or ``epochs`` passes over ``n`` samples."""
+    if steps is not None:
+        return steps
+    if samples is not None:
+        return math.ceil(samples / (batch_size * accumulate))
+    return epochs * len(step_groups(n, batch_size, accumulate, drop_last))
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """Learning-rate multiplier per optimizer step: a linear warm-up from lr/warmup to lr over
+    ``warmup`` steps, then ``kind``: ``constant``; ``cosine`` decay to 0 at the last step
+    (Loshchilov & Hutter 2017, arXiv 1608.03983, without restarts); or ``step``: × ``gamma``
+    at each milestone (fractions of the total steps)."""
+
+    total: int
+    warmup: int = 0
+    kind: str = "constant"
+    milestones: tuple[float, ...] = ()
+    gamma: float = 0.1
+
+    def factor(self, step: int) -> float:
+        """Multiplier of the base lr for the optimizer step with index ``step`` (from 0)."""
+        if step < self.warmup:
+            return (step + 1) / self.warmup
+        progress = (step - self.warmup) / max(1, self.total - self.warmup)
+        if self.kind == "cosine":
+            return 0.5 * (1 + math.cos(math.pi * progress))
+        if self.kind == "step":
+            return self.gamma ** sum(step >= m * self.total for m in self.milestones)
+        return 1.0
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -71,6 +122,7 @@ class EpochStats:
     samples: int
     train_loss: float
     train_acc: float
+    lr: float  # the lr of the epoch's last optimizer step
     seconds: float
 
 
@@ -83,83 +135,121 @@ class TrainResult:
     history: list[EpochStats] = field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class Batching:
+    """How samples reach the model: ``batch_size`` per forward/backward pass, ``accumulate``
+    passes per optimizer step, BN statistics over ``norm_batch_size`` samples (None: the
+    whole pass), the short last batch of an epoch dropped or kept."""
+
+    batch_size: int
+    accumulate: int = 1
+    norm_batch_size: int | None = None
+    drop_last: bool = False
+
+
+@contextlib.contextmanager
+def normalization_batch(model: nn.Module, size: int | None) -> Iterator[None]:
+    """Set the ghost-batch size of every module with batch statistics
+    (:class:`bnstudy.batchnorm.VirtualBatches`) for the duration of the block."""
+    modules = [m for m in model.modules() if hasattr(m, "norm_batch_size")]
+    saved = [m.norm_batch_size for m in modules]
+    for module in modules:
+        module.norm_batch_size = size
+    try:
+        yield
+    finally:
+        for module, value in zip(modules, saved, strict=True):
+            module.norm_batch_size = value
+
+
 def train(
     model: nn.Module,
     split: Split,
     optimizer: torch.optim.Optimizer,
     *,
-    batch_size: int,
-    epochs: int,
-    max_steps: int | None,
-    drop_last: bool,
+    batching: Batching,
+    schedule: Schedule,
     generator: torch.Generator,
     position: Position,
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
 ) -> TrainResult:
-    """Train with cross-entropy for ``epochs`` passes, or ``max_steps`` steps when given.
+    """Train with cross-entropy for ``schedule.total`` optimizer steps, epoch after epoch of
+    seeded permutations, the lr multiplied by ``schedule.factor(step)``.
 
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite.
     """
     result = TrainResult()
-    epoch_count = (
-        math.ceil(max_steps / _steps_per_epoch(split, batch_size, drop_last))
-        if max_steps
-        else epochs
-    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     model.train()
-    for epoch in range(1, epoch_count + 1):
-        position.epoch = epoch
-        budget = max_steps - result.steps if max_steps else None
-        stats = _train_epoch(
-            model, split, optimizer, batch_size, drop_last, generator, position, budget
-        )
-        result.history.append(stats)
-        result.epochs, result.steps = epoch, result.steps + stats.steps
-        result.samples += stats.samples
-        result.seconds += stats.seconds
-        on_epoch(stats)
-        if not math.isfinite(stats.train_loss):
-            raise Diverged(f"loss {stats.train_loss} in epoch {epoch}")
+    with normalization_batch(model, batching.norm_batch_size):
+        while result.steps < schedule.total:
+            position.epoch = result.epochs + 1
+            stats = _train_epoch(
+                model,
+                split,
+                optimizer,
+                scheduler,
+                batching,
+                generator,
+                position,
+                budget=schedule.total - result.steps,
+            )
+            result.history.append(stats)
+            result.epochs, result.steps = position.epoch, result.steps + stats.steps
+            result.samples += stats.samples
+            result.seconds += stats.seconds
+            on_epoch(stats)
+            if not math.isfinite(stats.train_loss):
+                raise Diverged(f"loss {stats.train_loss} in epoch {position.epoch}")
     return result
-
-
-def _steps_per_epoch(split: Split, batch_size: int, drop_last: bool) -> int:
-    return len(batch_slices(len(split.y), batch_size, drop_last))
 
 
 def _train_epoch(
     model: nn.Module,
     split: Split,
     optimizer: torch.optim.Optimizer,
-    batch_size: int,
-    drop_last: bool,
+    scheduler: torch.optim.lr_scheduler.LRScheduler,
+    batching: Batching,
     generator: torch.Generator,
     position: Position,
-    budget: int | None,
+    budget: int,
 ) -> EpochStats:
     start = time.perf_counter()
     order = torch.randperm(len(split.y), generator=generator).to(split.y.device)
-    slices = batch_slices(len(order), batch_size, drop_last)[:budget]
+    groups = step_groups(len(order), batching.batch_size, batching.accumulate, batching.drop_last)
+    if not groups:
+        raise ValueError(
+            f"{len(order)} training samples make no batch of {batching.batch_size} "
+            "(drop_last is true)"
+        )
+    groups = groups[:budget]
     loss_sum = torch.zeros((), device=split.y.device)
     correct = torch.zeros((), device=split.y.device, dtype=torch.long)
-    for step, part in enumerate(slices, start=1):
-        index = order[part]
-        targets = split.y[index]
-        position.step, position.batch_size = step, len(index)
-        logits = model(split.x[index])
-        loss = F.cross_entropy(logits, targets)
+    for step, group in enumerate(groups, start=1):
+        position.step = step
+        step_samples = sum(part.stop - part.start for part in group)
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        for part in group:
+            index = order[part]
+            targets = split.y[index]
+            position.batch_size = len(index)
+            logits = model(split.x[index])
+            loss = F.cross_entropy(logits, targets)
+            # weighted so that the accumulated gradient is that of the mean over the step
+            (loss * (len(index) / step_samples)).backward()
+            loss_sum += loss.detach() * len(index)
+            correct += (logits.argmax(1) == targets).sum()
         optimizer.step()
-        loss_sum += loss.detach() * len(index)
-        correct += (logits.argmax(1) == targets).sum()
-    samples = sum(s.stop - s.start for s in slices)
+        lr = optimizer.param_groups[0]["lr"]
+        scheduler.step()
+    samples = sum(part.stop - part.start for group in groups for part in group)
     return EpochStats(
         epoch=position.epoch,
-        steps=len(slices),
+        steps=len(groups),
         samples=samples,
         train_loss=loss_sum.item() / samples,
         train_acc=correct.item() / samples,
+        lr=lr,
         seconds=time.perf_counter() - start,
     )
 

@@ -147,5 +147,41 @@ def test_settings_the_norm_ignores_are_dropped_from_its_config(tiny_study, norm,
 def test_a_sweep_over_a_setting_the_norm_ignores_is_rejected(tiny_study):
     tiny_study["model"]["norm"] = "group"
     tiny_study["sweep"] = {"model.bn_momentum": [0.1, 0.01]}
-    with pytest.raises(ConfigError, match="resolve to the same config"):
+    with pytest.raises(ConfigError, match="sweep.model.bn_momentum: no run uses it"):
         plan(tiny_study, "study.yaml")
+
+
+def test_norm_batch_size_must_divide_the_batch_size(tiny_study):
+    tiny_study["train"]["norm_batch_size"] = 3
+    [(key, message)] = problems(tiny_study)
+    assert key == "train.norm_batch_size" and "must divide batch_size 8" in message
+
+
+def test_norm_batch_size_is_dropped_for_norms_without_batch_statistics(tiny_study):
+    tiny_study["train"]["norm_batch_size"] = 2
+    assert validate_study(tiny_study, "s.yaml").norm_batch_size == 2
+    tiny_study["model"]["norm"] = "group"
+    study = validate_study(tiny_study, "s.yaml")
+    assert study.train.norm_batch_size is None and study.norm_batch_size is None
+
+
+def test_norm_batch_size_equal_to_the_batch_size_is_the_default(tiny_study):
+    plain = validate_study(tiny_study, "s.yaml")
+    tiny_study["train"]["norm_batch_size"] = 8
+    explicit = validate_study(tiny_study, "s.yaml")
+    assert explicit == plain and explicit.norm_batch_size == 8
+
+
+@pytest.mark.parametrize(
+    "train, key",
+    [
+        ({"steps": 10, "samples": 100}, "train.samples"),
+        ({"warmup_steps": 10, "warmup_fraction": 0.1}, "train.warmup_fraction"),
+        ({"step_milestones": [0.5, 1.5]}, "train.step_milestones"),
+        ({"accumulate": 0}, "train.accumulate"),
+        ({"schedule": "linear"}, "train.schedule"),
+    ],
+)
+def test_budget_and_schedule_mistakes_name_the_key(tiny_study, train, key):
+    tiny_study["train"].update(train)
+    assert key in [k for k, _ in problems(tiny_study)]

@@ -42,7 +42,11 @@ def test_per_activation_statistics_average_over_the_batch_only():
 def test_verdicts():
     bn = nn.BatchNorm2d(4)
     assert verdict(1, bn).startswith("degenerate") and "PyTorch raises" in verdict(1, bn)
-    assert verdict(15, bn).startswith("noisy") and verdict(16, bn) == "fine"
+    assert verdict(15, bn, images=8).startswith("noisy") and verdict(16, bn, images=8) == "fine"
+    # many values of one image: per-image statistics, however large the map
+    assert verdict(4096, bn, images=1).startswith("per-image")
+    assert verdict(4096, bn, images=4).startswith("noisy: 4 images")
+    assert "same in train and eval" in verdict(4096, nn.GroupNorm(2, 4))
 
 
 def zeros_net(norm, **knobs):
@@ -134,3 +138,19 @@ def test_verdict_says_what_each_layer_does_with_one_value():
     manual = create_norm("batch_manual", 4, 2, NormOptions(single_value="beta"))
     assert "gives β, as TF" in verdict(1, manual)
     assert "gives β" in verdict(1, nn.GroupNorm(2, 4))
+
+
+def test_noise_of_correlated_pixels_follows_images_not_values():
+    # every image is its own offset plus a little pixel noise: the pixels of one image are
+    # correlated, so a batch mean over n images of 64 pixels varies like n values, not 64 n
+    generator = torch.Generator().manual_seed(0)
+    n = 4
+    batches = [
+        torch.randn(n, 2, 1, generator=generator) + 0.1 * torch.randn(n, 2, 64, generator=generator)
+        for _ in range(1500)
+    ]
+    noise = batch_statistic_noise(nn.Sequential(nn.BatchNorm1d(2)), batches)["0"]
+    assert noise["mean_noise"] == pytest.approx(noise["mean_noise_between_images"], rel=0.1)
+    assert noise["mean_noise_between_images"] == pytest.approx(1 / math.sqrt(n), rel=0.1)
+    assert noise["mean_noise_values_law"] == 1 / math.sqrt(n * 64)
+    assert noise["mean_noise"] > 5 * noise["mean_noise_values_law"]

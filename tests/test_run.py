@@ -109,3 +109,40 @@ def test_eval_mode_flip_rate_is_zero_and_train_mode_flip_rate_is_a_fraction(tiny
     by_mode = {t["test_mode"]: t for t in execute_run(only_run(tiny_study), CPU)["tests"]}
     assert by_mode["eval"]["test_flip_rate"] == 0.0
     assert 0.0 <= by_mode["train"]["test_flip_rate"] <= 1.0
+
+
+def test_precise_mode_evaluates_recalibrated_statistics_and_keeps_the_trained_ones(
+    tiny_study, monkeypatch
+):
+    import bnstudy.run as run_module
+
+    tiny_study["eval"]["test_modes"] = ["eval", "precise", "train"]
+    tiny_study["train"]["norm_batch_size"] = 2
+    seen = {}
+    real = run_module._recalibrate
+
+    def spy(model, data, config):
+        seen["before"] = model.features[1].running_mean.clone()
+        real(model, data, config)
+        seen["after"] = model.features[1].running_mean.clone()
+        seen["model"] = model
+
+    monkeypatch.setattr(run_module, "_recalibrate", spy)
+    result = execute_run(only_run(tiny_study), CPU)
+    by_mode = {t["test_mode"]: t for t in result["tests"]}
+    assert result["status"] == "ok" and by_mode["precise"]["status"] == "ok"
+    assert not torch.equal(seen["before"], seen["after"])  # recalibration changed them...
+    trained = seen["model"].features[1].running_mean
+    assert torch.equal(trained, seen["before"])  # ...for the precise test only
+    assert by_mode["precise"]["test_flip_rate"] == 0.0
+    assert by_mode["train"]["test_batch_size"] == 2  # "same" = the normalization batch
+    assert set(result["predictions"]) == {"eval", "precise", "same"}
+    assert len(result["predictions"]["eval"]) == 24
+
+
+def test_noise_is_measured_at_the_normalization_batch_with_its_predictions(tiny_study):
+    tiny_study["train"]["norm_batch_size"] = 2
+    diagnostics = execute_run(only_run(tiny_study), CPU)["diagnostics"]
+    assert diagnostics["noise_images"] == 2
+    assert diagnostics["bn_mean_noise"] > diagnostics["bn_mean_noise_values_law"] > 0
+    assert diagnostics["bn_mean_noise_between_images"] > 0

@@ -130,3 +130,17 @@ def test_result_files_get_the_usual_permissions_not_mkstemps_0600(tiny_study, tm
     umask = os.umask(0)
     os.umask(umask)
     assert (tmp_path / "tiny" / "runs.csv").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_norm_batch_sweep_trains_the_controls_once_per_seed(tiny_study, tmp_path, monkeypatch):
+    calls = count_executions(monkeypatch)
+    tiny_study["sweep"] = {"model.norm": ["batch", "group"], "train.norm_batch_size": [1, 8]}
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert len(calls) == 3
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    by_norm = table.drop_duplicates("run_id").set_index("norm")
+    assert by_norm.loc["group", "norm_batch_size"] != by_norm.loc["group", "norm_batch_size"]
+    assert sorted(table[table["norm"].eq("batch")]["norm_batch_size"].unique()) == [1, 8]
+    assert set(table["num_classes"]) == {10} and set(table["optimizer_batch_size"]) == {8}
+    predictions = store.read_predictions(tmp_path / "tiny", table["run_id"].iloc[0])
+    assert set(predictions) == {"eval", "same"}

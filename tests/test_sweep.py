@@ -1,3 +1,4 @@
+import numpy as np
 import pytest
 
 from bnstudy.config import ConfigError
@@ -111,3 +112,43 @@ def test_name_cannot_be_swept(tiny_study):
     tiny_study["sweep"] = {"name": ["a", "b"]}
     with pytest.raises(ConfigError, match="cannot be swept"):
         plan(tiny_study, "study.yaml")
+
+
+def test_a_norm_batch_sweep_trains_batch_independent_norms_once(tiny_study):
+    tiny_study["sweep"] = {
+        "model.norm": ["batch", "group"],
+        "train.norm_batch_size": [1, 2, 8],
+        "seed": [0, 1],
+    }
+    _, runs = plan(tiny_study, "study.yaml")
+    bn = [r for r in runs if r.config.model.norm == "batch"]
+    gn = [r for r in runs if r.config.model.norm == "group"]
+    assert len(bn) == 6 and len(gn) == 2
+    assert all("train.norm_batch_size" not in r.swept for r in gn)
+    assert sorted({r.swept["train.norm_batch_size"] for r in bn}) == [1, 2, 8]
+
+
+def test_identity_leaves_out_defaults_so_new_fields_keep_old_ids(tiny_study):
+    _, [plain] = plan(tiny_study, "a.yaml")
+    tiny_study["train"].update(accumulate=1, schedule="constant", warmup_steps=0)
+    tiny_study["eval"]["flip_reshuffles"] = 3
+    _, [explicit] = plan(tiny_study, "b.yaml")
+    assert plain.run_id == explicit.run_id
+    # pinned: a change here orphans every user's finished runs (bump IDENTITY_VERSION then)
+    assert plain.run_id == "4f735329d9"
+
+
+def test_identity_follows_the_content_of_a_data_file(tiny_study, tmp_path):
+    path = tmp_path / "data.npz"
+
+    def write(offset):
+        x = np.arange(8 * 3 * 4 * 4, dtype=np.float32).reshape(8, 3, 4, 4) + offset
+        y = np.arange(8) % 2
+        np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+
+    write(0)
+    tiny_study["data"] = {"name": "npz", "root": str(path)}
+    _, [first] = plan(tiny_study, "a.yaml")
+    write(1)
+    _, [edited] = plan(tiny_study, "a.yaml")
+    assert first.run_id != edited.run_id

@@ -1,10 +1,22 @@
+import pytest
 import torch
 
 from bnstudy.config import ModelConfig
 from bnstudy.data import Split
 from bnstudy.models import InputShape
 from bnstudy.run import make_model
-from bnstudy.train import batch_slices, evaluate, preserved_buffers, scaled_lr
+from bnstudy.train import (
+    Batching,
+    Position,
+    Schedule,
+    batch_slices,
+    evaluate,
+    normalization_batch,
+    optimizer_steps,
+    preserved_buffers,
+    scaled_lr,
+    train,
+)
 
 
 def tiny_model(norm="batch"):
@@ -80,3 +92,132 @@ def test_train_mode_outputs_depend_on_the_test_batch_but_eval_mode_ones_do_not()
     train_large = evaluate(model, split, mode="train", batch_size=20)
     assert torch.equal(eval_small, eval_large)
     assert train_small.loss != train_large.loss
+
+
+def test_ghost_batch_norm_equals_separate_bn_calls_on_the_sub_batches():
+    from bnstudy.batchnorm import BatchNorm2d, ManualBatchNorm
+
+    for ghost, plain in (
+        (BatchNorm2d(3), torch.nn.BatchNorm2d(3)),
+        (ManualBatchNorm(3, 2), ManualBatchNorm(3, 2)),
+    ):
+        ghost, plain = ghost.double(), plain.double()
+        x = (torch.randn(8, 3, 4, 4, dtype=torch.float64) * 3 + 1).requires_grad_()
+        x_plain = x.detach().clone().requires_grad_()
+        upstream = torch.randn(8, 3, 4, 4, dtype=torch.float64)
+        with normalization_batch(ghost, 2):
+            out = ghost(x)
+        expected = torch.cat([plain(part) for part in x_plain.split(2)])
+        torch.testing.assert_close(out, expected)
+        out.backward(upstream)
+        expected.backward(upstream)
+        torch.testing.assert_close(x.grad, x_plain.grad)
+        torch.testing.assert_close(ghost.weight.grad, plain.weight.grad)
+        torch.testing.assert_close(ghost.running_mean, plain.running_mean)
+        torch.testing.assert_close(ghost.running_var, plain.running_var)
+        assert ghost.num_batches_tracked == plain.num_batches_tracked == 4
+        # and it differs from one call over the whole batch: the test can fail
+        assert not torch.allclose(torch.nn.BatchNorm2d(3).double()(x.detach()), out.detach())
+        assert ghost.norm_batch_size is None  # only while training
+
+
+def test_ghost_split_applies_in_training_only():
+    from bnstudy.batchnorm import BatchNorm2d
+
+    bn = BatchNorm2d(3).eval()
+    bn.norm_batch_size = 1
+    x = torch.randn(4, 3, 2, 2)
+    torch.testing.assert_close(
+        bn(x),
+        torch.nn.functional.batch_norm(x, bn.running_mean, bn.running_var, bn.weight, bn.bias),
+    )
+
+
+def gn_model():
+    torch.manual_seed(0)
+    return make_model(
+        ModelConfig(widths=[4, 8], norm="group", norm_groups=2), InputShape(3, 2, 8), 3
+    ).double()
+
+
+def one_step(batching, n=32):
+    model, split = gn_model(), tiny_split(n)
+    split = Split(split.x.double(), split.y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    train(
+        model,
+        split,
+        optimizer,
+        batching=batching,
+        schedule=Schedule(total=1),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+    )
+    return model
+
+
+def test_accumulation_gives_the_update_of_one_large_batch_for_a_batch_independent_norm():
+    large = one_step(Batching(batch_size=32))
+    accumulated = one_step(Batching(batch_size=8, accumulate=4))
+    for a, b in zip(large.parameters(), accumulated.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    small = one_step(Batching(batch_size=8))  # one step of 8 samples: a different update
+    assert not all(
+        torch.allclose(a, b) for a, b in zip(large.parameters(), small.parameters(), strict=True)
+    )
+
+
+def test_an_uneven_last_step_weighs_each_sample_equally():
+    # 20 samples, passes of 8, accumulate 3: one step of 8 + 8 + 4 = the mean over all 20
+    whole = one_step(Batching(batch_size=20), n=20)
+    uneven = one_step(Batching(batch_size=8, accumulate=3), n=20)
+    for a, b in zip(whole.parameters(), uneven.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+
+
+def test_schedule_warms_up_linearly_then_decays():
+    cosine = Schedule(total=10, warmup=2, kind="cosine")
+    assert [cosine.factor(s) for s in (0, 1)] == [0.5, 1.0]
+    assert cosine.factor(2) == 1.0 and cosine.factor(10) == pytest.approx(0.0)
+    assert cosine.factor(6) == pytest.approx(0.5)
+    step = Schedule(total=100, kind="step", milestones=(0.5, 0.75), gamma=0.1)
+    assert [step.factor(s) for s in (49, 50, 74, 75)] == pytest.approx([1, 0.1, 0.1, 0.01])
+    assert Schedule(total=5).factor(4) == 1.0
+
+
+def test_budgets_in_epochs_steps_or_samples():
+    common = dict(batch_size=8, accumulate=2, drop_last=False)
+    assert optimizer_steps(100, epochs=3, steps=None, samples=None, **common) == 3 * 7
+    assert optimizer_steps(100, epochs=3, steps=5, samples=None, **common) == 5
+    assert optimizer_steps(100, epochs=3, steps=None, samples=1000, **common) == 63
+
+
+def test_the_lr_follows_the_schedule_in_training():
+    model, split = gn_model(), tiny_split(16)
+    split = Split(split.x.double(), split.y)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen = []
+    train(
+        model,
+        split,
+        optimizer,
+        batching=Batching(batch_size=4),
+        schedule=Schedule(total=8, warmup=4),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+        on_epoch=lambda stats: seen.append(stats.lr),
+    )
+    assert seen == pytest.approx([0.1, 0.1]) and len(seen) == 2
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    seen.clear()
+    train(
+        model,
+        split,
+        optimizer,
+        batching=Batching(batch_size=4),
+        schedule=Schedule(total=8, warmup=8),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+        on_epoch=lambda stats: seen.append(stats.lr),
+    )
+    assert seen == pytest.approx([0.05, 0.1])

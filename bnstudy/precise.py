@@ -1,0 +1,63 @@
+"""PreciseBN: population statistics recomputed with frozen weights (Wu & Johnson 2021).
+
+During training, BN's running statistics are an exponential moving average of batch statistics
+taken while the weights were still moving, and at a small batch each term is noisy. PreciseBN
+("Rethinking 'Batch' in BatchNorm", arXiv 2105.07576, §3; fvcore's
+``fvcore/nn/precise_bn.py:update_bn_stats``) freezes the weights, runs training batches in
+train mode and sets each BN layer's running mean and variance to the *true average of the
+per-batch* means and variances (the variance as PyTorch stores it: unbiased per batch). That is
+the same estimator as the EMA without its noise and lag: if eval mode recovers with these
+statistics, the eval-mode collapse was EMA noise; if it does not, the network relies on
+statistics that differ between training batches and the population (train/test inconsistency).
+
+Why not ``torch.optim.swa_utils.update_bn``: it computes the same cumulative average, but it
+recognizes only ``torch.nn.modules.batchnorm._BatchNorm`` (not bnstudy's hand-written BN), it
+overwrites the trained model's statistics for good, and it calls ``model.train()``, so a batch
+with one value per channel raises mid-way, leaving the model half recalibrated. Here the caller
+restores everything with :func:`bnstudy.train.preserved_buffers`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def running_statistic_layers(model: nn.Module) -> list[nn.Module]:
+    """The modules of ``model`` that keep running statistics (BN family)."""
+    return [
+        m
+        for m in model.modules()
+        if isinstance(getattr(m, "running_mean", None), torch.Tensor) and hasattr(m, "momentum")
+    ]
+
+
+@torch.no_grad()
+def recompute_bn_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -> int:
+    """Set every BN layer's running mean and variance to the average over ``batches`` of its
+    per-batch mean and (unbiased) variance; weights are not touched. Returns the number of
+    batches used.
+
+    Changes the model's buffers, momentum and mode: call it inside
+    :func:`bnstudy.train.preserved_buffers`. Batches should have equal sizes, so that every
+    batch weighs the same (fvcore's estimator). Each batch is one BN call (no ghost split).
+    """
+    layers = running_statistic_layers(model)
+    saved_momenta = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.running_mean.zero_()
+        layer.running_var.fill_(1)
+        layer.num_batches_tracked.zero_()
+        layer.momentum = None  # cumulative average: running = mean of the batch statistics
+    model.train()
+    count = 0
+    try:
+        for batch in batches:
+            model(batch)
+            count += 1
+    finally:
+        for layer, momentum in zip(layers, saved_momenta, strict=True):
+            layer.momentum = momentum
+    return count
