@@ -359,8 +359,8 @@ def _flip_rate(
     predictions: torch.Tensor,
     config: StudyConfig,
 ) -> float:
-    if setting.mode != "train":
-        return 0.0  # without batch statistics a prediction does not depend on its batch
+    if setting.mode != "train" or setting.batch_size == 1:
+        return 0.0  # no batch statistics, or no other sample in the batch: nothing can flip
     rates = []
     for reshuffle in range(config.eval.flip_reshuffles):
         generator = torch.Generator().manual_seed(config.seed * 1000 + reshuffle)

@@ -1,5 +1,8 @@
 """Tests for bnstudy.report on a small synthetic runs.csv.
 
+The main table is old-style (no norm_batch_size, accumulate, num_classes or noise predictions):
+batch size is the batch axis. Normalization-batch studies come from tests/test_findings.py.
+
 Synthetic accuracies (exact, so expected values can be worked out by hand):
     eval-mode acc  = BASE[norm] + 0.01 * log2(batch_size) + 0.04 * seed
     train-mode acc = eval-mode acc - DROP[norm][test_batch] - 0.01 * seed
@@ -19,6 +22,7 @@ Synthetic diagnostics (per run, repeated on its rows; after-training ones NaN fo
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -26,6 +30,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 from matplotlib.figure import Figure
+from test_findings import PREDICTIONS, batch_size_runs, nbs_runs
 
 from bnstudy import report, store
 
@@ -39,6 +44,7 @@ FLIP = {"same": 0.10, "1": 0.30}
 TEST_ERROR = ("batch", 16, 1, "1")  # (norm, batch_size, seed, test_batch) whose test errors
 DIAGNOSTIC_COLUMNS = ("test_flip_rate", *store.DIAGNOSTIC_COLUMNS)
 NEW_PLOTS = ("output_collapse.png", "batch_statistics.png", "flip_rate.png")
+T_975_1 = 12.706204736174694  # t quantile 0.975 at 1 degree of freedom
 BN_ERROR = (
     "ValueError: Expected more than 1 value per channel when training, "
     "got input size torch.Size([1, 8, 1, 1])"
@@ -183,12 +189,18 @@ def runs(built: Path) -> pd.DataFrame:
     return report.load_runs(built.parent / "runs.csv")
 
 
+def titles(figure: Figure) -> list[str]:
+    """Panel titles of ``figure`` with their line wraps undone."""
+    return [ax.get_title().replace("\n", " ") for ax in figure.axes]
+
+
 def test_write_report_creates_all_files(built: Path) -> None:
     assert built.name == "report"
-    for name in ("summary.csv", "summary.md", "index.html"):
+    for name in ("summary.csv", "summary.md", "index.html", "findings.md", "paired.csv"):
         assert (built / name).stat().st_size > 0
     for png in ("accuracy_vs_batch_size.png", "test_mode_gap.png", *NEW_PLOTS):
         assert_png(built / png)
+    assert not (built / "noise_law.png").exists()  # an old table has no noise predictions
 
 
 def test_factors_skip_aliases_and_lr_zipped_with_batch_size(runs: pd.DataFrame) -> None:
@@ -204,12 +216,15 @@ def test_summary_groups_and_values(built: Path) -> None:
     bn4 = cell(summary, norm="batch", batch_size=4, test_batch="eval")
     assert bn4["test_acc_mean"] == pytest.approx(0.84)
     assert bn4["test_acc_std"] == pytest.approx(0.04 / math.sqrt(2))
+    # 95% t-interval: half-width t(0.975, 1) * std / sqrt(2) = t * 0.02
+    assert bn4["test_acc_ci_low"] == pytest.approx(0.84 - 0.02 * T_975_1)
+    assert bn4["test_acc_ci_high"] == pytest.approx(0.84 + 0.02 * T_975_1)
     assert bn4["samples_per_sec_mean"] == pytest.approx(400)
     assert (bn4["n"], bn4["n_error"], bn4["n_diverged"]) == (2, 0, 0)
     # group norm, batch size 4, train/1: only seed 0 ok (0.72 - 0.20), seed 1 diverged
     gn4 = cell(summary, norm="group", batch_size=4, test_batch="1")
     assert gn4["test_acc_mean"] == pytest.approx(0.52)
-    assert math.isnan(gn4["test_acc_std"])
+    assert math.isnan(gn4["test_acc_std"]) and math.isnan(gn4["test_acc_ci_low"])
     assert (gn4["n"], gn4["n_diverged"]) == (1, 1)
     # partial group: group norm, batch size 16 has only seed 0 so far
     assert cell(summary, norm="group", batch_size=16, test_batch="same")["n"] == 1
@@ -262,8 +277,8 @@ def test_summary_diagnostic_means(built: Path) -> None:
 
 def test_summary_markdown_formats_percentages(built: Path) -> None:
     text = (built / "summary.md").read_text(encoding="utf-8")
-    assert "| 84.0 ± 2.8 |" in text  # batch norm, batch size 4, eval
-    assert "| 72.0 |" in text  # group norm, batch size 4, eval: one seed, no std
+    assert "| 84.0 [58.6, 109.4] |" in text  # batch norm, batch size 4, eval: 84 ± 0.02 t
+    assert "| 72.0 |" in text  # group norm, batch size 4, eval: one seed, no interval
     header = next(line for line in text.splitlines() if line.startswith("| norm"))
     assert header.endswith("| samples/s | flip (%) | min values/stat | n | n_error | n_diverged |")
     # batch norm, batch size 4, test batch 1: 400 samples/s, flip 31.0 %, 4 values per statistic
@@ -283,23 +298,58 @@ def test_gap_matches_hand_computation(runs: pd.DataFrame) -> None:
     bn = cell(gap, norm="batch", batch_size=4, test_batch="1")
     assert bn["gap_mean"] == pytest.approx(20.5)
     assert bn["gap_std"] == pytest.approx(1 / math.sqrt(2))
+    assert bn["gap_ci_low"] == pytest.approx(20.5 - 0.5 * T_975_1)
     assert bn["n"] == 2
     assert not ((gap["norm"] == "batch") & (gap["batch_size"] == 1)).any()
+    assert set(gap["norm"]) == {"batch"}  # group norm's test modes are the same computation
+
+
+def test_paired_csv_has_one_row_per_pair(built: Path) -> None:
+    paired = pd.read_csv(built / "paired.csv", dtype={"test_batch": str})
+    gap = paired[paired["comparison"] == "eval mode − train mode (test batch = 1)"]
+    assert sorted(gap["difference"]) == pytest.approx([20.0, 20.0, 21.0])  # bs 4 s0, s1; 16 s0
+    control = paired[paired["comparison"] == "batch (eval mode) − group"]
+    # batch norm minus group norm, same seed and batch size: 0.10 at bs 4 and 16 (seed 0 only)
+    assert list(control["difference"]) == pytest.approx([10.0, 10.0])
+    assert set(control["seed"]) == {0}
 
 
 def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataFrame) -> None:
     accuracy = report.plot_accuracy_vs_batch_size(runs, num_classes=10)
     assert isinstance(accuracy, Figure)
-    titles = [ax.get_title() for ax in accuracy.axes]
-    assert titles == [
+    assert titles(accuracy) == [
         "eval mode (running stats)",
         "train mode (batch stats, test batch = training batch)",
         "train mode (batch stats, test batch = 1)",
     ]
     assert [t.get_text() for t in accuracy.axes[0].get_xticklabels()] == ["1", "4", "16"]
+    for ax in accuracy.axes:
+        assert ax.get_xlabel() == "training batch size"
+        assert ax.get_ylabel() == "test accuracy (%)"
+    chance = [line for line in accuracy.axes[0].get_lines() if line.get_linestyle() == "--"]
+    assert [list(line.get_ydata()) for line in chance] == [[10.0, 10.0]]
     gap = report.plot_test_mode_gap(runs)
     assert isinstance(gap, Figure)
-    assert [ax.get_title() for ax in gap.axes] == ["batch", "group"]
+    assert titles(gap) == [
+        "eval mode − train mode (test batch = training batch)",
+        "eval mode − train mode (test batch = 1)",
+    ]
+    assert legend_labels(gap) == ["batch"]  # no line for group norm
+
+
+def legend_labels(figure: Figure) -> list[str]:
+    """The labels of ``figure``'s legend."""
+    return [text.get_text() for text in figure.legends[0].get_texts()]
+
+
+def test_accuracy_bands_are_95_percent_intervals(runs: pd.DataFrame) -> None:
+    eval_panel = report.plot_accuracy_vs_batch_size(runs).axes[0]
+    band = eval_panel.collections[0]  # batch norm's band: batch sizes 4 and 16
+    (path,) = band.get_paths()
+    low, high = path.vertices[:, 1].min(), path.vertices[:, 1].max()
+    # seeds 82 and 86 at batch size 4: 84 ± 2 t(0.975, 1) (clipped at 100), 86 ± ... at 16
+    assert low == pytest.approx(84 - 2 * T_975_1)
+    assert high == pytest.approx(100.0)
 
 
 def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> None:
@@ -312,8 +362,12 @@ def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> Non
     assert len(statistics.axes) == 3
     assert statistics.axes[0].get_yscale() == "log"
     flip = report.plot_flip_rate(runs)
-    assert [ax.get_title() for ax in flip.axes] == ["batch", "group"]
-    assert flip.axes[0].get_ylabel() == "predictions flipped (%)"
+    assert titles(flip) == [
+        "train mode (batch stats, test batch = training batch)",
+        "train mode (batch stats, test batch = 1)",
+    ]
+    assert legend_labels(flip) == ["batch", "no result (error/diverged)"]  # batch size 1
+    assert all(ax.get_ylabel() == "predictions flipped (%)" for ax in flip.axes)
 
 
 def mean_lines(ax, color: str, linestyle: str) -> list:
@@ -358,6 +412,9 @@ def test_index_html_references_plots_and_escapes_errors(built: Path) -> None:
     assert "relative to the population std" in page
     assert "reshuffled into different batches" in page
     assert "11 runs: 8 ok, 2 error, 1 diverged; 33 rows" in page
+    assert page.index("What was run") < page.index("<h2>Findings</h2>") < page.index("Summary")
+    assert "Not drawn: group (no batch statistics" in page
+    assert 'class="warning"' not in page  # group norm is flat along batch size
     assert BN_ERROR in page
     assert "loss &lt;nan&gt; &amp; " in page
     assert "<nan>" not in page
@@ -373,7 +430,7 @@ def test_whole_norm_errored(tmp_path: Path) -> None:
     assert (instance["n"] == 0).all() and (instance["n_error"] == 2).all()
     assert_png(out / "accuracy_vs_batch_size.png")
     runs = report.load_runs(sweep_dir / "runs.csv")
-    assert [ax.get_title() for ax in report.plot_test_mode_gap(runs).axes] == ["batch", "group"]
+    assert legend_labels(report.plot_test_mode_gap(runs)) == ["batch"]
 
 
 def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
@@ -393,7 +450,8 @@ def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
 
 
 def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
-    old = make_runs().drop(columns=list(DIAGNOSTIC_COLUMNS))
+    runs = make_runs()
+    old = runs.drop(columns=[col for col in DIAGNOSTIC_COLUMNS if col in runs])
     sweep_dir = write_runs(tmp_path / "demo", old)
     plant_stale(sweep_dir / "report", NEW_PLOTS)
     out = report.write_report(sweep_dir)
@@ -402,7 +460,8 @@ def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
     for png in NEW_PLOTS:
         assert not (out / png).exists(), png
     page = (out / "index.html").read_text(encoding="utf-8")
-    assert page.count("Plot skipped: the runs table has no values of") == 3
+    assert page.count("Plot skipped: the runs table has no values of") == 4  # with noise_law
+    assert (out / "findings.md").stat().st_size > 0
     summary = pd.read_csv(out / "summary.csv")
     assert summary["test_flip_rate_mean"].isna().all()
     assert summary["init_output_std_mean"].isna().all()
@@ -423,3 +482,78 @@ def test_failed_run_without_test_setting_counts_in_every_setting(tmp_path: Path)
 def test_missing_runs_csv_raises(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="runs.csv"):
         report.write_report(tmp_path / "nothing-here")
+
+
+def write_predictions(sweep_dir: Path, run_id: str, predictions: dict[str, list[int]]) -> None:
+    """Store a run's test predictions where bnstudy.store keeps them."""
+    path = store.run_dir(sweep_dir, run_id) / store.PREDICTIONS
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(predictions))
+
+
+@pytest.fixture(scope="module")
+def nbs_report(tmp_path_factory) -> Path:
+    """The report of the normalization-batch study of tests/test_findings.py, with eval-mode
+    predictions stored for BN at norm_batch_size 4."""
+    sweep_dir = write_runs(tmp_path_factory.mktemp("results") / "nbs", nbs_runs())
+    for seed, predictions in PREDICTIONS.items():
+        write_predictions(sweep_dir, f"batch-nbs4-s{seed}", {"same": predictions})
+    return report.write_report(sweep_dir)
+
+
+def test_norm_batch_study_broadcasts_controls_in_the_summary(nbs_report: Path) -> None:
+    summary = pd.read_csv(nbs_report / "summary.csv", dtype={"test_batch": str})
+    assert list(summary.columns[:4]) == ["norm", "norm_batch_size", "test_mode", "test_batch"]
+    group = summary[(summary["norm"] == "group") & (summary["test_mode"] == "eval")]
+    assert list(group["norm_batch_size"]) == [1, 4, 16]
+    assert list(group["n"]) == [3, 3, 3]
+    assert group["test_acc_mean"].tolist() == pytest.approx([0.73] * 3)
+    page = (nbs_report / "index.html").read_text(encoding="utf-8")
+    assert "group, none: no batch statistics, so one trained model per seed serves" in page
+    assert "normalization batch size (samples per BN statistic): 1, 4, 16" in page
+
+
+def test_norm_batch_study_plots_along_the_norm_batch_axis(tmp_path: Path) -> None:
+    runs = report.load_runs(write_runs(tmp_path / "nbs", nbs_runs()) / "runs.csv")
+    accuracy = report.plot_accuracy_vs_batch_size(runs, num_classes=10)
+    assert accuracy.axes[0].get_xlabel() == "normalization batch size (samples per BN statistic)"
+    assert legend_labels(accuracy)[1] == "group (one model per seed,\nat every value)"
+    assert titles(report.plot_test_mode_gap(runs)) == [
+        "eval mode − train mode (test batch = normalization batch)",
+        "precise mode − eval mode",
+        "precise mode − train mode (test batch = normalization batch)",
+    ]
+    noise = report.plot_noise_law(runs).axes[0]
+    assert (noise.get_xscale(), noise.get_yscale()) == ("log", "log")
+    styles = [line.get_linestyle() for line in noise.get_lines()]
+    assert sorted(s for s in styles if s != "None") == ["-", "--", ":"]  # measured, predictions
+
+
+def test_norm_batch_study_findings_use_stored_predictions(nbs_report: Path) -> None:
+    text = (nbs_report / "findings.md").read_text(encoding="utf-8")
+    assert text.startswith("# bnstudy findings: nbs")
+    assert "flip 11.0%, seeds disagree on 33.3%" in text
+    assert "noise follows 1/√images" in text and "**supported**" in text
+    assert_png(nbs_report / "noise_law.png")
+    assert "seeds disagree on 33.3%" in (nbs_report / "index.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("group_acc", "warned"),
+    [
+        ({1: [0.50, 0.51], 4: [0.60, 0.61], 16: [0.70, 0.71]}, True),
+        ({1: [0.70, 0.71], 4: [0.71, 0.70], 16: [0.70, 0.71]}, False),
+    ],
+)
+def test_controls_drift_warning_at_the_top(
+    tmp_path: Path, group_acc: dict[int, list[float]], warned: bool
+) -> None:
+    sweep_dir = write_runs(tmp_path / "drift", batch_size_runs(group_acc))
+    out = report.write_report(sweep_dir)
+    page = (out / "index.html").read_text(encoding="utf-8")
+    text = (out / "findings.md").read_text(encoding="utf-8")
+    assert ('<div class="warning">' in page) is warned
+    assert ("controls drift: the batch-size effects" in text) is warned
+    if warned:
+        assert page.index('class="warning"') < page.index("What was run")
+        assert text.index("controls drift") < text.index("runs:") < text.index("## ")

@@ -1,0 +1,298 @@
+"""Tests for bnstudy.findings on small synthetic runs tables with exactly known values.
+
+The normalization-batch study (:func:`nbs_runs`): BN (``batch``) at norm_batch_size 1, 4, 16 in a
+training batch of 16, controls ``group`` and ``none`` with an empty norm_batch_size (one run
+per seed), seeds 0, 1, 2, test settings eval, train (same) and precise. Accuracies:
+
+    batch, eval     EVAL_BN[nbs] + 0.01 * seed
+    batch, train    TRAIN_BN[nbs] + 0.02 * seed      -> eval − train = −75, −10, +5 pp − seed
+    batch, precise  PRECISE_BN[nbs] + 0.015 * seed
+    group           0.70 + 0.03 * seed (every mode)
+    none            0.50 + 0.10 * seed (every mode)
+"""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from bnstudy import findings
+
+T_975_2 = 4.302652729749462  # t quantile 0.975 at 2 degrees of freedom
+SEEDS = (0, 1, 2)
+NBS = (1, 4, 16)
+EVAL_BN = {1: 0.10, 4: 0.60, 16: 0.80}
+TRAIN_BN = {1: 0.85, 4: 0.70, 16: 0.75}
+PRECISE_BN = {1: 0.30, 4: 0.69, 16: 0.80}
+CONTROLS = {"group": (0.70, 0.03), "none": (0.50, 0.10)}  # norm -> (base, per seed)
+SETTINGS = (("eval", "eval"), ("train", "same"), ("precise", "precise"))
+NOISE_BETWEEN = {1: 0.30, 4: 0.15, 16: 0.075}
+
+
+def bn_acc(nbs: int, seed: int, mode: str) -> float:
+    """BN test accuracy (fraction) of the synthetic study."""
+    base, slope = {
+        "eval": (EVAL_BN, 0.01),
+        "train": (TRAIN_BN, 0.02),
+        "precise": (PRECISE_BN, 0.015),
+    }[mode]
+    return base[nbs] + slope * seed
+
+
+def base_row(norm: str, seed: int, nbs: float, mode: str, batch: str, acc: float) -> dict:
+    """One runs.csv row; run_id from norm, nbs and seed."""
+    tag = "shared" if math.isnan(nbs) else f"nbs{int(nbs)}"
+    return {
+        "run_id": f"{norm}-{tag}-s{seed}",
+        "name": "nbs",
+        "norm": norm,
+        "batch_size": 16,
+        "norm_batch_size": nbs,
+        "accumulate": 1,
+        "num_classes": 10,
+        "seed": seed,
+        "status": "ok",
+        "test_mode": mode,
+        "test_batch": batch,
+        "test_acc": acc,
+        "test_flip_rate": 0.1 + 0.01 * seed if mode == "train" else 0.0,
+    }
+
+
+def noise(nbs: int, seed: int, between_ratio: float, values_ratio: float) -> dict:
+    """Noise columns whose ratios measured / prediction are exactly the given ones (seed moves
+    the between-image ratio by ±5%)."""
+    measured = NOISE_BETWEEN[nbs]
+    between = measured / (between_ratio * (1 + 0.05 * (seed - 1)))
+    return {
+        "bn_mean_noise": measured,
+        "bn_mean_noise_between_images": between,
+        "bn_mean_noise_values_law": measured / values_ratio,
+        "noise_images": nbs,
+    }
+
+
+def nbs_runs(between_ratio: float = 1.0, values_ratio: float = 5.0) -> pd.DataFrame:
+    """The normalization-batch study of the module docstring."""
+    rows = []
+    for seed, (mode, batch) in ((s, m) for s in SEEDS for m in SETTINGS):
+        for nbs in NBS:
+            acc = bn_acc(nbs, seed, mode)
+            row = base_row("batch", seed, nbs, mode, batch, acc)
+            rows.append(row | noise(nbs, seed, between_ratio, values_ratio))
+        for norm, (base, slope) in CONTROLS.items():
+            rows.append(base_row(norm, seed, math.nan, mode, batch, base + slope * seed))
+    return pd.DataFrame(rows)
+
+
+def batch_size_runs(group_acc: dict[int, list[float]]) -> pd.DataFrame:
+    """An old-style optimizer-batch study (no norm_batch_size column): group norm only, eval
+    mode, accuracy per batch size and seed from ``group_acc``."""
+    rows = [
+        {
+            "run_id": f"group-bs{bs}-s{seed}",
+            "norm": "group",
+            "batch_size": bs,
+            "seed": seed,
+            "status": "ok",
+            "test_mode": "eval",
+            "test_batch": "eval",
+            "test_acc": acc,
+        }
+        for bs, accs in group_acc.items()
+        for seed, acc in enumerate(accs)
+    ]
+    return pd.DataFrame(rows)
+
+
+def only(group: findings.FindingGroup, subject: str, claim_part: str = "") -> findings.Finding:
+    """The single finding of ``group`` about ``subject`` whose claim contains ``claim_part``."""
+    found = [f for f in group.findings if f.subject == subject and claim_part in f.claim]
+    assert len(found) == 1, [f.describe() for f in group.findings]
+    return found[0]
+
+
+def test_verdict_rule() -> None:
+    assert findings.verdict(-3.0, -1.0, -1, 3) == "supported"
+    assert findings.verdict(1.0, 3.0, -1, 3) == "contradicted"
+    assert findings.verdict(-1.0, 3.0, -1, 3) == "not resolved at n = 3"
+    assert findings.verdict(1.0, 3.0, 1, 2) == "supported"
+    assert findings.verdict(math.nan, math.nan, 1, 1) == "not resolved at n = 1"
+
+
+def test_batch_axis_prefers_norm_batch_size_when_it_varies() -> None:
+    runs = nbs_runs()
+    assert findings.batch_axis(runs) == "norm_batch_size"
+    fixed = runs.assign(norm_batch_size=runs["norm_batch_size"].where(runs["norm"] != "batch", 16))
+    assert findings.batch_axis(fixed) == "batch_size"
+    # a plain batch-size study: BN's norm_batch_size is its batch_size, controls trained at each
+    plain = runs.assign(batch_size=runs["norm_batch_size"].fillna(16))
+    assert findings.batch_axis(plain) == "batch_size"
+    assert findings.along_axis(plain) is plain  # nothing to broadcast
+    assert findings.batch_axis(runs.drop(columns="norm_batch_size")) == "batch_size"
+
+
+def test_controls_are_broadcast_over_the_norm_batch_axis() -> None:
+    runs = nbs_runs()
+    spread = findings.along_axis(runs)
+    group = spread[spread["norm"].eq("group") & spread["test_mode"].eq("eval")]
+    assert sorted(group["norm_batch_size"].unique()) == list(NBS)
+    assert len(group) == len(SEEDS) * len(NBS)
+    assert group.groupby("norm_batch_size")["test_acc"].mean().tolist() == pytest.approx([0.73] * 3)
+    assert len(findings.along_axis(spread)) == len(spread)  # idempotent
+    assert findings.shared_norms(runs) == ["group", "none"]
+    assert findings.other_factors(runs) == []
+
+
+def test_eval_collapse_findings_paired_per_run() -> None:
+    group = findings.eval_collapse_findings(nbs_runs())
+    assert len(group.findings) == len(NBS)
+    # eval − train = −75 − seed pp at nbs 1: mean −76, std 1, n 3
+    at1 = only(group, "batch @ norm batch 1")
+    assert (at1.estimate, at1.n) == (pytest.approx(-76.0), 3)
+    assert (at1.low, at1.high) == pytest.approx((-76 - T_975_2 / 3**0.5, -76 + T_975_2 / 3**0.5))
+    assert at1.verdict == "supported"
+    # +5 − seed pp at nbs 16: train mode is below eval mode, the claim is contradicted
+    assert only(group, "batch @ norm batch 16").verdict == "contradicted"
+    assert "eval 11.0%, train 87.0%" in at1.describe()  # means over seeds
+    assert "test batch = normalization batch" in at1.claim
+
+
+def test_bn_vs_control_paired_by_seed() -> None:
+    group = findings.control_findings(nbs_runs(), "eval")
+    # BN eval − group = −60 − 2 * seed pp at nbs 1 (group repeated at every nbs)
+    eval1 = only(group, "batch @ norm batch 1", "eval mode below group")
+    assert eval1.estimate == pytest.approx(-62.0) and eval1.verdict == "supported"
+    # +10 − 2 * seed at nbs 16: contradicted
+    eval16 = only(group, "batch @ norm batch 16", "eval mode below group")
+    assert eval16.verdict == "contradicted"
+    # BN eval − none = 10 − 9 * seed at nbs 4: 10, 1, −8 → not resolved
+    none4 = only(group, "batch @ norm batch 4", "eval mode below none")
+    assert none4.estimate == pytest.approx(1.0) and none4.verdict == "not resolved at n = 3"
+    assert len(group.findings) == len(NBS) * len(CONTROLS)
+    # train mode: BN − group = +15 − seed at nbs 1 (train mode is InstanceNorm-like there)
+    train = findings.control_findings(nbs_runs(), "train")
+    assert len(train.findings) == len(NBS) * len(CONTROLS)
+    train1 = only(train, "batch @ norm batch 1", "below group")
+    assert train1.estimate == pytest.approx(14.0) and train1.verdict == "contradicted"
+    assert train1.claim == "train mode (test batch = normalization batch) below group"
+
+
+def test_no_duplicate_modes_for_norms_without_running_statistics() -> None:
+    groups = findings.build_findings(nbs_runs())
+    compared = [g for g in groups if not g.title.startswith("Controls check")]
+    subjects = {f.subject for g in compared for f in g.findings}
+    assert subjects and not any(s.startswith(("group", "none")) for s in subjects)
+
+
+def test_controls_check_flat_by_construction_in_a_norm_batch_study() -> None:
+    group = findings.controls_check(nbs_runs())
+    assert [f.subject for f in group.findings] == ["group", "none"]
+    assert all(f.verdict == findings.FLAT_BY_CONSTRUCTION for f in group.findings)
+    assert findings.drift_warning([group]) is None
+
+
+def test_controls_check_detects_drift_along_batch_size() -> None:
+    drifting = batch_size_runs({1: [0.50, 0.51], 4: [0.60, 0.61], 16: [0.70, 0.71]})
+    (check,) = findings.controls_check(drifting).findings
+    assert check.verdict == "drift"
+    assert check.estimate == pytest.approx(20.0)  # range of means 50.5 .. 70.5
+    assert "ANOVA p = " in check.detail
+    warning = findings.drift_warning([findings.controls_check(drifting)])
+    assert warning.startswith(findings.DRIFT_WARNING) and "group" in warning
+
+
+def test_controls_check_flat_and_not_testable() -> None:
+    flat = batch_size_runs({1: [0.70, 0.71, 0.72], 4: [0.71, 0.72, 0.70], 16: [0.72, 0.70, 0.71]})
+    (check,) = findings.controls_check(flat).findings
+    assert check.verdict == "flat" and check.estimate == pytest.approx(0.0)
+    assert "p = 1" in check.detail
+    one_seed = batch_size_runs({1: [0.50], 4: [0.90]})
+    assert findings.controls_check(one_seed).findings[0].verdict == "not testable"
+
+
+def test_precise_findings_and_interpretation() -> None:
+    group = findings.precise_findings(nbs_runs())
+    # precise − eval = 20 + 0.5 * seed pp at nbs 1
+    recover = only(group, "batch @ norm batch 1", "recovers")
+    assert recover.estimate == pytest.approx(20.5) and recover.verdict == "supported"
+    below = only(group, "batch @ norm batch 1", "below")
+    assert below.estimate == pytest.approx(-55.5) and below.verdict == "supported"
+    (note,) = group.notes
+    assert note.startswith("batch @ norm batch 1: precise stays 55.5 pp below train mode")
+    assert "train/test inconsistency" in note
+
+
+def test_precise_interpretation_ema_noise() -> None:
+    runs = nbs_runs()
+    bn_precise = runs["norm"].eq("batch") & runs["test_mode"].eq("precise")
+    train = runs[runs["norm"].eq("batch") & runs["test_mode"].eq("train")]
+    runs.loc[bn_precise, "test_acc"] = train["test_acc"].to_numpy()  # precise = train exactly
+    (note, *_) = findings.precise_findings(runs).notes
+    assert "noise in the running (EMA) statistics" in note
+
+
+def test_noise_law_verdicts() -> None:
+    (fits,) = findings.noise_findings(nbs_runs()).findings
+    assert fits.estimate == pytest.approx(1.0) and fits.n == len(NBS) * len(SEEDS)
+    assert fits.verdict == "supported"
+    assert "values-law prediction 5.00×" in fits.detail
+    (off,) = findings.noise_findings(nbs_runs(between_ratio=3.0)).findings
+    assert off.verdict == "contradicted"
+    (both,) = findings.noise_findings(nbs_runs(values_ratio=1.0)).findings
+    assert both.verdict == f"not resolved at n = {len(NBS) * len(SEEDS)}"
+    old = nbs_runs().drop(columns=["bn_mean_noise_between_images", "bn_mean_noise_values_law"])
+    assert findings.noise_findings(old).skipped
+
+
+PREDICTIONS = {0: [0] * 10, 1: [0] * 8 + [1] * 2, 2: [0] * 5 + [1] * 5}
+
+
+def fake_predictions(run_id: str) -> dict[str, list[int]] | None:
+    """Train-mode predictions for BN at nbs 4 only (disagreements 0.2, 0.5, 0.3)."""
+    if not run_id.startswith("batch-nbs4-"):
+        return None
+    return {"same": PREDICTIONS[int(run_id[-1])], "eval": [0] * 10}
+
+
+def test_seed_disagreement() -> None:
+    rate, pairs = findings.seed_disagreement(list(PREDICTIONS.values()))
+    assert (rate, pairs) == (pytest.approx(1 / 3), 3)
+    assert findings.seed_disagreement([[1, 2]])[1] == 0
+    with pytest.raises(ValueError, match="different lengths"):
+        findings.seed_disagreement([[1, 2], [1]])
+
+
+def test_flip_rate_against_seed_to_seed_baseline() -> None:
+    runs = nbs_runs()
+    baseline = findings.flip_baseline(runs, fake_predictions)
+    assert list(baseline["norm_batch_size"]) == [4]
+    assert baseline["baseline"].iloc[0] == pytest.approx(100 / 3)
+    (finding,) = findings.flip_findings(runs, baseline).findings
+    # flip 10, 11, 12 % against 33.3 %
+    assert finding.estimate == pytest.approx(11 - 100 / 3)
+    assert finding.verdict == "supported"
+    empty = findings.flip_baseline(runs, lambda run_id: None)
+    assert findings.flip_findings(runs, empty).skipped
+
+
+def test_findings_markdown_lists_every_group_with_rules_and_verdicts() -> None:
+    runs = nbs_runs()
+    groups = findings.build_findings(runs, findings.flip_baseline(runs, fake_predictions))
+    text = findings.findings_markdown("t", findings.what_was_run(runs), groups)
+    for group in groups:
+        assert f"## {group.title}" in text and group.rule in text
+    assert "**supported**" in text and "**contradicted**" in text
+    assert "**not resolved at n = 3**" in text
+    assert "Warning" not in text
+    assert "group, none: no batch statistics, so one trained model per seed" in text
+
+
+def test_old_table_without_new_columns_skips_what_it_lacks() -> None:
+    old = batch_size_runs({1: [0.5, 0.6], 4: [0.6, 0.7]})
+    groups = findings.build_findings(old)
+    skipped = {g.title: g.skipped for g in groups if g.skipped}
+    assert len(skipped) == len(groups) - 1  # only the controls check has something to say
+    assert all(skipped.values())

@@ -1,0 +1,110 @@
+"""Tests for bnstudy.stats against hand-computed values and scipy's own intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+
+from bnstudy import stats
+
+T_975_1 = 12.706204736174707  # t quantile 0.975 at 1 degree of freedom
+T_975_2 = 4.302652729749464  # ... at 2 degrees of freedom
+
+
+def test_t_interval_matches_hand_computation_and_scipy() -> None:
+    # mean 2, sample std 1, n 3: half-width t(0.975, 2) / sqrt(3)
+    mean, low, high, n = stats.t_interval([1.0, 2.0, 3.0])
+    half = T_975_2 / math.sqrt(3)
+    assert (mean, n) == (2.0, 3)
+    assert (low, high) == pytest.approx((2 - half, 2 + half))
+    expected = scipy.stats.t.interval(0.95, 2, loc=2, scale=1 / math.sqrt(3))
+    assert (low, high) == pytest.approx(expected)
+
+
+def test_t_interval_other_confidence() -> None:
+    interval = stats.t_interval([0.0, 4.0, 5.0, 7.0], confidence=0.9)
+    values = np.array([0.0, 4.0, 5.0, 7.0])
+    expected = scipy.stats.t.interval(
+        0.9, 3, loc=values.mean(), scale=values.std(ddof=1) / math.sqrt(4)
+    )
+    assert (interval.low, interval.high) == pytest.approx(expected)
+    assert interval.low < interval.mean < interval.high
+
+
+def test_t_interval_drops_nan_and_is_undefined_below_two_values() -> None:
+    # [1, 3]: mean 2, std sqrt(2), half-width t(0.975, 1) * sqrt(2) / sqrt(2)
+    interval = stats.t_interval([1.0, math.nan, 3.0])
+    assert interval.n == 2
+    assert (interval.low, interval.high) == pytest.approx((2 - T_975_1, 2 + T_975_1))
+    one = stats.t_interval([5.0, math.nan])
+    assert (one.mean, one.n) == (5.0, 1)
+    assert math.isnan(one.low) and math.isnan(one.high)
+    none = stats.t_interval([])
+    assert none.n == 0 and math.isnan(none.mean)
+
+
+def test_t_half_width_is_elementwise_and_nan_below_two() -> None:
+    half = stats.t_half_width([math.sqrt(2), 1.0, 3.0], [2, 1, 0])
+    assert half[0] == pytest.approx(T_975_1)
+    assert np.isnan(half[1:]).all()
+
+
+def test_interval_table_per_group() -> None:
+    frame = pd.DataFrame(
+        {"g": ["a", "a", "a", "b", "b", "c"], "v": [1.0, 2.0, 3.0, 10.0, math.nan, 7.0]}
+    )
+    table = stats.interval_table(frame, "v", ["g"]).set_index("g")
+    assert list(table.index) == ["a", "b", "c"]
+    assert table.loc["a", "ci_low"] == pytest.approx(2 - T_975_2 / math.sqrt(3))
+    assert table.loc["a", "ci_high"] == pytest.approx(2 + T_975_2 / math.sqrt(3))
+    assert (table.loc["b", "mean"], table.loc["b", "n"]) == (10.0, 1)
+    assert math.isnan(table.loc["b", "ci_low"]) and math.isnan(table.loc["c", "ci_high"])
+
+
+def test_paired_difference_pairs_on_keys_and_drops_unpaired() -> None:
+    frame = pd.DataFrame(
+        {
+            "mode": ["eval", "eval", "eval", "train", "train", "train"],
+            "run": ["r0", "r1", "r2", "r1", "r0", "r3"],
+            "acc": [80.0, 70.0, 60.0, 75.0, 90.0, 50.0],
+        }
+    )
+    pairs = stats.paired_difference(frame, "mode", "acc", ["run"], ("eval", "train"))
+    pairs = pairs.set_index("run")
+    assert sorted(pairs.index) == ["r0", "r1"]  # r2 and r3 have no partner
+    assert pairs.loc["r0", "difference"] == -10.0
+    assert (pairs.loc["r1", "first"], pairs.loc["r1", "second"]) == (70.0, 75.0)
+    mean, low, high, n = stats.t_interval(pairs["difference"])
+    # differences -10 and -5: mean -7.5, std 5/sqrt(2), half-width t(0.975, 1) * 2.5
+    assert (mean, n) == (-7.5, 2)
+    assert (low, high) == pytest.approx((-7.5 - 2.5 * T_975_1, -7.5 + 2.5 * T_975_1))
+
+
+def test_paired_difference_drops_nan_and_rejects_ambiguous_pairs() -> None:
+    frame = pd.DataFrame(
+        {"norm": ["bn", "gn", "bn", "gn"], "seed": [0, 0, 1, 1], "acc": [1.0, 2.0, math.nan, 3.0]}
+    )
+    pairs = stats.paired_difference(frame, "norm", "acc", ["seed"], ("bn", "gn"))
+    assert list(pairs["seed"]) == [0] and list(pairs["difference"]) == [-1.0]
+    doubled = pd.concat([frame, frame.head(1)])
+    with pytest.raises(pd.errors.MergeError):
+        stats.paired_difference(doubled, "norm", "acc", ["seed"], ("bn", "gn"))
+
+
+def test_one_way_anova_matches_hand_computation() -> None:
+    # means 2 and 5, grand mean 3.5: SSB = 2 * 3 * 1.5^2 = 13.5 (1 df), SSW = 2 + 2 (4 df)
+    result = stats.one_way_anova([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0, math.nan]])
+    assert result.statistic == pytest.approx(13.5)
+    assert result.pvalue == pytest.approx(scipy.stats.f.sf(13.5, 1, 4))
+
+
+def test_one_way_anova_not_testable() -> None:
+    for groups in ([[1.0, 2.0]], [[1.0], [2.0], []], [[1.0], [math.nan, 3.0]]):
+        result = stats.one_way_anova(groups)
+        assert math.isnan(result.statistic) and math.isnan(result.pvalue), groups
+    # no spread within groups but different means: certain drift
+    assert stats.one_way_anova([[1.0, 1.0], [2.0, 2.0]]).pvalue == 0.0
