@@ -111,15 +111,9 @@ def verdict(count: int, module: nn.Module, images: int = 1) -> str:
         return f"degenerate: 1 value ({_what_happens_at_one_value(module)})"
     if module_uses_batch_statistics(module):
         if images == 1:
-            return (
-                "per-image: 1 image per statistic, so train mode is InstanceNorm; eval mode's "
-                "running averages of one-image statistics differ: expect eval far below train"
-            )
+            return "per-sample: train mode is InstanceNorm; expect eval mode far below train mode"
         if images < FEW_IMAGES_BELOW:
-            return (
-                f"noisy: {images} images per statistic (batch-mean noise ∝ 1/√images, however "
-                "many pixels); expect a train/eval gap"
-            )
+            return f"noisy: {images} samples per statistic (noise ∝ 1/√samples); expect a train/eval gap"
     if count < NOISY_BELOW:
         return f"noisy (< {NOISY_BELOW} values)"
     if module_uses_batch_statistics(module):

@@ -92,12 +92,12 @@ def test_inspect_reports_each_norm_layer_with_a_verdict(tiny_study, write_study)
     rows = [line for line in result.output.splitlines() if "layers." in line]
     assert len(rows) == 3
     # 196 values per channel, but of one image: "fine" by values would hide the eval collapse
-    assert "1×4×14×14" in rows[0] and "196" in rows[0] and "per-image" in rows[0]
-    assert "25" in rows[1] and "per-image" in rows[1]
+    assert "1×4×14×14" in rows[0] and "196" in rows[0] and "per-sample" in rows[0]
+    assert "25" in rows[1] and "per-sample" in rows[1]
     assert "1×10×1×1" in rows[2] and "N,H,W" in rows[2] and "degenerate" in rows[2]
     wider = invoke("inspect", write_study(tiny_study), "--batch-size", "4")
     rows = [line for line in wider.output.splitlines() if "layers." in line]
-    assert "noisy: 4 images" in rows[0] and "noisy" in rows[-1]
+    assert "noisy: 4 samples" in rows[0] and "noisy" in rows[-1]
     large = invoke("inspect", write_study(tiny_study), "--batch-size", "16")
     assert "fine" in [line for line in large.output.splitlines() if "layers." in line][0]
 

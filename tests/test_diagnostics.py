@@ -44,8 +44,8 @@ def test_verdicts():
     assert verdict(1, bn).startswith("degenerate") and "PyTorch raises" in verdict(1, bn)
     assert verdict(15, bn, images=8).startswith("noisy") and verdict(16, bn, images=8) == "fine"
     # many values of one image: per-image statistics, however large the map
-    assert verdict(4096, bn, images=1).startswith("per-image")
-    assert verdict(4096, bn, images=4).startswith("noisy: 4 images")
+    assert verdict(4096, bn, images=1).startswith("per-sample")
+    assert verdict(4096, bn, images=4).startswith("noisy: 4 samples")
     assert "same in train and eval" in verdict(4096, nn.GroupNorm(2, 4))
 
 
