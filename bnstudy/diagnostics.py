@@ -113,7 +113,7 @@ def verdict(count: int, module: nn.Module, images: int = 1) -> str:
         if images == 1:
             return "per-sample: train mode is InstanceNorm; expect eval mode far below train mode"
         if images < FEW_IMAGES_BELOW:
-            return f"noisy: {images} samples per statistic (noise ∝ 1/√samples); expect a train/eval gap"
+            return f"noisy: {images} samples per statistic (noise ∝ 1/√samples): expect an eval gap"
     if count < NOISY_BELOW:
         return f"noisy (< {NOISY_BELOW} values)"
     if module_uses_batch_statistics(module):
