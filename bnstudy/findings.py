@@ -307,7 +307,16 @@ def what_was_run(df: pd.DataFrame) -> str:
             f" {', '.join(shared)}: no batch statistics, so one trained model per seed serves "
             "every normalization batch size; its results are repeated at each value."
         )
-    return text
+    return text + _machines(df)
+
+
+def _machines(df: pd.DataFrame) -> str:
+    """`` Ran on: <device> (torch <version>), ...`` from the provenance columns, if any."""
+    if not {"device_name", "torch"} <= set(df.columns):
+        return ""
+    pairs = df[["device_name", "torch"]].dropna().drop_duplicates()
+    ran_on = [f"{device} (torch {torch})" for device, torch in pairs.itertuples(index=False)]
+    return f" Ran on: {', '.join(ran_on)}." if ran_on else ""
 
 
 # ---------------------------------------------------------------------------------------------

@@ -149,6 +149,8 @@ TEXT_COLUMNS = (
     "error_at",
     "test_mode",
     "test_batch",
+    "device_name",
+    "torch",
 )
 REQUIRED_COLUMNS = ("run_id", "norm", "batch_size", "status", "test_mode")
 NA_STRINGS = ("", "nan", "NaN")  # not pandas' full list: a norm called "none" stays text

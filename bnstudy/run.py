@@ -14,6 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -371,6 +372,25 @@ def _flip_rate(
     return sum(rates) / len(rates)
 
 
+@functools.cache
+def cpu_name() -> str:
+    """The CPU model and whether it has AVX-512 (which changes speed and float rounding), from
+    /proc/cpuinfo where there is one."""
+    try:
+        info = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return platform.processor() or platform.machine()
+    model = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in info.splitlines()
+            if line.startswith("model name")
+        ),
+        platform.machine(),
+    )
+    return f"{model}, {'with' if 'avx512f' in info else 'no'} AVX-512"
+
+
 def _provenance(device: torch.device, started: float) -> dict[str, Any]:
     return {
         "bnstudy": bnstudy.__version__,
@@ -378,9 +398,7 @@ def _provenance(device: torch.device, started: float) -> dict[str, Any]:
         "python": platform.python_version(),
         "host": platform.node(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device)
-        if device.type == "cuda"
-        else platform.processor() or platform.machine(),
+        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
         "threads": torch.get_num_threads(),
         "started": started,
         "seconds": time.time() - started,

@@ -42,7 +42,7 @@ TABLE = "runs.csv"
 
 # Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
 # norm_batch_size: samples per BN statistic, empty for norms without batch statistics;
-# optimizer_batch_size = batch_size × accumulate.
+# optimizer_batch_size = batch_size × accumulate; device_name and torch: where the run trained.
 RUN_COLUMNS = [
     "run_id",
     "name",
@@ -56,6 +56,8 @@ RUN_COLUMNS = [
     "lr",
     "seed",
     "num_classes",
+    "device_name",
+    "torch",
 ]
 TEST_COLUMNS = [
     "status",
@@ -220,6 +222,8 @@ def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> 
         "lr": result["train"].get("lr"),
         "seed": config["seed"],
         "num_classes": result.get("data", {}).get("num_classes"),
+        "device_name": result["provenance"]["device_name"],
+        "torch": result["provenance"]["torch"],
     }
 
 

@@ -296,3 +296,13 @@ def test_old_table_without_new_columns_skips_what_it_lacks() -> None:
     skipped = {g.title: g.skipped for g in groups if g.skipped}
     assert len(skipped) == len(groups) - 1  # only the controls check has something to say
     assert all(skipped.values())
+
+
+def test_what_was_run_names_the_machines_it_ran_on() -> None:
+    runs = nbs_runs()
+    assert "Ran on" not in findings.what_was_run(runs)
+    runs = runs.assign(device_name="NVIDIA H100 80GB HBM3", torch="2.11.0+cu130")
+    runs.loc[runs["seed"].eq(0), "device_name"] = "AMD EPYC, no AVX-512"
+    text = findings.what_was_run(runs)
+    assert "NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130)" in text
+    assert "AMD EPYC, no AVX-512 (torch 2.11.0+cu130)" in text
