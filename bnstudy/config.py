@@ -176,8 +176,8 @@ class TrainConfig(_Section):
     # optimizer batch = batch_size × accumulate
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
     base_batch_size: int = Field(32, ge=1)  # optimizer batch at which lr applies unscaled
-    # lr schedule after the warm-up: constant, cosine (to 0 at the last step), or step
-    # (× step_gamma at each of step_milestones, fractions of the run's optimizer steps)
+    # lr schedule after the warm-up: constant, cosine (toward 0, reached after the last step),
+    # or step (× step_gamma at each of step_milestones, fractions of the run's optimizer steps)
     schedule: Literal["constant", "cosine", "step"] = "constant"
     # linear warm-up from lr/warmup to lr: in optimizer steps, or as a fraction of the run's
     # steps (at most one of the two non-zero)
@@ -193,7 +193,9 @@ class TrainConfig(_Section):
     @classmethod
     def _whole_batch_is_the_default(cls, raw: Any) -> Any:
         """norm_batch_size equal to batch_size is the default: one identity for both."""
-        if isinstance(raw, dict) and raw.get("norm_batch_size") == raw.get("batch_size", 32):
+        if isinstance(raw, dict) and raw.get("norm_batch_size") == raw.get(
+            "batch_size", cls.model_fields["batch_size"].default
+        ):
             return {key: value for key, value in raw.items() if key != "norm_batch_size"}
         return raw
 
@@ -282,7 +284,11 @@ class StudyConfig(_Section):
         if not isinstance(raw, dict):
             return raw
         model, train = raw.get("model"), raw.get("train")
-        norm = model.get("norm", "batch") if isinstance(model, dict) else "batch"
+        norm = (
+            model.get("norm", ModelConfig.model_fields["norm"].default)
+            if isinstance(model, dict)
+            else "batch"
+        )
         if norm in NORMS and not uses_batch_statistics(norm) and isinstance(train, dict):
             train = {key: value for key, value in train.items() if key != "norm_batch_size"}
             return {**raw, "train": train}

@@ -70,7 +70,8 @@ class DatasetSpec:
 
     ``load(*, train_size, test_size, seed, root, image_size)`` returns a CPU ``Dataset``.
     ``spatial_dims`` is 2 or 3, or 0 when it is read from the file (``npz``); likewise
-    ``in_channels`` and ``num_classes`` are 0 when only the file knows them.
+    ``in_channels`` and ``num_classes`` are 0 when only the file knows them. ``files(root)``
+    lists the files a file-based loader reads (their content is part of run identity).
     """
 
     load: Callable[..., Dataset]
@@ -79,6 +80,7 @@ class DatasetSpec:
     description: str
     in_channels: int = 0
     num_classes: int = 0
+    files: Callable[[Path], list[Path]] = lambda root: []
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -549,43 +551,50 @@ DATASETS: dict[str, DatasetSpec] = {
     "synthetic2d": _synthetic_spec(_SYNTHETIC_2D, "generated 3x32x32 images, 10 shapes/textures"),
     "synthetic3d": _synthetic_spec(_SYNTHETIC_3D, "generated 1x32^3 volumes, 6 3D shapes"),
     "cifar10": DatasetSpec(
-        load_cifar10, 2, True, "CIFAR-10 pickle batches under root", in_channels=3, num_classes=10
+        load_cifar10,
+        2,
+        True,
+        "CIFAR-10 pickle batches under root",
+        in_channels=3,
+        num_classes=10,
+        files=lambda root: [root / "cifar-10-batches-py" / name for name in _CIFAR_FILES],
     ),
-    "npz": DatasetSpec(load_npz, 0, True, "x/y train/test arrays in the .npz file root (2D or 3D)"),
+    "npz": DatasetSpec(
+        load_npz,
+        0,
+        True,
+        "x/y train/test arrays in the .npz file root (2D or 3D)",
+        files=lambda root: [root],
+    ),
 }
 
 
-def _file_signature(path: Path) -> tuple:
-    """(path relative to ``path``, size, mtime) of every file under the directory ``path``, or
-    ("", size, mtime) of the file ``path``."""
-    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-    return tuple((f.relative_to(path).as_posix() if f != path else "", *_stat(f)) for f in files)
-
-
-def _stat(file: Path) -> tuple[int, int]:
-    info = file.stat()
-    return info.st_size, info.st_mtime_ns
+def _signature(files: list[Path]) -> tuple:
+    """(path, size, mtime) of each file: the cache key of its content hash."""
+    return tuple((str(f), f.stat().st_size, f.stat().st_mtime_ns) for f in files)
 
 
 @functools.lru_cache(maxsize=16)
-def _content_hash(signature: tuple, root: str) -> str:
+def _content_hash(signature: tuple, names: tuple[str, ...]) -> str:
     digest = hashlib.sha256()
-    for name, *_ in signature:
+    for (path, *_), name in zip(signature, names, strict=True):
         digest.update(name.encode() + b"\0")
-        with open(Path(root) / name if name else root, "rb") as file:
+        with open(path, "rb") as file:
             for block in iter(lambda: file.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()[:16]
 
 
-def data_fingerprint(root: str) -> str:
-    """SHA-256 (16 hex digits) of the content of the file ``root``, or of every file under the
-    directory ``root`` with its relative path: an edited data file changes run identities.
-    Cached per process while sizes and modification times stay the same."""
-    path = Path(root)
-    if not path.exists():
-        raise FileNotFoundError(f"no such file or directory: {root}")
-    return _content_hash(_file_signature(path), root)
+def data_fingerprint(name: str, root: str) -> str:
+    """SHA-256 (16 hex digits) of the content of the files data set ``name`` reads under
+    ``root`` (with their names relative to it): an edited data file changes run identities,
+    other files beside it do not. Cached per process while sizes and mtimes stay the same."""
+    files = DATASETS[name].files(Path(root))
+    missing = [str(f) for f in files if not f.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{name}: files not found: {', '.join(missing)}")
+    names = tuple(f.relative_to(root).as_posix() if f != Path(root) else "" for f in files)
+    return _content_hash(_signature(files), names)
 
 
 def _to_device(split: Split, device: torch.device) -> Split:

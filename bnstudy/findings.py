@@ -55,13 +55,14 @@ NORM_ORDER = ("batch", "batch_manual", "batch_keras", "group", "instance", "laye
 TEST_BATCH_RANK = {EVAL: -3, PRECISE: -2, SAME: -1}  # then numeric test batch sizes, ascending
 # Batch columns that can be factors of their own when they are not the axis.
 BATCH_COLUMNS = (BATCH_SIZE, NORM_BATCH_SIZE, "accumulate")
+OPTIMIZER_COLUMNS = (BATCH_SIZE, "accumulate")  # what a control's training depends on
 # A swept (dotted) column whose last key is one of these copies a base column: never a factor.
 ALIAS_KEYS = ("norm", BATCH_SIZE, NORM_BATCH_SIZE, "accumulate", "seed")
 ACC = "acc"  # test accuracy in percent, added by accuracy_rows
 
 # Verdicts and rules.
 SUPPORTED, CONTRADICTED = "supported", "contradicted"
-FLAT, DRIFT, NOT_TESTABLE = "flat", "drift", "not testable"
+FLAT, DRIFT, NOT_TESTABLE = "no drift detected", "drift", "not testable"
 FLAT_BY_CONSTRUCTION = "flat by construction (one trained model per seed serves every value)"
 ALPHA = 0.05  # controls check: drift if the ANOVA p-value is below this
 NOISE_BAND = (0.67, 1.5)  # noise law: a prediction fits if the ratio's interval lies within
@@ -73,13 +74,17 @@ DIRECTIONAL_RULE = (
 )
 CONTROLS_RULE = (
     "Each batch-independent norm, eval mode: one-way ANOVA of test accuracy across the values "
-    f"of the batch axis with seeds as replicates; drift if p < {ALPHA}, else flat; not testable "
-    "if there is one value or every value has fewer than 2 seeds; flat by construction if one "
-    "trained model per seed serves every value. Range = max − min of the per-value means."
+    "of the batch axis (and the optimizer setups, batch_size × accumulate, where a study has "
+    f"several) with seeds as replicates; drift if p < {ALPHA}, else no drift detected (at a "
+    "few seeds only large drifts are detected: read the range); not testable if there is one "
+    "value or every value has fewer than 2 seeds; flat by construction if one trained model per "
+    "seed serves every value. Range = max − min of the per-value means."
 )
 NOISE_RULE = (
     "Per run, the measured noise of BN batch means (bn_mean_noise) divided by each prediction; "
-    "mean and 95% t-interval over runs. Supported if the between-image ratio's interval lies "
+    "mean and 95% t-interval over the seeds at each normalization batch size of 2 or more (at "
+    "1 image per batch the between-image prediction is the measurement itself). Supported if "
+    "the between-image ratio's interval lies "
     f"within [{NOISE_BAND[0]}, {NOISE_BAND[1]}] and the values-law ratio's interval lies above "
     f"{NOISE_BAND[1]}; contradicted if the between-image ratio's interval lies entirely outside "
     f"[{NOISE_BAND[0]}, {NOISE_BAND[1]}]; else not resolved."
@@ -89,7 +94,8 @@ FLIP_RULE = (
     "images whose predictions in that setting differ (what training randomness alone changes). "
     "Difference = a run's train-mode flip rate − its cell's baseline; interval over runs. "
     "Test batches of one image are left out (nothing else in the batch: no flip by "
-    "construction). " + DIRECTIONAL_RULE
+    "construction). The interval treats the baseline as fixed, so it is somewhat too narrow. "
+    + DIRECTIONAL_RULE
 )
 DRIFT_WARNING = (
     "controls drift: the batch-size effects in this study are confounded with something else "
@@ -182,15 +188,28 @@ def batch_axis(df: pd.DataFrame) -> str:
 
 def along_axis(df: pd.DataFrame) -> pd.DataFrame:
     """``df`` with each row whose batch-axis value is missing (a norm without batch statistics
-    in a normalization-batch study: one trained model per seed) repeated at every axis value
-    present, axis values as integers. Idempotent."""
+    in a normalization-batch study: one trained model per seed) repeated at the axis values
+    that rows with the same optimizer setup (batch_size, accumulate) have, or at every axis
+    value when none has that setup; axis values as integers. Idempotent."""
     axis = batch_axis(df)
     missing = df[axis].isna()
-    values = sorted(df.loc[~missing, axis].unique())
-    if not missing.any() or not values:
+    values = df.loc[~missing, [c for c in OPTIMIZER_COLUMNS if c in df.columns] + [axis]]
+    if not missing.any() or values.empty:
         return df
-    spread = df[missing].drop(columns=axis).merge(pd.DataFrame({axis: values}), how="cross")
-    return pd.concat([df[~missing], spread], ignore_index=True).astype({axis: int})
+    setup = [c for c in values.columns if c != axis]
+    shared = df[missing].drop(columns=axis)
+    matched = shared.merge(values.drop_duplicates(), on=setup) if setup else shared.iloc[:0]
+    unmatched = _unmatched(shared, values, setup)
+    spread = unmatched.merge(values[[axis]].drop_duplicates(), how="cross")
+    return pd.concat([df[~missing], matched, spread], ignore_index=True).astype({axis: int})
+
+
+def _unmatched(shared: pd.DataFrame, values: pd.DataFrame, setup: list[str]) -> pd.DataFrame:
+    """The rows of ``shared`` whose optimizer setup no row on the axis has."""
+    if not setup:
+        return shared
+    known = set(values[setup].itertuples(index=False, name=None))
+    return shared[[row not in known for row in shared[setup].itertuples(index=False, name=None)]]
 
 
 def shared_norms(df: pd.DataFrame) -> list[str]:
@@ -557,22 +576,22 @@ def _control_skip(df: pd.DataFrame, mode: str) -> str:
     return "no seed has ok results for both a batch-statistic norm and a control"
 
 
-def _control_check(rows: pd.DataFrame, subject: str, axis: str) -> Finding:
-    """The controls check (CONTROLS_RULE) of one control's ok eval-mode rows (accuracy ``acc``);
-    n = runs."""
-    claim = f"flat along the {AXIS_LABELS[axis]}"
-    if rows[axis].isna().all():
+def _control_check(rows: pd.DataFrame, subject: str, axis: str, setup: list[str]) -> Finding:
+    """The controls check (CONTROLS_RULE) of one control's ok eval-mode rows (accuracy ``acc``)
+    across the values of the batch axis and the optimizer ``setup`` columns; n = runs."""
+    claim = f"flat along the {AXIS_LABELS[axis]}" + (f" and {', '.join(setup)}" if setup else "")
+    cells = rows.groupby([axis, *setup], dropna=False)[ACC]
+    means, counts = cells.mean(), cells.count()
+    if len(means) == 1 and rows[axis].isna().all():
         seeds = int(rows["seed"].nunique())
         return Finding(
             subject, claim, "", math.nan, math.nan, math.nan, seeds, FLAT_BY_CONSTRUCTION
         )
-    cells = rows.groupby(axis)[ACC]
-    means, counts = cells.mean(), cells.count()
     if len(means) < 2 or counts.max() < 2:
         status, detail = NOT_TESTABLE, f"{len(means)} value(s), at most {counts.max()} seed(s) each"
     else:
         pvalue = one_way_anova(group for _, group in cells).pvalue
-        status = DRIFT if pvalue < ALPHA else FLAT
+        status = DRIFT if pvalue < ALPHA else f"{FLAT} at n = {counts.min()} per value"
         detail = (
             f"ANOVA p = {pvalue:.3g} over {len(means)} values with {counts.min()}–{counts.max()} "
             f"seeds each; means {means.min():.1f}–{means.max():.1f}%"
@@ -594,16 +613,20 @@ def _control_check(rows: pd.DataFrame, subject: str, axis: str) -> Finding:
 
 def controls_check(df: pd.DataFrame) -> FindingGroup:
     """The controls check (CONTROLS_RULE), one finding per batch-independent norm (and other
-    factors) in eval mode; call on the table as loaded, before :func:`along_axis`."""
+    non-optimizer factors) in eval mode, across the batch axis and the optimizer setups
+    (batch_size, accumulate) it was trained with; call on the table as loaded, before
+    :func:`along_axis`."""
     group = "Controls check: batch-independent norms must be flat along the batch axis"
     ok = df[df["status"].eq(OK) & df["test_mode"].eq(EVAL) & df["test_acc"].notna()]
     rows = ok[~ok["norm"].map(uses_batch_stats)].assign(**{ACC: lambda r: 100 * r["test_acc"]})
     if rows.empty:
         return FindingGroup(group, CONTROLS_RULE, skipped=_controls_skip(df))
-    series, axis = series_columns(df), batch_axis(df)
+    axis = batch_axis(df)
+    series = [c for c in series_columns(df) if c not in OPTIMIZER_COLUMNS]
+    setup = [c for c in series_columns(df) if c in OPTIMIZER_COLUMNS]
     labels = series_labels(rows, series)
     findings = [
-        _control_check(rows[labels.eq(label)], label, axis)
+        _control_check(rows[labels.eq(label)], label, axis, setup)
         for label in series_labels(sort_by(rows[series].drop_duplicates(), series), series)
     ]
     return FindingGroup(group, CONTROLS_RULE, findings)
@@ -708,21 +731,22 @@ def noise_findings(df: pd.DataFrame) -> FindingGroup:
         reason = f"no ok run of a batch-statistic norm has values of {', '.join(NOISE_COLUMNS)}"
         return FindingGroup(group, NOISE_RULE, skipped=reason)
     series, axis = series_columns(df), batch_axis(df)
+    ratios = ratios[ratios[axis].gt(1)]
     labels = series_labels(ratios, series)
     findings = [
-        _noise_finding(ratios[labels.eq(label)], label, axis) for label in dict.fromkeys(labels)
+        _noise_finding(cell, f"{label} @ {AXIS_SHORT[axis]} {int(value)}")
+        for label in dict.fromkeys(labels)
+        for value, cell in ratios[labels.eq(label)].groupby(axis)
     ]
     return FindingGroup(group, NOISE_RULE, findings)
 
 
-def _noise_finding(runs: pd.DataFrame, subject: str, axis: str) -> Finding:
-    """The noise-law finding of one norm's runs."""
+def _noise_finding(runs: pd.DataFrame, subject: str) -> Finding:
+    """The noise-law finding of one norm's runs at one axis value."""
     between, values = t_interval(runs[BETWEEN_RATIO]), t_interval(runs[VALUES_RATIO])
-    per_value = runs.groupby(axis)[BETWEEN_RATIO].mean()
     detail = (
         f"measured / values-law prediction {_number(values.mean, TIMES)}{TIMES} "
-        f"[{_number(values.low, TIMES)}, {_number(values.high, TIMES)}]; between-image ratio "
-        f"per {AXIS_SHORT[axis]}: " + ", ".join(f"{int(k)}: {v:.2f}" for k, v in per_value.items())
+        f"[{_number(values.low, TIMES)}, {_number(values.high, TIMES)}]"
     )
     return Finding(
         subject,

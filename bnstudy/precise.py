@@ -5,7 +5,8 @@ taken while the weights were still moving, and at a small batch each term is noi
 ("Rethinking 'Batch' in BatchNorm", arXiv 2105.07576, §3; fvcore's
 ``fvcore/nn/precise_bn.py:update_bn_stats``) freezes the weights, runs training batches in
 train mode and sets each BN layer's running mean and variance to the *true average of the
-per-batch* means and variances (the variance as PyTorch stores it: unbiased per batch). That is
+per-batch* means and variances (the variance as the layer stores it: unbiased per batch for
+torch's BN, biased for ``batch_keras`` and ``bn_running_var: biased``). That is
 the same estimator as the EMA without its noise and lag: if eval mode recovers with these
 statistics, the eval-mode collapse was EMA noise; if it does not, the network relies on
 statistics that differ between training batches and the population (train/test inconsistency).

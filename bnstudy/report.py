@@ -105,14 +105,16 @@ PLOT_CAPTIONS = {
     ),
     COLLAPSE_PNG: (
         "Output collapse",
-        "On a fixed probe batch of the training batch size in train mode: the std of the model "
+        "On a fixed probe batch of the normalization batch size in train mode: the std of the "
+        "model "
         "outputs and the fraction of outputs exactly 0, at initialization (dashed) and after "
         f"training (solid), {BAND}; x = no value (run failed, or the forward raised).",
     ),
     BATCH_STATS_PNG: (
         "Batch statistics",
         "The fewest values any norm statistic of the network averages over, and, after "
-        "training, the std across up to 32 training batches of the per-channel batch mean "
+        "training, the std across batches of the normalization batch size (1024 training "
+        "samples) of the per-channel batch mean "
         "(relative to the population std) and batch variance (relative to the population "
         f"variance), averaged over channels and BN layers; {BAND}.",
     ),
@@ -128,8 +130,8 @@ PLOT_CAPTIONS = {
         "Percentage of test predictions in train mode (batch statistics) that change when the "
         "test set is reshuffled into different batches (mean over reshuffles), per test batch "
         f"setting, {BAND}; "
-        "dotted: the seed-to-seed baseline (eval-mode predictions that differ between two "
-        "seeds), where predictions were stored.",
+        "dotted: the seed-to-seed baseline (predictions of the same setting that differ between "
+        "two seeds), where predictions were stored.",
     ),
 }
 FIGURE_DPI = 120
@@ -753,7 +755,7 @@ def _run_level_figure(df: pd.DataFrame, panels: dict[str, tuple[str, ...]], titl
 
 
 def plot_output_collapse(df: pd.DataFrame) -> Figure:
-    """Output collapse on a fixed train-mode probe batch of the training batch size: panels of
+    """Output collapse on a fixed train-mode probe batch of the normalization batch size: panels of
     the output std and of the fraction of outputs exactly 0 along the batch axis, per norm at
     initialization (dashed) and after training (solid). Raises ValueError if not measured."""
     return _run_level_figure(df, COLLAPSE_PANELS, "Output collapse on a probe batch (train mode)")

@@ -158,8 +158,8 @@ def execute_run(
 
 
 def _probe_batches(data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two fixed batches of the run's batch size (or fewer, if a split is smaller): the first
-    test samples, and the first train samples as the 'other input' of the output probe."""
+    """Two fixed batches of ``batch_size`` (the statistics batch; fewer if a split is smaller):
+    the first test samples, and the first train samples as the 'other input' of the probe."""
     size = min(batch_size, len(data.test.y), len(data.train.y))
     return data.test.x[:size], data.train.x[:size]
 
@@ -177,11 +177,12 @@ def _initial_diagnostics(
 def _final_diagnostics(
     model: nn.Module, data: Dataset, config: StudyConfig, layers: list[dict[str, Any]]
 ) -> dict[str, float]:
-    """Batch-statistic noise over the first NOISE_SAMPLES training samples in batches of the
-    statistics batch, and the output probe. Adds each BN layer's noise to its entry in
-    ``layers``."""
+    """Batch-statistic noise over NOISE_SAMPLES training samples (seeded random order) in
+    batches of the statistics batch, and the output probe. Adds each BN layer's noise to its
+    entry in ``layers``."""
     size = statistics_batch(config)
-    noise = diagnostics.batch_statistic_noise(model, _train_batches(data, size, NOISE_SAMPLES))
+    batches = _train_batches(data, size, NOISE_SAMPLES, config.seed)
+    noise = diagnostics.batch_statistic_noise(model, batches)
     for layer in layers:
         layer.update(noise.get(layer["name"], {}))
     summary = {f"bn_{key}": _mean([n[key] for n in noise.values()]) for key in _NOISE_KEYS}
@@ -193,10 +194,12 @@ def _final_diagnostics(
 _NOISE_KEYS = ("mean_noise", "var_noise", "mean_noise_between_images", "mean_noise_values_law")
 
 
-def _train_batches(data: Dataset, size: int, samples: int) -> list[torch.Tensor]:
-    """Consecutive full batches of ``size`` from the first ``samples`` training samples."""
-    count = min(samples, len(data.train.y)) // size
-    return [data.train.x[i * size : (i + 1) * size] for i in range(count)]
+def _train_batches(data: Dataset, size: int, samples: int, seed: int) -> list[torch.Tensor]:
+    """Full batches of ``size`` from ``samples`` training samples drawn in a seeded random
+    order (files may be sorted by class; batches should be like training batches)."""
+    order = torch.randperm(len(data.train.y), generator=torch.Generator().manual_seed(seed))
+    chosen = data.train.x[order[: min(samples, len(order))].to(data.train.x.device)]
+    return list(chosen[: len(chosen) // size * size].split(size))
 
 
 def _mean(values: list[float]) -> float:
@@ -347,7 +350,7 @@ def _recalibrate(model: nn.Module, data: Dataset, config: StudyConfig) -> None:
     of eval.precise_batch_size (``same``: the normalization batch); see bnstudy.precise."""
     spec = config.eval.precise_batch_size
     size = statistics_batch(config) if spec == "same" else spec
-    batches = _train_batches(data, size, config.eval.precise_samples)
+    batches = _train_batches(data, size, config.eval.precise_samples, config.seed)
     if not batches:
         raise ValueError(f"precise: no full batch of {size} in {len(data.train.y)} samples")
     recompute_bn_statistics(model, batches)

@@ -63,7 +63,9 @@ def run_identity(config: StudyConfig) -> str:
     fields except name and sweep, and the content fingerprint of file-based data."""
     settings = config.model_dump(mode="json", exclude={"name", "sweep"}, exclude_defaults=True)
     if config.data.root is not None:
-        settings["data_fingerprint"] = data_fingerprint(config.data.root)
+        settings["data_fingerprint"] = data_fingerprint(config.data.name, config.data.root)
+    if IDENTITY_VERSION > 2:  # version 2 ids are the hash without it; later versions differ
+        settings["identity_version"] = IDENTITY_VERSION
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
 
 

@@ -62,21 +62,30 @@ def optimizer_steps(
     steps: int | None,
     samples: int | None,
 ) -> int:
-    """The run's optimizer-step budget: ``steps``; or enough steps to see ``samples`` samples
-    (each step sees batch_size × accumulate); or ``epochs`` passes over ``n`` samples."""
+    """The run's optimizer-step budget: ``steps``; or the fewest steps that see at least
+    ``samples`` training samples (counting the short last step of an epoch as it is); or
+    ``epochs`` passes over ``n`` samples."""
+    groups = step_groups(n, batch_size, accumulate, drop_last)
     if steps is not None:
         return steps
-    if samples is not None:
-        return math.ceil(samples / (batch_size * accumulate))
-    return epochs * len(step_groups(n, batch_size, accumulate, drop_last))
+    if samples is None:
+        return epochs * len(groups)
+    sizes = [sum(part.stop - part.start for part in group) for group in groups]
+    full_epochs, rest = divmod(samples, sum(sizes))
+    seen, extra = 0, 0
+    while seen < rest:
+        seen += sizes[extra]
+        extra += 1
+    return full_epochs * len(groups) + extra
 
 
 @dataclass(frozen=True)
 class Schedule:
     """Learning-rate multiplier per optimizer step: a linear warm-up from lr/warmup to lr over
-    ``warmup`` steps, then ``kind``: ``constant``; ``cosine`` decay to 0 at the last step
-    (Loshchilov & Hutter 2017, arXiv 1608.03983, without restarts); or ``step``: × ``gamma``
-    at each milestone (fractions of the total steps)."""
+    ``warmup`` steps, then ``kind``: ``constant``; ``cosine`` decay toward 0, reached just after
+    the last step (Loshchilov & Hutter 2017, arXiv 1608.03983, without restarts; as torch's
+    CosineAnnealingLR with T_max = the steps after warm-up); or ``step``: × ``gamma`` at each
+    milestone (fractions of the total steps)."""
 
     total: int
     warmup: int = 0
@@ -147,6 +156,19 @@ class Batching:
     drop_last: bool = False
 
 
+def check_ghost_remainder(n: int, batching: Batching) -> None:
+    """Raise ValueError when the short last batch of an epoch would split into a shorter ghost
+    batch: for those steps BN would see fewer samples than the study says."""
+    size, rest = batching.norm_batch_size, n % batching.batch_size
+    if size is None or batching.drop_last or rest % size == 0:
+        return
+    raise ValueError(
+        f"{n} training samples end each epoch with a batch of {rest}, which splits into a "
+        f"normalization batch of {rest % size} (not {size}): set train.drop_last true or a "
+        f"train_size that leaves a multiple of {size}"
+    )
+
+
 @contextlib.contextmanager
 def normalization_batch(model: nn.Module, size: int | None) -> Iterator[None]:
     """Set the ghost-batch size of every module with batch statistics
@@ -178,6 +200,7 @@ def train(
 
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite.
     """
+    check_ghost_remainder(len(split.y), batching)
     result = TrainResult()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     model.train()

@@ -12,14 +12,13 @@ normalizes in ghost sub-batches of each given size (what train.norm_batch_size c
 from __future__ import annotations
 
 import argparse
-import platform
 import time
 
 import torch
 
 from bnstudy.config import ModelConfig
 from bnstudy.models import InputShape
-from bnstudy.run import make_model
+from bnstudy.run import cpu_name, make_model
 from bnstudy.train import normalization_batch
 
 
@@ -63,10 +62,7 @@ def main() -> None:
     parser.add_argument("--norm-batch-sizes", type=int, nargs="+", default=None)
     parser.add_argument("--seconds", type=float, default=2.0)
     args = parser.parse_args()
-    print(
-        f"torch {torch.__version__}, {platform.processor() or platform.machine()}, "
-        f"widths {args.widths}, norm {args.norm}"
-    )
+    print(f"torch {torch.__version__}, {cpu_name()}, widths {args.widths}, norm {args.norm}")
     rows = (
         [(args.batch_sizes[0], nbs) for nbs in args.norm_batch_sizes]
         if args.norm_batch_sizes

@@ -207,7 +207,8 @@ def test_controls_check_detects_drift_along_batch_size() -> None:
 def test_controls_check_flat_and_not_testable() -> None:
     flat = batch_size_runs({1: [0.70, 0.71, 0.72], 4: [0.71, 0.72, 0.70], 16: [0.72, 0.70, 0.71]})
     (check,) = findings.controls_check(flat).findings
-    assert check.verdict == "flat" and check.estimate == pytest.approx(0.0)
+    assert check.verdict == "no drift detected at n = 3 per value"
+    assert check.estimate == pytest.approx(0.0)
     assert "p = 1" in check.detail
     one_seed = batch_size_runs({1: [0.50], 4: [0.90]})
     assert findings.controls_check(one_seed).findings[0].verdict == "not testable"
@@ -234,15 +235,17 @@ def test_precise_interpretation_ema_noise() -> None:
     assert "noise in the running (EMA) statistics" in note
 
 
-def test_noise_law_verdicts() -> None:
-    (fits,) = findings.noise_findings(nbs_runs()).findings
-    assert fits.estimate == pytest.approx(1.0) and fits.n == len(NBS) * len(SEEDS)
+def test_noise_law_verdicts_per_normalization_batch_above_one() -> None:
+    found = findings.noise_findings(nbs_runs()).findings
+    assert [f.subject for f in found] == ["batch @ norm batch 4", "batch @ norm batch 16"]
+    fits = found[0]
+    assert fits.estimate == pytest.approx(1.0) and fits.n == len(SEEDS)
     assert fits.verdict == "supported"
     assert "values-law prediction 5.00×" in fits.detail
-    (off,) = findings.noise_findings(nbs_runs(between_ratio=3.0)).findings
+    off = findings.noise_findings(nbs_runs(between_ratio=3.0)).findings[0]
     assert off.verdict == "contradicted"
-    (both,) = findings.noise_findings(nbs_runs(values_ratio=1.0)).findings
-    assert both.verdict == f"not resolved at n = {len(NBS) * len(SEEDS)}"
+    both = findings.noise_findings(nbs_runs(values_ratio=1.0)).findings[0]
+    assert both.verdict == f"not resolved at n = {len(SEEDS)}"
     old = nbs_runs().drop(columns=["bn_mean_noise_between_images", "bn_mean_noise_values_law"])
     assert findings.noise_findings(old).skipped
 
@@ -306,3 +309,42 @@ def test_what_was_run_names_the_machines_it_ran_on() -> None:
     text = findings.what_was_run(runs)
     assert "NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130)" in text
     assert "AMD EPYC, no AVX-512 (torch 2.11.0+cu130)" in text
+
+
+def accumulate_runs(group_by_setup: dict[tuple[int, int], float]) -> pd.DataFrame:
+    """An accumulation study: BN at nbs 4 in three optimizer setups and at nbs 32 in one,
+    group norm (no axis value) once per setup with accuracy ``group_by_setup`` ± 0.5 pp."""
+    rows = []
+    for seed in SEEDS:
+        for bs, acc_steps, nbs in ((32, 1, 32), (32, 1, 4), (4, 8, 4), (4, 1, 4)):
+            rows.append(
+                base_row("batch", seed, nbs, "eval", "eval", 0.9)
+                | {
+                    "batch_size": bs,
+                    "accumulate": acc_steps,
+                    "run_id": f"b{bs}{acc_steps}{nbs}{seed}",
+                }
+            )
+        for (bs, acc_steps), acc in group_by_setup.items():
+            rows.append(
+                base_row("group", seed, math.nan, "eval", "eval", acc + 0.005 * (seed - 1))
+                | {"batch_size": bs, "accumulate": acc_steps, "run_id": f"g{bs}{acc_steps}{seed}"}
+            )
+    return pd.DataFrame(rows)
+
+
+def test_controls_check_tests_the_optimizer_setups_of_an_accumulation_study() -> None:
+    drifting = accumulate_runs({(32, 1): 0.85, (4, 8): 0.85, (4, 1): 0.95})
+    (check,) = findings.controls_check(drifting).findings
+    assert check.verdict == "drift" and check.estimate == pytest.approx(10.0)
+    assert findings.drift_warning([findings.controls_check(drifting)]) is not None
+    steady = accumulate_runs({(32, 1): 0.85, (4, 8): 0.85, (4, 1): 0.85})
+    (check,) = findings.controls_check(steady).findings
+    assert check.verdict.startswith("no drift detected")
+
+
+def test_a_control_is_shown_only_at_axis_values_of_its_own_optimizer_setup() -> None:
+    spread = findings.along_axis(accumulate_runs({(32, 1): 0.85, (4, 8): 0.85, (4, 1): 0.95}))
+    group = spread[spread["norm"].eq("group")]
+    at = group.groupby(["batch_size", "accumulate"])["norm_batch_size"].unique()
+    assert sorted(at[(32, 1)]) == [4, 32] and list(at[(4, 8)]) == [4] and list(at[(4, 1)]) == [4]

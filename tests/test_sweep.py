@@ -152,3 +152,42 @@ def test_identity_follows_the_content_of_a_data_file(tiny_study, tmp_path):
     write(1)
     _, [edited] = plan(tiny_study, "a.yaml")
     assert first.run_id != edited.run_id
+
+
+def test_cifar_identity_covers_the_files_it_reads_and_nothing_beside_them(tiny_study, tmp_path):
+    import pickle
+
+    folder = tmp_path / "cifar-10-batches-py"
+    folder.mkdir()
+    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+    for name in names:
+        data = np.zeros((2, 3072), dtype=np.uint8)
+        with (folder / name).open("wb") as file:
+            pickle.dump({b"data": data, b"labels": [0, 1]}, file)
+    tiny_study["data"] = {"name": "cifar10", "root": str(tmp_path)}
+    _, [first] = plan(tiny_study, "a.yaml")
+    (tmp_path / "notes.txt").write_text("unrelated")
+    _, [beside] = plan(tiny_study, "a.yaml")
+    (folder / "test_batch").write_bytes((folder / "test_batch").read_bytes() + b"\0")
+    _, [edited] = plan(tiny_study, "a.yaml")
+    assert first.run_id == beside.run_id != edited.run_id
+
+
+def test_a_later_identity_version_changes_every_id(tiny_study, monkeypatch):
+    import bnstudy.sweep as sweep
+
+    _, [current] = plan(tiny_study, "a.yaml")
+    monkeypatch.setattr(sweep, "IDENTITY_VERSION", 3)
+    _, [bumped] = plan(tiny_study, "a.yaml")
+    assert current.run_id != bumped.run_id
+
+
+def test_identity_survives_a_round_trip_through_config_json(tiny_study):
+    import json
+
+    from bnstudy.config import StudyConfig
+
+    tiny_study["train"].update(norm_batch_size=2, step_milestones=[0.3], warmup_fraction=0.1)
+    _, [run] = plan(tiny_study, "a.yaml")
+    stored = json.loads(json.dumps(run.config.model_dump(mode="json")))
+    assert run_identity(StudyConfig.model_validate(stored)) == run.run_id

@@ -178,7 +178,8 @@ def test_an_uneven_last_step_weighs_each_sample_equally():
 def test_schedule_warms_up_linearly_then_decays():
     cosine = Schedule(total=10, warmup=2, kind="cosine")
     assert [cosine.factor(s) for s in (0, 1)] == [0.5, 1.0]
-    assert cosine.factor(2) == 1.0 and cosine.factor(10) == pytest.approx(0.0)
+    assert cosine.factor(2) == 1.0 and cosine.factor(10) == pytest.approx(0.0)  # after the last
+    assert 0 < cosine.factor(9) < 0.05
     assert cosine.factor(6) == pytest.approx(0.5)
     step = Schedule(total=100, kind="step", milestones=(0.5, 0.75), gamma=0.1)
     assert [step.factor(s) for s in (49, 50, 74, 75)] == pytest.approx([1, 0.1, 0.1, 0.01])
@@ -189,7 +190,38 @@ def test_budgets_in_epochs_steps_or_samples():
     common = dict(batch_size=8, accumulate=2, drop_last=False)
     assert optimizer_steps(100, epochs=3, steps=None, samples=None, **common) == 3 * 7
     assert optimizer_steps(100, epochs=3, steps=5, samples=None, **common) == 5
-    assert optimizer_steps(100, epochs=3, steps=None, samples=1000, **common) == 63
+    # an epoch is 6 steps of 16 and one of 4: 1000 samples are 10 epochs, 1010 one step more
+    assert optimizer_steps(100, epochs=3, steps=None, samples=1000, **common) == 70
+    assert optimizer_steps(100, epochs=3, steps=None, samples=1010, **common) == 71
+    # the same samples whatever the batch: 2 steps (64 + 36) per epoch
+    large = dict(batch_size=64, accumulate=1, drop_last=False)
+    assert optimizer_steps(100, epochs=3, steps=None, samples=1000, **large) == 20
+
+
+def test_a_short_last_batch_that_would_shrink_the_normalization_batch_is_refused():
+    from bnstudy.train import check_ghost_remainder
+
+    check_ghost_remainder(100, Batching(batch_size=8, norm_batch_size=2))  # last batch 4: ok
+    with pytest.raises(ValueError, match="normalization batch of 1 \\(not 2\\)"):
+        check_ghost_remainder(101, Batching(batch_size=8, norm_batch_size=2))
+    check_ghost_remainder(101, Batching(batch_size=8, norm_batch_size=2, drop_last=True))
+    check_ghost_remainder(101, Batching(batch_size=8))  # no ghost batches: plain BN
+
+
+def test_training_with_ghost_batches_updates_running_stats_once_per_sub_batch():
+    model, split = tiny_model(), tiny_split(16)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    train(
+        model,
+        split,
+        optimizer,
+        batching=Batching(batch_size=8, norm_batch_size=2),
+        schedule=Schedule(total=4),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+    )
+    bn = model.features[1]
+    assert bn.num_batches_tracked == 4 * 4 and bn.norm_batch_size is None
 
 
 def test_the_lr_follows_the_schedule_in_training():
