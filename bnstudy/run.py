@@ -33,6 +33,7 @@ from bnstudy.train import (
     EpochStats,
     Position,
     Schedule,
+    check_ghost_remainder,
     evaluate,
     make_optimizer,
     optimizer_steps,
@@ -218,6 +219,7 @@ def model_for_data(config: StudyConfig, data: Dataset) -> nn.Module:
 def _setup(
     config: StudyConfig, data: Dataset, device: torch.device
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
+    check_ghost_remainder(len(data.train.y), batching(config))
     model = model_for_data(config, data)
     train_cfg = config.train
     lr = scaled_lr(
@@ -230,6 +232,12 @@ def _setup(
         train_cfg.optimizer, model.parameters(), lr, train_cfg.momentum, train_cfg.weight_decay
     )
     return model, optimizer, lr
+
+
+def batching(config: StudyConfig) -> Batching:
+    """How the run's samples reach the model (bnstudy.train.Batching)."""
+    cfg = config.train
+    return Batching(cfg.batch_size, cfg.accumulate, cfg.norm_batch_size, cfg.drop_last)
 
 
 def make_schedule(config: StudyConfig, train_samples: int) -> Schedule:
@@ -256,12 +264,11 @@ def _train(
     position: Position,
     on_epoch: Callable[[EpochStats], None],
 ) -> dict[str, Any]:
-    cfg = config.train
     result = train(
         model,
         data.train,
         optimizer,
-        batching=Batching(cfg.batch_size, cfg.accumulate, cfg.norm_batch_size, cfg.drop_last),
+        batching=batching(config),
         schedule=make_schedule(config, len(data.train.y)),
         generator=torch.Generator().manual_seed(config.seed),
         position=position,

@@ -82,7 +82,8 @@ def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
         problems += [p for p in run_problems if p not in problems]
         if run is not None:
             runs.append(run)
-    problems += _unused_keys(runs, _keys(axes))
+    if not problems:  # a key looks unused when the runs that would use it are invalid
+        problems += _unused_keys(runs, _keys(axes))
     runs, duplicates = _merge_duplicates(runs)
     problems += duplicates
     if problems:

@@ -200,7 +200,6 @@ def train(
 
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite.
     """
-    check_ghost_remainder(len(split.y), batching)
     result = TrainResult()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     model.train()

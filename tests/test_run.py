@@ -146,3 +146,11 @@ def test_noise_is_measured_at_the_normalization_batch_with_its_predictions(tiny_
     assert diagnostics["noise_images"] == 2
     assert diagnostics["bn_mean_noise"] > diagnostics["bn_mean_noise_values_law"] > 0
     assert diagnostics["bn_mean_noise_between_images"] > 0
+
+
+def test_a_ghost_remainder_is_a_setup_error_naming_the_fix(tiny_study):
+    tiny_study["data"]["train_size"] = 49  # last batch of 1 with batches of 8
+    tiny_study["train"]["norm_batch_size"] = 2
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "error" and result["error_at"] == "setup"
+    assert "set train.drop_last true" in result["error"]
