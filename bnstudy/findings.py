@@ -90,12 +90,11 @@ NOISE_RULE = (
     f"[{NOISE_BAND[0]}, {NOISE_BAND[1]}]; else not resolved."
 )
 FLIP_RULE = (
-    "Baseline: per cell and test setting, the mean over pairs of seeds of the fraction of test "
-    "images whose predictions in that setting differ (what training randomness alone changes). "
-    "Difference = a run's train-mode flip rate − its cell's baseline; interval over runs. "
-    "Test batches of one image are left out (nothing else in the batch: no flip by "
-    "construction). The interval treats the baseline as fixed, so it is somewhat too narrow. "
-    + DIRECTIONAL_RULE
+    "Baseline of a run: the mean, over the other seeds of its cell, of the fraction of test "
+    "images whose predictions in the same test setting differ from its own (what training "
+    "randomness alone changes). Difference = the run's train-mode flip rate − its baseline; "
+    "interval over runs (the runs share seeds, so it is somewhat narrow). Test batches of one "
+    "image are left out (nothing else in the batch: no flip by construction). " + DIRECTIONAL_RULE
 )
 DRIFT_WARNING = (
     "controls drift: the batch-size effects in this study are confounded with something else "
@@ -774,10 +773,10 @@ def seed_disagreement(predictions: list[list[int]]) -> tuple[float, int]:
 
 
 def flip_baseline(df: pd.DataFrame, read_predictions: Predictions) -> pd.DataFrame:
-    """Per cell (norm, other factors, axis value) and train-mode test_batch: ``baseline`` = the
-    seed-to-seed disagreement of that setting's predictions in percent
-    (:func:`seed_disagreement` over the cell's ok runs with predictions), and ``pairs``. Cells
-    with fewer than 2 such runs are left out."""
+    """Per ok train-mode run with stored predictions, in a cell (norm, other factors, axis
+    value, test_batch) of at least 2 such runs: ``baseline`` = the mean fraction (percent) of
+    test images whose predictions in that setting differ between this run and each other run
+    (seed) of its cell, and ``pairs`` = the number of other runs."""
     df = along_axis(df)
     keys = [*series_columns(df), batch_axis(df), "test_batch"]
     runs = df[df["status"].eq(OK) & df["test_mode"].eq(TRAIN)]
@@ -785,11 +784,29 @@ def flip_baseline(df: pd.DataFrame, read_predictions: Predictions) -> pd.DataFra
     rows = []
     for cell, group in runs.groupby(keys, dropna=False, sort=False):
         label = cell[-1]
-        found = [loaded[r][label] for r in group["run_id"] if loaded[r] and label in loaded[r]]
-        rate, pairs = seed_disagreement(found)
-        if pairs:
-            rows.append((*cell, 100 * rate, pairs))
-    return pd.DataFrame(rows, columns=[*keys, BASELINE, "pairs"])
+        found = {r: loaded[r][label] for r in group["run_id"] if loaded[r] and label in loaded[r]}
+        for run_id, rate in run_disagreement(found).items():
+            rows.append((*cell, run_id, 100 * rate, len(found) - 1))
+    return pd.DataFrame(rows, columns=[*keys, "run_id", BASELINE, "pairs"])
+
+
+def run_disagreement(predictions: dict[str, list[int]]) -> dict[str, float]:
+    """Per run: the mean over the other runs of the fraction of positions where their
+    prediction lists differ (:func:`seed_disagreement` of each pair); empty with < 2 runs."""
+    if len(predictions) < 2:
+        return {}
+    return {
+        run_id: float(
+            np.mean(
+                [
+                    seed_disagreement([mine, theirs])[0]
+                    for other, theirs in predictions.items()
+                    if other != run_id
+                ]
+            )
+        )
+        for run_id, mine in predictions.items()
+    }
 
 
 def flip_findings(df: pd.DataFrame, baseline: pd.DataFrame) -> FindingGroup:
@@ -802,7 +819,7 @@ def flip_findings(df: pd.DataFrame, baseline: pd.DataFrame) -> FindingGroup:
     if "test_batch_size" in train.columns:
         train = train[train["test_batch_size"].ne(1)]
     train = train.dropna(subset=["test_flip_rate"]).merge(
-        baseline, on=[*series, axis, "test_batch"]
+        baseline, on=[*series, axis, "test_batch", "run_id"]
     )
     if train.empty:
         return FindingGroup(group, FLIP_RULE, skipped=_flip_skip(df, baseline))

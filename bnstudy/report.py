@@ -693,7 +693,13 @@ def _draw_baseline(axes: list[Axes], baseline: pd.DataFrame, df: pd.DataFrame) -
     """The seed-to-seed baseline of the batch-statistic norms, dotted, on the panel of its
     test batch (panels in test-batch order)."""
     columns, axis = series_columns(df), batch_axis(df)
-    baseline = sort_by(baseline[baseline["norm"].map(uses_batch_stats)], [*columns, axis])
+    keys = [*columns, axis, "test_batch"]
+    baseline = (
+        baseline[baseline["norm"].map(uses_batch_stats)]
+        .groupby(keys, as_index=False)[BASELINE]
+        .mean()
+    )
+    baseline = sort_by(baseline, [*columns, axis])
     colors = _series_colors(df)
     batches = sorted(baseline["test_batch"].unique(), key=test_batch_rank)
     for ax, test_batch in zip(axes, batches, strict=False):

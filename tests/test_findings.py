@@ -271,8 +271,10 @@ def test_seed_disagreement() -> None:
 def test_flip_rate_against_seed_to_seed_baseline() -> None:
     runs = nbs_runs()
     baseline = findings.flip_baseline(runs, fake_predictions)
-    assert list(baseline["norm_batch_size"]) == [4]
-    assert baseline["baseline"].iloc[0] == pytest.approx(100 / 3)
+    assert list(baseline["norm_batch_size"]) == [4, 4, 4]
+    # per run: the mean disagreement with the two other seeds (0.2 and 0.5, 0.2 and 0.3, ...)
+    assert list(baseline["baseline"]) == pytest.approx([35, 25, 40])
+    assert baseline["baseline"].mean() == pytest.approx(100 / 3)
     (finding,) = findings.flip_findings(runs, baseline).findings
     # flip 10, 11, 12 % against 33.3 %
     assert finding.estimate == pytest.approx(11 - 100 / 3)
