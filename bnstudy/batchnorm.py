@@ -74,12 +74,7 @@ TORCH_BATCH_NORM = {1: BatchNorm1d, 2: BatchNorm2d, 3: BatchNorm3d}
 
 
 class _ManualBatchNormCore(nn.Module):
-    """BN over inputs of shape (N, C, *spatial) with framework conventions as arguments.
-
-    ``spatial_dims`` fixes the input rank (0 for (N, C) inputs, as BatchNorm1d accepts). Running
-    statistics have shape (C,) for ``stats="channel"``; for ``stats="activation"`` they have
-    shape (C, *spatial), allocated on the first training batch.
-    """
+    """One BN call of :class:`ManualBatchNorm` (the whole batch, no ghost split)."""
 
     def __init__(
         self,
@@ -166,4 +161,10 @@ class _ManualBatchNormCore(nn.Module):
 
 
 class ManualBatchNorm(VirtualBatches, _ManualBatchNormCore):
-    __doc__ = _ManualBatchNormCore.__doc__
+    """BN over inputs of shape (N, C, *spatial) with framework conventions as arguments.
+
+    ``spatial_dims`` fixes the input rank (0 for (N, C) inputs, as BatchNorm1d accepts). Running
+    statistics have shape (C,) for ``stats="channel"``; for ``stats="activation"`` they have
+    shape (C, *spatial), allocated on the first training batch. In training it normalizes in
+    ghost batches when ``norm_batch_size`` is set (:class:`VirtualBatches`).
+    """
