@@ -793,20 +793,12 @@ def flip_baseline(df: pd.DataFrame, read_predictions: Predictions) -> pd.DataFra
 def run_disagreement(predictions: dict[str, list[int]]) -> dict[str, float]:
     """Per run: the mean over the other runs of the fraction of positions where their
     prediction lists differ (:func:`seed_disagreement` of each pair); empty with < 2 runs."""
-    if len(predictions) < 2:
-        return {}
-    return {
-        run_id: float(
-            np.mean(
-                [
-                    seed_disagreement([mine, theirs])[0]
-                    for other, theirs in predictions.items()
-                    if other != run_id
-                ]
-            )
-        )
-        for run_id, mine in predictions.items()
-    }
+    rates: dict[str, list[float]] = {run_id: [] for run_id in predictions}
+    for (a, mine), (b, theirs) in combinations(predictions.items(), 2):
+        rate, _ = seed_disagreement([mine, theirs])
+        rates[a].append(rate)
+        rates[b].append(rate)
+    return {run_id: float(np.mean(r)) for run_id, r in rates.items() if r}
 
 
 def flip_findings(df: pd.DataFrame, baseline: pd.DataFrame) -> FindingGroup:
