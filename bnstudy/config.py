@@ -20,13 +20,14 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from bnstudy.data import DATASETS
 from bnstudy.models import MODELS
-from bnstudy.norms import NORM_READS, NORMS, NormOptions, uses_batch_statistics
+from bnstudy.norms import NORMS, NormOptions, uses_batch_statistics
 
 
 class ConfigError(Exception):
@@ -77,25 +78,12 @@ class DataConfig(_Section):
         return root
 
 
-class ModelConfig(_Section):
+class _ModelSettings(_Section):
     name: str = "cnn"  # architecture (bnstudy.models.MODELS)
     widths: list[int] | None = None  # channels per conv block; null = the model's default
-    # norm layer, a name in bnstudy.norms.NORMS: batch | group | instance | layer | none |
-    # batch_manual | batch_keras
-    norm: str = "batch"
-    #                       | batch_manual | batch_keras
-    norm_groups: int = Field(8, ge=1)  # group norm: channel groups (must divide every width)
-    norm_eps: float = Field(1e-5, gt=0)  # added to the variance inside the sqrt (torch 1e-5)
-    # BN running-stat update weight on the NEW batch, PyTorch convention:
-    # running = (1 - m)·running + m·batch. Keras momentum 0.99 is 0.01 here; null = cumulative.
-    bn_momentum: float | None = Field(0.1, gt=0, le=1)
-    # how bn_momentum is written: torch (weight of the new batch, 0.1) or keras (weight of the
-    # running value: Keras 0.99, old d2l 0.9); keras m is used as torch 1 - m
-    bn_momentum_convention: Literal["torch", "keras"] = "torch"
-    # batch_manual only (defaults are PyTorch's behaviour; see bnstudy.batchnorm):
-    bn_running_var: Literal["unbiased", "biased"] = "unbiased"  # stored in running_var
-    bn_stats: Literal["channel", "activation"] = "channel"  # per channel, or per position too
-    bn_single_value: Literal["raise", "beta"] = "raise"  # one value per statistic: raise or β
+    norm: str = "batch"  # norm layer, a name in bnstudy.norms.NORMS (`bnstudy norms` lists them)
+    # model.<norm>: that norm's typed options (ModelConfig below adds one section per norm),
+    # e.g. model.batch.momentum or model.group.groups; a run keeps only its own norm's section
 
     @field_validator("name")
     @classmethod
@@ -107,53 +95,38 @@ class ModelConfig(_Section):
     def _known_norm(cls, name: str) -> str:
         return _known(name, NORMS, "norm")
 
-    @model_validator(mode="after")
-    def _keras_momentum_below_one(self) -> ModelConfig:
-        if self.bn_momentum_convention == "keras" and self.bn_momentum in (None, 1):
-            raise ValueError("bn_momentum in the keras convention must be in (0, 1)")
-        return self
-
     @model_validator(mode="before")
     @classmethod
-    def _drop_settings_the_norm_ignores(cls, raw: Any) -> Any:
-        """A run's config holds only the norm settings its norm uses: a file may set
-        norm_groups for the group runs of a sweep, and the batch runs must not differ in
-        identity by a setting they ignore (a sweep over only ignored values then fails as
-        'resolve to the same config')."""
-        norm = raw.get("norm", cls.model_fields["norm"].default) if isinstance(raw, dict) else None
-        if norm not in NORM_READS:
+    def _drop_other_norms_sections(cls, raw: Any) -> Any:
+        """A run's config holds only its norm's options: a file may set model.group.groups for
+        the group runs of a sweep, and the batch runs must not differ in identity by a setting
+        they ignore (a sweep over only ignored values then fails as 'no run uses it')."""
+        if not isinstance(raw, dict):
             return raw
-        reads = NORM_READS[norm]
-        return {
-            key: value
-            for key, value in raw.items()
-            if key not in _NORM_SETTINGS or _NORM_SETTINGS[key] in reads
-        }
+        norm = raw.get("norm", cls.model_fields["norm"].default)
+        return {key: value for key, value in raw.items() if key not in NORMS or key == norm}
 
+    @property
     def norm_options(self) -> NormOptions:
-        """The norm settings as the registry's factories take them."""
-        momentum = self.bn_momentum
-        if momentum is not None and self.bn_momentum_convention == "keras":
-            momentum = 1 - momentum
-        return NormOptions(
-            groups=self.norm_groups,
-            eps=self.norm_eps,
-            momentum=momentum,
-            unbiased_running_var=self.bn_running_var == "unbiased",
-            stats=self.bn_stats,
-            single_value=self.bn_single_value,
-        )
+        """The options of the run's norm, as its registry factory takes them."""
+        return getattr(self, self.norm)
 
 
-# config field -> the NormOptions field it sets
-_NORM_SETTINGS = {
-    "norm_groups": "groups",
-    "norm_eps": "eps",
-    "bn_momentum": "momentum",
-    "bn_momentum_convention": "momentum",
-    "bn_running_var": "unbiased_running_var",
-    "bn_stats": "stats",
-    "bn_single_value": "single_value",
+ModelConfig = create_model(
+    "ModelConfig",
+    __base__=_ModelSettings,
+    __doc__="model section: architecture, widths, norm, and one options section per norm.",
+    **{name: (spec.options, spec.options()) for name, spec in NORMS.items()},
+)
+# old flat model.* key -> where it lives now, for a helpful error
+MOVED_KEYS = {
+    legacy: [
+        f"model.{spec.name}.{option}"
+        for spec in NORMS.values()
+        for option, old in spec.legacy_keys.items()
+        if old == legacy
+    ]
+    for legacy in {old for spec in NORMS.values() for old in spec.legacy_keys.values()}
 }
 
 
@@ -302,14 +275,13 @@ class StudyConfig(_Section):
         return self.train.norm_batch_size or self.train.batch_size
 
 
-def ignored_settings(config: StudyConfig) -> set[str]:
-    """Key paths the run's norm ignores (dropped from its config): norm settings it does not
-    read, and train.norm_batch_size for norms without batch statistics."""
-    reads = NORM_READS[config.model.norm]
-    ignored = {f"model.{key}" for key, option in _NORM_SETTINGS.items() if option not in reads}
-    if not uses_batch_statistics(config.model.norm):
-        ignored.add("train.norm_batch_size")
-    return ignored
+def ignores(config: StudyConfig, key: str) -> bool:
+    """Whether a run drops key path ``key`` from its config: another norm's options section,
+    or train.norm_batch_size for norms without batch statistics."""
+    parts = key.split(".")
+    if parts[0] == "model" and len(parts) > 1 and parts[1] in NORMS:
+        return parts[1] != config.model.norm
+    return key == "train.norm_batch_size" and not uses_batch_statistics(config.model.norm)
 
 
 def _known(name: str, registry: dict, kind: str) -> str:
@@ -411,13 +383,19 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     key = ".".join(loc) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
-        return key, "unknown key" + _suggestion(loc[-1], field_names(loc[:-1]))
+        return key, "unknown key" + _moved_or_suggestion(loc)
     if kind == "missing":
         return key, "required key is missing"
     message = error["msg"].removeprefix("Value error, ")
     if kind.endswith("_type") or kind.startswith(("literal", "greater", "less", "too_")):
         message += f" (got {error['input']!r})"
     return key, message
+
+
+def _moved_or_suggestion(loc: list[str]) -> str:
+    if loc[:-1] == ["model"] and loc[-1] in MOVED_KEYS:
+        return f" (norm options moved to per-norm sections: {' or '.join(MOVED_KEYS[loc[-1]])})"
+    return _suggestion(loc[-1], field_names(loc[:-1]))
 
 
 def field_names(path: list[str]) -> list[str]:
@@ -440,7 +418,7 @@ def check_key_path(dotted: str) -> str | None:
         return None
     if not names:
         return "not a config key" + _suggestion(dotted, _all_key_paths())
-    return "not a config key" + _suggestion(leaf, names)
+    return "not a config key" + _moved_or_suggestion(dotted.split("."))
 
 
 def _all_key_paths() -> list[str]:

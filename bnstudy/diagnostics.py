@@ -30,10 +30,8 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
-from torch.nn.modules.batchnorm import _BatchNorm
-from torch.nn.modules.instancenorm import _InstanceNorm
 
-from bnstudy.batchnorm import ManualBatchNorm
+from bnstudy.norms import module_spec
 from bnstudy.train import preserved_buffers
 
 NOISY_BELOW = 16  # values per statistic under which batch statistics count as noisy
@@ -43,64 +41,38 @@ FEW_IMAGES_BELOW = 8
 _SPATIAL_NAMES = {0: (), 1: ("L",), 2: ("H", "W"), 3: ("D", "H", "W")}
 
 
-def _batch_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:
-    if isinstance(module, ManualBatchNorm) and module.stats == "activation":
-        return (0,)
-    return (0, *range(2, ndim))
-
-
-def _per_sample_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:
-    return tuple(range(2, ndim))
-
-
-def _group_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:
-    return (1, *range(2, ndim))
-
-
-# Norm types whose statistics this module understands: type -> axes reduced per statistic.
-# For group norm axis 1 means "the C/G channels of a group".
-_REDUCTIONS: list[tuple[type, Callable[[nn.Module, int], tuple[int, ...]]]] = [
-    (_BatchNorm, _batch_axes),
-    (ManualBatchNorm, _batch_axes),
-    (_InstanceNorm, _per_sample_axes),
-    (nn.GroupNorm, _group_axes),
-]
-
-
 def reduced_axes(module: nn.Module, ndim: int) -> tuple[int, ...] | None:
-    """Axes of an ``ndim`` input that one statistic of ``module`` averages over, or None."""
-    for kind, axes in _REDUCTIONS:
-        if isinstance(module, kind):
-            return axes(module, ndim)
-    return None
+    """Axes of an ``ndim`` input that one statistic of ``module`` averages over (axis 1: the
+    C/G channels of a group), or None for a module no registered norm builds."""
+    spec = module_spec(module)
+    return None if spec is None else spec.statistic_axes(module, ndim)
 
 
 def module_uses_batch_statistics(module: nn.Module) -> bool:
     """True for layers whose training statistics mix the samples of a batch."""
-    return isinstance(module, (_BatchNorm, ManualBatchNorm))
+    spec = module_spec(module)
+    return spec is not None and spec.batch_statistics
 
 
 def norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The named norm layers of ``model``, in forward order of registration."""
-    return [(name, m) for name, m in model.named_modules() if reduced_axes(m, 4) is not None]
+    """The named norm layers of ``model`` (those a registered norm builds), in registration
+    order."""
+    return [(name, m) for name, m in model.named_modules() if module_spec(m) is not None]
 
 
 def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int:
     """How many values each mean/variance of ``module`` averages for an input ``shape``."""
     axes = reduced_axes(module, len(shape))
     count = math.prod(shape[a] for a in axes if a != 1)
-    if 1 in axes:  # group norm: C/G channels per group
+    if 1 in axes:  # C/G channels per group
         count *= shape[1] // module.num_groups
     return count
 
 
 def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
     """The reduced axes by name, e.g. 'N,H,W' for BatchNorm2d, 'C/G,H,W' for GroupNorm."""
-    names = (
-        "N",
-        "C/G" if isinstance(module, nn.GroupNorm) else "C",
-        *_SPATIAL_NAMES[len(shape) - 2],
-    )
+    grouped = getattr(module, "num_groups", 1) > 1
+    names = ("N", "C/G" if grouped else "C", *_SPATIAL_NAMES[len(shape) - 2])
     return ",".join(names[a] for a in reduced_axes(module, len(shape)))
 
 
@@ -122,13 +94,8 @@ def verdict(count: int, module: nn.Module, images: int = 1) -> str:
 
 
 def _what_happens_at_one_value(module: nn.Module) -> str:
-    if isinstance(module, ManualBatchNorm):
-        return "raises, as PyTorch" if module.single_value == "raise" else "gives β, as TF"
-    if isinstance(module, _BatchNorm):
-        return "PyTorch raises, TF gives β"
-    if isinstance(module, _InstanceNorm):
-        return "PyTorch raises in training"
-    return "gives β"
+    spec = module_spec(module)
+    return spec.at_one_value(module) if spec is not None else "unknown"
 
 
 @contextmanager

@@ -1,8 +1,11 @@
 """Small conv nets that build the same way in 2D and 3D.
 
-Models receive what they need (input shape, class count, widths, a norm constructor taking
-channels) and never read a config. Dimension is data: :func:`layer_class` maps
-``(kind, spatial_dims)`` to the PyTorch class, so no 2D/3D copies of the same code exist.
+Models receive what they need (input shape, class count, widths, a norm-plus-activation
+constructor taking channels, a convolution class) and never read a config. The norm and its
+activation come as one unit (:func:`bnstudy.norms.create_norm_act`), so a norm that fuses its
+activation (FRN's TLU) replaces the ReLU instead of being followed by one. Dimension is data:
+:func:`layer_class` maps ``(kind, spatial_dims)`` to the PyTorch class, so no 2D/3D copies of
+the same code exist.
 """
 
 from __future__ import annotations
@@ -13,9 +16,14 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-NormLayer = Callable[[int], nn.Module]
+# (channels, activation name) -> norm followed by the activation, as a Sequential
+NormAct = Callable[[int, str], nn.Sequential]
+ConvLayer = Callable[..., nn.Module]  # a conv class: (in, out, kernel, stride=, padding=)
 
 _LAYERS: dict[tuple[str, int], type[nn.Module]] = {
+    ("conv", 1): nn.Conv1d,
+    ("maxpool", 1): nn.MaxPool1d,
+    ("avgpool", 1): nn.AdaptiveAvgPool1d,
     ("conv", 2): nn.Conv2d,
     ("conv", 3): nn.Conv3d,
     ("maxpool", 2): nn.MaxPool2d,
@@ -26,7 +34,7 @@ _LAYERS: dict[tuple[str, int], type[nn.Module]] = {
 
 
 def layer_class(kind: str, spatial_dims: int) -> type[nn.Module]:
-    """The PyTorch class for layer ``kind`` ('conv', 'maxpool', 'avgpool') in 2D or 3D."""
+    """The PyTorch class for layer ``kind`` ('conv', 'maxpool', 'avgpool') in 1D, 2D or 3D."""
     return _LAYERS[(kind, spatial_dims)]
 
 
@@ -40,32 +48,26 @@ class InputShape:
 
 
 class ConvNet(nn.Module):
-    """Blocks of conv3×3 → norm → ReLU with 2× max-pool between blocks, then global average
-    pooling and a linear classifier. With widths (32, 64, 128) on 32×32 inputs the norms see
-    32², 16² and 8² positions per sample."""
+    """Blocks of conv3×3 → norm → ReLU (or a fused norm-activation) with 2× max-pool between
+    blocks, then global average pooling and a linear classifier. With widths (32, 64, 128) on
+    32×32 inputs the norms see 32², 16² and 8² positions per sample."""
 
     def __init__(
         self,
         shape: InputShape,
         num_classes: int,
         widths: Sequence[int],
-        norm_layer: NormLayer,
+        norm_act: NormAct,
+        conv: ConvLayer,
     ) -> None:
         super().__init__()
-        conv, pool = (
-            layer_class("conv", shape.spatial_dims),
-            layer_class("maxpool", shape.spatial_dims),
-        )
+        pool = layer_class("maxpool", shape.spatial_dims)
         layers: list[nn.Module] = []
         channels = shape.channels
         for index, width in enumerate(widths):
             if index > 0:
                 layers.append(pool(2))
-            layers += [
-                conv(channels, width, 3, padding=1),
-                norm_layer(width),
-                nn.ReLU(inplace=True),
-            ]
+            layers += [conv(channels, width, 3, padding=1), *norm_act(width, "relu")]
             channels = width
         self.features = nn.Sequential(*layers)
         self.pool = layer_class("avgpool", shape.spatial_dims)(1)
@@ -85,10 +87,14 @@ class ZerosNet(nn.Module):
     last norm sees one value per channel per sample, the case that yields all zeros."""
 
     def __init__(
-        self, shape: InputShape, num_classes: int, widths: Sequence[int], norm_layer: NormLayer
+        self,
+        shape: InputShape,
+        num_classes: int,
+        widths: Sequence[int],
+        norm_act: NormAct,
+        conv: ConvLayer,
     ) -> None:
         super().__init__()
-        conv = layer_class("conv", shape.spatial_dims)
         layers: list[nn.Module] = []
         channels, size = shape.channels, shape.size
         for width in widths:
@@ -98,32 +104,36 @@ class ZerosNet(nn.Module):
                     f"zeros_net: input size {shape.size} is too small for "
                     f"{len(widths)} stride-2 5×5 layers"
                 )
-            layers += [
-                conv(channels, width, 5, stride=2),
-                norm_layer(width),
-                nn.PReLU(width, init=0.2),
-            ]
+            layers += [conv(channels, width, 5, stride=2), *norm_act(width, "prelu")]
             channels = width
-        layers += [conv(channels, num_classes, size), norm_layer(num_classes), nn.Tanh()]
+        layers += [conv(channels, num_classes, size), *norm_act(num_classes, "tanh")]
         self.layers = nn.Sequential(*layers)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.layers(x).flatten(1)
 
 
-ModelBuilder = Callable[[InputShape, int, "Sequence[int] | None", NormLayer], nn.Module]
+ModelBuilder = Callable[[InputShape, int, "Sequence[int] | None", NormAct, ConvLayer], nn.Module]
 
 
 def _cnn(
-    shape: InputShape, num_classes: int, widths: Sequence[int] | None, norm_layer: NormLayer
+    shape: InputShape,
+    num_classes: int,
+    widths: Sequence[int] | None,
+    norm_act: NormAct,
+    conv: ConvLayer,
 ) -> nn.Module:
-    return ConvNet(shape, num_classes, widths or (32, 64, 128), norm_layer)
+    return ConvNet(shape, num_classes, widths or (32, 64, 128), norm_act, conv)
 
 
 def _zeros_net(
-    shape: InputShape, num_classes: int, widths: Sequence[int] | None, norm_layer: NormLayer
+    shape: InputShape,
+    num_classes: int,
+    widths: Sequence[int] | None,
+    norm_act: NormAct,
+    conv: ConvLayer,
 ) -> nn.Module:
-    return ZerosNet(shape, num_classes, widths or (64, 128, 256, 256, 256), norm_layer)
+    return ZerosNet(shape, num_classes, widths or (64, 128, 256, 256, 256), norm_act, conv)
 
 
 MODELS: dict[str, ModelBuilder] = {"cnn": _cnn, "zeros_net": _zeros_net}
@@ -134,9 +144,12 @@ def build_model(
     shape: InputShape,
     num_classes: int,
     widths: Sequence[int] | None,
-    norm_layer: NormLayer,
+    norm_act: NormAct,
+    conv: ConvLayer | None = None,
 ) -> nn.Module:
-    """Build model ``name``; ``widths`` None means the model's default widths."""
+    """Build model ``name``; ``widths`` None means the model's default widths, ``conv`` None
+    the standard convolution."""
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; known: {', '.join(sorted(MODELS))}")
-    return MODELS[name](shape, num_classes, widths, norm_layer)
+    conv = conv or layer_class("conv", shape.spatial_dims)
+    return MODELS[name](shape, num_classes, widths, norm_act, conv)

@@ -25,14 +25,12 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
+from bnstudy.norms import module_spec
+
 
 def running_statistic_layers(model: nn.Module) -> list[nn.Module]:
-    """The modules of ``model`` that keep running statistics (BN family)."""
-    return [
-        m
-        for m in model.modules()
-        if isinstance(getattr(m, "running_mean", None), torch.Tensor) and hasattr(m, "momentum")
-    ]
+    """The modules of ``model`` whose norm keeps running statistics (the registry says which)."""
+    return [m for m in model.modules() if (spec := module_spec(m)) and spec.running_statistics]
 
 
 @torch.no_grad()
@@ -44,11 +42,14 @@ def recompute_bn_statistics(model: nn.Module, batches: Iterable[torch.Tensor]) -
     Changes the model's buffers, momentum and mode: call it inside
     :func:`bnstudy.train.preserved_buffers`. Batches should have equal sizes, so that every
     batch weighs the same (fvcore's estimator). Each batch is one BN call (no ghost split).
+    A layer without a running mean (EvoNorm-B0 keeps only a running variance) has only its
+    variance recomputed.
     """
     layers = running_statistic_layers(model)
     saved_momenta = [layer.momentum for layer in layers]
     for layer in layers:
-        layer.running_mean.zero_()
+        if getattr(layer, "running_mean", None) is not None:
+            layer.running_mean.zero_()
         layer.running_var.fill_(1)
         layer.num_batches_tracked.zero_()
         layer.momentum = None  # cumulative average: running = mean of the batch statistics

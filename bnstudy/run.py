@@ -25,7 +25,7 @@ from bnstudy import diagnostics
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import Dataset, Split, load_dataset
 from bnstudy.models import InputShape, build_model
-from bnstudy.norms import create_norm
+from bnstudy.norms import NormOptions, conv_layer, create_norm_act
 from bnstudy.precise import recompute_bn_statistics
 from bnstudy.train import (
     Batching,
@@ -77,11 +77,19 @@ def statistics_batch(config: StudyConfig) -> int:
 
 
 def make_model(model: ModelConfig, shape: InputShape, num_classes: int) -> nn.Module:
-    """Build the configured model with its norm layer resolved from the registry."""
-    norm_layer = functools.partial(
-        create_norm, model.norm, spatial_dims=shape.spatial_dims, options=model.norm_options()
+    """Build the configured model with its norm (and the convolution it pairs with) resolved
+    from the registry."""
+    dims = shape.spatial_dims
+    norm_act = functools.partial(_norm_act, model.norm, dims, model.norm_options)
+    return build_model(
+        model.name, shape, num_classes, model.widths, norm_act, conv_layer(model.norm, dims)
     )
-    return build_model(model.name, shape, num_classes, model.widths, norm_layer)
+
+
+def _norm_act(
+    norm: str, spatial_dims: int, options: NormOptions, channels: int, activation: str
+) -> nn.Sequential:
+    return create_norm_act(norm, channels, spatial_dims, options, activation)
 
 
 @functools.lru_cache(maxsize=2)

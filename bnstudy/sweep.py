@@ -36,12 +36,13 @@ from bnstudy.config import (
     ConfigError,
     StudyConfig,
     check_key_path,
-    ignored_settings,
+    ignores,
     set_path,
     validate_study,
 )
 from bnstudy.data import DATASETS, data_fingerprint
 from bnstudy.models import InputShape
+from bnstudy.norms import norm_spec
 from bnstudy.run import make_model
 
 IDENTITY_VERSION = 2  # 1: hash of every field, defaults included
@@ -62,11 +63,24 @@ def run_identity(config: StudyConfig) -> str:
     """Ten hex digits of the SHA-256 of the settings that affect results: the non-default
     fields except name and sweep, and the content fingerprint of file-based data."""
     settings = config.model_dump(mode="json", exclude={"name", "sweep"}, exclude_defaults=True)
+    if "model" in settings:
+        settings["model"] = _flat_norm_options(settings["model"], config.model.norm)
     if config.data.root is not None:
         settings["data_fingerprint"] = data_fingerprint(config.data.name, config.data.root)
     if IDENTITY_VERSION > 2:  # version 2 ids are the hash without it; later versions differ
         settings["identity_version"] = IDENTITY_VERSION
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _flat_norm_options(model: dict[str, Any], norm: str) -> dict[str, Any]:
+    """Version 2 hashed norm options as flat model.* keys (norm_groups, bn_momentum, ...): the
+    run's norm section is written back under those names, so ids from before per-norm options
+    stay the same. Options without an old name stay in the section."""
+    section = model.pop(norm, {})
+    old = norm_spec(norm).legacy_keys
+    model |= {old[key]: value for key, value in section.items() if key in old}
+    rest = {key: value for key, value in section.items() if key not in old}
+    return model | ({norm: rest} if rest else {})
 
 
 def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
@@ -241,8 +255,7 @@ def _resolve(
     problem = _build_problem(config)
     if problem:
         return None, [("model", f"{problem} (run {_describe(swept)})")]
-    ignored = ignored_settings(config)
-    used = {key: value for key, value in swept.items() if key not in ignored}
+    used = {key: value for key, value in swept.items() if not ignores(config, key)}
     return Run(config=config, swept=used, run_id=run_identity(config)), []
 
 

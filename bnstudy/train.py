@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnstudy.data import Split
+from bnstudy.norms import progress_layers
 
 LR_SCALING_POWER = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
 
@@ -172,7 +173,7 @@ def check_ghost_remainder(n: int, batching: Batching) -> None:
 @contextlib.contextmanager
 def normalization_batch(model: nn.Module, size: int | None) -> Iterator[None]:
     """Set the ghost-batch size of every module with batch statistics
-    (:class:`bnstudy.batchnorm.VirtualBatches`) for the duration of the block."""
+    (:class:`bnstudy.norms.batch.VirtualBatches`) for the duration of the block."""
     modules = [m for m in model.modules() if hasattr(m, "norm_batch_size")]
     saved = [m.norm_batch_size for m in modules]
     for module in modules:
@@ -196,12 +197,20 @@ def train(
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
 ) -> TrainResult:
     """Train with cross-entropy for ``schedule.total`` optimizer steps, epoch after epoch of
-    seeded permutations, the lr multiplied by ``schedule.factor(step)``.
+    seeded permutations, the lr multiplied by ``schedule.factor(step)``. Before each step,
+    layers whose norm needs it learn the fraction of the steps done
+    (:func:`bnstudy.norms.progress_layers`: Batch Renorm's clipping schedule).
 
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite.
     """
     result = TrainResult()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
+    layers = progress_layers(model)
+
+    def before_step() -> None:
+        for layer in layers:
+            layer.set_progress(scheduler.last_epoch / schedule.total)
+
     model.train()
     with normalization_batch(model, batching.norm_batch_size):
         while result.steps < schedule.total:
@@ -215,6 +224,7 @@ def train(
                 generator,
                 position,
                 budget=schedule.total - result.steps,
+                before_step=before_step,
             )
             result.history.append(stats)
             result.epochs, result.steps = position.epoch, result.steps + stats.steps
@@ -235,6 +245,7 @@ def _train_epoch(
     generator: torch.Generator,
     position: Position,
     budget: int,
+    before_step: Callable[[], None],
 ) -> EpochStats:
     start = time.perf_counter()
     order = torch.randperm(len(split.y), generator=generator).to(split.y.device)
@@ -249,6 +260,7 @@ def _train_epoch(
     correct = torch.zeros((), device=split.y.device, dtype=torch.long)
     for step, group in enumerate(groups, start=1):
         position.step = step
+        before_step()
         step_samples = sum(part.stop - part.start for part in group)
         optimizer.zero_grad(set_to_none=True)
         for part in group:

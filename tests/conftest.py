@@ -10,7 +10,7 @@ import yaml
 TINY_STUDY = {
     "name": "tiny",
     "data": {"name": "synthetic2d", "train_size": 48, "test_size": 24, "image_size": 8},
-    "model": {"widths": [4, 8], "norm": "batch", "norm_groups": 2},
+    "model": {"widths": [4, 8], "norm": "batch", "group": {"groups": 2}},
     "train": {"epochs": 1, "batch_size": 8, "lr": 0.05},
     "eval": {"batch_size": 12},
 }

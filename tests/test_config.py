@@ -22,7 +22,7 @@ def problems(raw: dict) -> list[tuple[str, str]]:
 def test_a_valid_study_resolves_with_defaults(tiny_study):
     study = validate_study(tiny_study, "study.yaml")
     assert study.train.batch_size == 8
-    assert study.model.bn_momentum == 0.1
+    assert study.model.norm_options.momentum == 0.1
     assert study.eval.test_modes == ["eval", "train"]
 
 
@@ -60,7 +60,7 @@ def test_file_data_sets_need_an_existing_root(tiny_study, tmp_path):
 
 
 def test_group_count_that_does_not_divide_a_width_fails_before_any_run(tiny_study):
-    tiny_study["model"].update(norm="group", norm_groups=3)
+    tiny_study["model"].update(norm="group", group={"groups": 3})
     [(key, message)] = problems(tiny_study)
     assert key == "model" and "3 groups do not divide 4 channels" in message
 
@@ -114,30 +114,30 @@ def test_key_paths_are_checked_against_the_schema():
 
 def test_model_check_uses_the_data_sets_class_count(tiny_study):
     # zeros_net's last norm has one channel per class: synthetic2d has 10, 4 groups don't divide
-    tiny_study["model"].update(name="zeros_net", widths=[4, 8], norm="group", norm_groups=4)
+    tiny_study["model"].update(name="zeros_net", widths=[4, 8], norm="group", group={"groups": 4})
     tiny_study["data"]["image_size"] = 32
     [(key, message)] = problems(tiny_study)
     assert key == "model" and "4 groups do not divide 10 channels" in message
 
 
 def test_keras_momentum_convention_is_converted_to_the_weight_of_the_new_batch(tiny_study):
-    tiny_study["model"].update(bn_momentum=0.99, bn_momentum_convention="keras")
-    options = validate_study(tiny_study, "s.yaml").model.norm_options()
-    assert options.momentum == pytest.approx(0.01)
-    tiny_study["model"]["bn_momentum_convention"] = "torch"
-    assert validate_study(tiny_study, "s.yaml").model.norm_options().momentum == 0.99
+    tiny_study["model"]["batch"] = {"momentum": 0.99, "momentum_convention": "keras"}
+    options = validate_study(tiny_study, "s.yaml").model.norm_options
+    assert options.torch_momentum == pytest.approx(0.01)
+    tiny_study["model"]["batch"]["momentum_convention"] = "torch"
+    assert validate_study(tiny_study, "s.yaml").model.norm_options.torch_momentum == 0.99
 
 
 @pytest.mark.parametrize(
     "norm, setting",
     [
-        ("batch_keras", {"norm_eps": 1e-3}),
-        ("group", {"bn_momentum": 0.01}),
-        ("instance", {"norm_groups": 4}),
-        ("batch", {"bn_stats": "activation"}),
+        ("batch_keras", {"batch": {"eps": 1e-3}}),
+        ("group", {"batch": {"momentum": 0.01}}),
+        ("instance", {"group": {"groups": 4}}),
+        ("batch", {"batch_manual": {"stats": "activation"}}),
     ],
 )
-def test_settings_the_norm_ignores_are_dropped_from_its_config(tiny_study, norm, setting):
+def test_other_norms_sections_are_dropped_from_a_runs_config(tiny_study, norm, setting):
     tiny_study["model"].update(norm=norm, **setting)
     [key] = setting
     model = validate_study(tiny_study, "s.yaml").model
@@ -146,8 +146,8 @@ def test_settings_the_norm_ignores_are_dropped_from_its_config(tiny_study, norm,
 
 def test_a_sweep_over_a_setting_the_norm_ignores_is_rejected(tiny_study):
     tiny_study["model"]["norm"] = "group"
-    tiny_study["sweep"] = {"model.bn_momentum": [0.1, 0.01]}
-    with pytest.raises(ConfigError, match="sweep.model.bn_momentum: no run uses it"):
+    tiny_study["sweep"] = {"model.batch.momentum": [0.1, 0.01]}
+    with pytest.raises(ConfigError, match="sweep.model.batch.momentum: no run uses it"):
         plan(tiny_study, "study.yaml")
 
 

@@ -13,7 +13,8 @@ from bnstudy.diagnostics import (
     verdict,
 )
 from bnstudy.models import InputShape
-from bnstudy.norms import NormOptions, create_norm
+from bnstudy.norms import NORMS, create_norm
+from bnstudy.norms.batch import ManualBatchOptions
 from bnstudy.run import make_model
 
 
@@ -30,12 +31,13 @@ from bnstudy.run import make_model
     ],
 )
 def test_values_per_statistic(name, dims, shape, expected):
-    layer = create_norm(name, shape[1], dims, NormOptions(groups=4))
+    options = NORMS[name].options
+    layer = create_norm(name, shape[1], dims, options(groups=4) if name == "group" else None)
     assert values_per_statistic(layer, shape) == expected
 
 
 def test_per_activation_statistics_average_over_the_batch_only():
-    layer = create_norm("batch_manual", 8, 2, NormOptions(stats="activation"))
+    layer = create_norm("batch_manual", 8, 2, ManualBatchOptions(stats="activation"))
     assert values_per_statistic(layer, (4, 8, 5, 3)) == 4
 
 
@@ -51,7 +53,7 @@ def test_verdicts():
 
 def zeros_net(norm, **knobs):
     torch.manual_seed(0)
-    config = ModelConfig(name="zeros_net", widths=[4, 8], norm=norm, **knobs)
+    config = ModelConfig(name="zeros_net", widths=[4, 8], norm=norm, **{norm: knobs})
     return make_model(config, InputShape(3, 2, 32), num_classes=5)
 
 
@@ -66,7 +68,7 @@ def test_layer_reports_find_the_one_value_layer_of_zeros_net_even_where_torch_ra
 
 
 def test_zeros_net_gives_exactly_beta_at_batch_size_one_without_the_guard():
-    model = zeros_net("batch_manual", bn_single_value="beta")
+    model = zeros_net("batch_manual", single_value="beta")
     one = output_probe(model, torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32))
     two = output_probe(model, torch.randn(2, 3, 32, 32), torch.randn(2, 3, 32, 32))
     assert one == {
@@ -93,7 +95,9 @@ def test_torch_batchnorm_at_one_value_gives_no_probe_numbers():
 def test_per_activation_statistics_zero_a_large_map_at_batch_size_one():
     torch.manual_seed(0)
     config = ModelConfig(
-        widths=[4], norm="batch_manual", bn_stats="activation", bn_single_value="beta"
+        widths=[4],
+        norm="batch_manual",
+        batch_manual={"stats": "activation", "single_value": "beta"},
     )
     model = nn.Sequential(*list(make_model(config, InputShape(3, 2, 8), 2).features)[:2])
     probe = output_probe(model, torch.randn(1, 3, 8, 8), torch.randn(1, 3, 8, 8))
@@ -128,14 +132,14 @@ def test_a_channel_constant_over_the_population_does_not_poison_the_noise():
 
 
 def test_per_activation_layers_are_all_reported_before_training():
-    model = zeros_net("batch_manual", bn_stats="activation", bn_single_value="beta")
+    model = zeros_net("batch_manual", stats="activation", single_value="beta")
     reports = layer_reports(model, torch.randn(2, 3, 32, 32))
     assert [r.values for r in reports] == [2, 2, 2]
 
 
 def test_verdict_says_what_each_layer_does_with_one_value():
     assert "PyTorch raises in training" in verdict(1, nn.InstanceNorm2d(4))
-    manual = create_norm("batch_manual", 4, 2, NormOptions(single_value="beta"))
+    manual = create_norm("batch_manual", 4, 2, ManualBatchOptions(single_value="beta"))
     assert "gives β, as TF" in verdict(1, manual)
     assert "gives β" in verdict(1, nn.GroupNorm(2, 4))
 

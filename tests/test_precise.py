@@ -3,7 +3,7 @@
 import torch
 from torch import nn
 
-from bnstudy.batchnorm import ManualBatchNorm
+from bnstudy.norms.batch import ManualBatchNorm
 from bnstudy.precise import recompute_bn_statistics
 from bnstudy.train import preserved_buffers
 

@@ -85,7 +85,7 @@ def test_train_mode_test_batch_defaults_to_the_training_batch_size(tiny_study):
 def test_a_nan_running_variance_makes_eval_mode_an_error_not_a_chance_accuracy(tiny_study):
     # one value per channel without the guard: the unbiased running variance is 0 * inf = NaN
     tiny_study["data"]["image_size"] = 2
-    tiny_study["model"].update(norm="batch_manual", bn_single_value="beta")
+    tiny_study["model"].update(norm="batch_manual", batch_manual={"single_value": "beta"})
     tiny_study["train"]["batch_size"] = 1
     result = execute_run(only_run(tiny_study), CPU)
     by_mode = {t["test_mode"]: t for t in result["tests"]}
@@ -93,7 +93,9 @@ def test_a_nan_running_variance_makes_eval_mode_an_error_not_a_chance_accuracy(t
     assert by_mode["eval"]["status"] == "error" and by_mode["eval"]["test_acc"] is None
     assert "non-finite outputs in eval mode" in by_mode["eval"]["error"]
     assert by_mode["train"]["status"] == "ok"
-    tiny_study["model"]["bn_running_var"] = "biased"  # Keras' choice keeps eval mode finite
+    tiny_study["model"]["batch_manual"]["running_var"] = (
+        "biased"  # Keras' choice keeps eval mode finite
+    )
     biased = execute_run(only_run(tiny_study), CPU)
     assert all(t["status"] == "ok" for t in biased["tests"])
 

@@ -94,7 +94,7 @@ def test_zipped_lists_may_repeat_values_as_long_as_rows_differ(tiny_study):
             "zip": [
                 {
                     "model.norm": ["batch", "batch_manual", "batch_manual"],
-                    "model.bn_stats": ["channel", "channel", "activation"],
+                    "model.batch_manual.stats": ["channel", "channel", "activation"],
                 }
             ]
         },

@@ -22,7 +22,9 @@ from bnstudy.train import (
 def tiny_model(norm="batch"):
     torch.manual_seed(0)
     return make_model(
-        ModelConfig(widths=[4, 8], norm=norm, norm_groups=2), InputShape(3, 2, 8), num_classes=3
+        ModelConfig(widths=[4, 8], norm=norm, group={"groups": 2}),
+        InputShape(3, 2, 8),
+        num_classes=3,
     )
 
 
@@ -95,7 +97,7 @@ def test_train_mode_outputs_depend_on_the_test_batch_but_eval_mode_ones_do_not()
 
 
 def test_ghost_batch_norm_equals_separate_bn_calls_on_the_sub_batches():
-    from bnstudy.batchnorm import BatchNorm2d, ManualBatchNorm
+    from bnstudy.norms.batch import BatchNorm2d, ManualBatchNorm
 
     for ghost, plain in (
         (BatchNorm2d(3), torch.nn.BatchNorm2d(3)),
@@ -122,7 +124,7 @@ def test_ghost_batch_norm_equals_separate_bn_calls_on_the_sub_batches():
 
 
 def test_ghost_split_applies_in_training_only():
-    from bnstudy.batchnorm import BatchNorm2d
+    from bnstudy.norms.batch import BatchNorm2d
 
     bn = BatchNorm2d(3).eval()
     bn.norm_batch_size = 1
@@ -136,7 +138,7 @@ def test_ghost_split_applies_in_training_only():
 def gn_model():
     torch.manual_seed(0)
     return make_model(
-        ModelConfig(widths=[4, 8], norm="group", norm_groups=2), InputShape(3, 2, 8), 3
+        ModelConfig(widths=[4, 8], norm="group", group={"groups": 2}), InputShape(3, 2, 8), 3
     ).double()
 
 

@@ -3,8 +3,8 @@
 import pytest
 import torch
 
-from bnstudy.batchnorm import ManualBatchNorm
-from bnstudy.norms import NormOptions, create_norm
+from bnstudy.norms import create_norm
+from bnstudy.norms.batch import ManualBatchNorm
 
 TORCH_BN = {
     0: torch.nn.BatchNorm1d,
@@ -126,7 +126,7 @@ def test_biased_running_variance_stores_the_batch_variance():
 
 
 def test_keras_preset_uses_keras_defaults():
-    layer = create_norm("batch_keras", 4, 2, NormOptions())
+    layer = create_norm("batch_keras", 4, 2)
     assert (layer.eps, layer.momentum, layer.unbiased_running_var, layer.single_value) == (
         1e-3,
         0.01,

@@ -1,4 +1,5 @@
-"""Batch Normalization written out, with the knobs on which frameworks differ.
+"""Batch Normalization: torch's layers with ghost batches, BN written out with the knobs on
+which frameworks differ, and their registry entries ``batch``, ``batch_manual``, ``batch_keras``.
 
 Ioffe & Szegedy 2015 (arXiv 1502.03167), Algorithm 1. In training mode, for each channel c::
 
@@ -31,9 +32,15 @@ The knobs, with their defaults (PyTorch's) and the alternatives users meet elsew
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
+from pydantic import Field, model_validator
 from torch import nn
+from torch.nn.modules.batchnorm import _BatchNorm
+
+from bnstudy.norms.precision import at_least_float32
+from bnstudy.norms.registry import NoOptions, NormOptions, batch_axes, fixed, register_norm
 
 
 class VirtualBatches(nn.Module):
@@ -119,14 +126,15 @@ class _ManualBatchNormCore(nn.Module):
             raise ValueError(
                 f"expected a {self.spatial_dims + 2}D input, got shape {tuple(x.shape)}"
             )
+        wide = at_least_float32(x)  # statistics in float32 under reduced precision
         if self.training:
-            mean, var = self._batch_statistics(x)
+            mean, var = self._batch_statistics(wide)
         else:
             mean, var = self.running_mean, self.running_var
         shape = self._stat_shape(x)
-        x_hat = (x - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
+        x_hat = (wide - mean.reshape(shape)) / torch.sqrt(var.reshape(shape) + self.eps)
         channel = (1, -1) + (1,) * (x.dim() - 2)
-        return self.weight.reshape(channel) * x_hat + self.bias.reshape(channel)
+        return (self.weight.reshape(channel) * x_hat + self.bias.reshape(channel)).to(x.dtype)
 
     def _stat_shape(self, x: torch.Tensor) -> tuple[int, ...]:
         # per-activation running stats are per channel (0 and 1) until the first training batch
@@ -168,3 +176,123 @@ class ManualBatchNorm(VirtualBatches, _ManualBatchNormCore):
     shape (C, *spatial), allocated on the first training batch. In training it normalizes in
     ghost batches when ``norm_batch_size`` is set (:class:`VirtualBatches`).
     """
+
+
+class BatchOptions(NormOptions):
+    """Options of the BN family (``model.batch``, and the base of its relatives' options)."""
+
+    eps: float = Field(1e-5, gt=0)  # added to the variance inside the sqrt (torch 1e-5, Keras 1e-3)
+    # running-stat update weight on the NEW batch, PyTorch convention:
+    # running = (1 - m)·running + m·batch. Keras momentum 0.99 is 0.01 here; null = cumulative
+    momentum: float | None = Field(0.1, gt=0, le=1)
+    # how momentum is written: torch (weight of the new batch, 0.1) or keras (weight of the
+    # running value: Keras 0.99, old d2l 0.9); keras m is used as torch 1 - m
+    momentum_convention: Literal["torch", "keras"] = "torch"
+
+    @model_validator(mode="after")
+    def _keras_momentum_below_one(self) -> BatchOptions:
+        if self.momentum_convention == "keras" and self.momentum in (None, 1):
+            raise ValueError("momentum in the keras convention must be in (0, 1)")
+        return self
+
+    @property
+    def torch_momentum(self) -> float | None:
+        """The momentum as torch's layers take it (weight of the new batch)."""
+        if self.momentum is not None and self.momentum_convention == "keras":
+            return 1 - self.momentum
+        return self.momentum
+
+
+class ManualBatchOptions(BatchOptions):
+    """``model.batch_manual``: BN's options plus the framework knobs (defaults: PyTorch's)."""
+
+    running_var: Literal["unbiased", "biased"] = "unbiased"  # what running_var stores
+    stats: Literal["channel", "activation"] = "channel"  # per channel, or per position too
+    single_value: Literal["raise", "beta"] = "raise"  # one value per statistic: raise or β
+
+
+BATCH_LEGACY_KEYS = {
+    "eps": "norm_eps",
+    "momentum": "bn_momentum",
+    "momentum_convention": "bn_momentum_convention",
+}
+
+
+def _manual_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:
+    return (0,) if module.stats == "activation" else batch_axes(module, ndim)
+
+
+def _manual_at_one_value(module: nn.Module) -> str:
+    return "raises, as PyTorch" if module.single_value == "raise" else "gives β, as TF"
+
+
+@register_norm(
+    name="batch",
+    summary="per channel over N and the spatial axes (Ioffe & Szegedy 2015, arXiv 1502.03167); "
+    "eval mode uses running estimates; torch's layer with ghost batches",
+    options=BatchOptions,
+    modules=(_BatchNorm,),
+    statistic_axes=batch_axes,
+    at_one_value=fixed("PyTorch raises, TF gives β"),
+    batch_statistics=True,
+    running_statistics=True,
+    spatial_dims=(0, 1, 2, 3),
+    legacy_keys=BATCH_LEGACY_KEYS,
+)
+def _batch(channels: int, spatial_dims: int, options: BatchOptions) -> nn.Module:
+    layer = TORCH_BATCH_NORM[max(spatial_dims, 1)]
+    return layer(channels, eps=options.eps, momentum=options.torch_momentum)
+
+
+@register_norm(
+    name="batch_manual",
+    summary="BN written out (this module): the same as batch by default, with the framework "
+    "knobs (per-activation statistics, biased running variance, β instead of a raise)",
+    options=ManualBatchOptions,
+    modules=(ManualBatchNorm,),
+    statistic_axes=_manual_axes,
+    at_one_value=_manual_at_one_value,
+    batch_statistics=True,
+    running_statistics=True,
+    spatial_dims=(0, 1, 2, 3),
+    legacy_keys={
+        **BATCH_LEGACY_KEYS,
+        "running_var": "bn_running_var",
+        "stats": "bn_stats",
+        "single_value": "bn_single_value",
+    },
+)
+def _batch_manual(channels: int, spatial_dims: int, options: ManualBatchOptions) -> nn.Module:
+    return ManualBatchNorm(
+        channels,
+        spatial_dims,
+        eps=options.eps,
+        momentum=options.torch_momentum,
+        unbiased_running_var=options.running_var == "unbiased",
+        stats=options.stats,
+        single_value=options.single_value,
+    )
+
+
+@register_norm(
+    name="batch_keras",
+    summary="batch_manual with Keras/TF defaults: ε 1e-3, momentum 0.99 in the Keras form "
+    "(0.01 here), biased running variance, β at one value per channel (StackOverflow q. "
+    "48320854)",
+    options=NoOptions,
+    modules=(ManualBatchNorm,),
+    statistic_axes=_manual_axes,
+    at_one_value=_manual_at_one_value,
+    batch_statistics=True,
+    running_statistics=True,
+    spatial_dims=(0, 1, 2, 3),
+)
+def _batch_keras(channels: int, spatial_dims: int, options: NoOptions) -> nn.Module:
+    return ManualBatchNorm(
+        channels,
+        spatial_dims,
+        eps=1e-3,
+        momentum=0.01,
+        unbiased_running_var=False,
+        single_value="beta",
+    )
