@@ -22,6 +22,7 @@ from bnstudy.config import (
     read_config_file,
 )
 from bnstudy.diagnostics import LayerReport, layer_reports
+from bnstudy.norms import NORMS, create_norm
 from bnstudy.run import load_data, model_for_data, statistics_batch
 from bnstudy.study import pending_runs, resolve_device, run_study
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
@@ -169,6 +170,43 @@ def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]
         shape = "×".join(map(str, r.input_shape))
         table.add_row(r.name, r.kind, shape, r.axes, str(r.values), str(r.images), r.verdict)
     return table
+
+
+@app.command()
+def norms() -> None:
+    """The registered norms: what one statistic averages over, whether it uses batch and
+    running statistics, what it does with one value per statistic, and its options
+    (model.<norm>.<option> in a study file)."""
+    table = Table(
+        "norm",
+        "averages",
+        "batch stats",
+        "running stats",
+        "at one value",
+        "options",
+        title="norms (bnstudy.norms)",
+    )
+    for name, spec in NORMS.items():
+        module = create_norm(name, 8, 2)
+        options = ", ".join(f"{k}={v}" for k, v in spec.options().model_dump().items())
+        yes = {True: "yes", False: "no"}
+        extras = [
+            word
+            for flag, word in (
+                (spec.fused_activation, "fuses its activation"),
+                (spec.conv is not None, "standardizes the convs"),
+            )
+            if flag
+        ]
+        table.add_row(
+            name,
+            "; ".join([spec.summary, *extras]),
+            yes[spec.batch_statistics],
+            yes[spec.running_statistics],
+            spec.at_one_value(module),
+            options or "-",
+        )
+    out.print(table)
 
 
 @app.command()

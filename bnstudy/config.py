@@ -28,6 +28,7 @@ from pydantic import (
 from bnstudy.data import DATASETS
 from bnstudy.models import MODELS
 from bnstudy.norms import NORMS, NormOptions, uses_batch_statistics
+from bnstudy.test_modes import TEST_MODES
 
 
 class ConfigError(Exception):
@@ -208,20 +209,27 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    # eval: BN normalizes with running statistics; train: with the test batch's statistics;
-    # precise: eval mode after recomputing BN's population statistics with frozen weights
-    # (PreciseBN, Wu & Johnson 2021; bnstudy.precise); the trained statistics are kept
-    test_modes: list[Literal["eval", "train", "precise"]] = Field(["eval", "train"], min_length=1)
+    # names in bnstudy.test_modes.TEST_MODES: eval (running statistics), train (each test
+    # batch's statistics), precise (population statistics recomputed on the training set,
+    # PreciseBN), adabn (recomputed on the test set, AdaBN); the trained statistics are kept
+    test_modes: list[str] = Field(["eval", "train"], min_length=1)
     # test batch sizes for train mode; "same" = the run's normalization batch size
     train_mode_batch_sizes: list[int | Literal["same"]] = Field(["same"], min_length=1)
     batch_size: int = Field(500, ge=1)  # batch size in eval mode (does not change results)
-    # precise: training samples averaged over (the paper: 10^3-10^4 suffice; capped at the
-    # training split), in batches of precise_batch_size ("same" = normalization batch size)
+    # precise/adabn: training/test samples averaged over (PreciseBN: 10^3-10^4 suffice; capped
+    # at the split), in batches of precise_batch_size ("same" = normalization batch size)
     precise_samples: int = Field(2048, ge=1)
     precise_batch_size: int | Literal["same"] = "same"
     # train mode: the test set is reshuffled this many times into other batches; the flip rate
     # is the mean fraction of predictions that change
     flip_reshuffles: int = Field(3, ge=1)
+
+    @field_validator("test_modes")
+    @classmethod
+    def _known_modes(cls, modes: list[str]) -> list[str]:
+        for mode in modes:
+            _known(mode, TEST_MODES, "test mode")
+        return modes
 
     @field_validator("test_modes", "train_mode_batch_sizes")
     @classmethod

@@ -24,13 +24,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import combinations, product
 
 import numpy as np
 import pandas as pd
 
-from bnstudy.norms import uses_batch_statistics
+from bnstudy.norms import NORMS, uses_batch_statistics
 from bnstudy.stats import (
     DIFFERENCE,
     FIRST,
@@ -40,6 +40,7 @@ from bnstudy.stats import (
     paired_difference,
     t_interval,
 )
+from bnstudy.test_modes import TEST_MODES
 
 # Vocabulary of runs.csv.
 OK, ERROR, DIVERGED = "ok", "error", "diverged"
@@ -51,8 +52,11 @@ AXIS_LABELS = {
 }
 AXIS_SHORT = {NORM_BATCH_SIZE: "norm batch", BATCH_SIZE: "batch"}
 SAME_BATCH = {NORM_BATCH_SIZE: "normalization batch", BATCH_SIZE: "training batch"}
-NORM_ORDER = ("batch", "batch_manual", "batch_keras", "group", "instance", "layer", "none")
-TEST_BATCH_RANK = {EVAL: -3, PRECISE: -2, SAME: -1}  # then numeric test batch sizes, ascending
+# test modes evaluated once, in registry order, then "same", then numeric test batch sizes
+TEST_BATCH_RANK = {
+    **{name: index - len(TEST_MODES) - 1 for index, name in enumerate(TEST_MODES)},
+    SAME: -1,
+}
 # Batch columns that can be factors of their own when they are not the axis.
 BATCH_COLUMNS = (BATCH_SIZE, NORM_BATCH_SIZE, "accumulate")
 OPTIMIZER_COLUMNS = (BATCH_SIZE, "accumulate")  # what a control's training depends on
@@ -219,9 +223,9 @@ def shared_norms(df: pd.DataFrame) -> list[str]:
 
 
 def ordered_norms(norms: Iterable[str]) -> list[str]:
-    """Distinct ``norms`` in NORM_ORDER, others after it alphabetically."""
+    """Distinct ``norms`` in registry order, unknown names after them alphabetically."""
     present = set(norms)
-    return [n for n in NORM_ORDER if n in present] + sorted(present - set(NORM_ORDER))
+    return [n for n in NORMS if n in present] + sorted(present - set(NORMS))
 
 
 def axis_values(df: pd.DataFrame) -> list[int]:
@@ -264,8 +268,9 @@ def series_labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
 
 
 def _sort_key(col: pd.Series) -> pd.Series:
-    """Sort key per column: norms in NORM_ORDER (others after, alphabetically), test batches as
-    eval < precise < same < 1 < 2 < ..., anything else by value."""
+    """Sort key per column: norms in registry order (others after, alphabetically), test batches
+    as the modes evaluated once (eval < precise < adabn) < same < 1 < 2 < ..., anything else by
+    value."""
     if col.name == "norm":
         order = ordered_norms(col.dropna())
         return pd.Series(pd.Categorical(col, categories=order, ordered=True), index=col.index)
@@ -275,7 +280,8 @@ def _sort_key(col: pd.Series) -> pd.Series:
 
 
 def test_batch_rank(label: object) -> float:
-    """Position of a test_batch label: eval, precise, same, then the numeric sizes; others last."""
+    """Position of a test_batch label: the modes evaluated once, same, then the numeric sizes;
+    others last."""
     if label in TEST_BATCH_RANK:
         return TEST_BATCH_RANK[label]
     return float(label) if str(label).isdigit() else math.inf
@@ -295,8 +301,8 @@ def test_batch_label(test_batch: object, axis: str = BATCH_SIZE) -> str:
 def setting_name(test_mode: str, test_batch: object, axis: str = BATCH_SIZE) -> str:
     """Short name of a test setting: ``eval mode``, ``precise mode``, ``train mode (test batch =
     ...)``."""
-    if test_mode == TRAIN:
-        return f"train mode ({test_batch_label(test_batch, axis)})"
+    if test_mode in TEST_MODES and TEST_MODES[test_mode].per_test_batch:
+        return f"{test_mode} mode ({test_batch_label(test_batch, axis)})"
     return f"{test_mode} mode"
 
 
@@ -360,15 +366,17 @@ def _settings(rows: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _mode_comparisons(settings: list[tuple[str, str]]) -> list[tuple[tuple, tuple]]:
-    """Within-run comparisons among ``settings``: eval − each train setting, precise − eval,
-    precise − each train setting."""
-    trains = [s for s in settings if s[0] == TRAIN]
-    evals = [s for s in settings if s[0] == EVAL]
-    precises = [s for s in settings if s[0] == PRECISE]
+    """Within-run comparisons among ``settings``, as each test mode asks
+    (``ModeSpec.compare_with``): eval − each train setting, precise − eval, precise − each train
+    setting, adabn − eval, adabn − precise."""
     return [
-        *product(evals, trains),
-        *product(precises, evals),
-        *product(precises, trains),
+        (first, second)
+        for mode in TEST_MODES.values()
+        for other in mode.compare_with
+        for first in settings
+        if first[0] == mode.name
+        for second in settings
+        if second[0] == other
     ]
 
 
@@ -573,6 +581,118 @@ def _control_skip(df: pd.DataFrame, mode: str) -> str:
     if not df["test_mode"].eq(mode).any():
         return f"the study has no {mode}-mode rows"
     return "no seed has ok results for both a batch-statistic norm and a control"
+
+
+REFERENCE_NORM = "batch"  # recovery is measured against BN at its largest batch-axis value
+RECOVERY_TITLE = "Recovery: each norm against BN at its largest batch (eval mode, paired by seed)"
+RECOVERY_RULE = (
+    "Reference: BN (batch) in eval mode at the largest value of the batch axis, per seed. Per "
+    "norm (and axis value, for norms with batch statistics; the others trained once per seed "
+    "serve every value): eval-mode accuracy − the reference's at the same seed (same data "
+    "order and initialization seed); mean and 95% t-interval over seeds; the share is the "
+    "norm's mean accuracy as a percentage of the reference's. Claim: it falls short of the "
+    "reference. " + DIRECTIONAL_RULE
+)
+
+
+def recovery_pairs(df: pd.DataFrame) -> pd.DataFrame:
+    """Per run in eval mode: its test accuracy (pp, ``first``) and BN's at the largest
+    batch-axis value with the same seed and other factors (``second``), ``difference``, and the
+    ``comparison`` name; norms without batch statistics once per run, with no axis value."""
+    rows = accuracy_rows(df)
+    rows = rows[rows["test_mode"].eq(EVAL)]
+    axis, others = batch_axis(df), other_factors(df)
+    reference = rows[rows["norm"].eq(REFERENCE_NORM)]
+    if reference.empty:
+        return pd.DataFrame(columns=["comparison", "norm", *others, axis, "seed", FIRST, SECOND])
+    top = int(reference[axis].max())
+    keys = ["seed", *others]
+    second = reference[reference[axis].eq(top)][[*keys, ACC]].rename(columns={ACC: SECOND})
+    uses = rows["norm"].map(uses_batch_stats)
+    controls = rows[~uses].drop_duplicates("run_id").assign(**{axis: np.nan})
+    runs = pd.concat([rows[uses], controls], ignore_index=True)
+    runs = runs[~(runs["norm"].eq(REFERENCE_NORM) & runs[axis].eq(top))]
+    pairs = runs.merge(second, on=keys).rename(columns={ACC: FIRST})
+    pairs[DIFFERENCE] = pairs[FIRST] - pairs[SECOND]
+    pairs["comparison"] = f"norm − {recovery_reference(df)}"
+    return pairs[["comparison", "norm", *others, axis, "seed", "run_id", FIRST, SECOND, DIFFERENCE]]
+
+
+def recovery_reference(df: pd.DataFrame) -> str:
+    """The name of the recovery reference, e.g. ``batch @ norm batch 32``."""
+    axis = batch_axis(df)
+    rows = along_axis(df)
+    top = int(rows.loc[rows["norm"].eq(REFERENCE_NORM), axis].max())
+    return f"{REFERENCE_NORM} @ {AXIS_SHORT[axis]} {top}"
+
+
+def recovery_table(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`comparison_table` of :func:`recovery_pairs` per norm, other factors and axis value
+    (NaN: every value), in registry order, with ``share`` = first / second in percent."""
+    pairs = recovery_pairs(df)
+    keys = [*series_columns(df), batch_axis(df)]
+    table = sort_by(comparison_table(pairs, keys), keys)
+    return table.assign(share=100 * table[FIRST] / table[SECOND])
+
+
+def recovery_findings(df: pd.DataFrame) -> FindingGroup:
+    """Per norm (and axis value): claim it falls short of BN at the largest batch-axis value
+    (first − second < 0), paired by seed; notes say where each batch-statistic norm stops
+    being shown short."""
+    table = recovery_table(df)
+    if table.empty:
+        return FindingGroup(RECOVERY_TITLE, RECOVERY_RULE, skipped=recovery_skip(df))
+    axis, series = batch_axis(df), series_columns(df)
+    reference = recovery_reference(df)
+    findings = [_recovery_finding(row, series, axis, reference) for _, row in table.iterrows()]
+    return FindingGroup(
+        RECOVERY_TITLE, RECOVERY_RULE, findings, _recovery_notes(table, findings, series, axis)
+    )
+
+
+def _recovery_finding(row: pd.Series, series: list[str], axis: str, reference: str) -> Finding:
+    label = series_labels(row.to_frame().T, series).iloc[0]
+    where = (
+        "any " + AXIS_SHORT[axis] if pd.isna(row[axis]) else f"{AXIS_SHORT[axis]} {int(row[axis])}"
+    )
+    finding = _difference_finding(
+        row, f"{label} @ {where}", f"falls short of {reference}", -1, (label, reference)
+    )
+    return replace(finding, detail=finding.detail + f"; {row['share']:.1f}% of it")
+
+
+def _recovery_notes(
+    table: pd.DataFrame, findings: list[Finding], series: list[str], axis: str
+) -> list[str]:
+    """Per batch-statistic series: the smallest axis value from which it is not shown short."""
+    short = pd.Series([f.verdict == SUPPORTED for f in findings], index=table.index)
+    labels = series_labels(table, series)
+    notes = []
+    for label in dict.fromkeys(labels[table[axis].notna()]):
+        mine = table[labels.eq(label)]
+        shown_short = short[mine.index]
+        values = mine[axis].astype(int).tolist()
+        last_short = max((v for v, s in zip(values, shown_short, strict=True) if s), default=None)
+        if last_short is None:
+            notes.append(f"{label}: not shown short of the reference at any {AXIS_SHORT[axis]}")
+        elif last_short == values[-1]:
+            notes.append(
+                f"{label}: shown short of the reference up to {AXIS_SHORT[axis]} {values[-1]}"
+            )
+        else:
+            first_ok = min(v for v in values if v > last_short)
+            notes.append(
+                f"{label}: shown short up to {AXIS_SHORT[axis]} {last_short}, not from "
+                f"{first_ok} up"
+            )
+    return notes
+
+
+def recovery_skip(df: pd.DataFrame) -> str:
+    """Why a study has no recovery comparison."""
+    if not df["norm"].eq(REFERENCE_NORM).any():
+        return f"the study has no {REFERENCE_NORM} runs to measure recovery against"
+    return f"no seed has ok eval-mode results for {REFERENCE_NORM} and another norm"
 
 
 def _control_check(rows: pd.DataFrame, subject: str, axis: str, setup: list[str]) -> Finding:
@@ -851,10 +971,11 @@ def _flip_finding(row: pd.Series, subject: str, axis: str) -> Finding:
 
 def build_findings(df: pd.DataFrame, baseline: pd.DataFrame | None = None) -> list[FindingGroup]:
     """All finding groups of a runs table as loaded (before :func:`along_axis`), in order:
-    eval-mode collapse, BN vs controls in eval and in train mode, controls check, PreciseBN,
-    noise law, and flip rate against the seed-to-seed ``baseline`` (:func:`flip_baseline`;
-    skipped without one)."""
+    recovery against BN at its largest batch, eval-mode collapse, BN vs controls in eval and in
+    train mode, controls check, PreciseBN, noise law, and flip rate against the seed-to-seed
+    ``baseline`` (:func:`flip_baseline`; skipped without one)."""
     groups = [
+        recovery_findings(df),
         eval_collapse_findings(df),
         control_findings(df, EVAL),
         control_findings(df, TRAIN),

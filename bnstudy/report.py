@@ -52,7 +52,6 @@ from bnstudy.findings import (
     NOISE_COLUMNS,
     NORM_BATCH_SIZE,
     OK,
-    PRECISE,
     TRAIN,
     FindingGroup,
     along_axis,
@@ -66,6 +65,10 @@ from bnstudy.findings import (
     mode_pairs,
     ordered_norms,
     other_factors,
+    recovery_pairs,
+    recovery_reference,
+    recovery_skip,
+    recovery_table,
     series_columns,
     series_labels,
     sort_by,
@@ -75,6 +78,7 @@ from bnstudy.findings import (
     what_was_run,
 )
 from bnstudy.stats import DIFFERENCE, FIRST, SECOND, interval_table, t_half_width
+from bnstudy.test_modes import TEST_MODES
 
 RUNS_CSV = "runs.csv"
 REPORT_DIR = "report"
@@ -83,6 +87,7 @@ PAIRED_CSV = "paired.csv"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
+RECOVERY_PNG = "recovery.png"
 ACCURACY_PNG = "accuracy_vs_batch_size.png"
 GAP_PNG = "test_mode_gap.png"
 COLLAPSE_PNG = "output_collapse.png"
@@ -92,6 +97,13 @@ FLIP_PNG = "flip_rate.png"
 BAND = "the mean over seeds with its 95% t-interval as a band (none for one seed)"
 # Plot -> (heading, caption saying what is measured).
 PLOT_CAPTIONS = {
+    RECOVERY_PNG: (
+        "Recovery of BN's large-batch accuracy",
+        "Per norm, eval-mode test accuracy minus BN's at its largest batch, paired by seed, in "
+        f"percentage points, {BAND}. Norms with batch statistics vary along the axis; the "
+        "others, trained once per seed, are flat lines with their band. 0 (black): the "
+        "reference.",
+    ),
     ACCURACY_PNG: (
         "Test accuracy along the batch axis",
         f"Test accuracy per test setting, {BAND}; dashed grey: chance (100 / number of "
@@ -201,6 +213,7 @@ NOISE_LINES = dict(
 # Bands are clipped to what a quantity can be: column -> (lowest, highest).
 PERCENT, SIGNED_PERCENT, FRACTION, NONNEGATIVE = (0, 100), (-100, 100), (0, 1), (0, math.inf)
 BAND_LIMITS = {"acc": PERCENT, "flip": PERCENT, "diff": SIGNED_PERCENT, "zero_fraction": FRACTION}
+BAND_LIMITS["recovery"] = SIGNED_PERCENT
 BAND_LIMITS["init_zero_fraction"] = FRACTION
 NUM_CLASSES_COLUMNS = ("num_classes", "data.num_classes")
 FAILURE_COLUMNS = ("run_id", "norm", "batch_size", "norm_batch_size", "seed", "status")
@@ -240,7 +253,13 @@ SUMMARY_NOTE = (
     "change when the test set is reshuffled into other batches; min values/stat = fewest values "
     "any norm statistic averages over (1 = degenerate)."
 )
-COMPARISON_ORDER = {f"{EVAL} {TRAIN}": 0, f"{PRECISE} {EVAL}": 1, f"{PRECISE} {TRAIN}": 2}
+# panel order of within-run comparisons: as the test modes list them
+COMPARISON_ORDER = {
+    f"{mode.name} {other}": index
+    for index, (mode, other) in enumerate(
+        (mode, other) for mode in TEST_MODES.values() for other in mode.compare_with
+    )
+}
 NO_VALUE_LABEL = "no result (error/diverged)"
 BASELINE_LABEL = "seed-to-seed baseline"
 SHARED_LABEL = " (one model per seed,\nat every value)"  # legend: no batch statistics
@@ -279,12 +298,13 @@ def load_runs(csv_path: Path) -> pd.DataFrame:
 
 
 def _with_defaults(df: pd.DataFrame) -> pd.DataFrame:
-    """Add the optional columns a table may lack and label eval- and precise-mode rows' test
-    batch with their mode."""
+    """Add the optional columns a table may lack and label the test batch of rows of modes
+    evaluated once (eval, precise, adabn) with their mode."""
     defaults = {"test_batch": np.nan, "error": "", "error_at": "", "seed": np.nan}
     defaults |= dict.fromkeys((*METRICS, *DIAGNOSTICS), np.nan)
     df = df.assign(**{col: value for col, value in defaults.items() if col not in df.columns})
-    df["test_batch"] = df["test_batch"].mask(df["test_mode"].isin((EVAL, PRECISE)), df["test_mode"])
+    once = [name for name, mode in TEST_MODES.items() if not mode.per_test_batch]
+    df["test_batch"] = df["test_batch"].mask(df["test_mode"].isin(once), df["test_mode"])
     df[["error", "error_at"]] = df[["error", "error_at"]].fillna("")
     return df
 
@@ -441,11 +461,13 @@ def _run_stats(df: pd.DataFrame, column: str) -> pd.DataFrame:
 
 def paired_table(df: pd.DataFrame) -> pd.DataFrame:
     """Every paired difference behind the findings, one row per pair: the test-mode comparisons
-    of each run, then each batch-statistic norm against each control at the same seed
+    of each run, each batch-statistic norm against each control at the same seed, then each
+    norm against BN at its largest batch
     (``comparison``, series columns, axis value, seed, run_id or control, ``first``,
     ``second``, ``difference`` in pp)."""
     keys = [*series_columns(df), batch_axis(df)]
-    pairs = [frame for frame in (mode_pairs(df), control_pairs(df)) if not frame.empty]
+    frames = (mode_pairs(df), control_pairs(df), recovery_pairs(df))
+    pairs = [frame for frame in frames if not frame.empty]
     if not pairs:
         return pd.DataFrame(columns=["comparison", *keys, "seed", FIRST, SECOND, DIFFERENCE])
     table = pd.concat(pairs, ignore_index=True)
@@ -463,11 +485,10 @@ def failure_table(df: pd.DataFrame) -> pd.DataFrame:
 
 def setting_label(test_mode: str, test_batch: str, axis: str = BATCH_SIZE) -> str:
     """Human-readable name of a test setting, used as panel title."""
-    if test_mode == EVAL:
-        return "eval mode (running stats)"
-    if test_mode == PRECISE:
-        return "precise mode (population stats recomputed, PreciseBN)"
-    return f"{test_mode} mode (batch stats, {test_batch_label(test_batch, axis)})"
+    mode = TEST_MODES.get(test_mode)
+    if mode is None or not mode.per_test_batch:
+        return f"{test_mode} mode ({mode.description if mode else 'unknown'})"
+    return f"{test_mode} mode ({mode.description}, {test_batch_label(test_batch, axis)})"
 
 
 def _colors(labels: Iterable[str]) -> dict[str, str]:
@@ -633,8 +654,8 @@ def _per_panel_figure(
 
 
 def _comparison_rank(table: pd.DataFrame) -> pd.Series:
-    """Panel order of test-mode comparisons: eval − train, precise − eval, precise − train,
-    each by train-mode test batch."""
+    """Panel order of test-mode comparisons (:data:`COMPARISON_ORDER`), each by train-mode test
+    batch."""
     pair = (table["first_mode"] + " " + table["second_mode"]).map(COMPARISON_ORDER)
     return pair * 1000 + table["test_batch"].map(test_batch_rank).clip(upper=999)
 
@@ -799,6 +820,32 @@ def plot_noise_law(df: pd.DataFrame) -> Figure:
     return fig
 
 
+def plot_recovery(df: pd.DataFrame) -> Figure:
+    """One panel along the batch axis: per norm, eval-mode accuracy minus BN's at its largest
+    axis value (:func:`bnstudy.findings.recovery_table`), mean and t-interval band over seeds;
+    norms without batch statistics as flat lines over the axis. Raises ValueError when there is
+    nothing to compare (no BN runs, or no other norm)."""
+    table = recovery_table(df)
+    if table.empty:
+        raise ValueError("no recovery to plot: " + recovery_skip(df))
+    axis, series = batch_axis(df), series_columns(df)
+    values = _ticks(along_axis(df), axis)
+    table = table.rename(columns={k: f"recovery_{k}" for k in ("mean", "ci_low", "ci_high")})
+    shared = table[axis].isna()
+    flat = table[shared].drop(columns=axis).merge(pd.DataFrame({axis: values}), how="cross")
+    colors = _series_colors(df)
+    fig, (ax,) = _figure_with_panels(1)
+    for rows, linestyle in ((table[~shared], "-"), (flat, "--")):
+        for label, line in rows.groupby(series_labels(rows, series), sort=False):
+            _band(ax, line, axis, "recovery", colors[label], linestyle)
+    ax.axhline(0, color="black", linewidth=1)
+    _log2_axis(ax, values, axis)
+    ax.set_ylabel(f"accuracy − {recovery_reference(df)} (pp)")
+    _legend(fig, _drawn_handles(pd.concat([table[~shared], flat]), df), False)
+    fig.suptitle("Recovery of BN's large-batch accuracy (eval mode)", fontsize="medium")
+    return fig
+
+
 def save_figure(fig: Figure, path: Path) -> Path:
     """Save ``fig`` as a PNG at FIGURE_DPI, close it if pyplot manages it, and return ``path``."""
     fig.savefig(path, dpi=FIGURE_DPI, format="png")
@@ -820,6 +867,10 @@ def _num_classes(df: pd.DataFrame) -> int | None:
 def _train_mode_reason(df: pd.DataFrame) -> str | None:
     """Why a train-mode plot cannot be drawn because the sweep lacks train-mode rows, or None."""
     return None if df["test_mode"].eq(TRAIN).any() else "the sweep has no train-mode test rows"
+
+
+def _recovery_reason(df: pd.DataFrame) -> str | None:
+    return None if not recovery_table(df).empty else recovery_skip(df)
 
 
 def _gap_skip_reason(df: pd.DataFrame) -> str | None:
@@ -847,6 +898,7 @@ def _write_plots(df: pd.DataFrame, out: Path, baseline: pd.DataFrame) -> dict[st
     """Save the plots into ``out``; map each PNG name to None, or to why it was skipped (then a
     stale PNG from an earlier report is removed)."""
     reasons = {
+        RECOVERY_PNG: _recovery_reason(df),
         ACCURACY_PNG: "the runs table has no rows yet" if df.empty else None,
         GAP_PNG: _gap_skip_reason(df),
         COLLAPSE_PNG: _unmeasured_reason(df, _panel_columns(COLLAPSE_PANELS)),
@@ -855,6 +907,7 @@ def _write_plots(df: pd.DataFrame, out: Path, baseline: pd.DataFrame) -> dict[st
         FLIP_PNG: _flip_skip_reason(df),
     }
     makers = {
+        RECOVERY_PNG: lambda: plot_recovery(df),
         ACCURACY_PNG: lambda: plot_accuracy_vs_batch_size(df, _num_classes(df)),
         GAP_PNG: lambda: plot_test_mode_gap(df),
         COLLAPSE_PNG: lambda: plot_output_collapse(df),

@@ -27,6 +27,7 @@ from bnstudy.data import Dataset, Split, load_dataset
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm_act
 from bnstudy.precise import recompute_bn_statistics
+from bnstudy.test_modes import TEST_MODES
 from bnstudy.train import (
     Batching,
     Diverged,
@@ -47,10 +48,11 @@ NOISE_SAMPLES = 1024  # training samples, in batches of the statistics batch, fo
 
 @dataclass(frozen=True)
 class EvalSetting:
-    """One way of evaluating a trained model: BN ``mode`` at a test ``batch_size``.
+    """One way of evaluating a trained model: test ``mode`` (bnstudy.test_modes) at a test
+    ``batch_size``.
 
-    ``label`` is ``eval`` for eval mode, ``precise`` for PreciseBN, else the configured
-    train-mode batch size (``same`` for the normalization batch size, or a number)."""
+    ``label`` is the mode's name for modes evaluated once, else the configured test batch size
+    (``same`` for the normalization batch size, or a number)."""
 
     mode: str
     label: str
@@ -61,12 +63,12 @@ def evaluation_settings(config: StudyConfig) -> list[EvalSetting]:
     """The test settings of a run, in the order of ``eval.test_modes``."""
     settings = []
     for mode in config.eval.test_modes:
-        if mode in ("eval", "precise"):
+        if not TEST_MODES[mode].per_test_batch:
             settings.append(EvalSetting(mode, mode, config.eval.batch_size))
             continue
         for spec in config.eval.train_mode_batch_sizes:
             size = statistics_batch(config) if spec == "same" else spec
-            settings.append(EvalSetting("train", str(spec), size))
+            settings.append(EvalSetting(mode, str(spec), size))
     return settings
 
 
@@ -190,7 +192,7 @@ def _final_diagnostics(
     batches of the statistics batch, and the output probe. Adds each BN layer's noise to its
     entry in ``layers``."""
     size = statistics_batch(config)
-    batches = _train_batches(data, size, NOISE_SAMPLES, config.seed)
+    batches = _seeded_batches(data.train, size, NOISE_SAMPLES, config.seed)
     noise = diagnostics.batch_statistic_noise(model, batches)
     for layer in layers:
         layer.update(noise.get(layer["name"], {}))
@@ -203,11 +205,11 @@ def _final_diagnostics(
 _NOISE_KEYS = ("mean_noise", "var_noise", "mean_noise_between_images", "mean_noise_values_law")
 
 
-def _train_batches(data: Dataset, size: int, samples: int, seed: int) -> list[torch.Tensor]:
-    """Full batches of ``size`` from ``samples`` training samples drawn in a seeded random
+def _seeded_batches(split: Split, size: int, samples: int, seed: int) -> list[torch.Tensor]:
+    """Full batches of ``size`` from ``samples`` samples of ``split`` drawn in a seeded random
     order (files may be sorted by class; batches should be like training batches)."""
-    order = torch.randperm(len(data.train.y), generator=torch.Generator().manual_seed(seed))
-    chosen = data.train.x[order[: min(samples, len(order))].to(data.train.x.device)]
+    order = torch.randperm(len(split.y), generator=torch.Generator().manual_seed(seed))
+    chosen = split.x[order[: min(samples, len(order))].to(split.x.device)]
     return list(chosen[: len(chosen) // size * size].split(size))
 
 
@@ -323,13 +325,13 @@ def _test(
     ``test_flip_rate`` is the mean fraction of test predictions that change when the test set
     is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
     mode a sample's prediction depends on the other samples of its batch)."""
+    mode = TEST_MODES[setting.mode]
     try:
         with preserved_buffers(model):
-            if setting.mode == "precise":
-                _recalibrate(model, data, config)
-            result = evaluate(
-                model, data.test, mode=_bn_mode(setting), batch_size=setting.batch_size
-            )
+            if mode.population is not None:
+                _recalibrate(model, getattr(data, mode.population), config)
+            layers = "train" if mode.layers_train else "eval"
+            result = evaluate(model, data.test, mode=layers, batch_size=setting.batch_size)
             if not math.isfinite(result.loss):
                 raise FloatingPointError(
                     f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
@@ -355,19 +357,15 @@ def _test(
     return test, result.predictions.tolist()
 
 
-def _bn_mode(setting: EvalSetting) -> str:
-    """The module mode a test setting evaluates in (precise is eval mode, recalibrated)."""
-    return "train" if setting.mode == "train" else "eval"
-
-
-def _recalibrate(model: nn.Module, data: Dataset, config: StudyConfig) -> None:
-    """PreciseBN: population statistics from eval.precise_samples training samples in batches
-    of eval.precise_batch_size (``same``: the normalization batch); see bnstudy.precise."""
+def _recalibrate(model: nn.Module, split: Split, config: StudyConfig) -> None:
+    """Population statistics (PreciseBN's estimator, bnstudy.precise) from eval.precise_samples
+    samples of ``split`` in batches of eval.precise_batch_size (``same``: the normalization
+    batch)."""
     spec = config.eval.precise_batch_size
     size = statistics_batch(config) if spec == "same" else spec
-    batches = _train_batches(data, size, config.eval.precise_samples, config.seed)
+    batches = _seeded_batches(split, size, config.eval.precise_samples, config.seed)
     if not batches:
-        raise ValueError(f"precise: no full batch of {size} in {len(data.train.y)} samples")
+        raise ValueError(f"no full batch of {size} in {len(split.y)} samples to recompute from")
     recompute_bn_statistics(model, batches)
 
 
@@ -378,7 +376,7 @@ def _flip_rate(
     predictions: torch.Tensor,
     config: StudyConfig,
 ) -> float:
-    if setting.mode != "train" or setting.batch_size == 1:
+    if not TEST_MODES[setting.mode].layers_train or setting.batch_size == 1:
         return 0.0  # no batch statistics, or no other sample in the batch: nothing can flip
     rates = []
     for reshuffle in range(config.eval.flip_reshuffles):

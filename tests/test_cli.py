@@ -3,6 +3,8 @@ from typer.testing import CliRunner
 
 from bnstudy import __version__
 from bnstudy.cli import app
+from bnstudy.norms import NORMS
+from bnstudy.test_modes import TEST_MODES
 
 runner = CliRunner()
 
@@ -105,3 +107,50 @@ def test_inspect_reports_each_norm_layer_with_a_verdict(tiny_study, write_study)
 def test_inspect_validates_like_run(tiny_study, write_study):
     result = invoke("inspect", write_study(tiny_study), "model.norm=batchnorm")
     assert result.exit_code == 2 and "model.norm" in result.stderr
+
+
+def test_every_registered_norm_runs_and_is_inspected_and_reported(
+    tiny_study, write_study, tmp_path
+):
+    tiny_study["model"] |= {
+        name: {"groups": 2} for name, spec in NORMS.items() if "groups" in spec.options.model_fields
+    }
+    tiny_study["eval"]["test_modes"] = list(TEST_MODES)
+    config = write_study(tiny_study)
+    for name in NORMS:
+        inspected = invoke("inspect", config, f"model.norm={name}")
+        assert inspected.exit_code == 0, inspected.output
+        rows = [line for line in inspected.output.splitlines() if "features." in line]
+        assert len(rows) == (0 if name == "none" else 2), (name, inspected.output)
+    result = invoke("run", config, f"sweep.model.norm=[{', '.join(NORMS)}]", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert f"{len(NORMS)} ok, 0 error" in result.output
+    assert invoke("report", tmp_path / "tiny").exit_code == 0
+    findings = (tmp_path / "tiny" / "report" / "findings.md").read_text()
+    recovery = findings.split("## Recovery")[1].split("\n## ")[0]
+    for name in NORMS:
+        if name != "batch":
+            assert f"- {name} @ " in recovery, name
+    page = (tmp_path / "tiny" / "report" / "index.html").read_text()
+    assert all(f'src="{png}"' in page for png in ("recovery.png", "accuracy_vs_batch_size.png"))
+
+
+def test_the_shipped_small_batch_fixes_study_runs_as_a_small_preset(tmp_path):
+    overrides = [
+        "data.train_size=64",
+        "data.test_size=32",
+        "data.image_size=8",
+        "train.epochs=1",
+        "eval.precise_samples=64",
+        "sweep.seed=[0, 1]",
+        "sweep.train.norm_batch_size=[1, 32]",
+    ]
+    result = invoke("run", "configs/small-batch-fixes.yaml", *overrides, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "22 runs: 22 ok" in result.output
+    assert invoke("report", tmp_path / "small-batch-fixes").exit_code == 0
+    report = tmp_path / "small-batch-fixes" / "report"
+    findings = (report / "findings.md").read_text()
+    assert "batch_renorm @ norm batch 1: falls short of batch @ norm batch 32" in findings
+    assert "frn @ any norm batch: falls short of batch @ norm batch 32" in findings
+    assert (report / "recovery.png").stat().st_size > 0

@@ -185,3 +185,27 @@ def test_norm_batch_size_equal_to_the_batch_size_is_the_default(tiny_study):
 def test_budget_and_schedule_mistakes_name_the_key(tiny_study, train, key):
     tiny_study["train"].update(train)
     assert key in [k for k, _ in problems(tiny_study)]
+
+
+def test_a_flat_norm_key_from_before_says_where_it_moved(tiny_study):
+    tiny_study["model"]["bn_momentum"] = 0.01
+    [(key, message)] = problems(tiny_study)
+    assert key == "model.bn_momentum"
+    assert (
+        "moved to per-norm sections: model.batch.momentum or model.batch_manual.momentum" in message
+    )
+
+
+def test_a_norms_options_are_validated_in_its_section(tiny_study):
+    tiny_study["model"].update(norm="batch_renorm", batch_renorm={"r_max": 0.5})
+    [(key, message)] = problems(tiny_study)
+    assert key == "model.batch_renorm.r_max" and "greater than or equal to 1" in message
+    tiny_study["model"]["batch_renorm"] = {"relax_start": 0.5, "d_max_at": 0.3}
+    [(key, message)] = problems(tiny_study)
+    assert key == "model.batch_renorm" and "d_max_at must be in (relax_start=0.5, 1]" in message
+
+
+def test_unknown_test_mode_suggests_the_close_one(tiny_study):
+    tiny_study["eval"]["test_modes"] = ["eval", "adabm"]
+    [(key, message)] = problems(tiny_study)
+    assert key == "eval.test_modes" and "did you mean 'adabn'?" in message

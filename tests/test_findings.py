@@ -182,7 +182,8 @@ def test_bn_vs_control_paired_by_seed() -> None:
 
 def test_no_duplicate_modes_for_norms_without_running_statistics() -> None:
     groups = findings.build_findings(nbs_runs())
-    compared = [g for g in groups if not g.title.startswith("Controls check")]
+    # the controls check and the recovery view name each control once, not once per mode
+    compared = [g for g in groups if not g.title.startswith(("Controls check", "Recovery"))]
     subjects = {f.subject for g in compared for f in g.findings}
     assert subjects and not any(s.startswith(("group", "none")) for s in subjects)
 
@@ -350,3 +351,31 @@ def test_a_control_is_shown_only_at_axis_values_of_its_own_optimizer_setup() -> 
     group = spread[spread["norm"].eq("group")]
     at = group.groupby(["batch_size", "accumulate"])["norm_batch_size"].unique()
     assert sorted(at[(32, 1)]) == [4, 32] and list(at[(4, 8)]) == [4] and list(at[(4, 1)]) == [4]
+
+
+def test_recovery_pairs_each_norm_with_bn_at_its_largest_batch_by_seed():
+    group = findings.recovery_findings(nbs_runs())
+    by_subject = {f.subject: f for f in group.findings}
+    assert list(by_subject) == [
+        "batch @ norm batch 1",
+        "batch @ norm batch 4",
+        "group @ any norm batch",
+        "none @ any norm batch",
+    ]
+    bn_at_one = by_subject["batch @ norm batch 1"]
+    assert bn_at_one.estimate == pytest.approx(-70) and bn_at_one.verdict == "supported"
+    gn = by_subject["group @ any norm batch"]  # -10, -8, -6 pp over seeds 0, 1, 2
+    assert gn.estimate == pytest.approx(-8)
+    assert gn.low == pytest.approx(-8 - T_975_2 * 2 / math.sqrt(3))
+    assert gn.verdict == "supported" and gn.n == 3
+    assert "90.1% of it" in gn.detail  # 73% of 81%
+    none = by_subject["none @ any norm batch"]  # -30, -21, -12 pp
+    assert none.high == pytest.approx(-21 + T_975_2 * 9 / math.sqrt(3))
+    assert none.verdict == "not resolved at n = 3"
+    assert group.notes == ["batch: shown short of the reference up to norm batch 4"]
+
+
+def test_recovery_needs_bn_runs():
+    runs = nbs_runs()
+    group = findings.recovery_findings(runs[runs["norm"].ne("batch")])
+    assert group.skipped == "the study has no batch runs to measure recovery against"

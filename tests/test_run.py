@@ -1,7 +1,9 @@
 import torch
 
+from bnstudy import run
 from bnstudy.run import evaluation_settings, execute_run
 from bnstudy.sweep import plan
+from bnstudy.test_modes import TEST_MODES
 
 CPU = torch.device("cpu")
 
@@ -156,3 +158,28 @@ def test_a_ghost_remainder_is_a_setup_error_naming_the_fix(tiny_study):
     result = execute_run(only_run(tiny_study), CPU)
     assert result["status"] == "error" and result["error_at"] == "setup"
     assert "set train.drop_last true" in result["error"]
+
+
+def rows_of(x, split_x):
+    """Whether every sample of ``x`` is one of ``split_x``."""
+    return bool((x[:, None] == split_x[None]).flatten(2).all(-1).any(1).all())
+
+
+def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_study, monkeypatch):
+    recomputed = []
+    real = run.recompute_bn_statistics
+
+    def spy(model, batches):
+        recomputed.append(torch.cat(list(batches)))
+        return real(model, batches)
+
+    monkeypatch.setattr(run, "recompute_bn_statistics", spy)
+    tiny_study["eval"]["test_modes"] = list(TEST_MODES)
+    config = only_run(tiny_study)
+    result = execute_run(config, CPU)
+    assert [t["test_mode"] for t in result["tests"]] == ["eval", "train", "precise", "adabn"]
+    assert all(t["status"] == "ok" for t in result["tests"]), result["tests"]
+    data = run.load_data(config, CPU)
+    precise, adabn = recomputed
+    assert rows_of(precise, data.train.x) and not rows_of(precise, data.test.x)
+    assert rows_of(adabn, data.test.x) and not rows_of(adabn, data.train.x)

@@ -191,3 +191,20 @@ def test_identity_survives_a_round_trip_through_config_json(tiny_study):
     _, [run] = plan(tiny_study, "a.yaml")
     stored = json.loads(json.dumps(run.config.model_dump(mode="json")))
     assert run_identity(StudyConfig.model_validate(stored)) == run.run_id
+
+
+@pytest.mark.parametrize(
+    "norm, options, pinned",
+    [
+        ("batch_manual", {"momentum": 0.01, "single_value": "beta"}, "ea6dd7f958"),
+        ("group", {"groups": 4, "eps": 1e-3}, "633e19e8a1"),
+    ],
+)
+def test_per_norm_options_keep_the_ids_of_the_flat_keys_they_replaced(
+    tiny_study, norm, options, pinned
+):
+    # pinned: the ids these runs had as model.bn_momentum / bn_single_value / norm_groups /
+    # norm_eps before options moved into model.<norm> sections
+    tiny_study["model"].update(norm=norm, **{norm: options})
+    _, [run] = plan(tiny_study, "s.yaml")
+    assert run.run_id == pinned

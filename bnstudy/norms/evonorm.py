@@ -181,8 +181,8 @@ class EvoNormB0(VirtualBatches, _EvoNormB0Core):
 
 @register_norm(
     name="evonorm_b0",
-    summary="x / max(batch std, v·x + instance std), with its activation fused (Liu et al. "
-    "2020, arXiv 2004.02967); eval mode uses the running variance",
+    summary="x / max(batch std, v·x + instance std) (Liu et al. 2020, arXiv 2004.02967); "
+    "eval mode uses the running variance",
     options=BatchOptions,
     modules=(EvoNormB0,),
     statistic_axes=batch_axes,
@@ -198,8 +198,7 @@ def _evonorm_b0(channels: int, spatial_dims: int, options: BatchOptions) -> nn.M
 
 @register_norm(
     name="evonorm_s0",
-    summary="x·σ(v·x) / group std, per sample, activation fused (Liu et al. 2020, arXiv "
-    "2004.02967)",
+    summary="x·σ(v·x) / group std, per sample (Liu et al. 2020, arXiv 2004.02967)",
     options=GroupOptions,
     modules=(EvoNormS0,),
     statistic_axes=group_axes,

@@ -76,8 +76,8 @@ WS_CONV = {1: WSConv1d, 2: WSConv2d, 3: WSConv3d}
 
 @register_norm(
     name="group_ws",
-    summary="GroupNorm after weight-standardized convolutions (Qiao et al. 2019, arXiv "
-    "1903.10520), every conv of the model standardized (ws_eps 1e-5)",
+    summary="GroupNorm, per sample over the C/G channels of a group and the spatial axes, "
+    "after weight-standardized convs (Qiao et al. 2019, arXiv 1903.10520; ws_eps 1e-5)",
     options=GroupOptions,
     modules=(nn.GroupNorm,),
     statistic_axes=group_axes,
