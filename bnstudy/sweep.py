@@ -12,7 +12,7 @@
         - {model.norm: group, train.batch_size: 1}
 
 The runs are the Cartesian product of the axes (each zip group is one axis). A swept value that
-a run ignores (``train.norm_batch_size`` for group norm, ``model.norm_groups`` for batch norm)
+a run ignores (``train.norm_batch_size`` for group norm, ``model.group.groups`` for batch norm)
 is dropped from that run: cells that differ only in ignored values are one run, trained once.
 A key that every run ignores is an error.
 

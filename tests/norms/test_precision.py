@@ -5,6 +5,7 @@ import copy
 import pytest
 import torch
 
+from bnstudy.norms.batch import ManualBatchNorm
 from bnstudy.norms.evonorm import EvoNormB0, EvoNormS0
 from bnstudy.norms.frn import FilterResponseNorm
 from bnstudy.norms.precision import at_least_float32
@@ -37,6 +38,7 @@ def norms():
         EvoNormS0(8, 2, groups=4),
         EvoNormB0(8, 2),
         BatchRenorm(8, 2, schedule="fixed", r_max=2.0, d_max=1.0),
+        ManualBatchNorm(8, 2),
     ]
 
 
