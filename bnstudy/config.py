@@ -96,16 +96,16 @@ class _ModelSettings(_Section):
     def _known_norm(cls, name: str) -> str:
         return _known(name, NORMS, "norm")
 
-    @model_validator(mode="before")
-    @classmethod
-    def _drop_other_norms_sections(cls, raw: Any) -> Any:
-        """A run's config holds only its norm's options: a file may set model.group.groups for
-        the group runs of a sweep, and the batch runs must not differ in identity by a setting
-        they ignore (a sweep over only ignored values then fails as 'no run uses it')."""
-        if not isinstance(raw, dict):
-            return raw
-        norm = raw.get("norm", cls.model_fields["norm"].default)
-        return {key: value for key, value in raw.items() if key not in NORMS or key == norm}
+    @model_validator(mode="after")
+    def _keep_only_the_norms_section(self) -> _ModelSettings:
+        """A run's config holds only its norm's options (the others validated, then reset): a
+        file may set model.group.groups for the group runs of a sweep, and the batch runs must
+        not differ in identity by a setting they ignore (a sweep over only ignored values then
+        fails as 'no run uses it')."""
+        for name in NORMS:
+            if name != self.norm:  # still being built: frozen only once validation returns
+                object.__setattr__(self, name, NORMS[name].options())
+        return self
 
     @property
     def norm_options(self) -> NormOptions:

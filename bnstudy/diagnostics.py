@@ -55,8 +55,8 @@ def module_uses_batch_statistics(module: nn.Module) -> bool:
 
 
 def norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
-    """The named norm layers of ``model`` (those a registered norm builds), in registration
-    order."""
+    """The named norm layers of ``model`` (those a registered norm builds), in the model's
+    module order."""
     return [(name, m) for name, m in model.named_modules() if module_spec(m) is not None]
 
 

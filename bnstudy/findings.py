@@ -599,8 +599,7 @@ def recovery_pairs(df: pd.DataFrame) -> pd.DataFrame:
     """Per run in eval mode: its test accuracy (pp, ``first``) and BN's at the largest
     batch-axis value with the same seed and other factors (``second``), ``difference``, and the
     ``comparison`` name; norms without batch statistics once per run, with no axis value."""
-    rows = accuracy_rows(df)
-    rows = rows[rows["test_mode"].eq(EVAL)]
+    rows = _eval_rows(df)
     axis, others = batch_axis(df), other_factors(df)
     reference = rows[rows["norm"].eq(REFERENCE_NORM)]
     if reference.empty:
@@ -608,9 +607,10 @@ def recovery_pairs(df: pd.DataFrame) -> pd.DataFrame:
     top = int(reference[axis].max())
     keys = ["seed", *others]
     second = reference[reference[axis].eq(top)][[*keys, ACC]].rename(columns={ACC: SECOND})
-    uses = rows["norm"].map(uses_batch_stats)
-    controls = rows[~uses].drop_duplicates("run_id").assign(**{axis: np.nan})
-    runs = pd.concat([rows[uses], controls], ignore_index=True)
+    # a run without an axis value (trained once per seed) counts once, not at every value
+    shared = rows["run_id"].isin(df.loc[df[axis].isna(), "run_id"])
+    once = rows[shared].drop_duplicates("run_id").assign(**{axis: np.nan})
+    runs = pd.concat([rows[~shared], once], ignore_index=True)
     runs = runs[~(runs["norm"].eq(REFERENCE_NORM) & runs[axis].eq(top))]
     pairs = runs.merge(second, on=keys).rename(columns={ACC: FIRST})
     pairs[DIFFERENCE] = pairs[FIRST] - pairs[SECOND]
@@ -618,10 +618,16 @@ def recovery_pairs(df: pd.DataFrame) -> pd.DataFrame:
     return pairs[["comparison", "norm", *others, axis, "seed", "run_id", FIRST, SECOND, DIFFERENCE]]
 
 
+def _eval_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok eval-mode rows with an accuracy (:func:`accuracy_rows`)."""
+    rows = accuracy_rows(df)
+    return rows[rows["test_mode"].eq(EVAL)]
+
+
 def recovery_reference(df: pd.DataFrame) -> str:
-    """The name of the recovery reference, e.g. ``batch @ norm batch 32``."""
-    axis = batch_axis(df)
-    rows = along_axis(df)
+    """The name of the recovery reference: BN at the largest batch-axis value where it has an
+    ok eval-mode result, e.g. ``batch @ norm batch 32``."""
+    axis, rows = batch_axis(df), _eval_rows(df)
     top = int(rows.loc[rows["norm"].eq(REFERENCE_NORM), axis].max())
     return f"{REFERENCE_NORM} @ {AXIS_SHORT[axis]} {top}"
 

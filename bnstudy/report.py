@@ -212,9 +212,14 @@ NOISE_LINES = dict(
 )
 # Bands are clipped to what a quantity can be: column -> (lowest, highest).
 PERCENT, SIGNED_PERCENT, FRACTION, NONNEGATIVE = (0, 100), (-100, 100), (0, 1), (0, math.inf)
-BAND_LIMITS = {"acc": PERCENT, "flip": PERCENT, "diff": SIGNED_PERCENT, "zero_fraction": FRACTION}
-BAND_LIMITS["recovery"] = SIGNED_PERCENT
-BAND_LIMITS["init_zero_fraction"] = FRACTION
+BAND_LIMITS = {
+    "acc": PERCENT,
+    "flip": PERCENT,
+    "diff": SIGNED_PERCENT,
+    "recovery": SIGNED_PERCENT,
+    "zero_fraction": FRACTION,
+    "init_zero_fraction": FRACTION,
+}
 NUM_CLASSES_COLUMNS = ("num_classes", "data.num_classes")
 FAILURE_COLUMNS = ("run_id", "norm", "batch_size", "norm_batch_size", "seed", "status")
 FAILURE_COLUMNS += ("error_at", "error")

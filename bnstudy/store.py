@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from bnstudy.config import StudyConfig
-from bnstudy.norms import uses_batch_statistics
+from bnstudy.norms import NORMS, uses_batch_statistics
 from bnstudy.sweep import IDENTITY_VERSION, Run, swept_keys
 
 RESULT = "result.json"
@@ -150,11 +150,18 @@ def read_plan(sweep_dir: Path) -> list[dict[str, Any]]:
     return plan if isinstance(plan, list) else plan["runs"]
 
 
+def resolved_config(config: StudyConfig) -> dict[str, Any]:
+    """A run's config as config.json holds it: every field, with only its own norm's options
+    section (the others are at their defaults and unused)."""
+    others = {name for name in NORMS if name != config.model.norm}
+    return config.model_dump(mode="json", exclude={"model": others})
+
+
 def start_run(sweep_dir: Path, run: Run) -> Path:
     """Prepare the run's folder: its config, and an empty history (a killed attempt's
     partial history is discarded)."""
     folder = run_dir(sweep_dir, run.run_id)
-    write_json(folder / CONFIG, run.config.model_dump(mode="json"))
+    write_json(folder / CONFIG, resolved_config(run.config))
     write_atomic(folder / HISTORY, "")
     (folder / "error.txt").unlink(missing_ok=True)
     return folder

@@ -212,7 +212,7 @@ def train(
             layer.set_progress(scheduler.last_epoch / schedule.total)
 
     model.train()
-    with normalization_batch(model, batching.norm_batch_size):
+    with normalization_batch(model, batching.norm_batch_size), _progress_reset(layers):
         while result.steps < schedule.total:
             position.epoch = result.epochs + 1
             stats = _train_epoch(
@@ -234,6 +234,16 @@ def train(
             if not math.isfinite(stats.train_loss):
                 raise Diverged(f"loss {stats.train_loss} in epoch {position.epoch}")
     return result
+
+
+@contextlib.contextmanager
+def _progress_reset(layers: list[nn.Module]) -> Iterator[None]:
+    """Leave the training progress of ``layers`` unset (None: outside training steps) on exit."""
+    try:
+        yield
+    finally:
+        for layer in layers:
+            layer.set_progress(None)
 
 
 def _train_epoch(

@@ -209,3 +209,12 @@ def test_unknown_test_mode_suggests_the_close_one(tiny_study):
     tiny_study["eval"]["test_modes"] = ["eval", "adabm"]
     [(key, message)] = problems(tiny_study)
     assert key == "eval.test_modes" and "did you mean 'adabn'?" in message
+
+
+def test_another_norms_options_are_validated_then_left_out_of_the_run(tiny_study):
+    tiny_study["model"]["group"] = {"grups": 3}  # the run's norm is batch
+    [(key, message)] = problems(tiny_study)
+    assert key == "model.group.grups" and "did you mean 'groups'?" in message
+    tiny_study["model"]["group"] = {"groups": 4}
+    model = validate_study(tiny_study, "s.yaml").model
+    assert model.group.groups == 8 and model.norm == "batch"  # the default: not this run's norm

@@ -379,3 +379,21 @@ def test_recovery_needs_bn_runs():
     runs = nbs_runs()
     group = findings.recovery_findings(runs[runs["norm"].ne("batch")])
     assert group.skipped == "the study has no batch runs to measure recovery against"
+
+
+def test_recovery_keeps_controls_at_each_optimizer_batch_they_were_trained_at():
+    # an optimizer-batch study: the control is trained at every batch size, so no pooling
+    group = batch_size_runs({1: [0.50, 0.51], 4: [0.60, 0.61], 16: [0.70, 0.71]})
+    bn = group.assign(norm="batch", run_id=group["run_id"].str.replace("group", "batch"))
+    runs = pd.concat([group, bn], ignore_index=True)
+    subjects = [f.subject for f in findings.recovery_findings(runs).findings]
+    assert "group @ batch 4" in subjects and not any("any batch" in s for s in subjects)
+
+
+def test_recovery_reference_is_the_largest_batch_where_bn_has_a_result():
+    runs = nbs_runs()
+    failed = runs["norm"].eq("batch") & runs["norm_batch_size"].eq(16)
+    runs.loc[failed, ["status", "test_acc"]] = ["error", float("nan")]
+    group = findings.recovery_findings(runs)
+    assert group.findings[0].claim == "falls short of batch @ norm batch 4"
+    assert [f.subject for f in group.findings][0] == "batch @ norm batch 1"

@@ -247,3 +247,30 @@ def epoch_lrs(schedule: Schedule) -> list[float]:
 def test_the_lr_follows_the_schedule_in_training():
     assert epoch_lrs(Schedule(total=8, warmup=4)) == pytest.approx([0.1, 0.1])
     assert epoch_lrs(Schedule(total=8, warmup=8)) == pytest.approx([0.05, 0.1])
+
+
+def test_the_loop_tells_batch_renorm_the_fraction_of_steps_done_and_unsets_it_after(monkeypatch):
+    from bnstudy.norms.renorm import BatchRenorm
+
+    model = tiny_model("batch_renorm")
+    seen = []
+    real = BatchRenorm.set_progress
+
+    def spy(self, fraction):
+        seen.append(fraction)
+        real(self, fraction)
+
+    monkeypatch.setattr(BatchRenorm, "set_progress", spy)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
+    train(
+        model,
+        tiny_split(),
+        optimizer,
+        batching=Batching(batch_size=5),
+        schedule=Schedule(total=4),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+    )
+    layers = [m for m in model.modules() if isinstance(m, BatchRenorm)]
+    assert seen == [0.0] * 2 + [0.25] * 2 + [0.5] * 2 + [0.75] * 2 + [None] * 2
+    assert all(layer.progress is None for layer in layers) and len(layers) == 2

@@ -192,7 +192,11 @@ class EvoNormB0(VirtualBatches, _EvoNormB0Core):
     fused_activation=True,
     spatial_dims=(0, 1, 2, 3),
 )
-def _evonorm_b0(channels: int, spatial_dims: int, options: BatchOptions) -> nn.Module:
+def _evonorm_b0(
+    channels: int, spatial_dims: int, options: BatchOptions, activation: bool
+) -> nn.Module:
+    # without its activation EvoNorm is an affine map that does not normalize (the authors'
+    # nonlinearity=False): it keeps it whatever activation the model puts after it
     return EvoNormB0(channels, spatial_dims, eps=options.eps, momentum=options.torch_momentum)
 
 
@@ -206,5 +210,8 @@ def _evonorm_b0(channels: int, spatial_dims: int, options: BatchOptions) -> nn.M
     fused_activation=True,
     spatial_dims=(0, 1, 2, 3),
 )
-def _evonorm_s0(channels: int, spatial_dims: int, options: GroupOptions) -> nn.Module:
+def _evonorm_s0(
+    channels: int, spatial_dims: int, options: GroupOptions, activation: bool
+) -> nn.Module:
+    # keeps its activation whatever follows: see _evonorm_b0
     return EvoNormS0(channels, spatial_dims, groups=options.groups, eps=options.eps)

@@ -118,7 +118,11 @@ class FRNOptions(NormOptions):
     fused_activation=True,
     spatial_dims=(0, 1, 2, 3),
 )
-def _frn(channels: int, spatial_dims: int, options: FRNOptions) -> nn.Module:
+def _frn(channels: int, spatial_dims: int, options: FRNOptions, activation: bool) -> nn.Module:
     return FilterResponseNorm(
-        channels, spatial_dims, eps=options.eps, learned_eps=options.learned_eps
+        channels,
+        spatial_dims,
+        eps=options.eps,
+        learned_eps=options.learned_eps,
+        activation=activation,
     )

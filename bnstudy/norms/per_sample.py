@@ -58,7 +58,7 @@ def _group(channels: int, spatial_dims: int, options: GroupOptions) -> nn.Module
     options=EpsOptions,
     modules=(_InstanceNorm,),
     statistic_axes=spatial_axes,
-    at_one_value=fixed("PyTorch raises in training"),
+    at_one_value=fixed("PyTorch raises (in eval mode too: no running statistics)"),
     legacy_keys={"eps": "norm_eps"},
 )
 def _instance(channels: int, spatial_dims: int, options: EpsOptions) -> nn.Module:

@@ -85,7 +85,10 @@ def fixed(text: str) -> Callable[[nn.Module], str]:
 class NormSpec:
     """What bnstudy knows about one norm.
 
-    build: ``(channels, spatial_dims, options) -> module`` (with its activation if fused).
+    build: ``(channels, spatial_dims, options) -> module``; with ``fused_activation`` also a
+        keyword ``activation: bool`` (False: the norm without the activation it fuses, for a
+        model whose next activation is not a ReLU; a norm that does not normalize without it,
+        EvoNorm, may keep it).
     options: the typed options model (``model.<name>`` in a study file).
     modules: the classes it builds; diagnostics recognize a layer by them (first match in
         registration order).
@@ -155,8 +158,9 @@ def create_norm(
 ) -> nn.Module:
     """The norm ``name`` for ``channels`` channels and ``spatial_dims`` axes after C, with
     ``options`` (None: the norm's defaults); a fused norm includes its activation."""
-    spec = norm_spec(name)
-    return spec.build(channels, spatial_dims, _options(spec, options))
+    spec = _spec_for(name, spatial_dims)
+    fused = {"activation": True} if spec.fused_activation else {}
+    return spec.build(channels, spatial_dims, _options(spec, options), **fused)
 
 
 def create_norm_act(
@@ -169,15 +173,23 @@ def create_norm_act(
     """Norm followed by ``activation`` (a name in :data:`ACTIVATIONS`), as one unit. A norm that
     fuses a ReLU-like activation (FRN's TLU, EvoNorm's x·σ(v·x)) stands in for the ReLU, so no
     ReLU is applied after it (timm's ``create_norm_act``). Before another activation (zeros_net's
-    PReLU and tanh) the fused unit is kept whole and that activation follows: built bare,
-    EvoNorm would not normalize at all (its authors' ``nonlinearity=False`` is affine only)."""
+    PReLU and tanh) the norm is built with ``activation=False`` and that activation follows."""
+    spec = _spec_for(name, spatial_dims)
+    options = _options(spec, options)
+    if not spec.fused_activation:
+        norm = spec.build(channels, spatial_dims, options)
+    elif activation == FUSABLE_ACTIVATION:
+        return nn.Sequential(create_norm(name, channels, spatial_dims, options))
+    else:
+        norm = spec.build(channels, spatial_dims, options, activation=False)
+    return nn.Sequential(norm, ACTIVATIONS[activation](channels))
+
+
+def _spec_for(name: str, spatial_dims: int) -> NormSpec:
     spec = norm_spec(name)
     if spatial_dims not in spec.spatial_dims:
         raise ValueError(f"{name}: no {spatial_dims}D form (supported: {spec.spatial_dims})")
-    norm = spec.build(channels, spatial_dims, _options(spec, options))
-    if spec.fused_activation and activation == FUSABLE_ACTIVATION:
-        return nn.Sequential(norm)
-    return nn.Sequential(norm, ACTIVATIONS[activation](channels))
+    return spec
 
 
 def conv_layer(name: str, spatial_dims: int) -> type[nn.Module] | None:

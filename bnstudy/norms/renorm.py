@@ -31,9 +31,15 @@ a 100k-step run: plain BN while ``progress < relax_start`` (0.05); then r_max_no
 from 1 at ``relax_start`` to ``r_max`` at ``r_max_at`` (0.4) and d_max_now from 0 at
 ``relax_start`` to ``d_max`` at ``d_max_at`` (0.25), and both stay there. The linear ramp is
 this module's reading of "gradually". ``progress`` is the fraction of the run's optimizer
-steps done, set by the training loop through :meth:`set_progress` (0 at construction).
+steps done, set by the training loop through :meth:`set_progress` before each step.
 ``schedule="fixed"``: ``r_max`` and ``d_max`` apply from the first step. (The GroupNorm paper's
 Batch Renorm baseline, arXiv 1803.08494, used r_max 1.5 and d_max 0.5.)
+
+The correction belongs to training steps only. Outside them (``progress`` None: at
+construction, and after the loop resets it) train mode is plain batch statistics, r = 1 and
+d = 0: so train-mode testing normalizes with each test batch's statistics, and PreciseBN/AdaBN
+recalibration averages plain per-batch statistics, as for BN (with the correction, each layer
+would be renormalized toward the running statistics the recalibration has just reset).
 
 One value per channel in training (N·∏spatial == 1) raises PyTorch's ``ValueError``, as BN does.
 """
@@ -99,7 +105,7 @@ class _BatchRenormCore(nn.Module):
         self.eps, self.momentum = eps, momentum
         self.r_max, self.d_max, self.schedule = float(r_max), float(d_max), schedule
         self.relax_start, self.d_max_at, self.r_max_at = relax_start, d_max_at, r_max_at
-        self.progress = 0.0
+        self.progress: float | None = None
         self.weight = nn.Parameter(torch.ones(num_features))
         self.bias = nn.Parameter(torch.zeros(num_features))
         self.register_buffer("running_mean", torch.zeros(num_features))
@@ -118,15 +124,18 @@ class _BatchRenormCore(nn.Module):
             )
         return text
 
-    def set_progress(self, fraction: float) -> None:
+    def set_progress(self, fraction: float | None) -> None:
         """Record the fraction of the run's optimizer steps done (0 to 1); the clipping limits
-        of the ``fractions`` schedule follow it."""
-        if not 0 <= fraction <= 1:
+        of the ``fractions`` schedule follow it. ``None``: not inside a training step."""
+        if fraction is not None and not 0 <= fraction <= 1:
             raise ValueError(f"progress must be a fraction in [0, 1], got {fraction}")
-        self.progress = float(fraction)
+        self.progress = None if fraction is None else float(fraction)
 
     def clip_limits(self) -> tuple[float, float]:
-        """``(r_max_now, d_max_now)`` at the current :attr:`progress`."""
+        """``(r_max_now, d_max_now)`` at the current :attr:`progress`; (1, 0), plain batch
+        statistics, outside training steps (progress None)."""
+        if self.progress is None:
+            return 1.0, 0.0
         if self.schedule == "fixed":
             return self.r_max, self.d_max
         if self.progress < self.relax_start:

@@ -32,12 +32,18 @@ def test_at_least_float32(dtype, expected):
         assert out is x
 
 
+def training(renorm: BatchRenorm) -> BatchRenorm:
+    """The module as inside a training step (its r, d correction on)."""
+    renorm.set_progress(1.0)
+    return renorm
+
+
 def norms():
     return [
         FilterResponseNorm(8, 2),
         EvoNormS0(8, 2, groups=4),
         EvoNormB0(8, 2),
-        BatchRenorm(8, 2, schedule="fixed", r_max=2.0, d_max=1.0),
+        training(BatchRenorm(8, 2, schedule="fixed", r_max=2.0, d_max=1.0)),
         ManualBatchNorm(8, 2),
     ]
 

@@ -70,6 +70,8 @@ def test_a_fused_activation_replaces_the_relu_and_precedes_any_other(name):
     assert len(relu_unit) == 1 and module_spec(relu_unit[0]) is NORMS[name]
     tanh_unit = create_norm_act(name, 8, 2, options_with_groups(name), "tanh")
     assert len(tanh_unit) == 2 and isinstance(tanh_unit[1], nn.Tanh)
+    if name == "frn":  # FRN without its TLU before another activation; EvoNorm keeps its own
+        assert tanh_unit[0].tau is None and relu_unit[0].tau is not None
 
 
 def test_frn_tlu_is_applied_exactly_once_in_a_model_block():

@@ -76,6 +76,7 @@ def test_equals_torch_batch_norm_without_correction(shape, momentum, limits):
 def test_r_and_d_carry_no_gradient():
     torch.manual_seed(1)
     renorm = affine(BatchRenorm(3, 1, schedule="fixed", r_max=3.0, d_max=5.0).double(), 3)
+    renorm.set_progress(1.0)  # inside a training step
     x = (torch.randn(6, 3, 4, dtype=torch.float64) * 2 + 1).requires_grad_()
     with torch.no_grad():  # running statistics that make r != 1 and d != 0, both unclipped
         renorm.running_mean.fill_(0.5)
@@ -115,12 +116,15 @@ def test_fractions_schedule_limits():
         0.4: (3.0, 5.0),
         1.0: (3.0, 5.0),
     }
-    assert renorm.progress == 0.0
+    assert renorm.progress is None and renorm.clip_limits() == (1.0, 0.0)  # not training
     for progress, (r_max, d_max) in expected.items():
         renorm.set_progress(progress)
         assert renorm.progress == progress
         assert renorm.clip_limits() == pytest.approx((r_max, d_max))
-    assert BatchRenorm(2, 2, schedule="fixed", r_max=1.5, d_max=0.5).clip_limits() == (1.5, 0.5)
+    fixed = BatchRenorm(2, 2, schedule="fixed", r_max=1.5, d_max=0.5)
+    assert fixed.clip_limits() == (1.0, 0.0)
+    fixed.set_progress(0.0)
+    assert fixed.clip_limits() == (1.5, 0.5)
     with pytest.raises(ValueError, match="progress"):
         renorm.set_progress(1.5)
 
@@ -187,6 +191,7 @@ def test_ghost_batches_equal_separate_calls():
     torch.manual_seed(3)
     ghost = BatchRenorm(3, 2, momentum=0.3, schedule="fixed", r_max=2.0, d_max=1.0).double()
     affine(ghost, 3)
+    ghost.set_progress(1.0)
     plain = copy.deepcopy(ghost)
     x = (torch.randn(8, 3, 2, 2, dtype=torch.float64) * 3 + 1).requires_grad_()
     x_plain = x.detach().clone().requires_grad_()
@@ -238,6 +243,7 @@ def test_gradcheck_with_the_corrections_at_their_limits(shape):
         BatchRenorm(channels, len(shape) - 2, schedule="fixed", r_max=1.5, d_max=0.5), 2
     )
     renorm = renorm.double()
+    renorm.set_progress(1.0)
     with torch.no_grad():
         renorm.running_mean.fill_(-5.0)
         renorm.running_var.fill_(0.01)
@@ -254,3 +260,16 @@ def test_gradcheck_with_the_corrections_at_their_limits(shape):
 
     inputs = (x, renorm.weight.detach(), renorm.bias.detach())
     assert torch.autograd.gradcheck(fresh_call, tuple(t.clone().requires_grad_() for t in inputs))
+
+
+def test_outside_training_steps_train_mode_is_plain_batch_statistics():
+    torch.manual_seed(5)
+    renorm = BatchRenorm(3, 2, schedule="fixed", r_max=3.0, d_max=5.0).double()
+    with torch.no_grad():  # running statistics far from the batch's: the correction would show
+        renorm.running_mean.fill_(2.0)
+        renorm.running_var.fill_(4.0)
+    bn = torch.nn.BatchNorm2d(3, momentum=0.01).double()
+    x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
+    torch.testing.assert_close(renorm(x), bn(x))  # progress None: r = 1, d = 0
+    renorm.set_progress(0.5)
+    assert not torch.allclose(renorm(x), bn(x))
