@@ -268,7 +268,7 @@ def test_outside_training_steps_train_mode_is_plain_batch_statistics():
     with torch.no_grad():  # running statistics far from the batch's: the correction would show
         renorm.running_mean.fill_(2.0)
         renorm.running_var.fill_(4.0)
-    bn = torch.nn.BatchNorm2d(3, momentum=0.01).double()
+    bn = torch.nn.BatchNorm2d(3).double()
     x = torch.randn(4, 3, 5, 5, dtype=torch.float64)
     torch.testing.assert_close(renorm(x), bn(x))  # progress None: r = 1, d = 0
     renorm.set_progress(0.5)
