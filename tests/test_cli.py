@@ -154,3 +154,11 @@ def test_the_shipped_small_batch_fixes_study_runs_as_a_small_preset(tmp_path):
     assert "batch_renorm @ norm batch 1: falls short of batch @ norm batch 32" in findings
     assert "frn @ any norm batch: falls short of batch @ norm batch 32" in findings
     assert (report / "recovery.png").stat().st_size > 0
+
+
+def test_norms_lists_every_registered_norm_with_its_options():
+    result = invoke("norms")
+    assert result.exit_code == 0, result.output
+    for name in NORMS:
+        assert f"│ {name} " in result.output, name
+    assert "r_max=3.0" in result.output and "fuses its activation" in result.output
