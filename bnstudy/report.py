@@ -101,8 +101,8 @@ PLOT_CAPTIONS = {
         "Recovery of BN's large-batch accuracy",
         "Per norm, eval-mode test accuracy minus BN's at its largest batch, paired by seed, in "
         f"percentage points, {BAND}. Norms with batch statistics vary along the axis; the "
-        "others, trained once per seed, are flat lines with their band. 0 (black): the "
-        "reference.",
+        "others, trained once per seed, are dashed levels with their interval as a bar at the "
+        "right margin. 0 (black): the reference.",
     ),
     ACCURACY_PNG: (
         "Test accuracy along the batch axis",
@@ -827,9 +827,11 @@ def plot_noise_law(df: pd.DataFrame) -> Figure:
 
 def plot_recovery(df: pd.DataFrame) -> Figure:
     """One panel along the batch axis: per norm, eval-mode accuracy minus BN's at its largest
-    axis value (:func:`bnstudy.findings.recovery_table`), mean and t-interval band over seeds;
-    norms without batch statistics as flat lines over the axis. Raises ValueError when there is
-    nothing to compare (no BN runs, or no other norm)."""
+    axis value (:func:`bnstudy.findings.recovery_table`), mean and t-interval over seeds: a
+    line with a band for norms with batch statistics; a dashed level with its interval as a
+    bar at the right margin for those trained once per seed (a band across the panel would hide
+    the others). Raises ValueError when there is nothing to compare (no BN runs, or no other
+    norm)."""
     table = recovery_table(df)
     if table.empty:
         raise ValueError("no recovery to plot: " + recovery_skip(df))
@@ -837,16 +839,25 @@ def plot_recovery(df: pd.DataFrame) -> Figure:
     values = _ticks(along_axis(df), axis)
     table = table.rename(columns={k: f"recovery_{k}" for k in ("mean", "ci_low", "ci_high")})
     shared = table[axis].isna()
-    flat = table[shared].drop(columns=axis).merge(pd.DataFrame({axis: values}), how="cross")
     colors = _series_colors(df)
     fig, (ax,) = _figure_with_panels(1)
-    for rows, linestyle in ((table[~shared], "-"), (flat, "--")):
-        for label, line in rows.groupby(series_labels(rows, series), sort=False):
-            _band(ax, line, axis, "recovery", colors[label], linestyle)
+    varying = table[~shared]
+    for label, line in varying.groupby(series_labels(varying, series), sort=False):
+        _band(ax, line, axis, "recovery", colors[label], "-")
+    flat = table[shared].reset_index(drop=True)
+    margin = values[-1] * 1.4 * 1.15 ** np.arange(len(flat))  # staggered bars, log-spaced
+    for (_, row), label, x in zip(
+        flat.iterrows(), series_labels(flat, series), margin, strict=True
+    ):
+        color = colors[label]
+        ax.axhline(row["recovery_mean"], color=color, linestyle="--", linewidth=1.2)
+        ax.vlines(x, row["recovery_ci_low"], row["recovery_ci_high"], color=color, linewidth=3)
+        ax.plot(x, row["recovery_mean"], marker="o", color=color)
     ax.axhline(0, color="black", linewidth=1)
     _log2_axis(ax, values, axis)
+    ax.set_xlim(values[0] / 1.4, (margin[-1] if len(flat) else values[-1]) * 1.2)
     ax.set_ylabel(f"accuracy − {recovery_reference(df)} (pp)")
-    _legend(fig, _drawn_handles(pd.concat([table[~shared], flat]), df), False)
+    _legend(fig, _drawn_handles(table, df), False)
     fig.suptitle("Recovery of BN's large-batch accuracy (eval mode)", fontsize="medium")
     return fig
 
