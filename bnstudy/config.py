@@ -58,6 +58,9 @@ class DataConfig(_Section):
     # (each image/volume minus its mean over channels and pixels, divided by its std, as 3D
     # pipelines normalize each volume); see bnstudy.data for what each data set builds in
     intensity: Literal["none", "per_sample_zscore"] = "none"
+    # axis order in the file (npz): channels_first (N, C, ...) or channels_last (N, ..., C);
+    # null = channels_first, and a shape that looks channels-last (N, 24, 24, 3) is refused
+    layout: Literal["channels_first", "channels_last"] | None = None
 
     @field_validator("name")
     @classmethod
@@ -77,6 +80,14 @@ class DataConfig(_Section):
         if root is not None and not Path(root).exists():
             raise ValueError(f"no such file or directory: {root}")
         return root
+
+    @field_validator("layout")
+    @classmethod
+    def _layout_of_a_file(cls, layout: str | None, info: ValidationInfo) -> str | None:
+        spec = DATASETS.get(info.data.get("name", ""))
+        if layout is not None and spec is not None and not spec.layouts:
+            raise ValueError(f"{info.data['name']} has a fixed layout; remove it")
+        return layout
 
 
 class _ModelSettings(_Section):

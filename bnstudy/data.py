@@ -68,7 +68,8 @@ class Dataset:
 class DatasetSpec:
     """How to load one named data set.
 
-    ``load(*, train_size, test_size, seed, root, image_size)`` returns a CPU ``Dataset``.
+    ``load(*, train_size, test_size, seed, root, image_size)`` returns a CPU ``Dataset``; a
+    loader with ``layouts`` also takes ``layout`` (``data.layout``: how the file orders axes).
     ``spatial_dims`` is 2 or 3, or 0 when it is read from the file (``npz``); likewise
     ``in_channels`` and ``num_classes`` are 0 when only the file knows them. ``files(root)``
     lists the files a file-based loader reads (their content is part of run identity).
@@ -81,6 +82,7 @@ class DatasetSpec:
     in_channels: int = 0
     num_classes: int = 0
     files: Callable[[Path], list[Path]] = lambda root: []
+    layouts: bool = False
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -500,17 +502,43 @@ def load_cifar10(
 
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+LAYOUTS = ("channels_first", "channels_last")
+_FEW_CHANNELS = 4  # a last axis this small, after larger ones, is most likely the channels
 
 
-def _npz_split(x: np.ndarray, y: np.ndarray, split: str) -> tuple[Tensor, Tensor]:
-    """Check one split's arrays and turn them into float32 x and int64 y."""
+def _looks_channels_last(shape: tuple[int, ...]) -> bool:
+    """(N, H, W, C) or (N, D, H, W, C) with C <= 4 after larger axes, e.g. (N, 24, 24, 3)."""
+    return shape[-1] <= _FEW_CHANNELS < min(shape[1:-1])
+
+
+def _channels_first(x: np.ndarray, split: str, layout: str | None) -> np.ndarray:
+    """x as (N, C, *spatial). ``layout`` None: the file must be channels-first, and a shape
+    that looks channels-last is refused rather than guessed."""
+    if layout == "channels_last":
+        return np.moveaxis(x, -1, 1)
+    if layout is None and _looks_channels_last(x.shape):
+        raise ValueError(
+            f"x_{split} has shape {x.shape}, which looks channels-last (N, ..., C): set "
+            "data.layout: channels_last, or data.layout: channels_first if axis 1 really is "
+            "the channels"
+        )
+    return x
+
+
+def _npz_split(
+    x: np.ndarray, y: np.ndarray, split: str, layout: str | None
+) -> tuple[Tensor, Tensor]:
+    """Check one split's arrays and turn them into float32 x (N, C, *spatial) and int64 y."""
     if x.ndim not in (4, 5):
         raise ValueError(f"x_{split} must be (N, C, H, W) or (N, C, D, H, W), got {x.shape}")
+    x = _channels_first(x, split, layout)
     if y.ndim != 1 or len(y) != len(x) or len(y) == 0:
         raise ValueError(f"y_{split} must be 1-D with one label per x_{split} row, got {y.shape}")
     if not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
         raise ValueError(f"y_{split} must hold non-negative integer labels")
-    return torch.from_numpy(x.astype(np.float32)), torch.from_numpy(y.astype(np.int64))
+    return torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)), torch.from_numpy(
+        y.astype(np.int64)
+    )
 
 
 def load_npz(
@@ -520,10 +548,13 @@ def load_npz(
     seed: int,
     root: str | None,
     image_size: int | None = None,
+    layout: str | None = None,
 ) -> Dataset:
     """User data from the ``.npz`` file ``root`` with ``x_train, y_train, x_test, y_test``.
 
     x is (N, C, H, W) or (N, C, D, H, W), float or uint8; spatial_dims follows its rank.
+    ``layout`` ``channels_last`` reads (N, H, W, C) / (N, D, H, W, C); None refuses a shape
+    that looks channels-last (:func:`_looks_channels_last`) instead of guessing.
     num_classes is the largest label in either full split plus one, so it does not
     change with the sizes asked for. ``seed`` is unused: sizes take the first examples.
     """
@@ -534,8 +565,8 @@ def load_npz(
         missing = [key for key in _NPZ_KEYS if key not in arrays.files]
         if missing:
             raise ValueError(f"{path} lacks arrays {', '.join(missing)}")
-        train_x, train_y = _npz_split(arrays["x_train"], arrays["y_train"], "train")
-        test_x, test_y = _npz_split(arrays["x_test"], arrays["y_test"], "test")
+        train_x, train_y = _npz_split(arrays["x_train"], arrays["y_train"], "train", layout)
+        test_x, test_y = _npz_split(arrays["x_test"], arrays["y_test"], "test", layout)
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"x_train {train_x.shape} and x_test {test_x.shape} differ per example")
     _check_image_size("npz", image_size, tuple(train_x.shape[2:]))
@@ -565,6 +596,7 @@ DATASETS: dict[str, DatasetSpec] = {
         True,
         "x/y train/test arrays in the .npz file root (2D or 3D)",
         files=lambda root: [root],
+        layouts=True,
     ),
 }
 
@@ -611,14 +643,21 @@ def load_dataset(
     image_size: int | None,
     intensity: str = "none",
     device: torch.device | str = "cpu",
+    layout: str | None = None,
 ) -> Dataset:
-    """Load data set ``name`` from ``DATASETS``, normalize each sample's ``intensity`` if asked,
-    and put both splits on ``device``."""
+    """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one),
+    normalize each sample's ``intensity`` if asked, and put both splits on ``device``."""
     spec = DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    extra = {"layout": layout} if spec.layouts else {}
     data = spec.load(
-        train_size=train_size, test_size=test_size, seed=seed, root=root, image_size=image_size
+        train_size=train_size,
+        test_size=test_size,
+        seed=seed,
+        root=root,
+        image_size=image_size,
+        **extra,
     )
     data = _with_intensity(data, intensity)
     device = torch.device(device)

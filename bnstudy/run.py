@@ -105,6 +105,7 @@ def _dataset(data: DataConfig, device: str) -> Dataset:
         image_size=data.image_size,
         intensity=data.intensity,
         device=device,
+        layout=data.layout,
     )
 
 

@@ -276,3 +276,35 @@ def test_npz_errors(tmp_path):
     ok = _write_npz(tmp_path / "ok.npz", x, y, x, y)
     with pytest.raises(ValueError, match="train_size"):
         _load("npz", root=ok, train_size=4)
+
+
+def test_npz_channels_last_is_refused_unless_declared(tmp_path):
+    rng = np.random.default_rng(3)
+    first = rng.normal(size=(6, 3, 24, 24))
+    y = np.array([0, 1, 2, 0, 1, 2])
+    last = _write_npz(tmp_path / "last.npz", *(np.moveaxis(first, 1, -1), y) * 2)
+    with pytest.raises(ValueError, match=r"\(6, 24, 24, 3\), which looks channels-last"):
+        _load("npz", root=last, train_size=None, test_size=None)
+    read = _load("npz", root=last, train_size=None, test_size=None, layout="channels_last")
+    same = _load(
+        "npz",
+        root=_write_npz(tmp_path / "first.npz", first, y, first, y),
+        train_size=None,
+        test_size=None,
+    )
+    assert read.in_channels == 3 and read.train.x.shape == (6, 3, 24, 24)
+    torch.testing.assert_close(read.train.x, same.train.x)
+    volumes = rng.normal(size=(4, 8, 8, 8, 1))  # (N, D, H, W, C)
+    path = _write_npz(tmp_path / "v.npz", volumes, y[:4], volumes, y[:4])
+    with pytest.raises(ValueError, match="looks channels-last"):
+        _load("npz", root=path, train_size=None, test_size=None)
+    declared = _load("npz", root=path, train_size=None, test_size=None, layout="channels_first")
+    assert declared.in_channels == 8  # the user said so: axis 1 is the channels
+
+
+def test_a_layout_is_for_file_data_only(tiny_study):
+    from bnstudy.config import ConfigError, validate_study
+
+    tiny_study["data"]["layout"] = "channels_last"
+    with pytest.raises(ConfigError, match="data.layout: synthetic2d has a fixed layout"):
+        validate_study(tiny_study, "s.yaml")
