@@ -113,6 +113,74 @@ class ZerosNet(nn.Module):
         return self.layers(x).flatten(1)
 
 
+class BasicBlock(nn.Module):
+    """He et al. 2016's basic residual block: conv3×3 → norm → ReLU → conv3×3 → norm, plus the
+    shortcut, → ReLU. The shortcut is the identity; where the block halves the map and widens
+    the channels it subsamples with stride 2 and pads the new channels with zeros (the paper's
+    option A for CIFAR, §4.2), so it adds no parameters and no norm."""
+
+    def __init__(
+        self, in_channels: int, channels: int, stride: int, norm_act: NormAct, conv: ConvLayer
+    ) -> None:
+        super().__init__()
+        self.stride, self.extra = stride, channels - in_channels
+        self.conv1 = conv(in_channels, channels, 3, stride=stride, padding=1, bias=False)
+        self.norm1 = norm_act(channels, "relu")
+        self.conv2 = conv(channels, channels, 3, padding=1, bias=False)
+        self.norm2 = norm_act(channels, "identity")
+        self.relu = nn.ReLU(inplace=True)
+
+    def shortcut(self, x: torch.Tensor) -> torch.Tensor:
+        """x subsampled by the stride along every spatial axis, zero channels added evenly."""
+        x = x[(slice(None), slice(None)) + (slice(None, None, self.stride),) * (x.dim() - 2)]
+        if not self.extra:
+            return x
+        pad = (0, 0) * (x.dim() - 2) + (self.extra // 2, self.extra - self.extra // 2)
+        return nn.functional.pad(x, pad)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.norm2(self.conv2(self.norm1(self.conv1(x))))
+        return self.relu(out + self.shortcut(x))
+
+
+class CifarResNet(nn.Module):
+    """The CIFAR ResNets of He et al. 2016 (arXiv 1512.03385, §4.2): conv3×3 → norm → ReLU,
+    then three stages of ``blocks`` basic blocks with ``widths`` (16, 32, 64) channels on maps
+    of 32², 16², 8² (the first block of stages 2 and 3 has stride 2), global average pooling
+    and a linear classifier; 6·blocks + 2 layers (resnet20: 3 blocks). Convolutions get He
+    (fan-in) initialization, as in the paper. Works in 2D and 3D."""
+
+    def __init__(
+        self,
+        shape: InputShape,
+        num_classes: int,
+        widths: Sequence[int],
+        norm_act: NormAct,
+        conv: ConvLayer,
+        blocks: int = 3,
+    ) -> None:
+        super().__init__()
+        layers: list[nn.Module] = [
+            conv(shape.channels, widths[0], 3, padding=1, bias=False),
+            *norm_act(widths[0], "relu"),
+        ]
+        channels = widths[0]
+        for stage, width in enumerate(widths):
+            for block in range(blocks):
+                stride = 2 if stage > 0 and block == 0 else 1
+                layers.append(BasicBlock(channels, width, stride, norm_act, conv))
+                channels = width
+        self.features = nn.Sequential(*layers)
+        self.pool = layer_class("avgpool", shape.spatial_dims)(1)
+        self.head = nn.Linear(channels, num_classes)
+        for module in self.modules():
+            if isinstance(module, nn.modules.conv._ConvNd):
+                nn.init.kaiming_normal_(module.weight)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.pool(self.features(x)).flatten(1))
+
+
 ModelBuilder = Callable[[InputShape, int, "Sequence[int] | None", NormAct, ConvLayer], nn.Module]
 
 
@@ -136,7 +204,17 @@ def _zeros_net(
     return ZerosNet(shape, num_classes, widths or (64, 128, 256, 256, 256), norm_act, conv)
 
 
-MODELS: dict[str, ModelBuilder] = {"cnn": _cnn, "zeros_net": _zeros_net}
+def _resnet20(
+    shape: InputShape,
+    num_classes: int,
+    widths: Sequence[int] | None,
+    norm_act: NormAct,
+    conv: ConvLayer,
+) -> nn.Module:
+    return CifarResNet(shape, num_classes, widths or (16, 32, 64), norm_act, conv, blocks=3)
+
+
+MODELS: dict[str, ModelBuilder] = {"cnn": _cnn, "zeros_net": _zeros_net, "resnet20": _resnet20}
 
 
 def build_model(

@@ -44,3 +44,37 @@ def test_a_fused_norm_replaces_the_relu_of_each_block():
     assert not any(isinstance(m, torch.nn.ReLU) for m in model.modules())
     batch = make_model(ModelConfig(widths=[4, 8]), InputShape(3, 2, 8), 10)
     assert sum(isinstance(m, torch.nn.ReLU) for m in batch.modules()) == 2
+
+
+@pytest.mark.parametrize("norm", list(NORMS))
+def test_resnet20_builds_with_every_norm_in_2d_and_3d(norm):
+    options = {"groups": 2} if "groups" in NORMS[norm].options.model_fields else {}
+    config = ModelConfig.model_validate(
+        {"name": "resnet20", "widths": [4, 8, 16], "norm": norm, norm: options}
+    )
+    for dims in (2, 3):
+        model = make_model(config, InputShape(channels=2, spatial_dims=dims, size=8), 5)
+        assert model(torch.randn(3, 2, *[8] * dims)).shape == (3, 5)
+
+
+def test_resnet20_has_the_papers_layers_and_parameter_count():
+    model = make_model(ModelConfig(name="resnet20"), InputShape(3, 2, 32), num_classes=10)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert len(convs) == 19  # + the linear classifier: 20 weighted layers
+    assert sum(p.numel() for p in model.parameters()) == 269_722  # the paper's 0.27M
+
+
+def test_option_a_shortcut_subsamples_and_pads_channels_with_zeros():
+    model = make_model(ModelConfig(name="resnet20"), InputShape(3, 2, 32), num_classes=10)
+    block = model.features[3 + 3]  # after conv, norm, ReLU and stage 1: 16 -> 32, stride 2
+    x = torch.randn(2, 16, 8, 8)
+    out = block.shortcut(x)
+    assert out.shape == (2, 32, 4, 4)
+    torch.testing.assert_close(out[:, 8:24], x[:, :, ::2, ::2])
+    assert out[:, :8].abs().sum() == 0 and out[:, 24:].abs().sum() == 0
+
+
+def test_a_fused_norm_before_the_residual_sum_comes_without_its_activation():
+    model = make_model(ModelConfig(name="resnet20", norm="frn"), InputShape(3, 2, 32), 10)
+    block = model.features[3]
+    assert block.norm1[0].tau is not None and block.norm2[0].tau is None

@@ -195,9 +195,13 @@ class EvoNormB0(VirtualBatches, _EvoNormB0Core):
 def _evonorm_b0(
     channels: int, spatial_dims: int, options: BatchOptions, activation: bool
 ) -> nn.Module:
-    # without its activation EvoNorm is an affine map that does not normalize (the authors'
-    # nonlinearity=False): it keeps it whatever activation the model puts after it
-    return EvoNormB0(channels, spatial_dims, eps=options.eps, momentum=options.torch_momentum)
+    return EvoNormB0(
+        channels,
+        spatial_dims,
+        eps=options.eps,
+        momentum=options.torch_momentum,
+        activation=activation,
+    )
 
 
 @register_norm(
@@ -213,5 +217,6 @@ def _evonorm_b0(
 def _evonorm_s0(
     channels: int, spatial_dims: int, options: GroupOptions, activation: bool
 ) -> nn.Module:
-    # keeps its activation whatever follows: see _evonorm_b0
-    return EvoNormS0(channels, spatial_dims, groups=options.groups, eps=options.eps)
+    return EvoNormS0(
+        channels, spatial_dims, groups=options.groups, eps=options.eps, activation=activation
+    )

@@ -28,6 +28,7 @@ ACTIVATIONS: dict[str, Callable[[int], nn.Module]] = {
     "relu": lambda channels: nn.ReLU(inplace=True),
     "prelu": lambda channels: nn.PReLU(channels, init=0.2),
     "tanh": lambda channels: nn.Tanh(),
+    "identity": lambda channels: nn.Identity(),  # a norm before a residual sum
 }
 FUSABLE_ACTIVATION = "relu"  # the activation a fused norm-activation unit replaces
 RESERVED_NAMES = ("name", "widths", "norm")  # model.* keys that are not norm sections
@@ -87,8 +88,7 @@ class NormSpec:
 
     build: ``(channels, spatial_dims, options) -> module``; with ``fused_activation`` also a
         keyword ``activation: bool`` (False: the norm without the activation it fuses, for a
-        model whose next activation is not a ReLU; a norm that does not normalize without it,
-        EvoNorm, may keep it).
+        model whose next activation is not a ReLU, or none before a residual sum).
     options: the typed options model (``model.<name>`` in a study file).
     modules: the classes it builds; diagnostics recognize a layer by them (first match in
         registration order).
@@ -173,7 +173,9 @@ def create_norm_act(
     """Norm followed by ``activation`` (a name in :data:`ACTIVATIONS`), as one unit. A norm that
     fuses a ReLU-like activation (FRN's TLU, EvoNorm's x·σ(v·x)) stands in for the ReLU, so no
     ReLU is applied after it (timm's ``create_norm_act``). Before another activation (zeros_net's
-    PReLU and tanh) the norm is built with ``activation=False`` and that activation follows."""
+    PReLU and tanh, ``identity`` before a residual sum) it is built with ``activation=False``
+    and that activation follows: FRN without its TLU, and EvoNorm as its authors and timm define
+    it there, an affine map (EvoNorm normalizes only as the activation)."""
     spec = _spec_for(name, spatial_dims)
     options = _options(spec, options)
     if not spec.fused_activation:
