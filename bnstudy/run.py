@@ -23,7 +23,7 @@ from torch import nn
 import bnstudy
 from bnstudy import diagnostics
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
-from bnstudy.data import Dataset, Split, load_dataset
+from bnstudy.data import Dataset, Split, data_fingerprint, load_dataset
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm_act
 from bnstudy.precise import recompute_bn_statistics
@@ -95,7 +95,8 @@ def _norm_act(
 
 
 @functools.lru_cache(maxsize=2)
-def _dataset(data: DataConfig, device: str) -> Dataset:
+def _dataset(data: DataConfig, device: str, fingerprint: str | None) -> Dataset:
+    """``fingerprint`` (of the files read) is part of the cache key: an edited file reloads."""
     return load_dataset(
         data.name,
         train_size=data.train_size,
@@ -111,7 +112,9 @@ def _dataset(data: DataConfig, device: str) -> Dataset:
 
 def load_data(config: StudyConfig, device: torch.device) -> Dataset:
     """The run's data set on ``device``; the runs of a sweep in one process share it."""
-    return _dataset(config.data, str(device))
+    data = config.data
+    fingerprint = data_fingerprint(data.name, data.root) if data.root is not None else None
+    return _dataset(data, str(device), fingerprint)
 
 
 def execute_run(

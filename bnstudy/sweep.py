@@ -32,6 +32,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+import torch
+
 from bnstudy.config import (
     ConfigError,
     StudyConfig,
@@ -43,7 +45,7 @@ from bnstudy.config import (
 from bnstudy.data import DATASETS, data_fingerprint
 from bnstudy.models import InputShape
 from bnstudy.norms import norm_spec
-from bnstudy.run import make_model
+from bnstudy.run import load_data, make_model
 
 IDENTITY_VERSION = 2  # 1: hash of every field, defaults included
 RESERVED = ("zip", "exclude")
@@ -254,7 +256,8 @@ def _resolve(
         return None, [_blame(key, message, swept) for key, message in error.problems]
     problem = _build_problem(config)
     if problem:
-        return None, [("model", f"{problem} (run {_describe(swept)})")]
+        key, message = problem  # a data problem is the same for every run: said once
+        return None, [(key, message if key == "data" else f"{message} (run {_describe(swept)})")]
     used = {key: value for key, value in swept.items() if not ignores(config, key)}
     return Run(config=config, swept=used, run_id=run_identity(config)), []
 
@@ -270,15 +273,24 @@ def _describe(swept: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in swept.items())
 
 
-def _build_problem(config: StudyConfig) -> str | None:
+def _build_problem(config: StudyConfig) -> tuple[str, str] | None:
     """Build the run's model once on the CPU to catch errors such as groups not dividing a
-    width before any run starts. Data sets whose shape comes from a file are left to run time."""
+    width before any run starts; a data set read from files is loaded for it (once per process:
+    the runs reuse it), so a missing or malformed file is a problem here, not an error in every
+    run. Returns (key, message) or None."""
     spec = DATASETS[config.data.name]
-    if not (spec.spatial_dims and spec.in_channels and spec.num_classes):
-        return None
-    shape = InputShape(spec.in_channels, spec.spatial_dims, config.data.image_size or 32)
+    if not spec.needs_root:
+        size = config.data.image_size or 32
+        shape, num_classes = InputShape(spec.in_channels, spec.spatial_dims, size), spec.num_classes
+    else:
+        try:
+            data = load_data(config, torch.device("cpu"))
+        except (OSError, ValueError) as error:
+            return "data", f"{config.data.root}: {error}"
+        shape = InputShape(data.in_channels, data.spatial_dims, data.train.x.shape[-1])
+        num_classes = data.num_classes
     try:
-        make_model(config.model, shape, spec.num_classes)
+        make_model(config.model, shape, num_classes)
     except ValueError as error:
-        return str(error)
+        return "model", str(error)
     return None

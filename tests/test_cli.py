@@ -162,3 +162,26 @@ def test_norms_lists_every_registered_norm_with_its_options():
     for name in NORMS:
         assert f"│ {name} " in result.output, name
     assert "r_max=3.0" in result.output and "fuses its activation" in result.output
+
+
+def test_malformed_file_data_is_one_line_and_exit_2_before_any_run(
+    tiny_study, write_study, tmp_path
+):
+    import numpy as np
+
+    x = np.random.default_rng(0).normal(size=(12, 8, 8, 3))  # channels-last
+    y = np.arange(12) % 3
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y, x_test=x, y_test=y)
+    tiny_study["data"] = {"name": "npz", "root": str(tmp_path / "d.npz")}
+    tiny_study["eval"]["batch_size"] = 6
+    config = write_study(tiny_study)
+    result = invoke("run", config, "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "data: " in line and "(12, 8, 8, 3), which looks channels-last" in line
+    assert not (tmp_path / "out").exists()
+    declared = invoke("run", config, "data.layout=channels_last", "--out", tmp_path / "out")
+    assert declared.exit_code == 0, declared.output
+    np.savez(tmp_path / "d.npz", x_train=x, y_train=y)  # no test split
+    missing = invoke("run", config, "data.layout=channels_last", "--out", tmp_path / "out")
+    assert missing.exit_code == 2 and "lacks arrays x_test, y_test" in missing.stderr
