@@ -1,3 +1,5 @@
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -139,3 +141,33 @@ def test_a_norm_refuses_another_norms_options():
 def test_unknown_norm_lists_the_known_names():
     with pytest.raises(ValueError, match="batch, batch_manual, batch_keras, batch_renorm"):
         create_norm("batchnorm", 8, 2)
+
+
+@pytest.mark.parametrize("name", [n for n, s in NORMS.items() if s.batch_statistics])
+def test_ghost_batches_equal_separate_calls_for_every_batch_statistic_norm(name):
+    torch.manual_seed(3)
+    ghost = create_norm(name, 3, 2).double().train()
+    for parameter in ghost.parameters():  # non-trivial affine parameters
+        parameter.data.uniform_(0.5, 1.5)
+    for layer in progress_layers(ghost):  # inside a training step, late in the run
+        layer.set_progress(1.0)
+    plain = copy.deepcopy(ghost)
+    x = (torch.randn(8, 3, 2, 2, dtype=torch.float64) * 3 + 1).requires_grad_()
+    x_plain = x.detach().clone().requires_grad_()
+    upstream = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    ghost.norm_batch_size = 2
+    out = ghost(x)
+    expected = torch.cat([plain(part) for part in x_plain.split(2)])
+    torch.testing.assert_close(out, expected)
+    out.backward(upstream)
+    expected.backward(upstream)
+    torch.testing.assert_close(x.grad, x_plain.grad)
+    for (key, mine), (_, theirs) in zip(
+        ghost.named_parameters(), plain.named_parameters(), strict=True
+    ):
+        torch.testing.assert_close(mine.grad, theirs.grad, msg=key)
+    for (key, mine), (_, theirs) in zip(ghost.named_buffers(), plain.named_buffers(), strict=True):
+        torch.testing.assert_close(mine, theirs, msg=key)
+    whole = copy.deepcopy(ghost)
+    whole.norm_batch_size = None
+    assert not torch.allclose(whole(x.detach()), out.detach())  # the split matters
