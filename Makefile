@@ -25,8 +25,8 @@ test: $(INSTALLED)
 	$(BIN)/python -m pytest -q
 
 lint: $(INSTALLED)
-	$(BIN)/ruff check bnstudy tests scripts
-	$(BIN)/ruff format --check bnstudy tests scripts
+	$(BIN)/ruff check bnstudy tests scripts examples
+	$(BIN)/ruff format --check bnstudy tests scripts examples
 
 clean-venv:
 	rm -rf $(VENV)

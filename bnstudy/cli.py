@@ -23,6 +23,7 @@ from bnstudy.config import (
 )
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.norms import NORMS, create_norm
+from bnstudy.outcomes import counts_text
 from bnstudy.run import load_data, model_for_data, statistics_batch
 from bnstudy.study import pending_runs, resolve_device, run_study
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
@@ -107,7 +108,7 @@ def run(
         out.print(_plan_table(runs, sweep_dir, order.value))
         return
     counts = run_study(study, runs, out_root, target, order.value, err, jobs)
-    summary = ", ".join(f"{counts.get(s, 0)} {s}" for s in ("ok", "error", "diverged"))
+    summary = counts_text(counts)
     out.print(f"{study.name}: {len(runs)} runs: {summary} -> {sweep_dir / store.TABLE}")
 
 

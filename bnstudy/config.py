@@ -26,6 +26,7 @@ from pydantic import (
 )
 
 from bnstudy.data import DATASETS
+from bnstudy.external import check_model_name, is_external
 from bnstudy.models import MODELS
 from bnstudy.norms import NORMS, NormOptions, uses_batch_statistics
 from bnstudy.test_modes import TEST_MODES
@@ -48,12 +49,23 @@ class _Section(BaseModel):
 
 
 class DataConfig(_Section):
-    name: str = "synthetic2d"  # data set: synthetic2d | synthetic3d | cifar10 | npz
+    # data set (bnstudy.data.DATASETS): synthetic2d | synthetic3d | cifar10 | medmnist3d |
+    # imagefolder | npz
+    name: str = "synthetic2d"
     train_size: int | None = Field(None, ge=1)  # training samples; null = the data set's default
     test_size: int | None = Field(None, ge=1)  # test samples; null = the data set's default
-    image_size: int | None = Field(None, ge=1)  # pixels (voxels) per side; null = native (32)
-    seed: int = 0  # generation seed of synthetic data, fixed across run seeds
-    root: str | None = None  # file data sets: directory (cifar10) or .npz file, relative to cwd
+    # pixels (voxels) per side; null = native (32 for generated data, the files' size for file
+    # data, which is never resized); imagefolder: required, every image is resized to it
+    image_size: int | None = Field(None, ge=1, validate_default=True)
+    # seed of synthetic data, and of the class-balanced subsets drawn from cifar10, medmnist3d
+    # and imagefolder when train_size/test_size are below a split's size; fixed across run seeds
+    seed: int = 0
+    # cifar10 only: fetch the files into root with torchvision when they are missing (needs
+    # internet; root is created). Not part of run identity (the files' fingerprint is)
+    download: bool = Field(False, exclude=True)
+    # file data sets, relative to cwd: a directory (cifar10: holds cifar-10-batches-py;
+    # imagefolder: holds train/ and test/) or a .npz file (npz; medmnist3d, e.g. organmnist3d.npz)
+    root: str | None = Field(None, validate_default=True)
     # per-sample intensity normalization before anything else: none, or per_sample_zscore
     # (each image/volume minus its mean over channels and pixels, divided by its std, as 3D
     # pipelines normalize each volume); see bnstudy.data for what each data set builds in
@@ -61,6 +73,14 @@ class DataConfig(_Section):
     # axis order in the file (npz): channels_first (N, C, ...) or channels_last (N, ..., C);
     # null = channels_first, and a shape that looks channels-last (N, 24, 24, 3) is refused
     layout: Literal["channels_first", "channels_last"] | None = None
+    # training augmentation, on the device per batch (bnstudy.augment): none; crop (random crop
+    # of the zero-padded sample, every spatial axis); crop_flip (crop, then the last axis
+    # reversed with probability 1/2). Flips mirror anatomy: not for left/right labels
+    # (OrganMNIST3D's kidney-left/kidney-right)
+    augment: Literal["none", "crop", "crop_flip"] = "none"
+    # crop: zeros added on each side of every spatial axis, in pixels (voxels), after
+    # standardization (so the training mean of each channel); ignored (reset) with augment none
+    augment_padding: int = Field(4, ge=0)
 
     @field_validator("name")
     @classmethod
@@ -77,9 +97,33 @@ class DataConfig(_Section):
             raise ValueError(f"{info.data['name']} reads local files: set data.root")
         if not spec.needs_root and root is not None:
             raise ValueError(f"{info.data['name']} is generated and reads no files; remove it")
-        if root is not None and not Path(root).exists():
+        if root is not None and not Path(root).exists() and not info.data.get("download"):
             raise ValueError(f"no such file or directory: {root}")
         return root
+
+    @field_validator("image_size")
+    @classmethod
+    def _size_to_resize_to(cls, size: int | None, info: ValidationInfo) -> int | None:
+        spec = DATASETS.get(info.data.get("name", ""))
+        if size is None and spec is not None and spec.resizes:
+            raise ValueError(f"{info.data['name']} resizes every image to it: set data.image_size")
+        return size
+
+    @field_validator("download")
+    @classmethod
+    def _downloadable(cls, download: bool, info: ValidationInfo) -> bool:
+        spec = DATASETS.get(info.data.get("name", ""))
+        if download and spec is not None and spec.download is None:
+            raise ValueError(f"{info.data['name']} cannot be downloaded; remove data.download")
+        return download
+
+    @model_validator(mode="after")
+    def _padding_only_with_a_crop(self) -> DataConfig:
+        """augment_padding means nothing without a crop: reset, so it changes no run identity."""
+        default = type(self).model_fields["augment_padding"].default
+        if self.augment == "none":  # still being built: frozen only once validation returns
+            object.__setattr__(self, "augment_padding", default)
+        return self
 
     @field_validator("layout")
     @classmethod
@@ -91,16 +135,32 @@ class DataConfig(_Section):
 
 
 class _ModelSettings(_Section):
-    name: str = "cnn"  # architecture (bnstudy.models.MODELS)
-    widths: list[int] | None = None  # channels per conv block; null = the model's default
+    # architecture: a built-in name (bnstudy.models.MODELS), torchvision:<name> (a torchvision
+    # classification or video model), or <module.path>:<factory> (your own; bnstudy.external
+    # gives the factory contract)
+    name: str = "cnn"
+    # channels per conv block of a built-in model; null = the model's default (a torchvision
+    # or user model sets its own: dropped from its runs' config, as other norms' options are)
+    widths: list[int] | None = None
     norm: str = "batch"  # norm layer, a name in bnstudy.norms.NORMS (`bnstudy norms` lists them)
+    # torchvision and user models only: false = the norm is passed as norm_layer; true = the
+    # model is built with its own norms (norm_layer None), and every BatchNorm, GroupNorm,
+    # InstanceNorm and channels-first LayerNorm module is replaced by the norm, same channels
+    replace_norms: bool = False
     # model.<norm>: that norm's typed options (ModelConfig below adds one section per norm),
     # e.g. model.batch.momentum or model.group.groups; a run keeps only its own norm's section
 
     @field_validator("name")
     @classmethod
     def _known_model(cls, name: str) -> str:
-        return _known(name, MODELS, "model")
+        return check_model_name(name) if is_external(name) else _known(name, MODELS, "model")
+
+    @field_validator("replace_norms")
+    @classmethod
+    def _only_for_external_models(cls, replace: bool, info: ValidationInfo) -> bool:
+        if replace and not is_external(info.data.get("name", "")):
+            raise ValueError("built-in models take the norm directly; remove it")
+        return replace
 
     @field_validator("norm")
     @classmethod
@@ -116,6 +176,8 @@ class _ModelSettings(_Section):
         for name in NORMS:
             if name != self.norm:  # still being built: frozen only once validation returns
                 object.__setattr__(self, name, NORMS[name].options())
+        if is_external(self.name):
+            object.__setattr__(self, "widths", None)
         return self
 
     @property
@@ -173,6 +235,23 @@ class TrainConfig(_Section):
     momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum (the optimizer's, not BN's)
     weight_decay: float = Field(5e-4, ge=0)  # L2 penalty coefficient (SGD) / Adam weight decay
     drop_last: bool = False  # drop the last incomplete batch of each epoch (as DataLoader)
+    # arithmetic of forward passes (bnstudy.train.Compute): fp32, or autocast to bf16 / fp16
+    # (torch.autocast(device type, dtype)) around forward and loss in training and around every
+    # evaluation, recalibration and diagnostic forward pass; parameters, gradients, optimizer
+    # state and norm statistics stay float32. fp16 also scales the loss (torch.amp.GradScaler):
+    # a step with inf/NaN gradients is skipped and counted, not a divergence; a non-finite
+    # epoch loss still is. Reduced precision changes results: compare runs of one precision
+    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    # conv activations and weights in channels-last memory format (torch.channels_last for 2D
+    # data, channels_last_3d for 3D): the same arithmetic in another layout, often faster
+    # with reduced precision on GPUs; results equal up to float rounding
+    channels_last: bool = False
+    # torch.use_deterministic_algorithms(True) (warn_only: ops without a deterministic kernel
+    # warn and are listed in the run's provenance), cudnn.deterministic on, cudnn.benchmark
+    # off; false: cudnn.benchmark on CUDA. Set for the run only, restored after it
+    # (bnstudy.device.run_flags). CUDA also needs CUBLAS_WORKSPACE_CONFIG=:4096:8: set if unset
+    # while CUDA has not started in the process; export it before bnstudy to cover every run
+    deterministic: bool = False
 
     @model_validator(mode="before")
     @classmethod
@@ -296,10 +375,15 @@ class StudyConfig(_Section):
 
 def ignores(config: StudyConfig, key: str) -> bool:
     """Whether a run drops key path ``key`` from its config: another norm's options section,
+    model.widths for a torchvision or user model, data.augment_padding without augmentation,
     or train.norm_batch_size for norms without batch statistics."""
     parts = key.split(".")
     if parts[0] == "model" and len(parts) > 1 and parts[1] in NORMS:
         return parts[1] != config.model.norm
+    if key == "model.widths":
+        return is_external(config.model.name)
+    if key == "data.augment_padding":
+        return config.data.augment == "none"
     return key == "train.norm_batch_size" and not uses_batch_statistics(config.model.norm)
 
 

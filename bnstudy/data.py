@@ -10,11 +10,23 @@ image. That per-image intensity variation is the point: it is what statistics co
 per instance (InstanceNorm, GroupNorm) can remove and per-batch statistics (BatchNorm)
 can only average over, so it is where small batches should hurt BatchNorm.
 
-Two file loaders read real data: ``cifar10`` (the python pickle batches) and ``npz``
-(any ``x_train, y_train, x_test, y_test`` arrays, 2D or 3D).
+Four file loaders read real data (``data.root``):
+
+* ``cifar10``: CIFAR-10 through ``torchvision.datasets.CIFAR10`` from
+  ``root/cifar-10-batches-py`` (``data.download`` fetches it where there is internet).
+* ``medmnist3d``: a MedMNIST v2 3D set (OrganMNIST3D, NoduleMNIST3D, ...) from its published
+  ``.npz`` file, 28³ or the MedMNIST+ 64³ size; the file name says which set.
+* ``imagefolder``: your own 2D images in ``root/train/<class>/`` and ``root/test/<class>/``
+  (``torchvision.datasets.ImageFolder``), resized to ``image_size`` and decoded once.
+* ``npz``: any ``x_train, y_train, x_test, y_test`` arrays, 2D or 3D.
+
+A ``train_size``/``test_size`` below a split's size draws a class-balanced subset with
+``data.seed`` from the three labelled sets (:func:`balanced_subset`); ``npz`` takes the first
+examples. Each loader's files (``DatasetSpec.files``) are hashed into run identity.
 
 Every loader returns splits standardized per channel with the train split's mean and
-std (see ``_build_dataset``), so models never see raw intensities.
+std (see ``_build_dataset``), so models never see raw intensities. Random crops and flips
+in training are done on the device, batch by batch (:mod:`bnstudy.augment`).
 
 What the generators build in, and whom it favours: every synthetic image gets its own
 contrast, brightness and per-channel gain (2D) or gain and offset (3D). On the single-channel
@@ -28,17 +40,26 @@ images) and leaves the label-carrying shape intact. Study both (configs/intensit
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import hashlib
 import math
-import pickle
+import re
+import tarfile
+import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
+from PIL import Image
 from torch import Tensor
+
+if TYPE_CHECKING:  # torchvision.datasets takes seconds to import: imported where it is used
+    from torchvision.datasets import ImageFolder
 
 NATIVE_SIZE = 32
 _CHUNK_PIXELS = 1 << 21  # pixels (or voxels) per channel rendered at once
@@ -69,10 +90,13 @@ class DatasetSpec:
     """How to load one named data set.
 
     ``load(*, train_size, test_size, seed, root, image_size)`` returns a CPU ``Dataset``; a
-    loader with ``layouts`` also takes ``layout`` (``data.layout``: how the file orders axes).
-    ``spatial_dims`` is 2 or 3, or 0 when it is read from the file (``npz``); likewise
-    ``in_channels`` and ``num_classes`` are 0 when only the file knows them. ``files(root)``
-    lists the files a file-based loader reads (their content is part of run identity).
+    loader with ``layouts`` also takes ``layout`` (``data.layout``: how the file orders axes),
+    one with ``download`` also takes ``download`` (``data.download``). ``spatial_dims`` is 2
+    or 3, or 0 when it is read from the file (``npz``); likewise ``in_channels`` and
+    ``num_classes`` are 0 when only the file knows them. ``files(root)`` lists the files a
+    file-based loader reads (their content is part of run identity). ``download(root)``
+    fetches the files where that is possible. ``resizes``: the loader resizes every image to
+    ``image_size``, which it then requires.
     """
 
     load: Callable[..., Dataset]
@@ -83,6 +107,8 @@ class DatasetSpec:
     num_classes: int = 0
     files: Callable[[Path], list[Path]] = lambda root: []
     layouts: bool = False
+    download: Callable[[Path], None] | None = None
+    resizes: bool = False
 
 
 # --------------------------------------------------------------------------- shared helpers
@@ -136,7 +162,7 @@ def _positive(name: str, value: int) -> int:
     return value
 
 
-def _stream_seed(seed: int, stream: str) -> int:
+def stream_seed(seed: int, stream: str) -> int:
     """A 63-bit seed for one named random stream, so train and test never share draws."""
     digest = hashlib.blake2b(f"{seed}/{stream}".encode(), digest_size=8).digest()
     return int.from_bytes(digest, "little") >> 1
@@ -221,7 +247,7 @@ def _load_synthetic(
     for stream, n, default in zip(
         ("train", "test"), (train_size, test_size), kind.default_sizes, strict=True
     ):
-        g = torch.Generator().manual_seed(_stream_seed(seed, f"{kind.name}/{stream}"))
+        g = torch.Generator().manual_seed(stream_seed(seed, f"{kind.name}/{stream}"))
         n = _positive(f"{stream}_size", default if n is None else n)
         splits += _synthesize(kind, n, size, g)
     return _build_dataset(*splits, num_classes=kind.num_classes)
@@ -445,6 +471,11 @@ def _require_root(name: str, root: str | None) -> Path:
     return Path(root)
 
 
+def _one_line(error: BaseException) -> str:
+    """An exception's message with its line breaks and runs of spaces collapsed."""
+    return " ".join(str(error).split())
+
+
 def _check_image_size(name: str, image_size: int | None, spatial: tuple[int, ...]) -> None:
     if image_size is not None and any(side != image_size for side in spatial):
         shape = "x".join(map(str, spatial))
@@ -463,15 +494,110 @@ def _head(x: Tensor, y: Tensor, n: int | None, what: str) -> tuple[Tensor, Tenso
     return x[:n], y[:n]
 
 
-_CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch")
+def _class_quotas(counts: Tensor, n: int, g: torch.Generator) -> Tensor:
+    """Examples to take per class, ``n`` in all, as equal as ``counts`` (available per class)
+    allow: every class gets min(available, L) for the largest level L that fits, and the
+    n - sum left over go one each to classes with more than L, chosen by a seeded draw."""
+    low, high = 0, int(counts.max())
+    while low < high:  # the largest level L with sum(min(counts, L)) <= n
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if int(counts.clamp(max=mid).sum()) <= n else (low, mid - 1)
+    quotas = counts.clamp(max=low)
+    fuller = (counts > low).nonzero().squeeze(1)
+    lucky = fuller[torch.randperm(len(fuller), generator=g)[: n - int(quotas.sum())]]
+    quotas[lucky] += 1
+    return quotas
 
 
-def _read_cifar_batch(path: Path) -> tuple[Tensor, Tensor]:
-    with path.open("rb") as f:
-        batch = pickle.load(f, encoding="bytes")
-    data = np.asarray(batch[b"data"], dtype=np.uint8).reshape(-1, 3, 32, 32)
-    x = torch.from_numpy(data).float() / 255.0
-    return x, torch.tensor(batch[b"labels"], dtype=torch.int64)
+def balanced_subset(labels: Tensor, n: int | None, seed: int, what: str) -> Tensor:
+    """Indices (ascending, so file order is kept) of ``n`` examples drawn class-balanced with
+    ``seed``: floor(n / K) from each of the K classes plus one more from n mod K classes
+    chosen by the seeded draw; a class with fewer examples gives all it has and the rest is
+    spread the same way over the others. Which examples of a class: a seeded permutation.
+    ``n`` None or the split's size: every index."""
+    if n is None:
+        return torch.arange(len(labels))
+    if _positive(what, n) > len(labels):
+        raise ValueError(f"{what}={n} but only {len(labels)} examples are available")
+    g = torch.Generator().manual_seed(seed)
+    quotas = _class_quotas(torch.bincount(labels), n, g)
+    chosen = [
+        pool[torch.randperm(len(pool), generator=g)[:quota]]
+        for pool, quota in zip(_indices_by_class(labels), quotas.tolist(), strict=True)
+    ]
+    return torch.cat(chosen).sort().values
+
+
+def _indices_by_class(labels: Tensor) -> list[Tensor]:
+    """For each class 0..max(labels), the indices of its examples (ascending)."""
+    order = torch.argsort(labels, stable=True)
+    return list(order.split(torch.bincount(labels).tolist()))
+
+
+_SPLITS = ("train", "test")
+
+
+def _subset_seeds(seed: int, name: str) -> tuple[int, int]:
+    """Seeds of the train and test subsets: independent, so the test examples of a file data
+    set never depend on train_size."""
+    return stream_seed(seed, f"{name}/train"), stream_seed(seed, f"{name}/test")
+
+
+# ------------------------------------------------------------------------------ cifar10
+
+_CIFAR_FOLDER = "cifar-10-batches-py"
+_CIFAR_FILES = (*(f"data_batch_{i}" for i in range(1, 6)), "test_batch", "batches.meta")
+_CIFAR_PAGE = "https://www.cs.toronto.edu/~kriz/cifar.html"
+_CIFAR_HOWTO = (
+    "set data.download: true on a machine with internet, or download cifar-10-python.tar.gz "
+    f"from {_CIFAR_PAGE} and unpack it in {{root}}"
+)
+
+
+def _cifar_files(root: Path) -> list[Path]:
+    """The files torchvision's CIFAR10 reads (and checks against their published MD5)."""
+    return [root / _CIFAR_FOLDER / name for name in _CIFAR_FILES]
+
+
+def download_cifar10(root: Path) -> None:
+    """Download and unpack CIFAR-10 into ``root`` with torchvision (nothing is fetched when
+    the files are there and match their checksums); a failure is one line."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        CIFAR10(str(root), train=False, download=True)
+    except (OSError, RuntimeError, tarfile.TarError) as error:
+        raise OSError(
+            f"cifar10: download into {root} failed ({_one_line(error)}); download "
+            f"cifar-10-python.tar.gz from {_CIFAR_PAGE} by hand and unpack it in {root}"
+        ) from None
+
+
+def _check_cifar_files(root: Path) -> None:
+    """One line saying where CIFAR-10 was looked for and how to get it, if a file is missing."""
+    folder = root / _CIFAR_FOLDER
+    missing = [path.name for path in _cifar_files(root) if not path.is_file()]
+    if not folder.is_dir():
+        raise FileNotFoundError(f"cifar10: no folder {folder}: " + _CIFAR_HOWTO.format(root=root))
+    if missing:
+        raise FileNotFoundError(
+            f"cifar10: {folder} lacks {', '.join(missing)}: " + _CIFAR_HOWTO.format(root=root)
+        )
+
+
+def _cifar_split(root: Path, train: bool) -> tuple[np.ndarray, Tensor]:
+    """One split as torchvision reads it: uint8 images (N, 32, 32, 3) and int64 labels."""
+    from torchvision.datasets import CIFAR10
+
+    try:
+        split = CIFAR10(str(root), train=train, download=False)
+    except RuntimeError as error:  # torchvision: a file does not match its published MD5
+        raise ValueError(
+            f"cifar10: files in {root / _CIFAR_FOLDER} do not match the published CIFAR-10 "
+            f"checksums (torchvision: {_one_line(error)}); delete them, then "
+            + _CIFAR_HOWTO.format(root=root)
+        ) from None
+    return split.data, torch.tensor(split.targets, dtype=torch.int64)
 
 
 def load_cifar10(
@@ -481,25 +607,262 @@ def load_cifar10(
     seed: int,
     root: str | None,
     image_size: int | None = None,
+    download: bool = False,
 ) -> Dataset:
-    """CIFAR-10 from ``root/cifar-10-batches-py`` (the python pickle version, all six files).
+    """CIFAR-10 from ``root/cifar-10-batches-py`` via ``torchvision.datasets.CIFAR10`` (the
+    python version; torchvision checks every file's MD5). ``download`` fetches it first.
 
-    Read with pickle directly; nothing is downloaded. ``seed`` is unused: sizes take the
-    first examples in file order.
+    ``train_size``/``test_size`` below the split's size (50,000/10,000) draw a class-balanced
+    subset with ``seed`` (:func:`balanced_subset`; train and test from independent streams);
+    images are 32x32, never resized.
     """
-    folder = _require_root("cifar10", root) / "cifar-10-batches-py"
-    paths = [folder / name for name in _CIFAR_FILES]
-    missing = [str(p) for p in paths if not p.is_file()]
-    if missing:
-        raise FileNotFoundError(f"CIFAR-10 files not found: {', '.join(missing)}")
+    base = _require_root("cifar10", root)
+    if download:
+        download_cifar10(base)
+    _check_cifar_files(base)
     _check_image_size("cifar10", image_size, (32, 32))
-    batches = [_read_cifar_batch(p) for p in paths]
-    train_x = torch.cat([x for x, _ in batches[:-1]])
-    train_y = torch.cat([y for _, y in batches[:-1]])
-    train = _head(train_x, train_y, train_size, "train_size")
-    test = _head(*batches[-1], test_size, "test_size")
-    return _build_dataset(*train, *test, num_classes=10)
+    splits = []
+    for train, n, what, stream in zip(
+        (True, False),
+        (train_size, test_size),
+        ("train_size", "test_size"),
+        _subset_seeds(seed, "cifar10"),
+        strict=True,
+    ):
+        images, labels = _cifar_split(base, train)
+        pick = balanced_subset(labels, n, stream, what)
+        splits += [torch.from_numpy(images[pick.numpy()]).permute(0, 3, 1, 2), labels[pick]]
+    return _build_dataset(*splits, num_classes=10)
 
+
+# --------------------------------------------------------------------------- medmnist3d
+
+# MedMNIST v2 3D sets and their class counts (medmnist/info.py INFO, MedMNIST v3.0)
+MEDMNIST3D_CLASSES = {
+    "organmnist3d": 11,
+    "nodulemnist3d": 2,
+    "adrenalmnist3d": 2,
+    "fracturemnist3d": 3,
+    "vesselmnist3d": 2,
+    "synapsemnist3d": 2,
+}
+_MEDMNIST_NATIVE = 28  # voxels per side of a file without a size suffix
+_MEDMNIST_RECORD = "https://zenodo.org/records/10519652"
+_SIZE_SUFFIX = re.compile(r"^(?P<set>.+?)(?:_(?P<size>\d+))?$")
+
+
+def _medmnist_set(path: Path) -> tuple[str, int]:
+    """(set name, voxels per side) from the file stem: organmnist3d -> 28, organmnist3d_64 -> 64."""
+    match = _SIZE_SUFFIX.match(path.stem.lower())
+    name, size = match["set"], int(match["size"] or _MEDMNIST_NATIVE)
+    if name not in MEDMNIST3D_CLASSES:
+        raise ValueError(
+            f"medmnist3d: {path.name}: the file name must be a MedMNIST 3D set, optionally with "
+            f"a size suffix (_64): {', '.join(MEDMNIST3D_CLASSES)}"
+        )
+    return name, size
+
+
+def _medmnist_split(
+    arrays: Any, path: Path, split: str, size: int, classes: int
+) -> tuple[np.ndarray, Tensor]:
+    """Checked ``{split}_images`` (N, size, size, size) and ``{split}_labels`` (N, 1) -> (N,)."""
+    images, labels = arrays[f"{split}_images"], arrays[f"{split}_labels"]
+    cube = (size,) * 3
+    if images.ndim != 4 or images.shape[1:] != cube or len(images) == 0:
+        raise ValueError(
+            f"{path}: {split}_images must be (N, {size}, {size}, {size}) with N >= 1 "
+            f"(the size its name says), got {images.shape}"
+        )
+    if not np.issubdtype(images.dtype, np.number):
+        raise ValueError(f"{path}: {split}_images must be numeric, got {images.dtype}")
+    if labels.shape not in ((len(images), 1), (len(images),)):
+        raise ValueError(
+            f"{path}: {split}_labels must be (N, 1) with N = {len(images)}, got {labels.shape}"
+        )
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"{path}: {split}_labels must be integers, got {labels.dtype}")
+    labels = labels.reshape(-1)
+    if labels.min() < 0 or labels.max() >= classes:
+        raise ValueError(
+            f"{path}: {split}_labels holds {labels.min()}..{labels.max()}, outside the "
+            f"0..{classes - 1} of a {classes}-class set"
+        )
+    return images, torch.from_numpy(labels.astype(np.int64))
+
+
+def _read_npz(path: Path, keys: tuple[str, ...], name: str) -> dict[str, np.ndarray]:
+    """The arrays ``keys`` of the .npz file ``path``; an unreadable or incomplete file is one
+    line naming it (and the missing keys)."""
+    try:
+        arrays = np.load(path, allow_pickle=False)
+        if not isinstance(arrays, np.lib.npyio.NpzFile):
+            raise ValueError("it holds one array (.npy), not named arrays")
+        with arrays:
+            found = {key: arrays[key] for key in keys if key in arrays.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile, zlib.error) as error:
+        raise ValueError(
+            f"{name}: {path} is not a readable .npz file ({_one_line(error)})"
+        ) from None
+    missing = [key for key in keys if key not in found]
+    if missing:
+        raise ValueError(f"{name}: {path} lacks arrays {', '.join(missing)}")
+    return found
+
+
+_MEDMNIST_KEYS = tuple(f"{s}_{k}" for s in ("train", "test") for k in ("images", "labels"))
+
+
+def load_medmnist3d(
+    *,
+    train_size: int | None,
+    test_size: int | None,
+    seed: int,
+    root: str | None,
+    image_size: int | None = None,
+) -> Dataset:
+    """A MedMNIST 3D set from its published ``.npz`` file ``root`` (e.g. organmnist3d.npz,
+    28³, or organmnist3d_64.npz, 64³, from https://zenodo.org/records/10519652).
+
+    The set, and with it the class count (:data:`MEDMNIST3D_CLASSES`), comes from the file
+    name. Images (N, D, H, W) get one channel: x is (N, 1, D, H, W). We train on the train
+    split and test on the test split; the val split is not used. Sizes below a split's
+    size draw a class-balanced subset with ``seed`` (:func:`balanced_subset`).
+    """
+    path = _require_root("medmnist3d", root)
+    if not path.is_file():
+        raise FileNotFoundError(
+            f"medmnist3d: no file {path}: download e.g. organmnist3d.npz (28³) or "
+            f"organmnist3d_64.npz (64³) from {_MEDMNIST_RECORD}"
+        )
+    name, size = _medmnist_set(path)
+    _check_image_size("medmnist3d", image_size, (size,) * 3)
+    arrays = _read_npz(path, _MEDMNIST_KEYS, "medmnist3d")
+    classes = MEDMNIST3D_CLASSES[name]
+    checked = [_medmnist_split(arrays, path, split, size, classes) for split in _SPLITS]
+    splits = []
+    for (images, labels), split, n, stream in zip(
+        checked, _SPLITS, (train_size, test_size), _subset_seeds(seed, name), strict=True
+    ):
+        pick = balanced_subset(labels, n, stream, f"{split}_size")
+        splits += [torch.from_numpy(images[pick.numpy()]).unsqueeze(1), labels[pick]]
+    return _build_dataset(*splits, num_classes=classes)
+
+
+# -------------------------------------------------------------------------- imagefolder
+
+IMAGE_BYTES_LIMIT = 4 * 2**30  # bytes of float32 images an imagefolder data set may hold
+
+
+def _image_folder(root: Path, split: str) -> ImageFolder:
+    """torchvision's ImageFolder over ``root/split`` (lists the files, decodes nothing)."""
+    folder = root / split
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"imagefolder: no folder {folder} (root needs train/ and test/, each with one "
+            "subfolder of images per class)"
+        )
+    from torchvision.datasets import ImageFolder
+
+    try:
+        return ImageFolder(str(folder))
+    except FileNotFoundError as error:
+        raise FileNotFoundError(
+            f"imagefolder: {folder}: {_one_line(error)} (expected {folder}/<class>/<image>)"
+        ) from None
+
+
+def _imagefolder_files(root: Path) -> list[Path]:
+    """Every image file ImageFolder reads under root/train and root/test, sorted (what is
+    missing or empty is the loader's error to report)."""
+    from torchvision.datasets import ImageFolder
+
+    files = []
+    for split in _SPLITS:
+        with contextlib.suppress(FileNotFoundError):
+            files += [Path(p) for p, _ in ImageFolder(str(root / split), allow_empty=True).samples]
+    return sorted(files)
+
+
+def _check_same_classes(train: ImageFolder, test: ImageFolder) -> None:
+    if train.classes != test.classes:
+        only_train = sorted(set(train.classes) - set(test.classes))
+        only_test = sorted(set(test.classes) - set(train.classes))
+        raise ValueError(
+            f"imagefolder: train and test must have the same class folders: only in train: "
+            f"{', '.join(only_train) or '-'}; only in test: {', '.join(only_test) or '-'}"
+        )
+
+
+def _check_fits(count: int, size: int) -> None:
+    """Refuse before decoding when count images of 3 x size x size float32 exceed the limit."""
+    need = count * 3 * size * size * 4
+    if need > IMAGE_BYTES_LIMIT:
+        raise ValueError(
+            f"imagefolder: {count} images at {size}x{size} take {need / 2**30:.1f} GiB as "
+            f"float32 (N·3·S²·4 bytes), over the {IMAGE_BYTES_LIMIT / 2**30:g} GiB limit "
+            "(bnstudy.data.IMAGE_BYTES_LIMIT): lower data.image_size, or decode fewer images "
+            "with data.train_size / data.test_size"
+        )
+
+
+def _decode(folder: ImageFolder, indices: Tensor, size: int) -> Tensor:
+    """The images at ``indices`` as uint8 (N, 3, size, size): RGB, bilinear square resize."""
+    out = torch.empty((len(indices), 3, size, size), dtype=torch.uint8)
+    for row, index in enumerate(indices.tolist()):
+        path = folder.samples[index][0]
+        try:
+            image = folder.loader(path).resize((size, size), Image.Resampling.BILINEAR)
+        except OSError as error:
+            raise ValueError(f"imagefolder: cannot read {path}: {_one_line(error)}") from None
+        out[row] = torch.from_numpy(np.array(image)).permute(2, 0, 1)
+    return out
+
+
+def load_imagefolder(
+    *,
+    train_size: int | None,
+    test_size: int | None,
+    seed: int,
+    root: str | None,
+    image_size: int | None,
+) -> Dataset:
+    """Your own 2D images: ``root/train/<class>/*`` and ``root/test/<class>/*`` read with
+    ``torchvision.datasets.ImageFolder`` (its extensions: .jpg .jpeg .png .ppm .bmp .pgm .tif
+    .tiff .webp); both splits must have the same class folders (labels: sorted names).
+
+    Each image is converted to RGB (alpha dropped, grey repeated) and resized to
+    ``image_size`` x ``image_size`` (required) with Pillow's bilinear filter, which averages
+    over the source pixels when shrinking; the aspect ratio is not kept. Everything is
+    decoded once into one tensor in memory: N·3·S²·4 bytes as float32, refused beyond
+    :data:`IMAGE_BYTES_LIMIT` before decoding (standardizing briefly needs about twice that).
+    Sizes below a split's size draw a class-balanced subset with ``seed``
+    (:func:`balanced_subset`); only the chosen images are decoded.
+    """
+    base = _require_root("imagefolder", root)
+    if image_size is None:
+        raise ValueError("imagefolder resizes every image to image_size: set data.image_size")
+    size = _positive("image_size", image_size)
+    folders = [_image_folder(base, split) for split in _SPLITS]
+    _check_same_classes(*folders)
+    picks = [
+        balanced_subset(torch.tensor(folder.targets), n, stream, f"{split}_size")
+        for folder, n, split, stream in zip(
+            folders,
+            (train_size, test_size),
+            _SPLITS,
+            _subset_seeds(seed, "imagefolder"),
+            strict=True,
+        )
+    ]
+    _check_fits(sum(len(pick) for pick in picks), size)
+    splits = []
+    for folder, pick in zip(folders, picks, strict=True):
+        splits += [_decode(folder, pick, size), torch.tensor(folder.targets)[pick]]
+    return _build_dataset(*splits, num_classes=len(folders[0].classes))
+
+
+# ---------------------------------------------------------------------------------- npz
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
 LAYOUTS = ("channels_first", "channels_last")
@@ -561,12 +924,12 @@ def load_npz(
     path = _require_root("npz", root)
     if not path.is_file():
         raise FileNotFoundError(f"npz file not found: {path}")
-    with np.load(path, allow_pickle=False) as arrays:
-        missing = [key for key in _NPZ_KEYS if key not in arrays.files]
-        if missing:
-            raise ValueError(f"{path} lacks arrays {', '.join(missing)}")
+    arrays = _read_npz(path, _NPZ_KEYS, "npz")
+    try:
         train_x, train_y = _npz_split(arrays["x_train"], arrays["y_train"], "train", layout)
         test_x, test_y = _npz_split(arrays["x_test"], arrays["y_test"], "test", layout)
+    except ValueError as error:
+        raise ValueError(f"npz: {path}: {error}") from None
     if train_x.shape[1:] != test_x.shape[1:]:
         raise ValueError(f"x_train {train_x.shape} and x_test {test_x.shape} differ per example")
     _check_image_size("npz", image_size, tuple(train_x.shape[2:]))
@@ -585,10 +948,28 @@ DATASETS: dict[str, DatasetSpec] = {
         load_cifar10,
         2,
         True,
-        "CIFAR-10 pickle batches under root",
+        "CIFAR-10 (3x32x32, 10 classes) via torchvision from root/cifar-10-batches-py",
         in_channels=3,
         num_classes=10,
-        files=lambda root: [root / "cifar-10-batches-py" / name for name in _CIFAR_FILES],
+        files=_cifar_files,
+        download=download_cifar10,
+    ),
+    "medmnist3d": DatasetSpec(
+        load_medmnist3d,
+        3,
+        True,
+        "a MedMNIST 3D set (1x28^3 or 1x64^3) from its published .npz file root",
+        in_channels=1,
+        files=lambda root: [root],
+    ),
+    "imagefolder": DatasetSpec(
+        load_imagefolder,
+        2,
+        True,
+        "your RGB images in root/{train,test}/<class>/, resized to image_size",
+        in_channels=3,
+        files=_imagefolder_files,
+        resizes=True,
     ),
     "npz": DatasetSpec(
         load_npz,
@@ -599,6 +980,15 @@ DATASETS: dict[str, DatasetSpec] = {
         layouts=True,
     ),
 }
+
+
+def download_dataset(name: str, root: str) -> None:
+    """Fetch data set ``name`` into ``root`` if its spec can (``data.download``); nothing is
+    fetched when its files are already there and intact."""
+    spec = DATASETS[name]
+    if spec.download is None:
+        raise ValueError(f"{name} cannot be downloaded: remove data.download")
+    spec.download(Path(root))
 
 
 def _signature(files: list[Path]) -> tuple:
@@ -644,13 +1034,18 @@ def load_dataset(
     intensity: str = "none",
     device: torch.device | str = "cpu",
     layout: str | None = None,
+    download: bool = False,
 ) -> Dataset:
-    """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one),
-    normalize each sample's ``intensity`` if asked, and put both splits on ``device``."""
+    """Load data set ``name`` from ``DATASETS`` (with ``layout`` or ``download`` where its
+    loader takes them), normalize each sample's ``intensity`` if asked, and put both splits
+    on ``device``."""
     spec = DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+    if download and spec.download is None:
+        raise ValueError(f"{name} cannot be downloaded: remove data.download")
     extra = {"layout": layout} if spec.layouts else {}
+    extra |= {"download": download} if spec.download is not None else {}
     data = spec.load(
         train_size=train_size,
         test_size=test_size,

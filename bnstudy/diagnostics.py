@@ -262,5 +262,6 @@ def _beta_fraction(module: nn.Module | None, out: torch.Tensor | None) -> float:
     bias = getattr(module, "bias", None)
     if out is None or bias is None:
         return math.nan
-    beta = bias.detach().reshape((1, -1) + (1,) * (out.dim() - 2))
+    # in the output's dtype: under autocast a norm returns β rounded to bfloat16/float16
+    beta = bias.detach().to(out.dtype).reshape((1, -1) + (1,) * (out.dim() - 2))
     return (out == beta).float().mean().item()

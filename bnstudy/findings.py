@@ -31,6 +31,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.norms import NORMS, uses_batch_statistics
+from bnstudy.outcomes import OK, counts_text
 from bnstudy.stats import (
     DIFFERENCE,
     FIRST,
@@ -42,8 +43,7 @@ from bnstudy.stats import (
 )
 from bnstudy.test_modes import TEST_MODES
 
-# Vocabulary of runs.csv.
-OK, ERROR, DIVERGED = "ok", "error", "diverged"
+# Vocabulary of runs.csv (the outcomes, ok and the failures, are in bnstudy.outcomes).
 EVAL, TRAIN, PRECISE, SAME = "eval", "train", "precise", "same"
 NORM_BATCH_SIZE, BATCH_SIZE = "norm_batch_size", "batch_size"
 AXIS_LABELS = {
@@ -307,10 +307,10 @@ def setting_name(test_mode: str, test_batch: object, axis: str = BATCH_SIZE) -> 
 
 
 def counts_line(df: pd.DataFrame) -> str:
-    """``N runs: a ok, b error, c diverged; R rows`` (runs counted once per run_id)."""
+    """``N runs: a ok, b error, c diverged[, d oom]; R rows`` (runs counted once per run_id;
+    oom and other outcomes only when some run had them)."""
     per_run = df.drop_duplicates("run_id")["status"].value_counts()
-    counts = ", ".join(f"{per_run.get(s, 0)} {s}" for s in (OK, ERROR, DIVERGED))
-    return f"{df['run_id'].nunique()} runs: {counts}; {len(df)} rows"
+    return f"{df['run_id'].nunique()} runs: {counts_text(per_run)}; {len(df)} rows"
 
 
 def what_was_run(df: pd.DataFrame) -> str:
@@ -335,12 +335,42 @@ def what_was_run(df: pd.DataFrame) -> str:
 
 
 def _machines(df: pd.DataFrame) -> str:
-    """`` Ran on: <device> (torch <version>), ...`` from the provenance columns, if any."""
-    if not {"device_name", "torch"} <= set(df.columns):
-        return ""
-    pairs = df[["device_name", "torch"]].dropna().drop_duplicates()
-    ran_on = [f"{device} (torch {torch})" for device, torch in pairs.itertuples(index=False)]
-    return f" Ran on: {', '.join(ran_on)}." if ran_on else ""
+    """`` Ran on: <environment>, N runs; ...`` from the provenance columns, if any
+    (:func:`environments`)."""
+    ran_on = [f"{label}, {count} run{'s' * (count != 1)}" for label, count in environments(df)]
+    return f" Ran on: {'; '.join(ran_on)}." if ran_on else ""
+
+
+# Provenance columns of runs.csv (bnstudy.store) that tell environments apart: float results
+# are bit-identical only with the same device, kernels, versions and precision.
+ENVIRONMENT_COLUMNS = ("device_name", "torch", "device", "cuda", "cpu_capability", "precision")
+
+
+def environments(df: pd.DataFrame) -> list[tuple[str, int]]:
+    """The distinct environments the runs computed in, in order of appearance, each with its
+    number of runs: ``<device name> (torch <version>, CUDA <version> | <ISA> kernels,
+    <precision>)``; CUDA for GPU runs, torch's CPU kernel set for CPU runs, and each part only
+    where the table records it (older tables have device name and torch only)."""
+    columns = [col for col in ENVIRONMENT_COLUMNS if col in df.columns]
+    if not {"device_name", "torch"} <= set(columns):
+        return []
+    runs = df.drop_duplicates("run_id").dropna(subset=["device_name", "torch"])
+    keys = runs[columns].astype(object).where(runs[columns].notna(), None)
+    labels = [_environment_label(dict(zip(columns, row, strict=True))) for row in keys.values]
+    counts = pd.Series(labels, dtype=object).value_counts(sort=False)
+    return list(counts.items())
+
+
+def _environment_label(env: dict[str, object]) -> str:
+    on_gpu = str(env.get("device") or "").startswith("cuda")
+    parts = [f"torch {env['torch']}"]
+    if on_gpu and env.get("cuda"):
+        parts.append(f"CUDA {env['cuda']}")
+    if not on_gpu and env.get("cpu_capability"):
+        parts.append(f"{env['cpu_capability']} kernels")
+    if env.get("precision"):
+        parts.append(str(env["precision"]))
+    return f"{env['device_name']} ({', '.join(parts)})"
 
 
 # ---------------------------------------------------------------------------------------------

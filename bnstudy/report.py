@@ -46,12 +46,9 @@ from bnstudy.findings import (
     AXIS_LABELS,
     BASELINE,
     BATCH_SIZE,
-    DIVERGED,
-    ERROR,
     EVAL,
     NOISE_COLUMNS,
     NORM_BATCH_SIZE,
-    OK,
     TRAIN,
     FindingGroup,
     along_axis,
@@ -77,6 +74,7 @@ from bnstudy.findings import (
     uses_batch_stats,
     what_was_run,
 )
+from bnstudy.outcomes import DIVERGED, ERROR, FAILURES, OK, OOM
 from bnstudy.stats import DIFFERENCE, FIRST, SECOND, interval_table, t_half_width
 from bnstudy.test_modes import TEST_MODES
 
@@ -165,6 +163,11 @@ TEXT_COLUMNS = (
     "test_batch",
     "device_name",
     "torch",
+    "device",
+    "cuda",
+    "cpu_capability",
+    "precision",
+    "bnstudy_commit",
 )
 REQUIRED_COLUMNS = ("run_id", "norm", "batch_size", "status", "test_mode")
 NA_STRINGS = ("", "nan", "NaN")  # not pandas' full list: a norm called "none" stays text
@@ -238,6 +241,7 @@ SUMMARY_STATS = {
     "n": ("test_acc", "count"),
     "n_error": ("is_error", "sum"),
     "n_diverged": ("is_diverged", "sum"),
+    "n_oom": ("is_oom", "sum"),
 }
 CI_COLUMNS = ("test_acc_ci_low", "test_acc_ci_high")
 # Display columns of summary.md / index.html: header -> (metric, scale, number format); shown
@@ -251,7 +255,8 @@ DISPLAY_COLUMNS = {
     "flip (%)": ("test_flip_rate", 100, ".1f"),
     "min values/stat": ("min_values_per_stat", 1, ".0f"),
 }
-COUNT_COLUMNS = ("n", "n_error", "n_diverged")
+COUNT_COLUMNS = ("n", "n_error", "n_diverged", "n_oom")
+SHOWN_IF_ANY = ("n_oom",)  # display tables leave these out when every count is 0
 SUMMARY_NOTE = (
     "Test accuracy in percent as mean [95% t-interval] over seeds (ok runs only; no interval "
     "for one seed); n = ok seeds. Per-seed values are in runs.csv. flip = test predictions that "
@@ -265,7 +270,7 @@ COMPARISON_ORDER = {
         (mode, other) for mode in TEST_MODES.values() for other in mode.compare_with
     )
 }
-NO_VALUE_LABEL = "no result (error/diverged)"
+NO_VALUE_LABEL = "no result (error/diverged/oom)"
 BASELINE_LABEL = "seed-to-seed baseline"
 SHARED_LABEL = " (one model per seed,\nat every value)"  # legend: no batch statistics
 SHARED_NOTE = "Repeated at every value: {norms} (no batch statistics; one model per seed)."
@@ -344,11 +349,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ``test_acc_ci_high``) over seeds of test_acc; mean and std of test_loss and train_acc; the
     mean of samples_per_sec and the DIAGNOSTICS (ok rows only, except the PRE_TRAINING
     diagnostics, which count failed runs too); n (ok seeds with a test accuracy), and n_error /
-    n_diverged (failed seeds). Groups where every seed failed are kept with n = 0."""
+    n_diverged / n_oom (failed seeds). Groups where every seed failed are kept with n = 0."""
     df = along_axis(df)
     factors = factor_columns(df)
     data = _ok_only(df).assign(
-        is_error=df["status"].eq(ERROR), is_diverged=df["status"].eq(DIVERGED)
+        is_error=df["status"].eq(ERROR),
+        is_diverged=df["status"].eq(DIVERGED),
+        is_oom=df["status"].eq(OOM),
     )
     summary = data.groupby(factors, dropna=False).agg(**SUMMARY_STATS).reset_index()
     half = t_half_width(summary["test_acc_std"], summary["n"])
@@ -409,7 +416,8 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     for header, (metric, scale, fmt) in DISPLAY_COLUMNS.items():
         table[header] = _display(summary, metric, scale, fmt)
     for col in COUNT_COLUMNS:
-        table[col] = summary[col]
+        if col not in SHOWN_IF_ANY or summary[col].any():
+            table[col] = summary[col]
     return table
 
 
@@ -481,9 +489,9 @@ def paired_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def failure_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per failed (error or diverged) run with the FAILURE_COLUMNS the table has,
+    """One row per failed (error, diverged or oom) run with the FAILURE_COLUMNS the table has,
     sorted by norm, batch size and seed."""
-    failed = df[df["status"].isin((ERROR, DIVERGED))].drop_duplicates("run_id")
+    failed = df[df["status"].isin(FAILURES)].drop_duplicates("run_id")
     columns = [col for col in FAILURE_COLUMNS if col in failed.columns]
     return sort_by(failed[columns], ["norm", "batch_size", "seed"])
 

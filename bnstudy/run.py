@@ -2,14 +2,17 @@
 model in every test setting; return the result record.
 
 A failure inside a run is an outcome, not a crash: an exception becomes status ``error`` with
-its message verbatim and where it happened, a non-finite loss becomes ``diverged``.
+its message verbatim and where it happened, a non-finite loss becomes ``diverged``, running out
+of memory becomes ``oom`` (bnstudy.outcomes), and the memory is freed for the next run.
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import math
 import platform
+import subprocess
 import time
 import traceback
 from collections.abc import Callable
@@ -22,14 +25,26 @@ from torch import nn
 
 import bnstudy
 from bnstudy import diagnostics
+from bnstudy.augment import make_augment
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
-from bnstudy.data import Dataset, Split, data_fingerprint, load_dataset
+from bnstudy.data import Dataset, Split, data_fingerprint, download_dataset, load_dataset
+from bnstudy.device import (
+    free_memory,
+    is_out_of_memory,
+    peak_memory,
+    reset_peak_memory,
+    run_flags,
+    synchronized_clock,
+)
+from bnstudy.external import build_external, is_external
 from bnstudy.models import InputShape, build_model
-from bnstudy.norms import NormOptions, conv_layer, create_norm_act
+from bnstudy.norms import NormOptions, conv_layer, create_norm, create_norm_act, norm_spec
+from bnstudy.outcomes import DIVERGED, ERROR, NOT_RUN, OK, OOM
 from bnstudy.precise import recompute_bn_statistics
 from bnstudy.test_modes import TEST_MODES
 from bnstudy.train import (
     Batching,
+    Compute,
     Diverged,
     EpochStats,
     Position,
@@ -80,8 +95,20 @@ def statistics_batch(config: StudyConfig) -> int:
 
 def make_model(model: ModelConfig, shape: InputShape, num_classes: int) -> nn.Module:
     """Build the configured model with its norm (and the convolution it pairs with) resolved
-    from the registry."""
+    from the registry: a built-in model gets norm-activation units, a torchvision or user
+    model (bnstudy.external) a ``norm_layer`` or its own norms replaced."""
     dims = shape.spatial_dims
+    if is_external(model.name):
+        norm = functools.partial(_plain_norm, model.norm, model.norm_options)
+        return build_external(
+            model.name,
+            shape.channels,
+            dims,
+            num_classes,
+            norm,
+            model.replace_norms,
+            norm_spec(model.norm).conv,
+        )
     norm_act = functools.partial(_norm_act, model.norm, dims, model.norm_options)
     return build_model(
         model.name, shape, num_classes, model.widths, norm_act, conv_layer(model.norm, dims)
@@ -92,6 +119,10 @@ def _norm_act(
     norm: str, spatial_dims: int, options: NormOptions, channels: int, activation: str
 ) -> nn.Sequential:
     return create_norm_act(norm, channels, spatial_dims, options, activation)
+
+
+def _plain_norm(norm: str, options: NormOptions, channels: int, spatial_dims: int) -> nn.Module:
+    return create_norm(norm, channels, spatial_dims, options, activation=False)
 
 
 @functools.lru_cache(maxsize=2)
@@ -107,13 +138,23 @@ def _dataset(data: DataConfig, device: str, fingerprint: str | None) -> Dataset:
         intensity=data.intensity,
         device=device,
         layout=data.layout,
+        download=data.download,
     )
 
 
 def load_data(config: StudyConfig, device: torch.device) -> Dataset:
-    """The run's data set on ``device``; the runs of a sweep in one process share it."""
+    """The run's data set on ``device``; the runs of a sweep in one process share it. With
+    data.download the files are fetched first (if missing), so that they can be fingerprinted;
+    with files missing the loader is left to say where it looked and how to get them."""
     data = config.data
-    fingerprint = data_fingerprint(data.name, data.root) if data.root is not None else None
+    if data.download:
+        download_dataset(data.name, data.root)
+    fingerprint = None
+    if data.root is not None:
+        try:
+            fingerprint = data_fingerprint(data.name, data.root)
+        except FileNotFoundError:  # the loader raises its own one-line message
+            return _dataset.__wrapped__(data, str(device), None)
     return _dataset(data, str(device), fingerprint)
 
 
@@ -126,10 +167,11 @@ def execute_run(
 
     Diagnostics (bnstudy.diagnostics) are taken at initialization, so that they explain a run
     that fails in training, and again after training."""
-    started = time.time()
+    started, start = time.time(), synchronized_clock(device)
+    reset_peak_memory(device)
     position = Position()
     record: dict[str, Any] = {
-        "status": "ok",
+        "status": OK,
         "error": "",
         "error_at": "",
         "traceback": "",
@@ -139,37 +181,59 @@ def execute_run(
         "predictions": {},
     }
     tests = [_untested(setting) for setting in evaluation_settings(config)]
-    try:
-        data = load_data(config, device)
-        record["data"] = {"num_classes": data.num_classes, "train_size": len(data.train.y)}
-        model, optimizer, record["train"]["lr"] = _setup(config, data, device)
-        position.phase = "diagnostics at init"
-        record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
-        position.phase = "train"
-        record["train"].update(_train(config, model, optimizer, data, position, on_epoch))
-        position.phase = "diagnostics after training"
-        record["diagnostics"].update(_final_diagnostics(model, data, config, record["layers"]))
-        tested = [_test(model, data, setting, config) for setting in evaluation_settings(config)]
-        tests = [test for test, _ in tested]
-        record["predictions"] = {
-            test["test_batch"]: predictions for test, predictions in tested if predictions
-        }
-    except Diverged as error:
-        record.update(
-            status="diverged",
-            error=f"Diverged: {error}",
-            error_at=f"train epoch {position.epoch} (loss not finite by its end)",
-        )
-    except Exception as error:  # noqa: BLE001 - any failure of the run is its outcome
-        record.update(
-            status="error",
-            error=f"{type(error).__name__}: {error}",
-            error_at=position.describe(),
-            traceback=traceback.format_exc(),
-        )
+    compute = run_compute(config)
+    model = optimizer = None
+    with run_flags(config.train.deterministic, device) as flags:
+        try:
+            data = load_data(config, device)
+            record["data"] = {"num_classes": data.num_classes, "train_size": len(data.train.y)}
+            model, optimizer, record["train"]["lr"] = _setup(config, data, device)
+            position.phase = "diagnostics at init"
+            with compute.autocast(device):
+                record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
+            position.phase = "train"
+            record["train"].update(_train(config, model, optimizer, data, position, on_epoch))
+            position.phase = "diagnostics after training"
+            with compute.autocast(device):
+                record["diagnostics"].update(
+                    _final_diagnostics(model, data, config, record["layers"])
+                )
+            tested = [_test(model, data, s, config) for s in evaluation_settings(config)]
+            tests = [test for test, _ in tested]
+            record["predictions"] = {
+                test["test_batch"]: predictions for test, predictions in tested if predictions
+            }
+        except Diverged as error:
+            record.update(
+                status=DIVERGED,
+                error=f"Diverged: {error}",
+                error_at=f"train epoch {position.epoch} (loss not finite by its end)",
+            )
+        except Exception as error:  # noqa: BLE001 - any failure of the run is its outcome
+            record.update(_failure(error, position.describe()))
+        model = optimizer = None  # the failed step's tensors went with the exception
+        if record["status"] == OOM:
+            free_memory(device)
     record["tests"] = tests
-    record["provenance"] = _provenance(device, started)
+    record["provenance"] = _provenance(device, started, compute, flags)
+    record["provenance"]["seconds"] = synchronized_clock(device) - start
     return record
+
+
+def _failure(error: Exception, where: str) -> dict[str, str]:
+    """The outcome fields of a run that raised ``error`` at ``where``: ``oom`` when memory ran
+    out (bnstudy.device.is_out_of_memory), else ``error``; the message verbatim."""
+    return {
+        "status": OOM if is_out_of_memory(error) else ERROR,
+        "error": f"{type(error).__name__}: {error}",
+        "error_at": where,
+        "traceback": traceback.format_exc(),
+    }
+
+
+def run_compute(config: StudyConfig) -> Compute:
+    """How the run's forward passes compute (train.precision, train.channels_last)."""
+    return Compute(config.train.precision, config.train.channels_last)
 
 
 def _probe_batches(data: Dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -234,7 +298,7 @@ def _setup(
     config: StudyConfig, data: Dataset, device: torch.device
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
     check_ghost_remainder(len(data.train.y), batching(config))
-    model = model_for_data(config, data)
+    model = run_compute(config).prepare(model_for_data(config, data), data.spatial_dims)
     train_cfg = config.train
     lr = scaled_lr(
         train_cfg.lr,
@@ -287,6 +351,13 @@ def _train(
         generator=torch.Generator().manual_seed(config.seed),
         position=position,
         on_epoch=on_epoch,
+        compute=run_compute(config),
+        augment=make_augment(
+            config.data.augment,
+            config.data.augment_padding,
+            seed=config.seed,
+            device=data.train.x.device,
+        ),
     )
     last = result.history[-1]
     return {
@@ -297,6 +368,7 @@ def _train(
         "samples_per_sec": result.samples / result.seconds if result.seconds else float("nan"),
         "train_loss": last.train_loss,
         "train_acc": last.train_acc,
+        "skipped_steps": result.skipped_steps,
     }
 
 
@@ -306,7 +378,7 @@ def _untested(setting: EvalSetting) -> dict[str, Any]:
         "test_acc": None,
         "test_loss": None,
         "test_flip_rate": None,
-        "status": "not run",
+        "status": NOT_RUN,
         "error": "",
         "error_at": "",
     }
@@ -329,36 +401,38 @@ def _test(
     ``test_flip_rate`` is the mean fraction of test predictions that change when the test set
     is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
     mode a sample's prediction depends on the other samples of its batch)."""
-    mode = TEST_MODES[setting.mode]
+    mode, compute, device = TEST_MODES[setting.mode], run_compute(config), data.test.y.device
     try:
-        with preserved_buffers(model):
+        with preserved_buffers(model), compute.autocast(device):  # recalibration included
             if mode.population is not None:
                 _recalibrate(model, getattr(data, mode.population), config)
             layers = "train" if mode.layers_train else "eval"
-            result = evaluate(model, data.test, mode=layers, batch_size=setting.batch_size)
+            result = evaluate(
+                model, data.test, mode=layers, batch_size=setting.batch_size, compute=compute
+            )
             if not math.isfinite(result.loss):
                 raise FloatingPointError(
                     f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
                 )
             flip_rate = _flip_rate(model, data, setting, result.predictions, config)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
-        failed = {
-            **_untested(setting),
-            "status": "error",
-            "error": f"{type(error).__name__}: {error}",
-            "error_at": f"test {setting.mode} mode (batch of {setting.batch_size})",
+        where = f"test {setting.mode} mode (batch of {setting.batch_size})"
+        failed = {**_untested(setting), **_failure(error, where)}
+        del failed["traceback"]
+    else:
+        test = {
+            **_setting_fields(setting),
+            "test_acc": result.accuracy,
+            "test_loss": result.loss,
+            "test_flip_rate": flip_rate,
+            "status": OK,
+            "error": "",
+            "error_at": "",
         }
-        return failed, []
-    test = {
-        **_setting_fields(setting),
-        "test_acc": result.accuracy,
-        "test_loss": result.loss,
-        "test_flip_rate": flip_rate,
-        "status": "ok",
-        "error": "",
-        "error_at": "",
-    }
-    return test, result.predictions.tolist()
+        return test, result.predictions.tolist()
+    if failed["status"] == OOM:  # out of the except block: the failed batch is unreachable
+        free_memory(device)
+    return failed, []
 
 
 def _recalibrate(model: nn.Module, split: Split, config: StudyConfig) -> None:
@@ -382,12 +456,14 @@ def _flip_rate(
 ) -> float:
     if not TEST_MODES[setting.mode].layers_train or setting.batch_size == 1:
         return 0.0  # no batch statistics, or no other sample in the batch: nothing can flip
-    rates = []
+    rates, compute = [], run_compute(config)
     for reshuffle in range(config.eval.flip_reshuffles):
         generator = torch.Generator().manual_seed(config.seed * 1000 + reshuffle)
         order = torch.randperm(len(data.test.y), generator=generator).to(data.test.y.device)
         shuffled = Split(x=data.test.x[order], y=data.test.y[order])
-        again = evaluate(model, shuffled, mode="train", batch_size=setting.batch_size)
+        again = evaluate(
+            model, shuffled, mode="train", batch_size=setting.batch_size, compute=compute
+        )
         rates.append((again.predictions != predictions[order]).float().mean().item())
     return sum(rates) / len(rates)
 
@@ -411,15 +487,71 @@ def cpu_name() -> str:
     return f"{model}, {'with' if 'avx512f' in info else 'no'} AVX-512"
 
 
-def _provenance(device: torch.device, started: float) -> dict[str, Any]:
+def cpu_capability() -> str | None:
+    """The CPU kernel set torch dispatches to (``DEFAULT``, ``AVX2``, ``AVX512``, ...: another
+    set, other float rounding), or None where this torch cannot say."""
+    get = getattr(getattr(torch.backends, "cpu", None), "get_cpu_capability", None)
+    return get() if get is not None else None
+
+
+@functools.cache
+def source_commit() -> str | None:
+    """The git commit of the bnstudy source tree, with ``+dirty`` when a file of the package
+    differs from it (``git status --porcelain`` of the package folder, untracked files
+    included); None when the package is not a tracked part of a git checkout (an installed
+    copy, even one inside another repository) or git is missing. Once per process."""
+    package = Path(bnstudy.__file__).resolve().parent
+
+    def git(*args: str) -> str:
+        done = subprocess.run(
+            ["git", *args], cwd=package, capture_output=True, text=True, check=True, timeout=30
+        )
+        return done.stdout.strip()
+
+    try:
+        git("ls-files", "--error-unmatch", "__init__.py")
+        commit = git("rev-parse", "HEAD")
+        dirty = git("status", "--porcelain", "--", ".")
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def _package_version(name: str) -> str | None:
+    try:
+        return importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _provenance(
+    device: torch.device, started: float, compute: Compute, flags: dict[str, Any]
+) -> dict[str, Any]:
+    """Where and how the run computed: versions, hardware, the numerics and kernel flags in
+    effect (bnstudy.device.run_flags), and peak memory (bnstudy.device.peak_memory). The CUDA
+    and cuDNN versions are those torch was built with (None in a CPU-only build); cuda_capability
+    is the GPU's compute capability (CUDA runs only)."""
+    cuda = device.type == "cuda"
     return {
         "bnstudy": bnstudy.__version__,
+        "bnstudy_commit": source_commit(),
         "torch": torch.__version__,
+        "torchvision": _package_version("torchvision"),
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "python": platform.python_version(),
         "host": platform.node(),
         "device": str(device),
-        "device_name": torch.cuda.get_device_name(device) if device.type == "cuda" else cpu_name(),
+        "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
+        "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability(device)))
+        if cuda
+        else None,
+        "cpu": cpu_name(),
+        "cpu_capability": cpu_capability(),
         "threads": torch.get_num_threads(),
+        "precision": compute.precision,
+        "channels_last": compute.channels_last,
+        **flags,
+        **peak_memory(device),
         "started": started,
-        "seconds": time.time() - started,
     }

@@ -40,9 +40,28 @@ PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
 TABLE = "runs.csv"
 
+# Where and how a run computed, from its provenance (bnstudy.run._provenance): device_name
+# (GPU name, or CPU model and AVX-512), torch version, device (cpu, cuda:N), cuda (the CUDA
+# version torch was built with), cpu_capability (torch's CPU kernel set: AVX2, AVX512, ...),
+# precision, channels_last and deterministic as in effect, bnstudy_commit (git commit of the
+# source, +dirty; empty outside a checkout), peak_memory_mib (CUDA: the run's peak of
+# allocated tensors, its data on the device included; CPU: the process's peak resident set).
+# Runs from before these were recorded have them empty.
+PROVENANCE_COLUMNS = [
+    "device_name",
+    "torch",
+    "device",
+    "cuda",
+    "cpu_capability",
+    "precision",
+    "channels_last",
+    "deterministic",
+    "bnstudy_commit",
+    "peak_memory_mib",
+]
 # Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
 # norm_batch_size: samples per BN statistic, empty for norms without batch statistics;
-# optimizer_batch_size = batch_size × accumulate; device_name and torch: where the run trained.
+# optimizer_batch_size = batch_size × accumulate; then the PROVENANCE_COLUMNS.
 RUN_COLUMNS = [
     "run_id",
     "name",
@@ -56,8 +75,7 @@ RUN_COLUMNS = [
     "lr",
     "seed",
     "num_classes",
-    "device_name",
-    "torch",
+    *PROVENANCE_COLUMNS,
 ]
 TEST_COLUMNS = [
     "status",
@@ -70,7 +88,16 @@ TEST_COLUMNS = [
     "test_loss",
     "test_flip_rate",
 ]
-TRAIN_COLUMNS = ["train_loss", "train_acc", "epochs", "steps", "train_seconds", "samples_per_sec"]
+# skipped_steps: fp16 optimizer steps skipped for inf/NaN gradients (bnstudy.train)
+TRAIN_COLUMNS = [
+    "train_loss",
+    "train_acc",
+    "epochs",
+    "steps",
+    "train_seconds",
+    "samples_per_sec",
+    "skipped_steps",
+]
 # Per-run diagnostics (bnstudy.diagnostics); init_* are taken before training.
 DIAGNOSTIC_COLUMNS = [
     "min_values_per_stat",
@@ -229,8 +256,7 @@ def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> 
         "lr": result["train"].get("lr"),
         "seed": config["seed"],
         "num_classes": result.get("data", {}).get("num_classes"),
-        "device_name": result["provenance"]["device_name"],
-        "torch": result["provenance"]["torch"],
+        **{key: result["provenance"].get(key) for key in PROVENANCE_COLUMNS},
     }
 
 

@@ -43,6 +43,7 @@ from bnstudy.config import (
     validate_study,
 )
 from bnstudy.data import DATASETS, data_fingerprint
+from bnstudy.external import source_fingerprint
 from bnstudy.models import InputShape
 from bnstudy.norms import norm_spec
 from bnstudy.run import load_data, make_model
@@ -63,12 +64,15 @@ class Run:
 
 def run_identity(config: StudyConfig) -> str:
     """Ten hex digits of the SHA-256 of the settings that affect results: the non-default
-    fields except name and sweep, and the content fingerprint of file-based data."""
+    fields except name and sweep, and the content fingerprints of file-based data and of a
+    user model's source file."""
     settings = config.model_dump(mode="json", exclude={"name", "sweep"}, exclude_defaults=True)
     if "model" in settings:
         settings["model"] = _flat_norm_options(settings["model"], config.model.norm)
     if config.data.root is not None:
         settings["data_fingerprint"] = data_fingerprint(config.data.name, config.data.root)
+    if (source := source_fingerprint(config.model.name)) is not None:
+        settings["model_fingerprint"] = source
     if IDENTITY_VERSION > 2:  # version 2 ids are the hash without it; later versions differ
         settings["identity_version"] = IDENTITY_VERSION
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:10]
@@ -113,7 +117,7 @@ def _unused_keys(runs: list[Run], keys: list[str]) -> list[tuple[str, str]]:
     """A swept key that no run uses (every run dropped it) sweeps nothing."""
     used = {key for run in runs for key in run.swept}
     return [
-        (f"sweep.{key}", "no run uses it (the runs' norm ignores this setting)")
+        (f"sweep.{key}", "no run uses it (every run of the sweep ignores this setting)")
         for key in keys
         if runs and key not in used
     ]
@@ -293,4 +297,6 @@ def _build_problem(config: StudyConfig) -> tuple[str, str] | None:
         make_model(config.model, shape, num_classes)
     except ValueError as error:
         return "model", str(error)
+    except (TypeError, RuntimeError) as error:  # a user factory that breaks its contract
+        return "model", f"{config.model.name}: {type(error).__name__}: {error}"
     return None

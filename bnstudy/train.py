@@ -2,14 +2,19 @@
 
 An epoch is a seeded permutation sliced into batches (no DataLoader, no workers), as in
 airbench. Losses and accuracies accumulate on the device and are read once per epoch, so a GPU
-never waits on a per-step host sync.
+never waits on a per-step host sync (except under fp16, where torch's GradScaler reads whether
+the gradients were finite at every step).
+
+:class:`Compute` says how forward passes run: their precision (autocast) and memory format.
 """
 
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
-import time
+import re
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -18,6 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnstudy.data import Split
+from bnstudy.device import synchronized_clock
 from bnstudy.norms import progress_layers
 
 LR_SCALING_POWER = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
@@ -106,6 +112,81 @@ class Schedule:
         return 1.0
 
 
+# autocast dtype per train.precision; None: no autocast (float32 as the model's parameters)
+PRECISIONS: dict[str, torch.dtype | None] = {
+    "fp32": None,
+    "bf16": torch.bfloat16,
+    "fp16": torch.float16,
+}
+MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}  # by tensor rank
+
+
+@dataclass(frozen=True)
+class Compute:
+    """How forward passes run (``train.precision``, ``train.channels_last``).
+
+    ``precision`` ``bf16``/``fp16``: ``torch.autocast(device type, dtype)`` around the forward
+    pass and the loss, never the backward pass (as torch's AMP recipe says); parameters,
+    gradients and optimizer state stay float32, and the norms compute their statistics in
+    float32 (bnstudy.norms.precision; torch's BatchNorm keeps float32 running statistics).
+    ``fp16`` also scales the loss (:func:`grad_scaler`). ``channels_last``: 4D/5D inputs in
+    channels-last memory format (the model is converted by :meth:`prepare`).
+    """
+
+    precision: str = "fp32"
+    channels_last: bool = False
+
+    def autocast(self, device: torch.device) -> contextlib.AbstractContextManager:
+        """The autocast region of a forward pass on ``device`` (a null context for fp32).
+
+        Raises ValueError when this torch cannot autocast to the dtype on that device (torch
+        itself would warn and silently run in float32)."""
+        dtype = PRECISIONS[self.precision]
+        if dtype is None:
+            return contextlib.nullcontext()
+        if not autocast_supported(device.type, dtype):
+            raise ValueError(
+                f"train.precision {self.precision}: torch {torch.__version__} cannot autocast "
+                f"to {dtype} on {device.type}"
+            )
+        return torch.autocast(device.type, dtype=dtype)
+
+    def inputs(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` in the memory format of the run (channels-last for a 4D or 5D batch)."""
+        if self.channels_last and x.dim() in MEMORY_FORMATS:
+            return x.contiguous(memory_format=MEMORY_FORMATS[x.dim()])
+        return x
+
+    def prepare(self, model: nn.Module, spatial_dims: int) -> nn.Module:
+        """``model`` with its conv weights in channels-last format when asked (in place)."""
+        if self.channels_last and spatial_dims + 2 in MEMORY_FORMATS:
+            return model.to(memory_format=MEMORY_FORMATS[spatial_dims + 2])
+        return model
+
+
+@functools.cache
+def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
+    """Whether autocast to ``dtype`` really runs on ``device_type``: torch disables an
+    unsupported one with only a warning (torch 2.14's CPU autocast takes bfloat16 and
+    float16)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with torch.autocast(device_type, dtype=dtype):
+            return (
+                torch.is_autocast_enabled(device_type)
+                and torch.get_autocast_dtype(device_type) == dtype
+            )
+
+
+def grad_scaler(compute: Compute, device: torch.device) -> torch.amp.GradScaler:
+    """torch's loss scaler for fp16 (``enabled`` only then: otherwise its calls pass through).
+
+    Each backward pass scales its loss; one ``step`` (unscale, skip if any gradient is inf or
+    NaN) and one ``update`` (halve the scale after a skip, double it after 2000 clean steps)
+    per optimizer step, so accumulated gradients are unscaled once, with one scale."""
+    return torch.amp.GradScaler(device.type, enabled=compute.precision == "fp16")
+
+
 class Diverged(RuntimeError):
     """The training loss became NaN or infinite."""
 
@@ -134,6 +215,7 @@ class EpochStats:
     train_acc: float
     lr: float  # the lr of the epoch's last optimizer step
     seconds: float
+    skipped_steps: int = 0  # fp16: optimizer steps skipped for inf/NaN gradients (GradScaler)
 
 
 @dataclass
@@ -142,6 +224,7 @@ class TrainResult:
     steps: int = 0
     samples: int = 0
     seconds: float = 0.0
+    skipped_steps: int = 0
     history: list[EpochStats] = field(default_factory=list)
 
 
@@ -195,17 +278,30 @@ def train(
     generator: torch.Generator,
     position: Position,
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    compute: Compute = Compute(),
 ) -> TrainResult:
     """Train with cross-entropy for ``schedule.total`` optimizer steps, epoch after epoch of
     seeded permutations, the lr multiplied by ``schedule.factor(step)``. Before each step,
     layers whose norm needs it learn the fraction of the steps done
     (:func:`bnstudy.norms.progress_layers`: Batch Renorm's clipping schedule).
 
-    Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite.
+    ``augment``, if given, maps each batch of inputs to the batch the model sees (under
+    ``torch.no_grad()``, before the forward pass; batched tensor ops on the device, as in
+    airbench); it draws its randomness from wherever it keeps it, not from ``generator``.
+
+    ``compute`` sets the precision and memory format of the forward passes (:class:`Compute`;
+    the model must already be converted with :meth:`Compute.prepare`). Under fp16 a step whose
+    gradients are not finite is skipped by the scaler and counted (``skipped_steps``), not
+    treated as a divergence: the lr schedule moves on, and the step counts toward the budget.
+
+    Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite (under fp16
+    too: a NaN loss is a divergence, not a skipped step).
     """
     result = TrainResult()
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     layers = progress_layers(model)
+    scaler = grad_scaler(compute, split.y.device)
 
     def before_step() -> None:
         for layer in layers:
@@ -225,11 +321,15 @@ def train(
                 position,
                 budget=schedule.total - result.steps,
                 before_step=before_step,
+                augment=augment,
+                compute=compute,
+                scaler=scaler,
             )
             result.history.append(stats)
             result.epochs, result.steps = position.epoch, result.steps + stats.steps
             result.samples += stats.samples
             result.seconds += stats.seconds
+            result.skipped_steps += stats.skipped_steps
             on_epoch(stats)
             if not math.isfinite(stats.train_loss):
                 raise Diverged(f"loss {stats.train_loss} in epoch {position.epoch}")
@@ -256,8 +356,12 @@ def _train_epoch(
     position: Position,
     budget: int,
     before_step: Callable[[], None],
+    augment: Callable[[torch.Tensor], torch.Tensor] | None,
+    compute: Compute,
+    scaler: torch.amp.GradScaler,
 ) -> EpochStats:
-    start = time.perf_counter()
+    device = split.y.device
+    start = synchronized_clock(device)
     order = torch.randperm(len(split.y), generator=generator).to(split.y.device)
     groups = step_groups(len(order), batching.batch_size, batching.accumulate, batching.drop_last)
     if not groups:
@@ -266,8 +370,9 @@ def _train_epoch(
             "(drop_last is true)"
         )
     groups = groups[:budget]
-    loss_sum = torch.zeros((), device=split.y.device)
-    correct = torch.zeros((), device=split.y.device, dtype=torch.long)
+    loss_sum = torch.zeros((), device=device)
+    correct = torch.zeros((), device=device, dtype=torch.long)
+    skipped = 0
     for step, group in enumerate(groups, start=1):
         position.step = step
         before_step()
@@ -277,15 +382,24 @@ def _train_epoch(
             index = order[part]
             targets = split.y[index]
             position.batch_size = len(index)
-            logits = model(split.x[index])
-            loss = F.cross_entropy(logits, targets)
+            inputs = split.x[index]
+            if augment is not None:
+                with torch.no_grad():
+                    inputs = augment(inputs)
+            with compute.autocast(device):
+                logits = model(compute.inputs(inputs))
+                loss = F.cross_entropy(logits, targets)
             # weighted so that the accumulated gradient is that of the mean over the step
-            (loss * (len(index) / step_samples)).backward()
-            loss_sum += loss.detach() * len(index)
+            scaler.scale(loss * (len(index) / step_samples)).backward()
+            loss_sum += loss.detach().float() * len(index)
             correct += (logits.argmax(1) == targets).sum()
-        optimizer.step()
+        was_skipped = _scaled_step(scaler, optimizer)
+        skipped += was_skipped
         lr = optimizer.param_groups[0]["lr"]
-        scheduler.step()
+        with warnings.catch_warnings() if was_skipped else contextlib.nullcontext():
+            if was_skipped:  # by design: a skipped step still takes its place in the schedule
+                warnings.filterwarnings("ignore", _SCHEDULER_ORDER_WARNING)
+            scheduler.step()
     samples = sum(part.stop - part.start for group in groups for part in group)
     return EpochStats(
         epoch=position.epoch,
@@ -294,8 +408,25 @@ def _train_epoch(
         train_loss=loss_sum.item() / samples,
         train_acc=correct.item() / samples,
         lr=lr,
-        seconds=time.perf_counter() - start,
+        seconds=synchronized_clock(device) - start,
+        skipped_steps=skipped,
     )
+
+
+# torch warns when the scheduler steps after a skipped optimizer step (GradScaler)
+_SCHEDULER_ORDER_WARNING = re.escape("Detected call of `lr_scheduler.step()` before")
+
+
+def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
+    """One optimizer step through ``scaler``; whether it was skipped (inf/NaN gradients: the
+    scaler then lowers its scale). A disabled scaler just steps."""
+    if not scaler.is_enabled():
+        optimizer.step()
+        return False
+    scale = scaler.get_scale()
+    scaler.step(optimizer)
+    scaler.update()
+    return scaler.get_scale() < scale
 
 
 @contextlib.contextmanager
@@ -328,8 +459,11 @@ class Evaluation:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, split: Split, *, mode: str, batch_size: int) -> Evaluation:
-    """Accuracy and mean cross-entropy on ``split`` in BN ``mode``.
+def evaluate(
+    model: nn.Module, split: Split, *, mode: str, batch_size: int, compute: Compute = Compute()
+) -> Evaluation:
+    """Accuracy and mean cross-entropy on ``split`` in BN ``mode``, forward passes run as
+    ``compute`` says (the loss from float32 logits).
 
     ``eval``: norms use running statistics. ``train``: norms normalize each test batch with its
     own statistics (the pix2pix choice), so predictions depend on batch composition. Batches are
@@ -337,12 +471,13 @@ def evaluate(model: nn.Module, split: Split, *, mode: str, batch_size: int) -> E
     """
     with preserved_buffers(model):
         model.train(mode == "train")
-        logits = torch.cat(
-            [
-                model(split.x[part])
-                for part in batch_slices(len(split.y), batch_size, drop_last=False)
-            ]
-        )
+        with compute.autocast(split.y.device):
+            logits = torch.cat(
+                [
+                    model(compute.inputs(split.x[part])).float()
+                    for part in batch_slices(len(split.y), batch_size, drop_last=False)
+                ]
+            )
     loss = F.cross_entropy(logits, split.y).item()
     predictions = logits.argmax(1)
     accuracy = (predictions == split.y).float().mean().item()

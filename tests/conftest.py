@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -32,3 +34,51 @@ def write_study(tmp_path: Path):
         return path
 
     return write
+
+
+# ------------------------------------------------------------------- real-format data files
+
+CIFAR_NAMES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
+
+
+@pytest.fixture
+def write_cifar(monkeypatch):
+    """Write tiny files in the real CIFAR-10 python format (what torchvision's CIFAR10
+    unpickles with encoding latin1: str keys, uint8 (n, 3072) data, int labels, and the
+    batches.meta it reads the class names from). torchvision checks each file's published
+    MD5; for the files written here, and only those, that check is replaced by "exists"."""
+    import torchvision.datasets.cifar as tv_cifar
+
+    generated: set[Path] = set()
+    real_check = tv_cifar.check_integrity
+
+    def check(fpath, md5=None):
+        path = Path(fpath).resolve()
+        return path.is_file() if path in generated else real_check(fpath, md5)
+
+    monkeypatch.setattr(tv_cifar, "check_integrity", check)
+
+    def write(root, counts=(4, 3, 5, 2, 4), test_count=3, labels=None, trusted=True):
+        folder = root / "cifar-10-batches-py"
+        folder.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(0)
+        raw = []
+        for name, n in zip(CIFAR_NAMES, (*counts, test_count), strict=True):
+            y = rng.integers(0, 10, size=n).tolist() if labels is None else labels(n)
+            data = rng.integers(0, 256, size=(n, 3072), dtype=np.uint8)
+            batch = {"batch_label": name, "labels": y, "data": data, "filenames": ["x.png"] * n}
+            write_pickle(folder / name, batch)
+            raw.append((data.reshape(n, 3, 32, 32) / 255.0, y))
+        meta = {"label_names": [f"c{i}" for i in range(10)], "num_cases_per_batch": 10000}
+        write_pickle(folder / "batches.meta", meta)
+        if trusted:
+            generated.update(p.resolve() for p in folder.iterdir())
+        train_x = np.concatenate([x for x, _ in raw[:-1]])
+        return folder, (train_x, sum((y for _, y in raw[:-1]), [])), raw[-1]
+
+    return write
+
+
+def write_pickle(path, obj):
+    with path.open("wb") as f:
+        pickle.dump(obj, f)

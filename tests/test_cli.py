@@ -1,4 +1,5 @@
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from bnstudy import __version__
@@ -185,3 +186,27 @@ def test_malformed_file_data_is_one_line_and_exit_2_before_any_run(
     np.savez(tmp_path / "d.npz", x_train=x, y_train=y)  # no test split
     missing = invoke("run", config, "data.layout=channels_last", "--out", tmp_path / "out")
     assert missing.exit_code == 2 and "lacks arrays x_test, y_test" in missing.stderr
+
+
+@pytest.mark.parametrize(
+    "model",
+    [
+        {"name": "examples.custom_model:build"},
+        {"name": "torchvision:resnet18"},
+        {"name": "torchvision:shufflenet_v2_x0_5", "replace_norms": True},
+    ],
+    ids=["user factory", "torchvision norm_layer", "torchvision replaced norms"],
+)
+def test_a_user_or_torchvision_model_runs_a_sweep_and_is_inspected(
+    model, tiny_study, write_study, tmp_path
+):
+    tiny_study["model"] = {**model, "group": {"groups": 4}}
+    tiny_study["data"]["image_size"] = 16
+    config = write_study(tiny_study)
+    inspected = invoke("inspect", config, "model.norm=group")
+    assert inspected.exit_code == 0 and "GroupNorm" in inspected.output, inspected.output
+    result = invoke("run", config, "sweep.model.norm=[batch, group]", "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "2 runs: 2 ok" in result.output
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    assert set(table["model"]) == {model["name"]} and set(table["status"]) == {"ok"}

@@ -64,6 +64,14 @@ def test_resnet20_has_the_papers_layers_and_parameter_count():
     assert sum(p.numel() for p in model.parameters()) == 269_722  # the paper's 0.27M
 
 
+def test_resnet8_is_resnet20_with_one_block_per_stage_in_2d_and_3d():
+    for dims in (2, 3):
+        model = make_model(ModelConfig(name="resnet8"), InputShape(1, dims, 16), num_classes=11)
+        convs = [m for m in model.modules() if isinstance(m, torch.nn.modules.conv._ConvNd)]
+        assert len(convs) == 7 and all(c.weight.dim() == dims + 2 for c in convs)
+        assert model(torch.randn(2, 1, *[16] * dims)).shape == (2, 11)
+
+
 def test_option_a_shortcut_subsamples_and_pads_channels_with_zeros():
     model = make_model(ModelConfig(name="resnet20"), InputShape(3, 2, 32), num_classes=10)
     block = model.features[3 + 3]  # after conv, norm, ReLU and stage 1: 16 -> 32, stride 2

@@ -366,7 +366,7 @@ def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> Non
         "train mode (batch stats, test batch = training batch)",
         "train mode (batch stats, test batch = 1)",
     ]
-    assert legend_labels(flip) == ["batch", "no result (error/diverged)"]  # batch size 1
+    assert legend_labels(flip) == ["batch", "no result (error/diverged/oom)"]  # batch size 1
     assert all(ax.get_ylabel() == "predictions flipped (%)" for ax in flip.axes)
 
 

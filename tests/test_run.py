@@ -1,3 +1,6 @@
+import math
+
+import pytest
 import torch
 
 from bnstudy import run
@@ -183,3 +186,153 @@ def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_stud
     precise, adabn = recomputed
     assert rows_of(precise, data.train.x) and not rows_of(precise, data.test.x)
     assert rows_of(adabn, data.test.x) and not rows_of(adabn, data.train.x)
+
+
+def fail_above(monkeypatch, limit, training, error=None):
+    """Make every model of the following runs raise ``error`` (a CUDA out-of-memory error by
+    default) in a forward pass over more than ``limit`` samples in train (``training``) or eval
+    mode, as a GPU that runs out of memory above some batch size does."""
+    real = run.model_for_data
+    error = error or torch.cuda.OutOfMemoryError(
+        "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.19 GiB total capacity)"
+    )
+
+    def too_big(module, args):
+        if module.training is training and len(args[0]) > limit:
+            raise error
+
+    def model_for_data(config, data):
+        model = real(config, data)
+        model.register_forward_pre_hook(too_big)
+        return model
+
+    monkeypatch.setattr(run, "model_for_data", model_for_data)
+
+
+def test_out_of_memory_in_training_is_an_oom_outcome_and_frees_memory(tiny_study, monkeypatch):
+    freed = []
+    monkeypatch.setattr(run, "free_memory", freed.append)
+    fail_above(monkeypatch, 4, training=True)
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "oom"
+    assert result["error"].startswith("OutOfMemoryError: CUDA out of memory. Tried to allocate")
+    assert result["error_at"] == "train epoch 1 step 1 (batch of 8)"
+    assert "Traceback" in result["traceback"]
+    assert all(t["status"] == "not run" for t in result["tests"])
+    assert freed == [CPU]
+
+
+def test_other_errors_stay_errors(tiny_study, monkeypatch):
+    fail_above(monkeypatch, 4, training=True, error=RuntimeError("CUDA error: misaligned address"))
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "error" and "misaligned" in result["error"]
+
+
+def test_out_of_memory_in_one_test_setting_is_that_settings_outcome(tiny_study, monkeypatch):
+    freed = []
+    monkeypatch.setattr(run, "free_memory", freed.append)
+    fail_above(monkeypatch, 10, training=False)  # eval mode tests in batches of 12
+    result = execute_run(only_run(tiny_study), CPU)
+    by_mode = {t["test_mode"]: t for t in result["tests"]}
+    assert result["status"] == "ok"
+    assert by_mode["eval"]["status"] == "oom" and by_mode["eval"]["test_acc"] is None
+    assert by_mode["eval"]["error_at"] == "test eval mode (batch of 12)"
+    assert "traceback" not in by_mode["eval"]
+    assert by_mode["train"]["status"] == "ok"
+    assert freed == [CPU]
+
+
+def test_a_batch_size_sweep_goes_on_past_out_of_memory_and_the_table_says_where(
+    tiny_study, tmp_path, monkeypatch
+):
+    import pandas as pd
+
+    from bnstudy import study
+    from bnstudy.sweep import plan
+
+    fail_above(monkeypatch, 8, training=True)
+    tiny_study["sweep"] = {"train.batch_size": [4, 8, 16]}
+    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert counts == {"ok": 2, "oom": 1}
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv", keep_default_na=False)
+    oom = table[table["status"] == "oom"]
+    assert set(oom["batch_size"]) == {16} and len(oom) == 2  # both test settings
+    assert set(oom["error_at"]) == {"train epoch 1 step 1 (batch of 16)"}
+    assert oom["error"].str.startswith("OutOfMemoryError: CUDA out of memory").all()
+
+
+def test_provenance_records_versions_hardware_numerics_and_memory(tiny_study):
+    import re
+
+    provenance = execute_run(only_run(tiny_study), CPU)["provenance"]
+    assert provenance["torch"] == torch.__version__ and provenance["device"] == "cpu"
+    assert provenance["device_name"] == run.cpu_name() == provenance["cpu"]
+    assert provenance["device_name"].endswith("AVX-512")
+    assert provenance["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert provenance["cuda"] == torch.version.cuda and provenance["cuda_capability"] is None
+    commit = provenance["bnstudy_commit"]
+    assert commit is None or re.fullmatch(r"[0-9a-f]{40}(\+dirty)?", commit)
+    assert provenance["threads"] == torch.get_num_threads()
+    assert provenance["precision"] == "fp32" and provenance["channels_last"] is False
+    assert provenance["deterministic"] is False and provenance["cudnn_benchmark"] is False
+    assert provenance["nondeterministic_ops"] == []
+    assert provenance["peak_memory_mib"] > 0
+    assert provenance["peak_memory_of"] == "process (ru_maxrss)"
+    assert 0 < provenance["seconds"] < 600
+    assert {"bnstudy", "python", "host", "started", "torchvision", "cudnn"} <= set(provenance)
+
+
+def test_the_source_commit_is_none_outside_a_checkout(monkeypatch, tmp_path):
+    import bnstudy
+
+    (tmp_path / "bnstudy").mkdir()
+    (tmp_path / "bnstudy" / "__init__.py").write_text("")
+    monkeypatch.setattr(bnstudy, "__file__", str(tmp_path / "bnstudy" / "__init__.py"))
+    run.source_commit.cache_clear()
+    try:
+        assert run.source_commit() is None
+    finally:
+        run.source_commit.cache_clear()
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_a_reduced_precision_run_is_tested_in_every_mode_and_recorded(tiny_study, precision):
+    tiny_study["train"].update(precision=precision, channels_last=True)
+    tiny_study["eval"]["test_modes"] = list(TEST_MODES)
+    result = execute_run(only_run(tiny_study), CPU)
+    assert result["status"] == "ok", result["error"]
+    assert all(t["status"] == "ok" for t in result["tests"]), result["tests"]
+    assert result["provenance"]["precision"] == precision
+    assert result["provenance"]["channels_last"] is True
+    assert result["train"]["skipped_steps"] >= 0
+    assert math.isfinite(result["diagnostics"]["bn_mean_noise"])
+
+
+def test_beta_outputs_are_recognized_under_bf16(tiny_study):
+    # one value per statistic in the last BN: its output is exactly beta, rounded to bf16
+    from bnstudy import diagnostics
+    from bnstudy.train import Compute
+
+    tiny_study["data"]["image_size"] = 2
+    tiny_study["model"].update(norm="batch_manual", batch_manual={"single_value": "beta"})
+    config = only_run(tiny_study)
+    data = run.load_data(config, CPU)
+    model = run.model_for_data(config, data)
+    last = diagnostics.norm_layers(model)[-1][1]
+    with torch.no_grad():
+        last.bias.copy_(torch.linspace(0.1, 0.9, len(last.bias)))  # not bf16 numbers
+    with Compute("bf16").autocast(CPU):
+        probe = diagnostics.output_probe(model, data.test.x[:1], data.train.x[:1])
+    assert probe["beta_fraction"] == 1.0
+
+
+def test_a_deterministic_run_on_the_cpu_matches_the_default_and_restores_the_flags(tiny_study):
+    default = execute_run(only_run(tiny_study), CPU)
+    tiny_study["train"]["deterministic"] = True
+    deterministic = execute_run(only_run(tiny_study), CPU)
+    assert deterministic["provenance"]["deterministic"] is True
+    assert deterministic["provenance"]["cudnn_deterministic"] is True
+    assert deterministic["provenance"]["nondeterministic_ops"] == []
+    assert deterministic["train"]["train_loss"] == default["train"]["train_loss"]
+    assert deterministic["tests"] == default["tests"]
+    assert not torch.are_deterministic_algorithms_enabled()

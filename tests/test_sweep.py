@@ -154,17 +154,11 @@ def test_identity_follows_the_content_of_a_data_file(tiny_study, tmp_path):
     assert first.run_id != edited.run_id
 
 
-def test_cifar_identity_covers_the_files_it_reads_and_nothing_beside_them(tiny_study, tmp_path):
-    import pickle
-
-    folder = tmp_path / "cifar-10-batches-py"
-    folder.mkdir()
-    names = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
-    for name in names:
-        data = np.zeros((2, 3072), dtype=np.uint8)
-        with (folder / name).open("wb") as file:
-            pickle.dump({b"data": data, b"labels": [0, 1]}, file)
-    tiny_study["data"] = {"name": "cifar10", "root": str(tmp_path)}
+def test_cifar_identity_covers_the_files_it_reads_and_nothing_beside_them(
+    tiny_study, tmp_path, write_cifar
+):
+    folder, _, _ = write_cifar(tmp_path)
+    tiny_study["data"] = {"name": "cifar10", "root": str(tmp_path), "image_size": 32}
     _, [first] = plan(tiny_study, "a.yaml")
     (tmp_path / "notes.txt").write_text("unrelated")
     _, [beside] = plan(tiny_study, "a.yaml")
@@ -208,3 +202,25 @@ def test_per_norm_options_keep_the_ids_of_the_flat_keys_they_replaced(
     tiny_study["model"].update(norm=norm, **{norm: options})
     _, [run] = plan(tiny_study, "s.yaml")
     assert run.run_id == pinned
+
+
+def test_padding_is_swept_only_where_a_crop_uses_it(tiny_study):
+    tiny_study["sweep"] = {"data.augment": ["none", "crop"], "data.augment_padding": [2, 4]}
+    _, runs = plan(tiny_study, "a.yaml")
+    assert sorted((r.config.data.augment, r.config.data.augment_padding) for r in runs) == [
+        ("crop", 2),
+        ("crop", 4),
+        ("none", 4),
+    ]
+    tiny_study["sweep"] = {"data.augment_padding": [2, 4]}
+    with pytest.raises(ConfigError, match="sweep.data.augment_padding: no run uses it"):
+        plan(tiny_study, "a.yaml")
+
+
+def test_widths_are_dropped_from_the_runs_of_an_external_model(tiny_study):
+    tiny_study["sweep"] = {"model.name": ["cnn", "examples.custom_model:build"]}
+    _, runs = plan(tiny_study, "a.yaml")
+    assert {r.config.model.name: r.config.model.widths for r in runs} == {
+        "cnn": [4, 8],
+        "examples.custom_model:build": None,
+    }

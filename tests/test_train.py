@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -7,6 +9,7 @@ from bnstudy.models import InputShape
 from bnstudy.run import make_model
 from bnstudy.train import (
     Batching,
+    Compute,
     Position,
     Schedule,
     batch_slices,
@@ -274,3 +277,189 @@ def test_the_loop_tells_batch_renorm_the_fraction_of_steps_done_and_unsets_it_af
     layers = [m for m in model.modules() if isinstance(m, BatchRenorm)]
     assert seen == [0.0] * 2 + [0.25] * 2 + [0.5] * 2 + [0.75] * 2 + [None] * 2
     assert all(layer.progress is None for layer in layers) and len(layers) == 2
+
+
+def test_augment_maps_each_batch_before_the_forward_pass_without_gradient():
+    split = tiny_split(16)
+    split = Split(split.x.double(), split.y)
+    seen = []
+
+    def flip(x):
+        seen.append((x.shape[0], torch.is_grad_enabled()))
+        return x.flip(-1)
+
+    def run(augment, data):
+        model = gn_model()
+        train(
+            model,
+            data,
+            torch.optim.SGD(model.parameters(), lr=0.1),
+            batching=Batching(batch_size=4),
+            schedule=Schedule(total=4),
+            generator=torch.Generator().manual_seed(0),
+            position=Position(),
+            augment=augment,
+        )
+        return model
+
+    augmented = run(flip, split)
+    assert seen == [(4, False)] * 4
+    # the same as training on the flipped data set with the same batch order
+    flipped = run(None, Split(split.x.flip(-1), split.y))
+    for a, b in zip(augmented.parameters(), flipped.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    assert not torch.equal(split.x, split.x.flip(-1))
+
+
+def train_tiny(model, split, compute, batching=None, total=4, lr=0.05):
+    optimizer = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    return train(
+        model,
+        split,
+        optimizer,
+        batching=batching or Batching(batch_size=5),
+        schedule=Schedule(total=total),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+        compute=compute,
+    )
+
+
+@pytest.mark.parametrize("norm", ["batch", "batch_manual", "batch_keras", "batch_renorm"])
+def test_bf16_autocast_on_cpu_trains_and_keeps_running_statistics_float32_and_finite(norm):
+    from bnstudy.precise import running_statistic_layers
+
+    model, split = tiny_model(norm), tiny_split()
+    seen = []
+    model.features[0].register_forward_hook(lambda m, args, out: seen.append(out.dtype))
+    result = train_tiny(model, split, Compute("bf16"))
+    assert seen and set(seen) == {torch.bfloat16}  # autocast was on: the conv ran in bf16
+    assert all(math.isfinite(stats.train_loss) for stats in result.history)
+    layers = running_statistic_layers(model)
+    assert layers
+    for layer in layers:
+        assert layer.running_var.dtype == torch.float32
+        assert torch.isfinite(layer.running_var).all()
+        assert not torch.equal(layer.running_var, torch.ones_like(layer.running_var))
+    assert all(p.dtype == torch.float32 for p in model.parameters())
+    evaluation = evaluate(model, split, mode="eval", batch_size=7, compute=Compute("bf16"))
+    assert math.isfinite(evaluation.loss) and 0 <= evaluation.accuracy <= 1
+
+
+def test_bf16_results_are_close_to_fp32_but_not_identical():
+    fp32 = train_tiny(tiny_model(), tiny_split(), Compute()).history[-1].train_loss
+    bf16 = train_tiny(tiny_model(), tiny_split(), Compute("bf16")).history[-1].train_loss
+    assert bf16 != fp32 and bf16 == pytest.approx(fp32, rel=0.05)
+
+
+def test_fp16_scales_each_backward_and_steps_and_updates_once_per_optimizer_step(monkeypatch):
+    calls = []
+    for name in ("scale", "step", "update"):
+        real = getattr(torch.amp.GradScaler, name)
+
+        def spy(self, *args, _real=real, _name=name, **kwargs):
+            calls.append(_name)
+            return _real(self, *args, **kwargs)
+
+        monkeypatch.setattr(torch.amp.GradScaler, name, spy)
+    # 20 samples, passes of 5, accumulate 2: two optimizer steps of two passes each per epoch
+    result = train_tiny(
+        gn_model().float(), tiny_split(), Compute("fp16"), Batching(batch_size=5, accumulate=2)
+    )
+    assert calls == ["scale", "scale", "step", "update"] * 4
+    assert result.steps == 4 and result.skipped_steps == 0
+
+
+def test_fp16_accumulated_step_matches_one_large_batch():
+    # the scaled gradients of the passes add up before one unscale: the update of one batch
+    def one(batching):
+        model = gn_model().float()
+        train_tiny(model, tiny_split(32), Compute("fp16"), batching, total=1, lr=0.1)
+        return model
+
+    large, accumulated = one(Batching(batch_size=32)), one(Batching(batch_size=8, accumulate=4))
+    for a, b in zip(large.parameters(), accumulated.parameters(), strict=True):
+        torch.testing.assert_close(a, b, atol=2e-3, rtol=2e-3)
+
+
+def test_fp16_steps_skipped_for_inf_gradients_are_counted_not_divergence(monkeypatch):
+    import functools
+
+    # a loss scale so large that every scaled fp16 gradient overflows: every step is skipped
+    huge = functools.partial(torch.amp.GradScaler, init_scale=2.0**100)
+    monkeypatch.setattr(torch.amp, "GradScaler", huge)
+    model, split = gn_model().float(), tiny_split()
+    before = [p.detach().clone() for p in model.parameters()]
+    seen = []
+    result = train(
+        model,
+        split,
+        torch.optim.SGD(model.parameters(), lr=0.1),
+        batching=Batching(batch_size=5),
+        schedule=Schedule(total=8),
+        generator=torch.Generator().manual_seed(0),
+        position=Position(),
+        on_epoch=seen.append,
+        compute=Compute("fp16"),
+    )
+    assert result.steps == 8 and result.skipped_steps == 8
+    assert [stats.skipped_steps for stats in seen] == [4, 4]
+    assert all(math.isfinite(stats.train_loss) for stats in seen)
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters(), strict=True))
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16", "fp16"])
+def test_a_nan_loss_diverges_in_every_precision(precision):
+    from bnstudy.train import Diverged
+
+    split = tiny_split()
+    split.x[3] = float("nan")
+    with pytest.raises(Diverged, match="loss nan in epoch 1"):
+        train_tiny(gn_model().float(), split, Compute(precision))
+
+
+def test_an_unsupported_autocast_dtype_is_a_clear_error(monkeypatch):
+    from bnstudy import train as train_module
+    from bnstudy.train import autocast_supported
+
+    assert autocast_supported("cpu", torch.bfloat16)
+    assert not autocast_supported("cpu", torch.float64)  # torch would silently run fp32
+    monkeypatch.setitem(train_module.PRECISIONS, "fp16", torch.float64)
+    with pytest.raises(ValueError, match="cannot autocast to torch.float64 on cpu"):
+        Compute("fp16").autocast(torch.device("cpu"))
+
+
+def conv_net(spatial_dims, norm="batch"):
+    torch.manual_seed(0)
+    return make_model(
+        ModelConfig(widths=[4, 8], norm=norm), InputShape(2, spatial_dims, 4), num_classes=3
+    ).double()
+
+
+@pytest.mark.parametrize(
+    ("spatial_dims", "memory_format"),
+    [(2, torch.channels_last), (3, torch.channels_last_3d)],
+)
+def test_channels_last_changes_the_layout_not_the_results(spatial_dims, memory_format):
+    generator = torch.Generator().manual_seed(1)
+    x = torch.randn(12, 2, *[4] * spatial_dims, generator=generator, dtype=torch.float64)
+    split = Split(x=x, y=torch.randint(0, 3, (12,), generator=generator))
+    compute = Compute(channels_last=True)
+    plain, converted = conv_net(spatial_dims), conv_net(spatial_dims)
+    compute.prepare(converted, spatial_dims)
+    conv = converted.features[0]
+    assert conv.weight.is_contiguous(memory_format=memory_format)
+    seen = []
+    conv.register_forward_pre_hook(lambda m, args: seen.append(args[0]))
+    losses = [
+        train_tiny(model, split, c, Batching(batch_size=4), total=3).history[-1].train_loss
+        for model, c in ((plain, Compute()), (converted, compute))
+    ]
+    assert seen[0].is_contiguous(memory_format=memory_format)
+    assert not seen[0].is_contiguous()
+    assert losses[0] == pytest.approx(losses[1], rel=1e-10)
+    for a, b in zip(plain.parameters(), converted.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-12)
+    first = evaluate(plain, split, mode="eval", batch_size=5)
+    second = evaluate(converted, split, mode="eval", batch_size=5, compute=compute)
+    assert first.loss == pytest.approx(second.loss, rel=1e-10)

@@ -31,7 +31,8 @@ ACTIVATIONS: dict[str, Callable[[int], nn.Module]] = {
     "identity": lambda channels: nn.Identity(),  # a norm before a residual sum
 }
 FUSABLE_ACTIVATION = "relu"  # the activation a fused norm-activation unit replaces
-RESERVED_NAMES = ("name", "widths", "norm")  # model.* keys that are not norm sections
+# model.* keys that are not norm sections
+RESERVED_NAMES = ("name", "widths", "norm", "replace_norms")
 
 
 class NormOptions(BaseModel):
@@ -154,12 +155,17 @@ def uses_batch_statistics(name: str) -> bool:
 
 
 def create_norm(
-    name: str, channels: int, spatial_dims: int, options: NormOptions | None = None
+    name: str,
+    channels: int,
+    spatial_dims: int,
+    options: NormOptions | None = None,
+    activation: bool = True,
 ) -> nn.Module:
     """The norm ``name`` for ``channels`` channels and ``spatial_dims`` axes after C, with
-    ``options`` (None: the norm's defaults); a fused norm includes its activation."""
+    ``options`` (None: the norm's defaults). A fused norm includes its activation unless
+    ``activation`` is False (the ``norm_layer`` of a model that applies its own activation)."""
     spec = _spec_for(name, spatial_dims)
-    fused = {"activation": True} if spec.fused_activation else {}
+    fused = {"activation": activation} if spec.fused_activation else {}
     return spec.build(channels, spatial_dims, _options(spec, options), **fused)
 
 
