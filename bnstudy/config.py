@@ -164,8 +164,14 @@ class _ModelSettings(_Section):
 
     @field_validator("norm")
     @classmethod
-    def _known_norm(cls, name: str) -> str:
-        return _known(name, NORMS, "norm")
+    def _known_norm(cls, name: str, info: ValidationInfo) -> str:
+        _known(name, NORMS, "norm")
+        if NORMS[name].fused_activation and is_external(info.data.get("name", "")):
+            raise ValueError(
+                f"{name} normalizes as its activation (in place of the ReLU), and a torchvision "
+                "or user model applies its own activation after norm_layer: use a built-in model"
+            )
+        return name
 
     @model_validator(mode="after")
     def _keep_only_the_norms_section(self) -> _ModelSettings:

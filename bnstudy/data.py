@@ -90,8 +90,8 @@ class DatasetSpec:
     """How to load one named data set.
 
     ``load(*, train_size, test_size, seed, root, image_size)`` returns a CPU ``Dataset``; a
-    loader with ``layouts`` also takes ``layout`` (``data.layout``: how the file orders axes),
-    one with ``download`` also takes ``download`` (``data.download``). ``spatial_dims`` is 2
+    loader with ``layouts`` also takes ``layout`` (``data.layout``: how the file orders axes).
+    ``spatial_dims`` is 2
     or 3, or 0 when it is read from the file (``npz``); likewise ``in_channels`` and
     ``num_classes`` are 0 when only the file knows them. ``files(root)`` lists the files a
     file-based loader reads (their content is part of run identity). ``download(root)``
@@ -607,18 +607,15 @@ def load_cifar10(
     seed: int,
     root: str | None,
     image_size: int | None = None,
-    download: bool = False,
 ) -> Dataset:
     """CIFAR-10 from ``root/cifar-10-batches-py`` via ``torchvision.datasets.CIFAR10`` (the
-    python version; torchvision checks every file's MD5). ``download`` fetches it first.
+    python version; torchvision checks every file's MD5; :func:`download_dataset` fetches it).
 
     ``train_size``/``test_size`` below the split's size (50,000/10,000) draw a class-balanced
     subset with ``seed`` (:func:`balanced_subset`; train and test from independent streams);
     images are 32x32, never resized.
     """
     base = _require_root("cifar10", root)
-    if download:
-        download_cifar10(base)
     _check_cifar_files(base)
     _check_image_size("cifar10", image_size, (32, 32))
     splits = []
@@ -983,12 +980,11 @@ DATASETS: dict[str, DatasetSpec] = {
 
 
 def download_dataset(name: str, root: str) -> None:
-    """Fetch data set ``name`` into ``root`` if its spec can (``data.download``); nothing is
-    fetched when its files are already there and intact."""
+    """Fetch data set ``name`` into ``root`` (``data.download``, which the config allows only
+    where the spec can download) unless all of its files are there."""
     spec = DATASETS[name]
-    if spec.download is None:
-        raise ValueError(f"{name} cannot be downloaded: remove data.download")
-    spec.download(Path(root))
+    if not all(path.is_file() for path in spec.files(Path(root))):
+        spec.download(Path(root))
 
 
 def _signature(files: list[Path]) -> tuple:
@@ -1034,18 +1030,13 @@ def load_dataset(
     intensity: str = "none",
     device: torch.device | str = "cpu",
     layout: str | None = None,
-    download: bool = False,
 ) -> Dataset:
-    """Load data set ``name`` from ``DATASETS`` (with ``layout`` or ``download`` where its
-    loader takes them), normalize each sample's ``intensity`` if asked, and put both splits
-    on ``device``."""
+    """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one),
+    normalize each sample's ``intensity`` if asked, and put both splits on ``device``."""
     spec = DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
-    if download and spec.download is None:
-        raise ValueError(f"{name} cannot be downloaded: remove data.download")
     extra = {"layout": layout} if spec.layouts else {}
-    extra |= {"download": download} if spec.download is not None else {}
     data = spec.load(
         train_size=train_size,
         test_size=test_size,

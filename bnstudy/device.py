@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
-import resource
 import sys
 import time
 import warnings
@@ -26,6 +25,13 @@ CUBLAS_WORKSPACE_CONFIG = ":4096:8"  # a setting cuBLAS is deterministic with (C
 # contains this (c10/core/impl/alloc_cpu.cpp, torch 2.14: "[enforce fail at alloc_cpu.cpp:127]
 # err == 0. DefaultCPUAllocator: can't allocate memory: you tried to allocate N bytes. ...").
 CPU_ALLOCATOR_FAILURE = "DefaultCPUAllocator: can't allocate memory"
+# CUDA libraries that fail to allocate their workspace raise a RuntimeError (torch.AcceleratorError
+# for the CUDA runtime's own) with one of these in the message
+CUDA_ALLOCATION_FAILURES = (
+    "CUDA error: out of memory",
+    "CUBLAS_STATUS_ALLOC_FAILED",
+    "CUDNN_STATUS_ALLOC_FAILED",
+)
 MIB = 2**20
 
 
@@ -40,12 +46,16 @@ def synchronized_clock(device: torch.device) -> float:
 def is_out_of_memory(error: BaseException) -> bool:
     """Whether ``error`` says that memory ran out: torch.OutOfMemoryError (CUDA's caching
     allocator; ``torch.cuda.OutOfMemoryError`` is the same class), the CPU allocator's
-    RuntimeError, or Python's MemoryError. Nothing else: an error that merely mentions memory
-    stays an error. On Linux a CPU process that overcommits is usually killed by the kernel's
-    OOM killer instead, which no exception reports."""
+    RuntimeError, a CUDA library's failed allocation (:data:`CUDA_ALLOCATION_FAILURES`), or
+    Python's MemoryError. Nothing else: an error that merely mentions memory stays an error.
+    On Linux a CPU process that overcommits is usually killed by the kernel's OOM killer
+    instead, which no exception reports."""
     if isinstance(error, torch.OutOfMemoryError | MemoryError):
         return True
-    return type(error) is RuntimeError and CPU_ALLOCATOR_FAILURE in str(error)
+    if not isinstance(error, RuntimeError):
+        return False
+    message = str(error)
+    return any(failure in message for failure in (CPU_ALLOCATOR_FAILURE, *CUDA_ALLOCATION_FAILURES))
 
 
 def free_memory(device: torch.device) -> None:
@@ -72,6 +82,8 @@ def peak_memory(device: torch.device) -> dict[str, Any]:
             "peak_memory_mib": torch.cuda.max_memory_allocated(device) / MIB,
             "peak_memory_of": "run (torch.cuda.max_memory_allocated)",
         }
+    import resource  # POSIX only
+
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
     scale = 1 if sys.platform == "darwin" else 1024
     return {"peak_memory_mib": rss * scale / MIB, "peak_memory_of": "process (ru_maxrss)"}

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from bnstudy.device import is_out_of_memory
 from bnstudy.norms import module_spec
 from bnstudy.train import preserved_buffers
 
@@ -115,10 +116,13 @@ def captured_inputs(layers: list[tuple[str, nn.Module]]) -> Iterator[dict[str, t
 
 
 def forward_quietly(model: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
-    """The model's output, or None when a layer raises (the hooks have fired up to there)."""
+    """The model's output, or None when a layer raises (the hooks have fired up to there);
+    running out of memory is the run's outcome, not a diagnostic, and propagates."""
     try:
         return model(x)
-    except (ValueError, RuntimeError):
+    except (ValueError, RuntimeError) as error:
+        if is_out_of_memory(error):
+            raise
         return None
 
 

@@ -22,23 +22,26 @@
 
 ``model.replace_norms: true`` walks the module tree (as detectron2's
 ``FrozenBatchNorm2d.convert_frozen_batchnorm`` does) and replaces every BatchNorm, GroupNorm,
-InstanceNorm and channels-first LayerNorm module with the configured norm of the same channel
-count; a norm that pairs with its own convolution (weight standardization) also gets every
-convolution swapped, weights kept. Either way, a model that still holds a norm bnstudy did not
-build is refused: its statistics would escape the study (no ghost batches, a norm other than
-the one the results are labelled with).
+InstanceNorm and LayerNorm module with the configured norm for the feature map it normalizes
+(channels and rank read from one forward pass); one over (N, C) features or a LayerNorm that
+is not over all of (C, *spatial) is refused by name. A norm that pairs with its own
+convolution (weight standardization) also gets every convolution swapped, weights kept.
+Norms that fuse their activation (FRN, EvoNorm) are for built-in models only: these models
+apply their own activation after ``norm_layer``. Either way, a model that still holds a norm
+bnstudy did not build is refused: its statistics would escape the study (no ghost batches, a
+norm other than the one the results are labelled with).
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib
-import inspect
 import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.modules.conv import _ConvNd
@@ -110,10 +113,12 @@ def _torchvision_factory(model: str) -> Callable[..., nn.Module]:
 
 def source_fingerprint(name: str) -> str | None:
     """SHA-256 (16 hex digits) of the source file of a user model's module, None for other
-    models: editing the factory changes the run identities, as editing a data file does."""
+    models: editing that file changes the run identities, as editing a data file does (edits
+    to other modules it imports do not)."""
     if not is_external(name) or name.startswith(TORCHVISION):
         return None
-    path = inspect.getsourcefile(_factory(name))
+    _factory(name)  # imports it, or says why not
+    path = getattr(sys.modules[name.partition(":")[0]], "__file__", None)
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16] if path else None
 
 
@@ -121,14 +126,16 @@ def build_external(
     name: str,
     in_channels: int,
     spatial_dims: int,
+    size: int,
     num_classes: int,
     norm: NormBuilder,
     replace: bool,
     conv: dict[int, type[nn.Module]] | None = None,
 ) -> nn.Module:
-    """Build external model ``name`` for the data's channels, dims and classes with the study's
-    norm: through ``norm_layer``, or by replacing the model's own norms (``replace``); then swap
-    its convolutions for ``conv`` (a class per spatial dims) where the norm pairs with one."""
+    """Build external model ``name`` for the data's channels, dims, size (per spatial axis)
+    and classes with the study's norm: through ``norm_layer``, or by replacing the model's own
+    norms (``replace``, shapes found by one forward pass at the data's size); then swap its
+    convolutions for ``conv`` (a class per spatial dims) where the norm pairs with one."""
     built: set[int] = set()
 
     def norm_layer(channels: int) -> nn.Module:
@@ -139,7 +146,8 @@ def build_external(
     build = _build_torchvision if name.startswith(TORCHVISION) else _build_user
     model = build(name, in_channels, spatial_dims, num_classes, norm_layer, replace)
     if replace:
-        replace_norms(model, norm, spatial_dims, built)
+        sample = torch.zeros(2, in_channels, *[size] * spatial_dims)
+        replace_norms(model, norm, norm_inputs(model, sample), built)
     _refuse_foreign_norms(model, built, name)
     if conv is not None:
         replace_convs(model, conv)
@@ -212,38 +220,62 @@ def _conv_like(conv: _ConvNd, cls: type[nn.Module], in_channels: int) -> nn.Modu
     )
 
 
-def _norm_shape(module: nn.Module, spatial_dims: int, path: str) -> tuple[int, int]:
-    """(channels, spatial dims) a torch norm module normalizes; LayerNorm only when it covers
-    (C, *spatial) of a channels-first input, since over the last axis alone it normalizes
-    channels-last features (transformer tokens, ConvNeXt) that no channels-first norm fits."""
-    if isinstance(module, _BatchNorm | _InstanceNorm):
-        dims = {"1d": 1, "2d": 2, "3d": 3}.get(type(module).__name__[-2:].lower(), spatial_dims)
-        return module.num_features, dims
-    if isinstance(module, nn.GroupNorm):
-        return module.num_channels, spatial_dims
-    shape = tuple(module.normalized_shape)
-    if len(shape) < 2:
+def norm_inputs(model: nn.Module, sample: torch.Tensor) -> dict[int, torch.Size]:
+    """The input shape of every torch norm module (:data:`FOREIGN_NORMS`) of ``model`` in one
+    training-mode forward of ``sample`` (training mode reaches auxiliary heads too; the
+    modules measured are about to be replaced, so their updated statistics do not matter)."""
+    shapes: dict[int, torch.Size] = {}
+
+    def record(module: nn.Module, args: tuple) -> None:
+        shapes.setdefault(id(module), args[0].shape)
+
+    norms = [m for m in model.modules() if isinstance(m, FOREIGN_NORMS)]
+    hooks = [m.register_forward_pre_hook(record) for m in norms]
+    try:
+        with torch.no_grad():
+            model.train()(sample)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def _channels_and_dims(module: nn.Module, shape: torch.Size | None, path: str) -> tuple[int, int]:
+    """(channels, spatial dims) of the channels-first feature map ``module`` normalizes, from
+    its input ``shape``; a norm over (N, C) features, or a LayerNorm over other than all of
+    (C, *spatial) (transformer tokens, ConvNeXt's channels-last blocks), has no channels-first
+    counterpart and is refused by name."""
+    if shape is None:
+        raise ValueError(f"{path}: not called in a forward pass, so what it normalizes is unknown")
+    if len(shape) < 3:
+        raise ValueError(f"{path}: normalizes {tuple(shape)} features, not a feature map")
+    if isinstance(module, nn.LayerNorm) and tuple(module.normalized_shape) != tuple(shape[1:]):
         raise ValueError(
-            f"{path}: LayerNorm over the last axis ({shape}) normalizes channels-last "
-            "features; replace_norms handles channels-first layers only"
+            f"{path}: LayerNorm over {tuple(module.normalized_shape)} of {tuple(shape)} inputs "
+            "is not a channels-first norm; replace_norms handles those only"
         )
-    return shape[0], len(shape) - 1
+    return shape[1], len(shape) - 2
 
 
 def replace_norms(
-    model: nn.Module, norm: NormBuilder, spatial_dims: int, keep: set[int], prefix: str = ""
+    model: nn.Module,
+    norm: NormBuilder,
+    inputs: dict[int, torch.Size],
+    keep: set[int],
+    prefix: str = "",
 ) -> None:
     """Replace, in place, every torch norm module of ``model`` (:data:`FOREIGN_NORMS`) whose id
-    is not in ``keep`` with ``norm(channels, dims)`` of the same channel count, recording the
-    new modules' ids in ``keep``."""
+    is not in ``keep`` with ``norm(channels, dims)`` for the feature map it normalizes (its
+    input shape in ``inputs``, :func:`norm_inputs`), recording the new modules' ids in
+    ``keep``. The new modules start from their own initialization (γ = 1, β = 0)."""
     for name, child in model.named_children():
         path = f"{prefix}{name}"
         if isinstance(child, FOREIGN_NORMS) and id(child) not in keep:
-            new = norm(*_norm_shape(child, spatial_dims, path))
+            new = norm(*_channels_and_dims(child, inputs.get(id(child)), path))
             keep.update(id(m) for m in new.modules())
             setattr(model, name, new.train(child.training))
         else:
-            replace_norms(child, norm, spatial_dims, keep, f"{path}.")
+            replace_norms(child, norm, inputs, keep, f"{path}.")
 
 
 def _refuse_foreign_norms(model: nn.Module, built: set[int], name: str) -> None:

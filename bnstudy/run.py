@@ -104,6 +104,7 @@ def make_model(model: ModelConfig, shape: InputShape, num_classes: int) -> nn.Mo
             model.name,
             shape.channels,
             dims,
+            shape.size,
             num_classes,
             norm,
             model.replace_norms,
@@ -122,7 +123,14 @@ def _norm_act(
 
 
 def _plain_norm(norm: str, options: NormOptions, channels: int, spatial_dims: int) -> nn.Module:
-    return create_norm(norm, channels, spatial_dims, options, activation=False)
+    return create_norm(norm, channels, spatial_dims, options)
+
+
+# DataConfig fields the loaders do not read (augmentation happens per batch in training)
+_NOT_READ_BY_LOADERS = {
+    name: DataConfig.model_fields[name].default
+    for name in ("augment", "augment_padding", "download")
+}
 
 
 @functools.lru_cache(maxsize=2)
@@ -138,7 +146,6 @@ def _dataset(data: DataConfig, device: str, fingerprint: str | None) -> Dataset:
         intensity=data.intensity,
         device=device,
         layout=data.layout,
-        download=data.download,
     )
 
 
@@ -149,6 +156,7 @@ def load_data(config: StudyConfig, device: torch.device) -> Dataset:
     data = config.data
     if data.download:
         download_dataset(data.name, data.root)
+    data = data.model_copy(update=_NOT_READ_BY_LOADERS)  # one cache entry per loaded data set
     fingerprint = None
     if data.root is not None:
         try:
@@ -167,8 +175,6 @@ def execute_run(
 
     Diagnostics (bnstudy.diagnostics) are taken at initialization, so that they explain a run
     that fails in training, and again after training."""
-    started, start = time.time(), synchronized_clock(device)
-    reset_peak_memory(device)
     position = Position()
     record: dict[str, Any] = {
         "status": OK,
@@ -183,7 +189,9 @@ def execute_run(
     tests = [_untested(setting) for setting in evaluation_settings(config)]
     compute = run_compute(config)
     model = optimizer = None
-    with run_flags(config.train.deterministic, device) as flags:
+    with run_flags(config.train.deterministic, device) as flags:  # before any CUDA call
+        started, start = time.time(), synchronized_clock(device)
+        reset_peak_memory(device)
         try:
             data = load_data(config, device)
             record["data"] = {"num_classes": data.num_classes, "train_size": len(data.train.y)}

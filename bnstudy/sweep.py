@@ -297,6 +297,6 @@ def _build_problem(config: StudyConfig) -> tuple[str, str] | None:
         make_model(config.model, shape, num_classes)
     except ValueError as error:
         return "model", str(error)
-    except (TypeError, RuntimeError) as error:  # a user factory that breaks its contract
+    except Exception as error:  # noqa: BLE001 - a user factory that breaks its contract
         return "model", f"{config.model.name}: {type(error).__name__}: {error}"
     return None

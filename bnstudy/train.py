@@ -167,15 +167,18 @@ class Compute:
 @functools.cache
 def autocast_supported(device_type: str, dtype: torch.dtype) -> bool:
     """Whether autocast to ``dtype`` really runs on ``device_type``: torch disables an
-    unsupported one with only a warning (torch 2.14's CPU autocast takes bfloat16 and
-    float16)."""
+    unsupported one with only a warning, or raises (bfloat16 on a GPU without it); torch
+    2.14's CPU autocast takes bfloat16 and float16."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        with torch.autocast(device_type, dtype=dtype):
-            return (
-                torch.is_autocast_enabled(device_type)
-                and torch.get_autocast_dtype(device_type) == dtype
-            )
+        try:
+            with torch.autocast(device_type, dtype=dtype):
+                return (
+                    torch.is_autocast_enabled(device_type)
+                    and torch.get_autocast_dtype(device_type) == dtype
+                )
+        except RuntimeError:  # "Current CUDA Device does not support bfloat16"
+            return False
 
 
 def grad_scaler(compute: Compute, device: torch.device) -> torch.amp.GradScaler:

@@ -23,7 +23,7 @@ import torch
 
 from bnstudy.config import StudyConfig
 from bnstudy.data import Split
-from bnstudy.device import peak_memory, reset_peak_memory, synchronized_clock
+from bnstudy.device import peak_memory, reset_peak_memory, run_flags, synchronized_clock
 from bnstudy.models import InputShape
 from bnstudy.run import cpu_capability, cpu_name, make_model, run_compute
 from bnstudy.study import resolve_device
@@ -75,11 +75,12 @@ def measure(
             compute=compute,
         )
 
-    run(warmup)  # kernels chosen, caches warm, allocator grown
-    reset_peak_memory(device)
-    start = synchronized_clock(device)
-    run(steps)
-    seconds = synchronized_clock(device) - start
+    with run_flags(deterministic=False, device=device):  # the flags runs use (cuDNN autotuning)
+        run(warmup)  # kernels chosen, caches warm, allocator grown
+        reset_peak_memory(device)
+        start = synchronized_clock(device)
+        run(steps)
+        seconds = synchronized_clock(device) - start
     return {"steps_per_sec": steps / seconds, **peak_memory(device)}
 
 

@@ -82,3 +82,35 @@ def write_cifar(monkeypatch):
 def write_pickle(path, obj):
     with path.open("wb") as f:
         pickle.dump(obj, f)
+
+
+def write_medmnist(path, size=28, counts=(12, 6), classes=11, drop=(), **replace):
+    """A file in the published MedMNIST 3D layout: {split}_images (N, D, H, W) uint8 and
+    {split}_labels (N, 1); labels cycle through the classes."""
+    rng = np.random.default_rng(4)
+    arrays = {}
+    for split, n in zip(("train", "val", "test"), (counts[0], 2, counts[1]), strict=True):
+        arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, size, size, size), dtype=np.uint8)
+        arrays[f"{split}_labels"] = (np.arange(n) % classes).reshape(-1, 1).astype(np.uint8)
+    arrays |= replace
+    np.savez_compressed(path, **{k: v for k, v in arrays.items() if k not in drop})
+    return arrays
+
+
+def write_images(root, classes=("cat", "dog"), per_split=(3, 2)):
+    """PNG files in root/{train,test}/<class>/, of different sizes and modes (RGB, grey, RGBA)."""
+    from PIL import Image
+
+    rng = np.random.default_rng(5)
+    modes = [("RGB", 3), ("L", 1), ("RGBA", 4)]
+    paths = []
+    for split, n in zip(("train", "test"), per_split, strict=True):
+        for name in classes:
+            (root / split / name).mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                mode, channels = modes[i % 3]
+                pixels = rng.integers(0, 256, size=(7 + i, 10, channels), dtype=np.uint8)
+                image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode)
+                image.save(root / split / name / f"{i}.png")
+                paths.append(root / split / name / f"{i}.png")
+    return paths

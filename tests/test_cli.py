@@ -1,5 +1,6 @@
 import pandas as pd
 import pytest
+from conftest import write_medmnist
 from typer.testing import CliRunner
 
 from bnstudy import __version__
@@ -210,3 +211,68 @@ def test_a_user_or_torchvision_model_runs_a_sweep_and_is_inspected(
     assert "2 runs: 2 ok" in result.output
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
     assert set(table["model"]) == {model["name"]} and set(table["status"]) == {"ok"}
+
+
+def _broken_medmnist(root):
+    write_medmnist(root / "organmnist3d.npz", drop=("test_labels",))
+    return {
+        "name": "medmnist3d",
+        "root": str(root / "organmnist3d.npz"),
+    }, "lacks arrays test_labels"
+
+
+def _empty_image_folder(root):
+    (root / "train" / "cat").mkdir(parents=True)
+    (root / "test" / "cat").mkdir(parents=True)
+    return {"name": "imagefolder", "root": str(root), "image_size": 8}, "Found no valid file"
+
+
+def _missing_cifar(root):
+    return {"name": "cifar10", "root": str(root)}, "cifar-10-batches-py"
+
+
+@pytest.mark.parametrize("broken", [_broken_medmnist, _empty_image_folder, _missing_cifar])
+def test_malformed_real_format_data_is_one_line_and_exit_2(
+    broken, tiny_study, write_study, tmp_path
+):
+    (tmp_path / "data").mkdir()
+    tiny_study["data"], expected = broken(tmp_path / "data")
+    result = invoke("run", write_study(tiny_study), "--out", tmp_path / "out")
+    assert result.exit_code == 2
+    [line] = [line for line in result.stderr.splitlines() if line.strip()]
+    assert "data: " in line and expected in line, line
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_shipped_organmnist3d_study_runs_as_a_small_preset_on_a_file_of_its_format(tmp_path):
+    write_medmnist(tmp_path / "organmnist3d.npz", counts=(32, 11))
+    overrides = [
+        f"data.root={tmp_path / 'organmnist3d.npz'}",
+        "train.epochs=1",
+        "eval.batch_size=11",
+        "eval.precise_samples=32",
+        "sweep.seed=[0]",
+        "sweep.train.norm_batch_size=[1, 16]",
+    ]
+    result = invoke("run", "configs/organmnist3d-bs1.yaml", *overrides, "--out", tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "4 runs: 4 ok" in result.output
+    table = pd.read_csv(tmp_path / "organmnist3d-bs1" / "runs.csv")
+    assert set(table["test_mode"]) == {"eval", "train", "precise"}
+
+
+def test_the_shipped_cifar10_study_runs_as_a_small_preset_on_files_of_its_format(
+    tmp_path, write_cifar
+):
+    write_cifar(tmp_path, counts=(8,) * 5, test_count=10)
+    overrides = [
+        f"data.root={tmp_path}",
+        "train.epochs=1",
+        "train.batch_size=8",
+        "eval.precise_samples=40",
+        "sweep.seed=[0]",
+        "sweep.train.norm_batch_size=[2, 8]",
+    ]
+    result = invoke("run", "configs/cifar10-nbs.yaml", *overrides, "--out", tmp_path / "out")
+    assert result.exit_code == 0, result.output
+    assert "5 runs: 5 ok" in result.output

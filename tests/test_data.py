@@ -6,9 +6,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from conftest import CIFAR_NAMES, write_pickle
+from conftest import CIFAR_NAMES, write_images, write_medmnist, write_pickle
 
-from bnstudy.data import DATASETS, Dataset, balanced_subset, data_fingerprint, load_dataset
+from bnstudy.data import (
+    DATASETS,
+    Dataset,
+    balanced_subset,
+    data_fingerprint,
+    download_dataset,
+    load_dataset,
+)
 
 
 def _load(name, *, train_size=60, test_size=30, seed=0, root=None, image_size=None, **kw):
@@ -284,11 +291,9 @@ def test_cifar10_download_uses_torchvision_and_fails_in_one_line(tmp_path, monke
 
     monkeypatch.setattr(tv_cifar, "download_and_extract_archive", offline)
     with pytest.raises(OSError) as err:
-        _load("cifar10", root=str(tmp_path / "new"), download=True)
+        download_dataset("cifar10", str(tmp_path / "new"))
     message = _one_line(err)
     assert "cifar10: download into" in message and "Temporary failure in name" in message
-    with pytest.raises(ValueError, match="npz cannot be downloaded"):
-        _load("npz", root=str(tmp_path), download=True)
 
 
 def test_cifar10_download_runs_before_the_fingerprint(
@@ -336,21 +341,8 @@ def test_cifar10_fingerprint_covers_the_files_torchvision_reads(tmp_path, write_
 # --------------------------------------------------------------------------- medmnist3d
 
 
-def _write_medmnist(path, size=28, counts=(12, 6), classes=11, drop=(), **replace):
-    """A file in the published MedMNIST 3D layout: {split}_images (N, D, H, W) uint8 and
-    {split}_labels (N, 1); labels cycle through the classes."""
-    rng = np.random.default_rng(4)
-    arrays = {}
-    for split, n in zip(("train", "val", "test"), (counts[0], 2, counts[1]), strict=True):
-        arrays[f"{split}_images"] = rng.integers(0, 256, size=(n, size, size, size), dtype=np.uint8)
-        arrays[f"{split}_labels"] = (np.arange(n) % classes).reshape(-1, 1).astype(np.uint8)
-    arrays |= replace
-    np.savez_compressed(path, **{k: v for k, v in arrays.items() if k not in drop})
-    return arrays
-
-
 def test_medmnist3d_round_trip(tmp_path):
-    arrays = _write_medmnist(tmp_path / "organmnist3d.npz", counts=(12, 6))
+    arrays = write_medmnist(tmp_path / "organmnist3d.npz", counts=(12, 6))
     data = _load(
         "medmnist3d", root=str(tmp_path / "organmnist3d.npz"), train_size=None, test_size=None
     )
@@ -366,7 +358,7 @@ def test_medmnist3d_round_trip(tmp_path):
 
 def test_medmnist3d_64_file_and_class_count_from_the_name(tmp_path):
     path = tmp_path / "nodulemnist3d_64.npz"
-    _write_medmnist(path, size=64, counts=(4, 2), classes=2)
+    write_medmnist(path, size=64, counts=(4, 2), classes=2)
     data = _load("medmnist3d", root=str(path), train_size=2, test_size=None, image_size=64)
     assert data.train.x.shape == (2, 1, 64, 64, 64) and data.num_classes == 2
     assert sorted(data.train.y.tolist()) == [0, 1]  # balanced
@@ -376,7 +368,7 @@ def test_medmnist3d_64_file_and_class_count_from_the_name(tmp_path):
 
 def test_medmnist3d_val_split_is_not_needed(tmp_path):
     path = tmp_path / "fracturemnist3d.npz"
-    _write_medmnist(path, counts=(6, 3), classes=3, drop=("val_images", "val_labels"))
+    write_medmnist(path, counts=(6, 3), classes=3, drop=("val_images", "val_labels"))
     assert _load("medmnist3d", root=str(path), train_size=None, test_size=None).num_classes == 3
 
 
@@ -401,7 +393,7 @@ def test_medmnist3d_val_split_is_not_needed(tmp_path):
 )
 def test_medmnist3d_malformed_files_are_one_line_naming_file_and_key(tmp_path, name, bad, match):
     path = tmp_path / name
-    _write_medmnist(path, **bad)
+    write_medmnist(path, **bad)
     with pytest.raises(ValueError, match=match) as err:
         _load("medmnist3d", root=str(path))
     assert name in _one_line(err)
@@ -409,7 +401,7 @@ def test_medmnist3d_malformed_files_are_one_line_naming_file_and_key(tmp_path, n
 
 def test_medmnist3d_unknown_name_and_missing_file(tmp_path):
     path = tmp_path / "brainmnist3d.npz"
-    _write_medmnist(path)
+    write_medmnist(path)
     with pytest.raises(ValueError) as err:
         _load("medmnist3d", root=str(path))
     assert all(known in _one_line(err) for known in ("organmnist3d", "synapsemnist3d"))
@@ -425,25 +417,6 @@ def test_medmnist3d_unknown_name_and_missing_file(tmp_path):
 # -------------------------------------------------------------------------- imagefolder
 
 
-def _write_images(root, classes=("cat", "dog"), per_split=(3, 2)):
-    """PNG files in root/{train,test}/<class>/, of different sizes and modes (RGB, grey, RGBA)."""
-    from PIL import Image
-
-    rng = np.random.default_rng(5)
-    modes = [("RGB", 3), ("L", 1), ("RGBA", 4)]
-    paths = []
-    for split, n in zip(("train", "test"), per_split, strict=True):
-        for name in classes:
-            (root / split / name).mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                mode, channels = modes[i % 3]
-                pixels = rng.integers(0, 256, size=(7 + i, 10, channels), dtype=np.uint8)
-                image = Image.fromarray(pixels.squeeze(-1) if channels == 1 else pixels, mode)
-                image.save(root / split / name / f"{i}.png")
-                paths.append(root / split / name / f"{i}.png")
-    return paths
-
-
 def _pil_reference(path, size):
     from PIL import Image
 
@@ -453,7 +426,7 @@ def _pil_reference(path, size):
 
 
 def test_imagefolder_decodes_resizes_and_labels_by_folder(tmp_path):
-    paths = _write_images(tmp_path)
+    paths = write_images(tmp_path)
     data = _load("imagefolder", root=str(tmp_path), train_size=None, test_size=None, image_size=8)
     assert (data.num_classes, data.in_channels, data.spatial_dims) == (2, 3, 2)
     assert data.train.x.shape == (6, 3, 8, 8) and data.test.x.shape == (4, 3, 8, 8)
@@ -465,7 +438,7 @@ def test_imagefolder_decodes_resizes_and_labels_by_folder(tmp_path):
 
 
 def test_imagefolder_subsets_are_class_balanced(tmp_path):
-    _write_images(tmp_path, classes=("a", "b", "c"), per_split=(4, 2))
+    write_images(tmp_path, classes=("a", "b", "c"), per_split=(4, 2))
     data = _load("imagefolder", root=str(tmp_path), train_size=7, test_size=3, image_size=4)
     assert sorted(data.train.y.bincount().tolist()) == [2, 2, 3]
     assert data.test.y.tolist() == [0, 1, 2]
@@ -474,7 +447,7 @@ def test_imagefolder_subsets_are_class_balanced(tmp_path):
 def test_imagefolder_needs_an_image_size(tmp_path, tiny_study):
     from bnstudy.config import ConfigError, validate_study
 
-    _write_images(tmp_path)
+    write_images(tmp_path)
     with pytest.raises(ValueError, match="image_size"):
         _load("imagefolder", root=str(tmp_path), image_size=None)
     tiny_study["data"] = {"name": "imagefolder", "root": str(tmp_path)}
@@ -491,7 +464,7 @@ def test_imagefolder_empty_or_missing_folders_are_one_line(tmp_path):
     with pytest.raises(FileNotFoundError) as err:
         _load("imagefolder", root=str(tmp_path), image_size=4)
     assert "no valid file for the classes cat" in _one_line(err)
-    _write_images(tmp_path, classes=("cat",), per_split=(1, 1))
+    write_images(tmp_path, classes=("cat",), per_split=(1, 1))
     (tmp_path / "test" / "cat" / "0.png").unlink()
     (tmp_path / "test" / "cat").rmdir()
     (tmp_path / "test").rmdir()
@@ -501,8 +474,8 @@ def test_imagefolder_empty_or_missing_folders_are_one_line(tmp_path):
 
 
 def test_imagefolder_splits_must_have_the_same_classes(tmp_path):
-    _write_images(tmp_path)
-    _write_images(tmp_path / "other", classes=("cow",))
+    write_images(tmp_path)
+    write_images(tmp_path / "other", classes=("cow",))
     (tmp_path / "other" / "test" / "cow").rename(tmp_path / "test" / "cow")
     with pytest.raises(ValueError) as err:
         _load("imagefolder", root=str(tmp_path), image_size=4)
@@ -510,7 +483,7 @@ def test_imagefolder_splits_must_have_the_same_classes(tmp_path):
 
 
 def test_imagefolder_unreadable_image_names_the_file(tmp_path):
-    _write_images(tmp_path)
+    write_images(tmp_path)
     (tmp_path / "train" / "cat" / "0.png").write_bytes(b"not a png")
     with pytest.raises(ValueError) as err:
         _load("imagefolder", root=str(tmp_path), train_size=None, test_size=None, image_size=4)
@@ -520,7 +493,7 @@ def test_imagefolder_unreadable_image_names_the_file(tmp_path):
 def test_imagefolder_refuses_more_than_fits_before_decoding(tmp_path, monkeypatch):
     import bnstudy.data as data_module
 
-    _write_images(tmp_path)
+    write_images(tmp_path)
     monkeypatch.setattr(data_module, "IMAGE_BYTES_LIMIT", 10 * 3 * 16 * 16 * 4 - 1)
     monkeypatch.setattr(data_module, "_decode", lambda *a: pytest.fail("decoded anyway"))
     with pytest.raises(ValueError) as err:
@@ -531,7 +504,7 @@ def test_imagefolder_refuses_more_than_fits_before_decoding(tmp_path, monkeypatc
 
 
 def test_imagefolder_fingerprint_lists_every_image(tmp_path):
-    paths = _write_images(tmp_path)
+    paths = write_images(tmp_path)
     assert DATASETS["imagefolder"].files(tmp_path) == sorted(paths)
     before = data_fingerprint("imagefolder", str(tmp_path))
     (tmp_path / "train" / "notes.txt").write_text("not an image")

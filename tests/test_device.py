@@ -100,6 +100,9 @@ def test_out_of_memory_is_recognized_and_nothing_else():
         assert is_out_of_memory(error)
     else:
         pytest.skip("this machine allocated 128 TiB")
+    assert is_out_of_memory(RuntimeError("CUDA error: CUBLAS_STATUS_ALLOC_FAILED when calling"))
+    assert is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_ALLOC_FAILED"))
+    assert is_out_of_memory(RuntimeError("CUDA error: out of memory\nCUDA kernel errors ..."))
     assert not is_out_of_memory(RuntimeError("Expected more than 1 value per channel"))
     assert not is_out_of_memory(RuntimeError("CUDA error: an illegal memory access"))
     assert not is_out_of_memory(ValueError("DefaultCPUAllocator: can't allocate memory"))

@@ -158,3 +158,14 @@ def test_noise_of_correlated_pixels_follows_images_not_values():
     assert noise["mean_noise_between_images"] == pytest.approx(1 / math.sqrt(n), rel=0.1)
     assert noise["mean_noise_values_law"] == 1 / math.sqrt(n * 64)
     assert noise["mean_noise"] > 5 * noise["mean_noise_values_law"]
+
+
+def test_running_out_of_memory_in_a_probe_is_not_swallowed():
+    from bnstudy.diagnostics import forward_quietly
+
+    def exhausted(x):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    with pytest.raises(torch.OutOfMemoryError):
+        forward_quietly(exhausted, torch.zeros(1))
+    assert forward_quietly(torch.nn.BatchNorm1d(2).train(), torch.zeros(1, 2)) is None

@@ -7,7 +7,13 @@ import torch
 from torch import nn
 
 from bnstudy.config import ModelConfig
-from bnstudy.external import FOREIGN_NORMS, replace_convs, replace_norms, source_fingerprint
+from bnstudy.external import (
+    FOREIGN_NORMS,
+    norm_inputs,
+    replace_convs,
+    replace_norms,
+    source_fingerprint,
+)
 from bnstudy.models import InputShape
 from bnstudy.norms import create_norm, module_spec
 from bnstudy.norms.registry import GroupOptions
@@ -26,10 +32,10 @@ def _norms(model):
 
 
 def _group_norm(channels, dims):
-    return create_norm("group", channels, dims, GroupOptions(groups=2), activation=False)
+    return create_norm("group", channels, dims, GroupOptions(groups=2))
 
 
-@pytest.mark.parametrize("norm", ["batch", "group", "instance", "frn", "batch_renorm"])
+@pytest.mark.parametrize("norm", ["batch", "group", "instance", "batch_renorm"])
 def test_a_torchvision_resnet_gets_the_norm_through_norm_layer(norm):
     model = _model("torchvision:resnet18", norm=norm, group={"groups": 8})
     norms = [m for m in model.modules() if module_spec(m) is not None]
@@ -38,14 +44,12 @@ def test_a_torchvision_resnet_gets_the_norm_through_norm_layer(norm):
     assert model(torch.randn(2, 3, 64, 64)).shape == (2, 5)  # 2×2 maps at the end
 
 
-def test_a_fused_norm_passed_as_norm_layer_comes_without_its_activation():
-    """torchvision applies its own ReLU after norm_layer: FRN must not add its TLU too."""
-    model = _model("torchvision:resnet18", norm="frn")
-    frns = [m for m in model.modules() if module_spec(m) and module_spec(m).name == "frn"]
-    assert len(frns) == 20 and all(m.tau is None for m in frns)  # tau: the TLU's threshold
-    assert sum(isinstance(m, nn.ReLU) for m in model.modules()) == sum(
-        isinstance(m, nn.ReLU) for m in _model("torchvision:resnet18").modules()
-    )
+@pytest.mark.parametrize("norm", ["frn", "evonorm_b0", "evonorm_s0"])
+def test_a_norm_that_fuses_its_activation_is_for_built_in_models_only(norm):
+    """Passed as norm_layer, FRN would lose its TLU and EvoNorm all normalization (it
+    normalizes as the activation): the results would be labelled with a norm never trained."""
+    with pytest.raises(ValueError, match=f"{norm} normalizes as its activation"):
+        ModelConfig(name="torchvision:resnet18", norm=norm)
 
 
 def test_batch_norm_in_a_torchvision_model_takes_ghost_batches():
@@ -90,25 +94,36 @@ def test_replace_norms_is_only_for_external_models_and_widths_only_for_built_in(
     assert ModelConfig(name="torchvision:resnet18", widths=[4]).widths is None
 
 
+def _replace(model, sample):
+    replace_norms(model, _group_norm, norm_inputs(model, sample), set())
+
+
 def test_replace_norms_swaps_every_torch_norm_for_one_of_the_same_channels():
     model = nn.Sequential(
         nn.Conv2d(3, 4, 3),
         nn.BatchNorm2d(4),
         nn.Sequential(nn.Conv2d(4, 6, 3), nn.GroupNorm(3, 6), nn.InstanceNorm2d(6)),
         nn.LayerNorm([6, 4, 4]),
-    ).eval()
-    replace_norms(model, _group_norm, 2, set())
+    )
+    _replace(model, torch.randn(2, 3, 8, 8))
     swapped = [model[1], model[2][1], model[2][2], model[3]]
     assert [m.num_channels for m in swapped] == [4, 6, 6, 6]
     assert all(isinstance(m, nn.GroupNorm) and m.num_groups == 2 for m in swapped)
-    assert not any(m.training for m in swapped)  # the replaced modules' mode is kept
     assert model(torch.randn(2, 3, 8, 8)).shape == (2, 6, 4, 4)
 
 
-def test_replace_norms_refuses_a_layer_norm_over_the_last_axis_naming_it():
-    model = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.LayerNorm(4)))
-    with pytest.raises(ValueError, match=r"1\.0: LayerNorm over the last axis"):
-        replace_norms(model, _group_norm, 2, set())
+def test_replace_norms_reads_each_norms_rank_from_its_input():
+    """A BatchNorm1d over (N, C, L) is a 1D norm; over (N, C) it normalizes features, which no
+    channels-first norm of the registry fits: refused by name, as is a LayerNorm over tokens."""
+    model = nn.Sequential(nn.Conv1d(3, 4, 3), nn.BatchNorm1d(4))
+    _replace(model, torch.randn(2, 3, 8))
+    assert isinstance(model[1], nn.GroupNorm) and model(torch.randn(2, 3, 8)).shape == (2, 4, 6)
+    features = nn.Sequential(nn.Flatten(), nn.BatchNorm1d(12))
+    with pytest.raises(ValueError, match=r"^1: normalizes \(2, 12\) features"):
+        _replace(features, torch.randn(2, 3, 4))
+    tokens = nn.Sequential(nn.Linear(4, 4), nn.Sequential(nn.LayerNorm(4)))
+    with pytest.raises(ValueError, match=r"^1\.0: LayerNorm over \(4,\) of \(2, 3, 4\) inputs"):
+        _replace(tokens, torch.randn(2, 3, 4))
 
 
 def test_a_model_that_ignores_norm_layer_is_refused(tmp_path, monkeypatch):

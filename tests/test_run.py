@@ -190,15 +190,17 @@ def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_stud
 
 def fail_above(monkeypatch, limit, training, error=None):
     """Make every model of the following runs raise ``error`` (a CUDA out-of-memory error by
-    default) in a forward pass over more than ``limit`` samples in train (``training``) or eval
-    mode, as a GPU that runs out of memory above some batch size does."""
+    default) in a forward pass over more than ``limit`` samples in a training step
+    (``training``: train mode, keeping activations for the backward pass) or in an eval-mode
+    test, as a GPU that runs out of memory above some batch size does."""
     real = run.model_for_data
     error = error or torch.cuda.OutOfMemoryError(
         "CUDA out of memory. Tried to allocate 2.00 GiB (GPU 0; 79.19 GiB total capacity)"
     )
 
     def too_big(module, args):
-        if module.training is training and len(args[0]) > limit:
+        step = module.training and torch.is_grad_enabled()
+        if step is training and module.training is training and len(args[0]) > limit:
             raise error
 
     def model_for_data(config, data):
@@ -336,3 +338,9 @@ def test_a_deterministic_run_on_the_cpu_matches_the_default_and_restores_the_fla
     assert deterministic["train"]["train_loss"] == default["train"]["train_loss"]
     assert deterministic["tests"] == default["tests"]
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_runs_that_differ_only_in_augmentation_share_the_loaded_data(tiny_study):
+    _, runs = plan({**tiny_study, "sweep": {"data.augment": ["none", "crop", "crop_flip"]}}, "a")
+    loaded = [run.load_data(r.config, torch.device("cpu")) for r in runs]
+    assert len(runs) == 3 and all(data is loaded[0] for data in loaded)

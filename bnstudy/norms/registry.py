@@ -155,17 +155,12 @@ def uses_batch_statistics(name: str) -> bool:
 
 
 def create_norm(
-    name: str,
-    channels: int,
-    spatial_dims: int,
-    options: NormOptions | None = None,
-    activation: bool = True,
+    name: str, channels: int, spatial_dims: int, options: NormOptions | None = None
 ) -> nn.Module:
     """The norm ``name`` for ``channels`` channels and ``spatial_dims`` axes after C, with
-    ``options`` (None: the norm's defaults). A fused norm includes its activation unless
-    ``activation`` is False (the ``norm_layer`` of a model that applies its own activation)."""
+    ``options`` (None: the norm's defaults); a fused norm includes its activation."""
     spec = _spec_for(name, spatial_dims)
-    fused = {"activation": activation} if spec.fused_activation else {}
+    fused = {"activation": True} if spec.fused_activation else {}
     return spec.build(channels, spatial_dims, _options(spec, options), **fused)
 
 
