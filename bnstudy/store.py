@@ -31,6 +31,7 @@ import yaml
 
 from bnstudy.config import StudyConfig
 from bnstudy.norms import NORMS, uses_batch_statistics
+from bnstudy.outcomes import OK
 from bnstudy.sweep import IDENTITY_VERSION, Run, swept_keys
 
 RESULT = "result.json"
@@ -262,7 +263,7 @@ def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> 
 
 def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
     """A training failure is the outcome of every test setting; else each has its own."""
-    if result["status"] != "ok":
+    if result["status"] != OK:
         return {
             **test,
             "status": result["status"],

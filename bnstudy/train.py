@@ -399,10 +399,7 @@ def _train_epoch(
         was_skipped = _scaled_step(scaler, optimizer)
         skipped += was_skipped
         lr = optimizer.param_groups[0]["lr"]
-        with warnings.catch_warnings() if was_skipped else contextlib.nullcontext():
-            if was_skipped:  # by design: a skipped step still takes its place in the schedule
-                warnings.filterwarnings("ignore", _SCHEDULER_ORDER_WARNING)
-            scheduler.step()
+        _advance_schedule(scheduler, after_skipped_step=was_skipped)
     samples = sum(part.stop - part.start for group in groups for part in group)
     return EpochStats(
         epoch=position.epoch,
@@ -418,6 +415,20 @@ def _train_epoch(
 
 # torch warns when the scheduler steps after a skipped optimizer step (GradScaler)
 _SCHEDULER_ORDER_WARNING = re.escape("Detected call of `lr_scheduler.step()` before")
+
+
+def _advance_schedule(
+    scheduler: torch.optim.lr_scheduler.LRScheduler, after_skipped_step: bool
+) -> None:
+    """``scheduler.step()``; after a step the fp16 scaler skipped, without torch's warning that
+    the optimizer did not step first: by design a skipped step keeps its place in the
+    schedule, so every run of a sweep follows the same lr curve."""
+    if not after_skipped_step:
+        scheduler.step()
+        return
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", _SCHEDULER_ORDER_WARNING)
+        scheduler.step()
 
 
 def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
