@@ -14,7 +14,7 @@ from rich.markup import escape
 from rich.table import Table
 
 import bnstudy
-from bnstudy import store
+from bnstudy import claims, store
 from bnstudy.config import (
     ConfigError,
     StudyConfig,
@@ -92,8 +92,17 @@ def run(
             "share of the CPU threads (results are bit-identical for equal jobs).",
         ),
     ] = 1,
+    lease: Annotated[
+        float,
+        typer.Option(
+            min=1,
+            help="Seconds without a heartbeat after which another process's claim on a run "
+            "is stale and taken over (claims of dead processes on this host at once).",
+        ),
+    ] = claims.LEASE_SECONDS,
 ) -> None:
-    """Run a study: every run of the sweep not finished yet, then rebuild runs.csv."""
+    """Run a study: every run of the sweep not finished yet and not claimed by another live
+    process (several `bnstudy run` of one study share the work), then rebuild runs.csv."""
     try:
         raw = apply_overrides(read_config_file(config), overrides or [], str(config))
         study, runs = plan(raw, str(config))
@@ -107,9 +116,12 @@ def run(
     if dry_run:
         out.print(_plan_table(runs, sweep_dir, order.value))
         return
-    counts = run_study(study, runs, out_root, target, order.value, err, jobs)
+    counts, trained = run_study(study, runs, out_root, target, order.value, err, jobs, lease)
     summary = counts_text(counts)
-    out.print(f"{study.name}: {len(runs)} runs: {summary} -> {sweep_dir / store.TABLE}")
+    out.print(
+        f"{study.name}: {len(runs)} runs: {summary} ({trained} trained by this process) "
+        f"-> {sweep_dir / store.TABLE}"
+    )
 
 
 def _plan_table(runs: list[Run], sweep_dir: Path, order: str) -> Table:
@@ -212,19 +224,32 @@ def norms() -> None:
 
 @app.command()
 def status(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) -> None:
-    """Counts of run outcomes, and the runs still missing."""
+    """Counts of run outcomes; the runs still missing, with who is training them (host, pid,
+    heartbeat age; stale claims marked) and the damaged run folders."""
     try:
-        counts, missing, stale = store.status_counts(sweep_dir)
+        status = store.sweep_status(sweep_dir)
     except FileNotFoundError as error:
         _fail([str(error)])
-    total = sum(counts.values()) + len(missing)
-    parts = [f"{counts[s]} {s}" for s in sorted(counts)] + [f"{len(missing)} missing"]
+    total = sum(status.counts.values()) + len(status.missing)
+    parts = [f"{status.counts[s]} {s}" for s in sorted(status.counts)]
+    parts.append(f"{len(status.missing)} missing")
     out.print(f"{sweep_dir}: {total} planned: " + ", ".join(parts))
-    if stale:
-        out.print(f"{stale} run folders are not in the current plan (earlier configs)")
-    for entry in missing:
+    if status.stale:
+        out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
+    for entry in status.missing:
+        run_id = entry["run_id"]
         values = " ".join(f"{k}={v}" for k, v in entry["swept"].items())
-        out.print(f"  missing {entry['run_id']} {values}")
+        out.print(escape(f"  missing {run_id} {values}{_missing_note(status, run_id)}"))
+
+
+def _missing_note(status: store.SweepStatus, run_id: str) -> str:
+    if run_id in status.running:
+        claim = status.running[run_id]
+        state = "stale claim" if claims.is_stale(claim) else "running"
+        return f" ({state}: {claim.describe()})"
+    if run_id in status.damaged:
+        return f" (damaged, will be retrained: {status.damaged[run_id]})"
+    return ""
 
 
 @app.command()

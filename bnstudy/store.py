@@ -22,13 +22,16 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import time
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 import yaml
 
+from bnstudy.claims import HOST, Claim, pid_alive, read_claim
 from bnstudy.config import StudyConfig
 from bnstudy.norms import NORMS, uses_batch_statistics
 from bnstudy.outcomes import OK
@@ -125,9 +128,11 @@ os.umask(_UMASK)
 
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` via a temporary file and a rename: readers (and a resumed
-    sweep) see the old file or the new one, never half of one."""
+    sweep) see the old file or the new one, never half of one. The temporary file's name
+    says whose it is (:func:`remove_partial_writes`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    prefix = f".{path.name}~{HOST}~{os.getpid()}~"
+    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
     try:
         with os.fdopen(fd, "w") as file:
@@ -141,10 +146,13 @@ def write_atomic(path: Path, text: str) -> None:
 
 
 def remove_partial_writes(sweep_dir: Path) -> None:
-    """Delete temporary files left by a writer that was killed mid-write. Call only when no
-    other process writes to this sweep."""
-    for temp in sweep_dir.rglob(".*.tmp"):
-        temp.unlink(missing_ok=True)
+    """Delete the temporary files that writers on this host left when killed mid-write
+    (``.<name>~<host>~<pid>~<random>.tmp`` of a pid that is gone); another process's
+    temporary file, or one from another host, is left alone."""
+    for temp in sweep_dir.rglob(".*~*~*~*.tmp"):
+        *_, host, pid, _ = temp.name.split("~")
+        if host == HOST and pid.isdigit() and not pid_alive(int(pid)):
+            temp.unlink(missing_ok=True)
 
 
 def write_json(path: Path, value: Any) -> None:
@@ -187,8 +195,9 @@ def resolved_config(config: StudyConfig) -> dict[str, Any]:
 
 def start_run(sweep_dir: Path, run: Run) -> Path:
     """Prepare the run's folder: its config, and an empty history (a killed attempt's
-    partial history is discarded)."""
+    partial history is discarded; a damaged earlier result is set aside first)."""
     folder = run_dir(sweep_dir, run.run_id)
+    set_damaged_aside(folder)
     write_json(folder / CONFIG, resolved_config(run.config))
     write_atomic(folder / HISTORY, "")
     (folder / "error.txt").unlink(missing_ok=True)
@@ -217,26 +226,66 @@ def read_predictions(sweep_dir: Path, run_id: str) -> dict[str, list[int]] | Non
 
 
 def read_result(sweep_dir: Path, run_id: str) -> dict[str, Any] | None:
-    path = run_dir(sweep_dir, run_id) / RESULT
-    return json.loads(path.read_text()) if path.exists() else None
+    """The finished run's result, or None when it has none or its folder is damaged
+    (:func:`damage`): such a run counts as not finished and is trained again."""
+    folder = run_dir(sweep_dir, run_id)
+    if not (folder / RESULT).exists() or damage(folder) is not None:
+        return None
+    return json.loads((folder / RESULT).read_text())
+
+
+# what a finished run's files must hold for the table to be built from them
+_RESULT_KEYS = ("status", "train", "diagnostics", "tests", "provenance")
+_CONFIG_KEYS = ("name", "seed", "data", "model", "train")
+
+
+def damage(folder: Path) -> str | None:
+    """What is wrong with a run folder that has a result.json, or None: a result or config
+    that is missing, unreadable, truncated, or lacks what the table reads."""
+    for name, keys in ((RESULT, _RESULT_KEYS), (CONFIG, _CONFIG_KEYS)):
+        try:
+            value = json.loads((folder / name).read_text())
+        except FileNotFoundError:
+            return f"{name} is missing"
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+            return f"{name} is unreadable ({type(error).__name__}: {error})"
+        lacking = [key for key in keys if not isinstance(value, dict) or key not in value]
+        if lacking:
+            return f"{name} lacks {', '.join(lacking)}"
+    return None
+
+
+def set_damaged_aside(folder: Path) -> Path | None:
+    """Move the files of a damaged finished run into ``folder/damaged-<time>/`` (evidence
+    kept, the run free to train again); the new folder, or None if there was nothing."""
+    if not (folder / RESULT).exists():
+        return None
+    aside = folder / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    aside.mkdir()
+    for name in (RESULT, CONFIG, HISTORY, PREDICTIONS, "error.txt"):
+        if (folder / name).exists():
+            (folder / name).rename(aside / name)
+    return aside
 
 
 def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """One row per finished planned run × test setting."""
-    rows = []
-    for entry in planned:
-        result = read_result(sweep_dir, entry["run_id"])
-        if result is None:
-            continue
-        config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
-        base = {
-            **_run_fields(entry["run_id"], config, result),
-            **result["train"],
-            **result["diagnostics"],
-        }
-        base |= entry["swept"]
-        rows += [{**base, **_test_fields(result, test)} for test in result["tests"]]
-    return rows
+    return [row for entry in planned for row in run_rows(sweep_dir, entry)]
+
+
+def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
+    """The table rows of planned run ``entry`` (one per test setting); none if unfinished."""
+    result = read_result(sweep_dir, entry["run_id"])
+    if result is None:
+        return []
+    config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
+    base = {
+        **_run_fields(entry["run_id"], config, result),
+        **result["train"],
+        **result["diagnostics"],
+    }
+    base |= entry["swept"]
+    return [{**base, **_test_fields(result, test)} for test in result["tests"]]
 
 
 def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
@@ -267,40 +316,73 @@ def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]
         return {
             **test,
             "status": result["status"],
-            "error": result["error"],
-            "error_at": result["error_at"],
+            "error": result.get("error", ""),
+            "error_at": result.get("error_at", ""),
         }
     return test
 
 
 def write_table(sweep_dir: Path) -> pd.DataFrame:
     """Rebuild ``runs.csv`` from the run folders of the current plan."""
-    planned = read_plan(sweep_dir)
-    swept = list(dict.fromkeys(key for entry in planned for key in entry["swept"]))
-    columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS + DIAGNOSTIC_COLUMNS
-    columns += [key for key in swept if key not in columns]
-    table = pd.DataFrame(table_rows(sweep_dir, planned), columns=columns)
-    write_atomic(sweep_dir / TABLE, table.to_csv(index=False))
-    return table
+    return RunTable(sweep_dir).write()
 
 
-def status_counts(sweep_dir: Path) -> tuple[Counter, list[dict[str, Any]], int]:
-    """Run outcomes by status, the planned runs not finished, and stale run folders (from
-    earlier versions of the study, not in the current plan)."""
+class RunTable:
+    """``runs.csv`` kept current during a sweep: the finished runs' rows are read once, then
+    each run that finishes adds its own, so a sweep of n runs reads n results, not n²/2."""
+
+    def __init__(self, sweep_dir: Path) -> None:
+        self.sweep_dir = sweep_dir
+        self.planned = {entry["run_id"]: entry for entry in read_plan(sweep_dir)}
+        self.rows = {run_id: run_rows(sweep_dir, e) for run_id, e in self.planned.items()}
+
+    def add(self, run_id: str) -> None:
+        """Read the rows of run ``run_id``, just finished."""
+        self.rows[run_id] = run_rows(self.sweep_dir, self.planned[run_id])
+
+    def write(self) -> pd.DataFrame:
+        """Write ``runs.csv`` (planned order, swept keys after the fixed columns)."""
+        entries = self.planned.values()
+        swept = list(dict.fromkeys(key for entry in entries for key in entry["swept"]))
+        columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS + DIAGNOSTIC_COLUMNS
+        columns += [key for key in swept if key not in columns]
+        rows = [row for run_id in self.planned for row in self.rows[run_id]]
+        table = pd.DataFrame(rows, columns=columns)
+        write_atomic(self.sweep_dir / TABLE, table.to_csv(index=False))
+        return table
+
+
+@dataclass
+class SweepStatus:
+    """Where a sweep stands: outcome counts of its finished runs; the planned runs not
+    finished (``missing``); of those, the ones claimed by a process (``running``: run_id ->
+    claim, stale or not) and the damaged ones (run_id -> what is wrong); and the run folders
+    from earlier versions of the study, not in the current plan (``stale``)."""
+
+    counts: Counter
+    missing: list[dict[str, Any]]
+    running: dict[str, Claim]
+    damaged: dict[str, str]
+    stale: int
+
+
+def sweep_status(sweep_dir: Path) -> SweepStatus:
+    """The :class:`SweepStatus` of ``sweep_dir``, from its run folders."""
     planned = read_plan(sweep_dir)
-    counts: Counter = Counter()
-    missing = []
+    status = SweepStatus(Counter(), [], {}, {}, 0)
     for entry in planned:
+        folder = run_dir(sweep_dir, entry["run_id"])
         result = read_result(sweep_dir, entry["run_id"])
-        if result is None:
-            missing.append(entry)
-        else:
-            counts[result["status"]] += 1
+        if result is not None:
+            status.counts[result["status"]] += 1
+            continue
+        status.missing.append(entry)
+        if (folder / RESULT).exists():
+            status.damaged[entry["run_id"]] = damage(folder) or "unreadable"
+        if (claim := read_claim(folder)) is not None:
+            status.running[entry["run_id"]] = claim
     planned_ids = {entry["run_id"] for entry in planned}
     runs_root = sweep_dir / "runs"
-    stale = (
-        sum(1 for d in runs_root.iterdir() if d.name not in planned_ids)
-        if runs_root.exists()
-        else 0
-    )
-    return counts, missing, stale
+    if runs_root.exists():
+        status.stale = sum(1 for d in runs_root.iterdir() if d.name not in planned_ids)
+    return status

@@ -24,7 +24,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from bnstudy import store
+from bnstudy import claims, store
 from bnstudy.config import StudyConfig
 from bnstudy.run import execute_run
 from bnstudy.sweep import Run, order_runs
@@ -59,33 +59,39 @@ def run_study(
     order: str = "shuffled",
     console: Console | None = None,
     jobs: int = 1,
-) -> Counter:
-    """Run every unfinished run of the study, ``jobs`` at a time; return the outcome counts of
-    all its runs."""
+    lease: float = claims.LEASE_SECONDS,
+) -> tuple[Counter, int]:
+    """Run every unfinished run of the study that no other live process has claimed
+    (bnstudy.claims; a claim silent for ``lease`` seconds is taken over), ``jobs`` at a time;
+    return the outcome counts of all its runs and how many of them this process trained."""
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
     store.remove_partial_writes(sweep_dir)
     store.write_plan(sweep_dir, study, runs)
     todo = pending_runs(sweep_dir, order_runs(runs, order))
+    trained_here, table = 0, store.RunTable(sweep_dir)
     with _progress(console) as progress:
         task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
-        for run in _finished_runs(sweep_dir, todo, device, jobs):
-            store.write_table(sweep_dir)
-            progress.update(task, advance=1, description=f"done {_label(run)}")
-    store.write_table(sweep_dir)
-    counts, _, _ = store.status_counts(sweep_dir)
-    return counts
+        for run, trained in _finished_runs(sweep_dir, todo, device, jobs, lease):
+            trained_here += trained
+            if trained:
+                table.add(run.run_id)
+                table.write()
+            done = "done" if trained else "claimed by another process:"
+            progress.update(task, advance=1, description=f"{done} {_label(run)}")
+    store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
+    return store.sweep_status(sweep_dir).counts, trained_here
 
 
 def _finished_runs(
-    sweep_dir: Path, todo: list[Run], device: torch.device, jobs: int
-) -> Iterator[Run]:
+    sweep_dir: Path, todo: list[Run], device: torch.device, jobs: int, lease: float
+) -> Iterator[tuple[Run, bool]]:
     """Execute ``todo`` in this process (jobs=1) or in ``jobs`` worker processes, each with an
-    equal share of the CPU threads; yield each run when it has finished."""
+    equal share of the CPU threads; yield each run when it is done, with whether this process
+    trained it (False: another process had claimed or finished it)."""
     if jobs == 1:
         for run in todo:
-            _run_one(sweep_dir, run, device)
-            yield run
+            yield run, _run_one(sweep_dir, run, device, lease)
         return
     threads = max(1, torch.get_num_threads() // jobs)
     with ProcessPoolExecutor(
@@ -94,10 +100,9 @@ def _finished_runs(
         initializer=_init_worker,
         initargs=(threads,),
     ) as pool:
-        futures = {pool.submit(_run_one, sweep_dir, run, device): run for run in todo}
+        futures = {pool.submit(_run_one, sweep_dir, run, device, lease): run for run in todo}
         for future in as_completed(futures):
-            future.result()
-            yield futures[future]
+            yield futures[future], future.result()
 
 
 def _init_worker(threads: int) -> None:
@@ -108,12 +113,26 @@ def _init_worker(threads: int) -> None:
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
-def _run_one(sweep_dir: Path, run: Run, device: torch.device) -> None:
-    folder = store.start_run(sweep_dir, run)
-    result = execute_run(
-        run.config, device, on_epoch=lambda stats: store.append_history(folder, asdict(stats))
-    )
-    store.finish_run(folder, result)
+def _run_one(sweep_dir: Path, run: Run, device: torch.device, lease: float) -> bool:
+    """Claim, train and record ``run``; False when another process holds its claim or has
+    finished it since the sweep listed it."""
+    folder = store.run_dir(sweep_dir, run.run_id)
+    if not claims.try_claim(folder, lease):
+        return False
+    try:
+        if store.read_result(sweep_dir, run.run_id) is not None:
+            return False
+        store.start_run(sweep_dir, run)
+        with claims.heartbeat(folder):
+            result = execute_run(
+                run.config,
+                device,
+                on_epoch=lambda stats: store.append_history(folder, asdict(stats)),
+            )
+        store.finish_run(folder, result)
+        return True
+    finally:
+        claims.release(folder)
 
 
 def _label(run: Run) -> str:

@@ -37,12 +37,12 @@ def test_rerun_skips_finished_runs_and_an_edit_reruns_only_what_it_changes(
     study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
     assert len(calls) == 4
     tiny_study["sweep"]["train.batch_size"] = [4, 16]
-    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
-    assert len(calls) == 6 and counts["ok"] == 4
+    counts, trained = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    assert len(calls) == 6 and counts["ok"] == 4 and trained == 2
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
     assert sorted(set(table["batch_size"])) == [4, 16]  # the stale cells are not in the table
-    _, missing, stale = store.status_counts(tmp_path / "tiny")
-    assert missing == [] and stale == 2
+    status = store.sweep_status(tmp_path / "tiny")
+    assert status.missing == [] and status.stale == 2
 
 
 def test_table_is_tidy_with_swept_keys_and_history_per_epoch(tiny_study, tmp_path):
@@ -62,7 +62,7 @@ def test_table_is_tidy_with_swept_keys_and_history_per_epoch(tiny_study, tmp_pat
 def test_an_error_run_is_recorded_and_the_sweep_goes_on(tiny_study, tmp_path):
     tiny_study["data"]["image_size"] = 2
     tiny_study["sweep"] = {"train.batch_size": [1, 2]}
-    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    counts, _ = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
     assert counts == {"ok": 1, "error": 1}
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv", keep_default_na=False)
     errors = table[table["status"] == "error"]
@@ -119,7 +119,7 @@ def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(
 
 def test_parallel_jobs_finish_every_run_once(tiny_study, tmp_path):
     tiny_study["sweep"] = {"seed": [0, 1, 2]}
-    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, jobs=2)
+    counts, _ = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, jobs=2)
     assert counts == {"ok": 3}
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
     assert len(table) == 6 and table["run_id"].nunique() == 3
@@ -144,3 +144,82 @@ def test_a_norm_batch_sweep_trains_the_controls_once_per_seed(tiny_study, tmp_pa
     assert set(table["num_classes"]) == {10} and set(table["optimizer_batch_size"]) == {8}
     predictions = store.read_predictions(tmp_path / "tiny", table["run_id"].iloc[0])
     assert set(predictions) == {"eval", "same"}
+
+
+def test_two_processes_on_one_sweep_train_every_run_exactly_once(tiny_study, write_study, tmp_path):
+    tiny_study["train"]["epochs"] = 2
+    tiny_study["sweep"] = {"seed": list(range(8))}
+    config, out = write_study(tiny_study), tmp_path / "out"
+    command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(out)]
+    processes = [subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = [process.communicate()[0] for process in processes]
+    trained = [int(text.split("(")[1].split(" trained")[0]) for text in outputs]
+    assert sum(trained) == 8, outputs
+    histories = (out / "tiny" / "runs").glob("*/history.jsonl")
+    assert [len(h.read_text().splitlines()) for h in histories] == [2] * 8
+    assert not list((out / "tiny").rglob("claim.json"))
+
+
+def test_damaged_run_folders_are_reported_and_retrained_with_the_evidence_kept(
+    tiny_study, write_study, tmp_path
+):
+    from typer.testing import CliRunner
+
+    from bnstudy.cli import app
+
+    tiny_study["sweep"] = {"seed": [0, 1, 2]}
+    config = write_study(tiny_study)
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    sweep_dir = tmp_path / "tiny"
+    truncated, unconfigured, intact = sorted((sweep_dir / "runs").iterdir())
+    result = truncated / store.RESULT
+    result.write_text(result.read_text()[:40])
+    (unconfigured / store.CONFIG).unlink()
+    status = CliRunner().invoke(app, ["status", str(sweep_dir)])
+    assert status.exit_code == 0, status.output
+    assert "1 ok, 2 missing" in status.output
+    assert "damaged, will be retrained: result.json is unreadable (JSONDecodeError" in status.output
+    assert "damaged, will be retrained: config.json is missing" in status.output
+    assert CliRunner().invoke(app, ["report", str(sweep_dir)]).exit_code == 0
+    before = (intact / store.RESULT).stat().st_mtime_ns
+    rerun = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path)])
+    assert rerun.exit_code == 0 and "3 ok" in rerun.output and "(2 trained" in rerun.output
+    assert (intact / store.RESULT).stat().st_mtime_ns == before
+    [kept] = truncated.glob("damaged-*")
+    assert len((kept / store.RESULT).read_text()) == 40  # the damaged file, kept as it was
+    assert list(unconfigured.glob("damaged-*"))
+
+
+def test_only_the_temporary_files_of_dead_writers_on_this_host_are_removed(tmp_path):
+    from bnstudy.claims import HOST
+
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    folder = tmp_path / "runs" / "abc"
+    folder.mkdir(parents=True)
+    names = {
+        "dead": f".result.json~{HOST}~{dead.pid}~x1.tmp",
+        "alive": f".result.json~{HOST}~{os.getppid()}~x2.tmp",
+        "elsewhere": f".result.json~other-node~{dead.pid}~x3.tmp",
+    }
+    for name in names.values():
+        (folder / name).write_text("partial")
+    store.remove_partial_writes(tmp_path)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([names["alive"], names["elsewhere"]])
+
+
+def test_the_table_is_kept_current_without_rereading_every_result_after_each_run(
+    tiny_study, tmp_path, monkeypatch
+):
+    reads = []
+    real = store.read_result
+    monkeypatch.setattr(store, "read_result", lambda *a: reads.append(a) or real(*a))
+
+    def reads_for(runs):
+        reads.clear()
+        tiny_study["sweep"] = {"seed": list(range(runs))}
+        study.run_study(*plan(tiny_study, "s.yaml"), tmp_path / str(runs), CPU)
+        assert len(pd.read_csv(tmp_path / str(runs) / "tiny" / "runs.csv")) == 2 * runs
+        return len(reads)
+
+    assert reads_for(8) <= 2 * reads_for(4)  # linear in the sweep's size, not quadratic

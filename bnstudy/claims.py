@@ -1,0 +1,155 @@
+"""Who is training a run: a claim file in the run's folder, so that processes sharing a sweep
+(two ``bnstudy run`` of one study, overlapping scheduled sweeps, one process per GPU, cluster
+tasks on a shared filesystem) never train one run twice.
+
+A claim is ``runs/<run_id>/claim.json``, created by hard-linking a file of the creator's
+(exactly one creator succeeds, as with ``O_EXCL``, and also on NFS, where ``link`` is atomic;
+the claim is never seen without its content), holding the owner's host, pid and start time.
+While the run trains, its owner touches the file every :data:`HEARTBEAT_SECONDS`; the file's
+mtime is the heartbeat. A claim is stale when its owner is known dead (same host, pid gone) or
+its heartbeat is older than the lease (any host: a crashed node, a killed job). A stale claim
+is taken over by renaming it aside (``claim.json.stale-...``, kept as evidence): a rename
+succeeds for one process only, which then creates its own claim.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+CLAIM = "claim.json"
+HEARTBEAT_SECONDS = 30.0
+LEASE_SECONDS = 300.0  # a heartbeat older than this marks the claim stale on any host
+HOST = socket.gethostname()
+
+
+@dataclass(frozen=True)
+class Claim:
+    """The owner of a run: host, pid, start time (epoch s) and heartbeat age (s)."""
+
+    host: str
+    pid: int
+    started: float
+    heartbeat_age: float
+
+    def describe(self) -> str:
+        return f"{self.host} pid {self.pid}, heartbeat {self.heartbeat_age:.0f} s ago"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this host (signal 0 checks without signalling)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def read_claim(folder: Path) -> Claim | None:
+    """The claim on the run in ``folder``, or None when there is none. An unreadable claim
+    file (damaged) is a claim by nobody alive: pid 0."""
+    claim = _read(folder / CLAIM)
+    return None if claim is None else claim[0]
+
+
+def _read(path: Path) -> tuple[Claim, int] | None:
+    """The claim at ``path`` and the inode it was read from."""
+    try:
+        stat = path.stat()
+        owner = json.loads(path.read_text())
+        claim = Claim(str(owner["host"]), int(owner["pid"]), float(owner["started"]), 0.0)
+    except FileNotFoundError:
+        return None
+    except (ValueError, KeyError, TypeError):
+        claim = Claim("", 0, 0.0, 0.0)
+    age = time.time() - stat.st_mtime
+    return Claim(claim.host, claim.pid, claim.started, age), stat.st_ino
+
+
+def is_stale(claim: Claim, lease: float = LEASE_SECONDS) -> bool:
+    """Whether ``claim``'s owner is gone: dead on this host, unknown, or silent for ``lease``."""
+    if claim.heartbeat_age > lease or claim.pid == 0:
+        return True
+    return claim.host == HOST and not pid_alive(claim.pid)
+
+
+def try_claim(folder: Path, lease: float = LEASE_SECONDS) -> bool:
+    """Claim the run in ``folder`` for this process; False when a live owner holds it. A stale
+    claim is set aside and replaced."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for _ in range(2):  # a fresh attempt, then one after taking over a stale claim
+        if _create(folder / CLAIM):
+            return True
+        found = _read(folder / CLAIM)
+        if found is not None and not is_stale(found[0], lease):
+            return False
+        if found is not None and not _set_aside(folder / CLAIM, inode=found[1]):
+            return False  # another process took it over first
+    return False
+
+
+def _create(path: Path) -> bool:
+    """Create the claim with its content in one step: written to a file of this process, then
+    hard-linked to ``path``, which fails if ``path`` exists (so no reader ever sees a claim
+    without its owner)."""
+    own = path.with_name(f".{CLAIM}.{HOST}.{os.getpid()}")
+    own.write_text(json.dumps({"host": HOST, "pid": os.getpid(), "started": time.time()}))
+    try:
+        os.link(own, path)
+    except FileExistsError:
+        return False
+    finally:
+        own.unlink()
+    return True
+
+
+def _set_aside(path: Path, inode: int) -> bool:
+    """Rename the stale claim (the file with ``inode``) out of the way. False when it was
+    already gone, or when the file renamed was a newer claim that another process created
+    after taking the stale one over: that one is put back (unless a third claim is there)."""
+    aside = path.with_name(f"{CLAIM}.stale-{HOST}-{os.getpid()}-{time.time():.0f}")
+    try:
+        path.rename(aside)
+    except FileNotFoundError:
+        return False
+    if aside.stat().st_ino == inode:
+        return True
+    with contextlib.suppress(FileExistsError):
+        os.link(aside, path)
+    aside.unlink()
+    return False
+
+
+def release(folder: Path) -> None:
+    """Drop this process's claim on the run in ``folder`` (after its result is written)."""
+    claim = read_claim(folder)
+    if claim is not None and (claim.host, claim.pid) == (HOST, os.getpid()):
+        (folder / CLAIM).unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def heartbeat(folder: Path, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
+    """Touch the claim in ``folder`` every ``every`` seconds while the block runs."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while not stop.wait(every):
+            with contextlib.suppress(FileNotFoundError):
+                os.utime(folder / CLAIM)
+
+    thread = threading.Thread(target=beat, name=f"heartbeat {folder.name}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

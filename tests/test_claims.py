@@ -1,0 +1,93 @@
+"""Tests for bnstudy.claims: one owner per run, stale claims taken over, heartbeats."""
+
+import json
+import os
+import subprocess
+import sys
+import time
+
+from bnstudy import claims
+
+
+def _claim_by(folder, host, pid, age=0.0):
+    """A claim file as another process would have written it, ``age`` seconds silent."""
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / claims.CLAIM
+    path.write_text(json.dumps({"host": host, "pid": pid, "started": time.time() - age}))
+    os.utime(path, (time.time() - age, time.time() - age))
+
+
+def _dead_pid():
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    return process.pid
+
+
+def test_one_process_gets_the_claim_and_the_claim_says_who(tmp_path):
+    assert claims.try_claim(tmp_path / "run")
+    claim = claims.read_claim(tmp_path / "run")
+    assert (claim.host, claim.pid) == (claims.HOST, os.getpid())
+    assert not claims.try_claim(tmp_path / "run")  # held, by this very process even
+    assert [p.name for p in (tmp_path / "run").iterdir()] == [claims.CLAIM]  # no leftovers
+
+
+def test_a_live_owners_claim_is_respected_on_this_host_and_elsewhere(tmp_path):
+    _claim_by(tmp_path / "here", claims.HOST, os.getppid())
+    _claim_by(tmp_path / "there", "other-node", 12345, age=claims.LEASE_SECONDS / 2)
+    assert not claims.try_claim(tmp_path / "here")
+    assert not claims.try_claim(tmp_path / "there")
+
+
+def test_a_dead_owners_claim_is_taken_over_and_kept_as_evidence(tmp_path):
+    _claim_by(tmp_path / "run", claims.HOST, _dead_pid())
+    assert claims.try_claim(tmp_path / "run")
+    assert claims.read_claim(tmp_path / "run").pid == os.getpid()
+    assert len(list((tmp_path / "run").glob(f"{claims.CLAIM}.stale-*"))) == 1
+
+
+def test_a_claim_silent_beyond_the_lease_is_taken_over_from_any_host(tmp_path):
+    _claim_by(tmp_path / "run", "other-node", 12345, age=100)
+    assert not claims.try_claim(tmp_path / "run", lease=200)
+    assert claims.try_claim(tmp_path / "run", lease=50)
+
+
+def test_a_damaged_claim_is_nobodys(tmp_path):
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / claims.CLAIM).write_text("{trunc")
+    assert claims.is_stale(claims.read_claim(tmp_path / "run"))
+    assert claims.try_claim(tmp_path / "run")
+
+
+def test_release_drops_only_this_processs_claim(tmp_path):
+    _claim_by(tmp_path / "theirs", claims.HOST, os.getppid())
+    claims.release(tmp_path / "theirs")
+    assert claims.read_claim(tmp_path / "theirs") is not None
+    claims.try_claim(tmp_path / "mine")
+    claims.release(tmp_path / "mine")
+    assert claims.read_claim(tmp_path / "mine") is None
+
+
+def test_the_heartbeat_keeps_a_long_run_from_looking_stale(tmp_path):
+    folder = tmp_path / "run"
+    claims.try_claim(folder)
+    old = time.time() - 1000
+    os.utime(folder / claims.CLAIM, (old, old))
+    with claims.heartbeat(folder, every=0.02):
+        time.sleep(0.2)
+    assert claims.read_claim(folder).heartbeat_age < 5
+
+
+def test_concurrent_claimers_get_one_winner(tmp_path):
+    code = (
+        "import sys, time; from pathlib import Path; from bnstudy import claims;"
+        "print(claims.try_claim(Path(sys.argv[1])), flush=True); time.sleep(2)"
+    )  # the winner stays alive while the others try: its claim is live for all of them
+    for trial in range(3):
+        folder = tmp_path / f"run{trial}"
+        _claim_by(folder, claims.HOST, _dead_pid())  # all of them race to take it over
+        processes = [
+            subprocess.Popen([sys.executable, "-c", code, str(folder)], stdout=subprocess.PIPE)
+            for _ in range(4)
+        ]
+        wins = [p.communicate()[0].strip() for p in processes].count(b"True")
+        assert wins == 1, trial
