@@ -11,7 +11,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
@@ -139,9 +139,10 @@ class _ModelSettings(_Section):
     # classification or video model), or <module.path>:<factory> (your own; bnstudy.external
     # gives the factory contract)
     name: str = "cnn"
-    # channels per conv block of a built-in model; null = the model's default (a torchvision
-    # or user model sets its own: dropped from its runs' config, as other norms' options are)
-    widths: list[int] | None = None
+    # channels per conv block of a built-in model, a non-empty list of positive integers;
+    # null = the model's default (a torchvision or user model sets its own: dropped from its
+    # runs' config, as other norms' options are)
+    widths: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
     norm: str = "batch"  # norm layer, a name in bnstudy.norms.NORMS (`bnstudy norms` lists them)
     # torchvision and user models only: false = the norm is passed as norm_layer; true = the
     # model is built with its own norms (norm_layer None), and every BatchNorm, GroupNorm,
@@ -211,7 +212,8 @@ MOVED_KEYS = {
 
 
 class TrainConfig(_Section):
-    # samples per forward/backward pass; an optimizer step sees batch_size × accumulate
+    # samples per forward/backward pass, at most the training split's size (checked when
+    # planning, bnstudy.sweep); an optimizer step sees batch_size × accumulate
     batch_size: int = Field(32, ge=1)
     # samples per BN statistic (ghost batch norm, Hoffer et al. 2017): BN-family norms
     # normalize each pass in sub-batches of this many samples; must divide batch_size;
@@ -309,7 +311,8 @@ class EvalConfig(_Section):
     # batch's statistics), precise (population statistics recomputed on the training set,
     # PreciseBN), adabn (recomputed on the test set, AdaBN); the trained statistics are kept
     test_modes: list[str] = Field(["eval", "train"], min_length=1)
-    # test batch sizes for train mode; "same" = the run's normalization batch size
+    # test batch sizes for train mode; "same" = the run's normalization batch size; a number
+    # must not exceed the test split (checked when planning: it would be one smaller batch)
     train_mode_batch_sizes: list[int | Literal["same"]] = Field(["same"], min_length=1)
     batch_size: int = Field(500, ge=1)  # batch size in eval mode (does not change results)
     # precise/adabn: training/test samples averaged over (PreciseBN: 10^3-10^4 suffice; capped
@@ -407,8 +410,23 @@ def _suggestion(word: str, choices: Any) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
+class DuplicateKeyError(yaml.YAMLError):
+    """Keys repeated within one YAML mapping: ``problems`` are (key path, message) pairs."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{key}: {message}" for key, message in problems))
+
+
 class _Loader(yaml.SafeLoader):
-    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``)."""
+    """SafeLoader that also reads ``1e-3`` as a float (YAML 1.1 wants ``1.0e-3``) and refuses a
+    key repeated within one mapping, where PyYAML would keep the last value silently."""
+
+    def construct_document(self, node: yaml.Node) -> Any:
+        problems = _duplicate_keys(node, "", set())
+        if problems:
+            raise DuplicateKeyError(problems)
+        return super().construct_document(node)
 
 
 _Loader.add_implicit_resolver(
@@ -416,10 +434,50 @@ _Loader.add_implicit_resolver(
     re.compile(r"^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$"),
     list("-+0123456789"),
 )
+_MERGE_TAG = "tag:yaml.org,2002:merge"  # ``<<: *anchor``: its keys may be overridden
+
+
+def _duplicate_keys(node: yaml.Node, path: str, seen: set[int]) -> list[tuple[str, str]]:
+    """(key path, message) for each scalar key that repeats an earlier one of its mapping,
+    in this node and below (aliased nodes are walked once, where first seen)."""
+    if id(node) in seen:
+        return []
+    seen.add(id(node))
+    if isinstance(node, yaml.SequenceNode):
+        problems, items = [], [(f"{path}[{i}]", item) for i, item in enumerate(node.value)]
+    elif isinstance(node, yaml.MappingNode):
+        problems = _repeats(node, path)
+        items = [(_join(path, key.value), value) for key, value in node.value]
+    else:
+        return []
+    return problems + [p for where, item in items for p in _duplicate_keys(item, where, seen)]
+
+
+def _repeats(node: yaml.MappingNode, path: str) -> list[tuple[str, str]]:
+    first: dict[tuple[str, str], yaml.Mark] = {}
+    problems = []
+    for key, _ in node.value:
+        if not isinstance(key, yaml.ScalarNode) or key.tag == _MERGE_TAG:
+            continue
+        earlier = first.setdefault((key.tag, key.value), key.start_mark)
+        if earlier is not key.start_mark:
+            where = _lines(earlier, key.start_mark)
+            problems.append((_join(path, key.value), f"duplicate key ({where})"))
+    return problems
+
+
+def _join(path: str, key: Any) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _lines(first: yaml.Mark, second: yaml.Mark) -> str:
+    if first.line == second.line:
+        return f"line {first.line + 1}, columns {first.column + 1} and {second.column + 1}"
+    return f"lines {first.line + 1} and {second.line + 1}"
 
 
 def parse_yaml(text: str) -> Any:
-    """Parse YAML text with the study loader."""
+    """Parse YAML text with the study loader (:class:`DuplicateKeyError` on a repeated key)."""
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
 
 
@@ -431,6 +489,8 @@ def read_config_file(path: Path) -> dict[str, Any]:
         raise ConfigError(str(path), [("file", error.strerror or str(error))]) from None
     except UnicodeDecodeError as error:
         raise ConfigError(str(path), [("file", f"not UTF-8 text: {error.reason}")]) from None
+    except DuplicateKeyError as error:
+        raise ConfigError(str(path), error.problems) from None
     except yaml.YAMLError as error:
         raise ConfigError(str(path), [("yaml", " ".join(str(error).split()))]) from None
     if not isinstance(raw, dict):
@@ -448,12 +508,21 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> d
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(source, [(item, "an override has the form key.path=value")])
-        try:
-            value = parse_yaml(text)
-        except yaml.YAMLError as error:
-            raise ConfigError(source, [(key, f"value is not YAML: {error}")]) from None
-        set_path(result, _override_path(key), value)
+        set_path(result, _override_path(key), _override_value(key, text, source))
     return result
+
+
+def _override_value(key: str, text: str, source: str) -> Any:
+    """The YAML value of override ``key=text``; a repeated key inside it is refused."""
+    try:
+        return parse_yaml(text)
+    except DuplicateKeyError as error:
+        problems = [
+            (_join(key, at), f"{why} in override {key}={text}") for at, why in error.problems
+        ]
+        raise ConfigError(source, problems) from None
+    except yaml.YAMLError as error:
+        raise ConfigError(source, [(key, f"value is not YAML: {error}")]) from None
 
 
 def _override_path(key: str) -> list[str]:
@@ -489,7 +558,7 @@ def validate_study(raw: dict[str, Any], source: str) -> StudyConfig:
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:
     loc = [str(part) for part in error["loc"]]
-    key = ".".join(loc) or "(top level)"
+    key = _key_path(error["loc"]) or "(top level)"
     kind = error["type"]
     if kind == "extra_forbidden":
         return key, "unknown key" + _moved_or_suggestion(loc)
@@ -499,6 +568,11 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     if kind.endswith("_type") or kind.startswith(("literal", "greater", "less", "too_")):
         message += f" (got {error['input']!r})"
     return key, message
+
+
+def _key_path(loc: tuple[int | str, ...]) -> str:
+    """``model.widths[0]`` for pydantic's ("model", "widths", 0)."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 def _moved_or_suggestion(loc: list[str]) -> str:

@@ -47,6 +47,7 @@ from bnstudy.train import (
     Compute,
     Diverged,
     EpochStats,
+    EvalProgress,
     Position,
     Schedule,
     check_ghost_remainder,
@@ -410,21 +411,29 @@ def _test(
     is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
     mode a sample's prediction depends on the other samples of its batch)."""
     mode, compute, device = TEST_MODES[setting.mode], run_compute(config), data.test.y.device
+    progress, stage = EvalProgress(), "recalibration" if mode.population else "evaluation"
     try:
         with preserved_buffers(model), compute.autocast(device):  # recalibration included
             if mode.population is not None:
                 _recalibrate(model, getattr(data, mode.population), config)
-            layers = "train" if mode.layers_train else "eval"
+            layers, stage = ("train" if mode.layers_train else "eval"), "evaluation"
             result = evaluate(
-                model, data.test, mode=layers, batch_size=setting.batch_size, compute=compute
+                model,
+                data.test,
+                mode=layers,
+                batch_size=setting.batch_size,
+                compute=compute,
+                progress=progress,
             )
             if not math.isfinite(result.loss):
+                stage = "outputs"
                 raise FloatingPointError(
                     f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
                 )
-            flip_rate = _flip_rate(model, data, setting, result.predictions, config)
+            stage, progress = "flip rate", EvalProgress()
+            flip_rate = _flip_rate(model, data, setting, result.predictions, config, progress)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
-        where = f"test {setting.mode} mode (batch of {setting.batch_size})"
+        where = _test_position(setting, stage, progress)
         failed = {**_untested(setting), **_failure(error, where)}
         del failed["traceback"]
     else:
@@ -441,6 +450,20 @@ def _test(
     if failed["status"] == OOM:  # out of the except block: the failed batch is unreachable
         free_memory(device)
     return failed, []
+
+
+def _test_position(setting: EvalSetting, stage: str, progress: EvalProgress) -> str:
+    """Where a test setting failed, e.g. ``test train mode (batch 4 of 4: 1 sample; test batch
+    size 32)``: the batch that failed, which is short when the test batch size does not divide
+    the test split."""
+    size, population = f"test batch size {setting.batch_size}", TEST_MODES[setting.mode].population
+    where = {
+        "recalibration": f"recomputing statistics on the {population} split",
+        "evaluation": f"{progress.describe()}; {size}",
+        "outputs": f"outputs of all {progress.batches} batches; {size}",
+        "flip rate": f"flip rate, reshuffled test set, {progress.describe()}; {size}",
+    }[stage]
+    return f"test {setting.mode} mode ({where})"
 
 
 def _recalibrate(model: nn.Module, split: Split, config: StudyConfig) -> None:
@@ -461,6 +484,7 @@ def _flip_rate(
     setting: EvalSetting,
     predictions: torch.Tensor,
     config: StudyConfig,
+    progress: EvalProgress | None = None,
 ) -> float:
     if not TEST_MODES[setting.mode].layers_train or setting.batch_size == 1:
         return 0.0  # no batch statistics, or no other sample in the batch: nothing can flip
@@ -470,7 +494,12 @@ def _flip_rate(
         order = torch.randperm(len(data.test.y), generator=generator).to(data.test.y.device)
         shuffled = Split(x=data.test.x[order], y=data.test.y[order])
         again = evaluate(
-            model, shuffled, mode="train", batch_size=setting.batch_size, compute=compute
+            model,
+            shuffled,
+            mode="train",
+            batch_size=setting.batch_size,
+            compute=compute,
+            progress=progress,
         )
         rates.append((again.predictions != predictions[order]).float().mean().item())
     return sum(rates) / len(rates)

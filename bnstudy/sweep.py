@@ -36,6 +36,7 @@ import torch
 
 from bnstudy.config import (
     ConfigError,
+    DataConfig,
     StudyConfig,
     check_key_path,
     ignores,
@@ -43,14 +44,20 @@ from bnstudy.config import (
     validate_study,
 )
 from bnstudy.data import DATASETS, data_fingerprint
+from bnstudy.data.synthetic import NATIVE_SIZE
 from bnstudy.external import source_fingerprint
 from bnstudy.models import InputShape
 from bnstudy.norms import norm_spec
 from bnstudy.run import load_data, make_model
+from bnstudy.test_modes import TEST_MODES
 
 IDENTITY_VERSION = 2  # 1: hash of every field, defaults included
 RESERVED = ("zip", "exclude")
 UNSWEEPABLE = ("name", "sweep")  # the study's folder and the sweep itself
+# Bytes of float32 tensors (N·C·S^dims·4, train plus test) a generated data set may take,
+# checked when planning: far above any study's data (quickstart: 50 MB), far below what a size
+# typo asks for. Generation and standardization briefly need about twice as much.
+GENERATED_BYTES_LIMIT = 16 * 2**30
 
 
 @dataclass(frozen=True)
@@ -260,43 +267,141 @@ def _resolve(
         return None, [_blame(key, message, swept) for key, message in error.problems]
     problem = _build_problem(config)
     if problem:
-        key, message = problem  # a data problem is the same for every run: said once
-        return None, [(key, message if key == "data" else f"{message} (run {_describe(swept)})")]
+        return None, [_blame(problem.key, problem.message, swept, problem.depends)]
     used = {key: value for key, value in swept.items() if not ignores(config, key)}
     return Run(config=config, swept=used, run_id=run_identity(config)), []
 
 
-def _blame(key: str, message: str, swept: dict[str, Any]) -> tuple[str, str]:
-    """Name the swept key when a swept value is the problem, else the run."""
-    if key in swept:
-        return f"sweep.{key}", f"{message} (value {swept[key]!r})"
-    return key, f"{message} (run {_describe(swept)})"
+def _blame(
+    key: str, message: str, swept: dict[str, Any], depends: tuple[str, ...] = ("",)
+) -> tuple[str, str]:
+    """Name the swept key when a swept value is the problem (``model.widths[0]`` is a value
+    of ``model.widths``); else the run's swept values under ``depends`` (key paths the
+    problem depends on; "" all), none when the problem is the same for every run."""
+    owner = next((s for s in swept if key == s or key.startswith((f"{s}.", f"{s}["))), None)
+    if owner is not None:
+        return f"sweep.{owner}", f"{message} (value {swept[owner]!r})"
+    relevant = {k: v for k, v in swept.items() if _under(k, depends)}
+    return key, f"{message} (run {_describe(relevant)})" if relevant else message
+
+
+def _under(key: str, prefixes: tuple[str, ...]) -> bool:
+    return any(p == "" or key == p or key.startswith(f"{p}.") for p in prefixes)
 
 
 def _describe(swept: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in swept.items())
 
 
-def _build_problem(config: StudyConfig) -> tuple[str, str] | None:
-    """Build the run's model once on the CPU to catch errors such as groups not dividing a
-    width before any run starts; a data set read from files is loaded for it (once per process:
-    the runs reuse it), so a missing or malformed file is a problem here, not an error in every
-    run. Returns (key, message) or None."""
+@dataclass(frozen=True)
+class _Problem:
+    """A problem found by building a run: its key path, message, and the key paths it
+    depends on (which of the run's swept values to name)."""
+
+    key: str
+    message: str
+    depends: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _DataFacts:
+    """What planning needs to know of a run's data: input shape, classes, split sizes."""
+
+    shape: InputShape
+    num_classes: int
+    train_size: int
+    test_size: int
+
+
+def _build_problem(config: StudyConfig) -> _Problem | None:
+    """Check the data's size against the batch sizes, and build the run's model once on the
+    CPU to catch errors such as groups not dividing a width before any run starts; a data set
+    read from files is loaded for it (once per process: the runs reuse it), so a missing or
+    malformed file is a problem here, not an error in every run."""
+    facts = _data_facts(config)
+    if isinstance(facts, _Problem):
+        return facts
+    return _split_problem(config, facts) or _model_problem(config, facts)
+
+
+def _data_facts(config: StudyConfig) -> _DataFacts | _Problem:
     spec = DATASETS[config.data.name]
     if not spec.needs_root:
-        size = config.data.image_size or 32
-        shape, num_classes = InputShape(spec.in_channels, spec.spatial_dims, size), spec.num_classes
-    else:
-        try:
-            data = load_data(config, torch.device("cpu"))
-        except (OSError, ValueError) as error:
-            return "data", f"{config.data.root}: {error}"
-        shape = InputShape(data.in_channels, data.spatial_dims, data.train.x.shape[-1])
-        num_classes = data.num_classes
+        return _generated_facts(config.data)
     try:
-        make_model(config.model, shape, num_classes)
+        data = load_data(config, torch.device("cpu"))
+    except (OSError, ValueError) as error:
+        return _Problem("data", f"{config.data.root}: {error}", ("data",))
+    shape = InputShape(data.in_channels, data.spatial_dims, data.train.x.shape[-1])
+    return _DataFacts(shape, data.num_classes, len(data.train.y), len(data.test.y))
+
+
+def _generated_facts(data: DataConfig) -> _DataFacts | _Problem:
+    """The facts of generated data, or a problem when its float32 tensors would take more than
+    GENERATED_BYTES_LIMIT (a size typo must not become a huge allocation in every run)."""
+    spec = DATASETS[data.name]
+    shape = InputShape(spec.in_channels, spec.spatial_dims, data.image_size or NATIVE_SIZE)
+    given = (data.train_size, data.test_size)
+    train, test = (n or default for n, default in zip(given, spec.default_sizes, strict=True))
+    need = (train + test) * shape.channels * shape.size**shape.spatial_dims * 4
+    if need <= GENERATED_BYTES_LIMIT:
+        return _DataFacts(shape, spec.num_classes, train, test)
+    set_keys = [f"data.{k}" for k in ("image_size", "train_size", "test_size") if getattr(data, k)]
+    key = (set_keys or ["data"])[0]  # what to lower: the image size first
+    sample = "×".join(map(str, (shape.channels, *(shape.size,) * shape.spatial_dims)))
+    return _Problem(
+        key,
+        f"{train} + {test} generated samples of {sample} take {_binary(need)} as float32, "
+        f"over the {_binary(GENERATED_BYTES_LIMIT)} limit "
+        "(bnstudy.sweep.GENERATED_BYTES_LIMIT): lower data.image_size, or data.train_size / "
+        "data.test_size",
+        ("data",),
+    )
+
+
+def _binary(size: int) -> str:
+    """Bytes in GiB, TiB or PiB with three significant digits: ``16 GiB``, ``655 TiB``."""
+    for power, unit in ((50, "PiB"), (40, "TiB")):
+        if size >= 2**power:
+            return f"{size / 2**power:.3g} {unit}"
+    return f"{size / 2**30:.3g} GiB"
+
+
+def _split_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:
+    """A training pass larger than the training split would be one short batch, so the batch
+    size studied would not be the one trained with; a train-mode test batch size larger than
+    the test split likewise. Only a single pass is checked: the passes of an accumulated step
+    may add up to more than the split (each epoch then ends its step early, as any epoch's
+    last step may). Eval-mode test batches larger than the split are one batch: harmless."""
+    batch = config.train.batch_size
+    if batch > facts.train_size:
+        return _Problem(
+            "train.batch_size",
+            f"{batch} is larger than the training split ({facts.train_size} samples): a pass "
+            f"would be one batch of {facts.train_size} (none with train.drop_last); lower "
+            "train.batch_size or raise data.train_size",
+            ("train.batch_size", "data"),
+        )
+    per_batch = any(TEST_MODES[mode].per_test_batch for mode in config.eval.test_modes)
+    sizes = [size for size in config.eval.train_mode_batch_sizes if size != "same"]
+    too_big = [size for size in sizes if per_batch and size > facts.test_size]
+    if too_big:
+        return _Problem(
+            "eval.train_mode_batch_sizes",
+            f"{too_big[0]} is larger than the test split ({facts.test_size} samples): train "
+            f"mode would test one batch of {facts.test_size} labelled {too_big[0]}; lower it "
+            "or raise data.test_size",
+            ("eval", "data"),
+        )
+    return None
+
+
+def _model_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:
+    try:
+        make_model(config.model, facts.shape, facts.num_classes)
     except ValueError as error:
-        return "model", str(error)
+        return _Problem("model", str(error), ("model", "data"))
     except Exception as error:  # noqa: BLE001 - a user factory that breaks its contract
-        return "model", f"{config.model.name}: {type(error).__name__}: {error}"
+        message = f"{config.model.name}: {type(error).__name__}: {error}"
+        return _Problem("model", message, ("model", "data"))
     return None

@@ -472,27 +472,57 @@ class Evaluation:
     predictions: torch.Tensor
 
 
+@dataclass
+class EvalProgress:
+    """Which batch an evaluation is on; read after an exception to say which one failed."""
+
+    batch: int = 0  # 1-based; 0 before the first
+    batches: int = 0
+    samples: int = 0  # in the current batch (the last one may be short)
+
+    def describe(self) -> str:
+        if not self.batch:
+            return "before the first batch"
+        plural = "" if self.samples == 1 else "s"
+        return f"batch {self.batch} of {self.batches}: {self.samples} sample{plural}"
+
+
 @torch.no_grad()
 def evaluate(
-    model: nn.Module, split: Split, *, mode: str, batch_size: int, compute: Compute = Compute()
+    model: nn.Module,
+    split: Split,
+    *,
+    mode: str,
+    batch_size: int,
+    compute: Compute = Compute(),
+    progress: EvalProgress | None = None,
 ) -> Evaluation:
     """Accuracy and mean cross-entropy on ``split`` in BN ``mode``, forward passes run as
     ``compute`` says (the loss from float32 logits).
 
     ``eval``: norms use running statistics. ``train``: norms normalize each test batch with its
     own statistics (the pix2pix choice), so predictions depend on batch composition. Batches are
-    consecutive slices in the split's order. The model's buffers and modes are left unchanged.
+    consecutive slices in the split's order; the last is short when ``batch_size`` does not
+    divide the split. ``progress``, if given, is kept at the batch being evaluated. The model's
+    buffers and modes are left unchanged.
     """
     with preserved_buffers(model):
         model.train(mode == "train")
         with compute.autocast(split.y.device):
-            logits = torch.cat(
-                [
-                    model(compute.inputs(split.x[part])).float()
-                    for part in batch_slices(len(split.y), batch_size, drop_last=False)
-                ]
-            )
+            logits = _batch_logits(model, split, batch_size, compute, progress or EvalProgress())
     loss = F.cross_entropy(logits, split.y).item()
     predictions = logits.argmax(1)
     accuracy = (predictions == split.y).float().mean().item()
     return Evaluation(accuracy=accuracy, loss=loss, predictions=predictions)
+
+
+def _batch_logits(
+    model: nn.Module, split: Split, batch_size: int, compute: Compute, progress: EvalProgress
+) -> torch.Tensor:
+    """The float32 logits of ``split``, batch by batch, ``progress`` at the current one."""
+    slices = batch_slices(len(split.y), batch_size, drop_last=False)
+    progress.batch, progress.batches, outputs = 0, len(slices), []
+    for index, part in enumerate(slices, start=1):
+        progress.batch, progress.samples = index, part.stop - part.start
+        outputs.append(model(compute.inputs(split.x[part])).float())
+    return torch.cat(outputs)

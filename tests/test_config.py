@@ -4,6 +4,7 @@ import pytest
 
 from bnstudy.config import (
     ConfigError,
+    DuplicateKeyError,
     apply_overrides,
     check_key_path,
     parse_yaml,
@@ -218,3 +219,62 @@ def test_another_norms_options_are_validated_then_left_out_of_the_run(tiny_study
     tiny_study["model"]["group"] = {"groups": 4}
     model = validate_study(tiny_study, "s.yaml").model
     assert model.group.groups == 8 and model.norm == "batch"  # the default: not this run's norm
+
+
+def test_a_repeated_section_or_key_in_a_file_is_refused_with_both_lines(tmp_path: Path):
+    path = tmp_path / "study.yaml"
+    path.write_text(
+        "name: tiny\n"
+        "train:\n"
+        "  lr: 0.1\n"
+        "  epochs: 2\n"
+        "  lr: 0.2\n"
+        "eval: {batch_size: 4}\n"
+        "train:\n"
+        "  epochs: 3\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        read_config_file(path)
+    assert caught.value.problems == [
+        ("train", "duplicate key (lines 2 and 7)"),
+        ("train.lr", "duplicate key (lines 3 and 5)"),
+    ]
+    assert caught.value.lines()[0] == f"{path}: train: duplicate key (lines 2 and 7)"
+
+
+def test_repeats_are_found_in_lists_and_merge_keys_may_override():
+    with pytest.raises(DuplicateKeyError) as caught:
+        parse_yaml("sweep:\n  zip:\n    - {seed: [1], seed: [2]}\n")
+    assert caught.value.problems == [
+        ("sweep.zip[0].seed", "duplicate key (line 3, columns 8 and 19)")
+    ]
+    merged = parse_yaml("base: &b {lr: 1, epochs: 2}\ntrain:\n  <<: *b\n  lr: 3\n")
+    assert merged["train"] == {"lr": 3, "epochs": 2}
+
+
+def test_a_repeated_key_inside_an_override_value_is_refused(tiny_study):
+    with pytest.raises(ConfigError) as caught:
+        apply_overrides(tiny_study, ["train={lr: 1, lr: 2}"], "study.yaml")
+    [(key, message)] = caught.value.problems
+    assert key == "train.lr"
+    assert message == "duplicate key (line 1, columns 2 and 9) in override train={lr: 1, lr: 2}"
+
+
+@pytest.mark.parametrize(
+    ("widths", "key", "says"),
+    [
+        ([], "model.widths", "at least 1 item"),
+        ([0, 8], "model.widths[0]", "greater than or equal to 1 (got 0)"),
+        ([4, -2], "model.widths[1]", "greater than or equal to 1 (got -2)"),
+    ],
+)
+def test_widths_are_a_non_empty_list_of_positive_channel_counts(tiny_study, widths, key, says):
+    tiny_study["model"]["widths"] = widths
+    [(found, message)] = problems(tiny_study)
+    assert found == key and says in message
+
+
+def test_a_bad_width_in_a_sweep_names_the_swept_key(tiny_study):
+    tiny_study["sweep"] = {"model.widths": [[4, 8], [4, 0]]}
+    [(key, message)] = problems(tiny_study)
+    assert key == "sweep.model.widths" and "(value [4, 0])" in message

@@ -73,6 +73,18 @@ def test_a_failing_test_setting_does_not_void_the_others(tiny_study):
     assert "Expected more than 1 value per channel" in by_label["1"]["error"]
 
 
+def test_a_test_error_names_the_short_last_batch_that_failed(tiny_study):
+    # 25 test images in batches of 8: 8 + 8 + 8 + 1, and BN cannot normalize the batch of 1
+    tiny_study["data"].update(image_size=2, test_size=25)
+    result = execute_run(only_run(tiny_study), CPU)
+    by_mode = {t["test_mode"]: t for t in result["tests"]}
+    assert by_mode["eval"]["status"] == "ok" and by_mode["train"]["status"] == "error"
+    assert "Expected more than 1 value per channel" in by_mode["train"]["error"]
+    assert by_mode["train"]["error_at"] == (
+        "test train mode (batch 4 of 4: 1 sample; test batch size 8)"
+    )
+
+
 def test_a_non_finite_loss_is_a_diverged_outcome(tiny_study):
     tiny_study["model"]["norm"] = "none"
     tiny_study["train"]["lr"] = 1e6
@@ -238,7 +250,9 @@ def test_out_of_memory_in_one_test_setting_is_that_settings_outcome(tiny_study, 
     by_mode = {t["test_mode"]: t for t in result["tests"]}
     assert result["status"] == "ok"
     assert by_mode["eval"]["status"] == "oom" and by_mode["eval"]["test_acc"] is None
-    assert by_mode["eval"]["error_at"] == "test eval mode (batch of 12)"
+    assert by_mode["eval"]["error_at"] == (
+        "test eval mode (batch 1 of 2: 12 samples; test batch size 12)"
+    )
     assert "traceback" not in by_mode["eval"]
     assert by_mode["train"]["status"] == "ok"
     assert freed == [CPU]
@@ -254,7 +268,7 @@ def test_a_batch_size_sweep_goes_on_past_out_of_memory_and_the_table_says_where(
 
     fail_above(monkeypatch, 8, training=True)
     tiny_study["sweep"] = {"train.batch_size": [4, 8, 16]}
-    counts = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    counts, _ = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
     assert counts == {"ok": 2, "oom": 1}
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv", keep_default_na=False)
     oom = table[table["status"] == "oom"]

@@ -224,3 +224,76 @@ def test_widths_are_dropped_from_the_runs_of_an_external_model(tiny_study):
         "cnn": [4, 8],
         "examples.custom_model:build": None,
     }
+
+
+def plan_problems(study):
+    with pytest.raises(ConfigError) as caught:
+        plan(study, "study.yaml")
+    return caught.value.problems
+
+
+def test_a_training_batch_larger_than_the_training_split_is_refused(tiny_study):
+    tiny_study["train"]["batch_size"] = 48  # the whole split: one full batch, fine
+    plan(tiny_study, "study.yaml")
+    tiny_study["train"].update(batch_size=64, accumulate=1)
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "train.batch_size"
+    assert message.startswith("64 is larger than the training split (48 samples)")
+    assert "(run" not in message  # the same for every run: no run named
+
+
+def test_the_default_split_size_of_generated_data_counts(tiny_study):
+    del tiny_study["data"]["train_size"]  # synthetic2d makes 5000 training images by default
+    tiny_study["train"]["batch_size"] = 5000
+    plan(tiny_study, "study.yaml")
+    tiny_study["train"]["batch_size"] = 5001
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "train.batch_size" and "(5000 samples)" in message
+
+
+def test_accumulated_passes_may_add_up_to_more_than_the_split(tiny_study):
+    tiny_study["train"].update(batch_size=32, accumulate=4)  # 128 per step, 48 samples
+    plan(tiny_study, "study.yaml")
+
+
+def test_a_swept_batch_size_larger_than_the_split_names_the_sweep_key(tiny_study):
+    tiny_study["sweep"] = {"train.batch_size": [8, 64], "seed": [0, 1]}
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "sweep.train.batch_size" and message.endswith("(value 64)")
+    tiny_study["sweep"] = {"data.train_size": [48, 4], "seed": [0, 1]}
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "train.batch_size" and message.endswith("(run data.train_size=4)")
+
+
+def test_a_file_data_sets_training_split_is_checked_too(tiny_study, tmp_path):
+    path = tmp_path / "data.npz"
+    x, y = np.zeros((6, 3, 4, 4), dtype=np.float32), np.arange(6) % 2
+    np.savez(path, x_train=x, y_train=y, x_test=x, y_test=y)
+    tiny_study["data"] = {"name": "npz", "root": str(path)}
+    tiny_study["eval"]["test_modes"] = ["eval"]
+    [(key, message)] = plan_problems(tiny_study)
+    assert (
+        key == "train.batch_size" and "8 is larger than the training split (6 samples)" in message
+    )
+
+
+def test_train_mode_test_batches_larger_than_the_test_split_are_refused(tiny_study):
+    tiny_study["eval"].update(batch_size=100, train_mode_batch_sizes=["same", 24])
+    plan(tiny_study, "study.yaml")  # an eval-mode batch over the split is just one batch
+    tiny_study["eval"]["train_mode_batch_sizes"] = ["same", 25]
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "eval.train_mode_batch_sizes"
+    assert message.startswith("25 is larger than the test split (24 samples)")
+    tiny_study["eval"]["test_modes"] = ["eval", "precise"]  # no train-mode test: unused
+    plan(tiny_study, "study.yaml")
+
+
+def test_generated_data_too_large_for_memory_is_refused_before_any_run(tiny_study):
+    tiny_study["data"]["image_size"] = 100_000
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "data.image_size"
+    assert message.startswith("48 + 24 generated samples of 3×100000×100000 take")
+    assert "over the 16 GiB limit" in message and "lower data.image_size" in message
+    tiny_study["data"].update(name="synthetic3d", image_size=None, train_size=200_000)
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "data.train_size" and "of 1×32×32×32 take" in message

@@ -10,6 +10,7 @@ from bnstudy.run import make_model
 from bnstudy.train import (
     Batching,
     Compute,
+    EvalProgress,
     Position,
     Schedule,
     batch_slices,
@@ -53,6 +54,19 @@ def test_lr_scaling_rules_relative_to_the_base_batch_size():
 
 def running_stats(model):
     return {k: v.clone() for k, v in model.state_dict().items() if "running" in k or "batches" in k}
+
+
+def test_evaluation_progress_names_the_batch_that_failed():
+    # 2x2 images: the second BN sees 1x1 maps, so in train mode it cannot normalize the last
+    # batch of 9 = 4 + 4 + 1, which has one sample
+    split = Split(x=torch.randn(9, 3, 2, 2), y=torch.zeros(9, dtype=torch.long))
+    progress = EvalProgress()
+    with pytest.raises(ValueError, match="Expected more than 1 value per channel"):
+        evaluate(tiny_model(), split, mode="train", batch_size=4, progress=progress)
+    assert progress.describe() == "batch 3 of 3: 1 sample"
+    evaluate(tiny_model(), split, mode="eval", batch_size=4, progress=progress)
+    assert (progress.batch, progress.batches, progress.samples) == (3, 3, 1)
+    assert EvalProgress().describe() == "before the first batch"
 
 
 def test_train_mode_evaluation_leaves_running_stats_untouched():

@@ -45,7 +45,8 @@ class DatasetSpec:
     ``num_classes`` are 0 when only the file knows them. ``files(root)`` lists the files a
     file-based loader reads (their content is part of run identity). ``download(root)``
     fetches the files where that is possible. ``resizes``: the loader resizes every image to
-    ``image_size``, which it then requires.
+    ``image_size``, which it then requires. ``default_sizes``: (train, test) samples a
+    generator makes when ``train_size``/``test_size`` are null (None for file data sets).
     """
 
     load: Callable[..., Dataset]
@@ -58,6 +59,7 @@ class DatasetSpec:
     layouts: bool = False
     download: Callable[[Path], None] | None = None
     resizes: bool = False
+    default_sizes: tuple[int, int] | None = None
 
 
 # --------------------------------------------------------------------------- shared helpers

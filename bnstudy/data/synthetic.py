@@ -308,4 +308,5 @@ def _synthetic_spec(kind: _Synthetic, description: str) -> DatasetSpec:
         description,
         in_channels=kind.channels,
         num_classes=kind.num_classes,
+        default_sizes=kind.default_sizes,
     )
