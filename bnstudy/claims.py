@@ -129,10 +129,11 @@ def _set_aside(path: Path, inode: int) -> bool:
     return False
 
 
-def release(folder: Path) -> None:
-    """Drop this process's claim on the run in ``folder`` (after its result is written)."""
+def release(folder: Path, pid: int | None = None) -> None:
+    """Drop the claim of process ``pid`` on this host (None: this process) on the run in
+    ``folder``, after its result is written or the process was stopped."""
     claim = read_claim(folder)
-    if claim is not None and (claim.host, claim.pid) == (HOST, os.getpid()):
+    if claim is not None and (claim.host, claim.pid) == (HOST, pid or os.getpid()):
         (folder / CLAIM).unlink(missing_ok=True)
 
 

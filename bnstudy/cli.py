@@ -23,9 +23,9 @@ from bnstudy.config import (
 )
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.norms import NORMS, create_norm
-from bnstudy.outcomes import counts_text
+from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, OOM, counts_text
 from bnstudy.run import load_data, model_for_data, statistics_batch
-from bnstudy.study import pending_runs, resolve_device, run_study
+from bnstudy.study import Interrupted, pending_runs, resolve_device, run_study
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
 
 app = typer.Typer(
@@ -68,6 +68,15 @@ def _fail(lines: list[str]) -> None:
     raise typer.Exit(code=2)
 
 
+class Retry(str, enum.Enum):
+    """Outcomes that ``--retry`` trains again."""
+
+    error = ERROR
+    oom = OOM
+    crashed = CRASHED
+    diverged = DIVERGED
+
+
 @app.command()
 def run(
     config: Annotated[Path, typer.Argument(help="Study file (YAML).")],
@@ -100,6 +109,10 @@ def run(
             "is stale and taken over (claims of dead processes on this host at once).",
         ),
     ] = claims.LEASE_SECONDS,
+    retry: Annotated[
+        list[Retry] | None,
+        typer.Option(help="Also rerun the runs with this outcome (repeatable)."),
+    ] = None,
 ) -> None:
     """Run a study: every run of the sweep not finished yet and not claimed by another live
     process (several `bnstudy run` of one study share the work), then rebuild runs.csv."""
@@ -114,9 +127,21 @@ def run(
         _fail([f"--device: {error}"])
     sweep_dir = out_root / study.name
     if dry_run:
-        out.print(_plan_table(runs, sweep_dir, order.value))
+        out.print(_plan_table(runs, sweep_dir, order.value, [r.value for r in retry or []]))
         return
-    counts, trained = run_study(study, runs, out_root, target, order.value, err, jobs, lease)
+    again = [outcome.value for outcome in retry or []]
+    try:
+        counts, trained = run_study(
+            study, runs, out_root, target, order.value, err, jobs, lease, again
+        )
+    except Interrupted as stop:
+        done = store.sweep_status(sweep_dir)
+        err.print(
+            f"interrupted: {stop.trained} runs trained by this process; "
+            f"{len(runs) - len(done.missing)} of {len(runs)} done. Resume with the same "
+            f"command (bnstudy run {config} ...); finished runs are kept"
+        )
+        raise typer.Exit(code=130) from None
     summary = counts_text(counts)
     out.print(
         f"{study.name}: {len(runs)} runs: {summary} ({trained} trained by this process) "
@@ -124,8 +149,8 @@ def run(
     )
 
 
-def _plan_table(runs: list[Run], sweep_dir: Path, order: str) -> Table:
-    todo = {run.run_id for run in pending_runs(sweep_dir, runs)}
+def _plan_table(runs: list[Run], sweep_dir: Path, order: str, retry: list[str]) -> Table:
+    todo = {run.run_id for run in pending_runs(sweep_dir, runs, retry)}
     keys = swept_keys(runs)
     table = Table("#", "run_id", *keys, "state", title=f"{len(runs)} runs ({len(todo)} to run)")
     for index, run in enumerate(order_runs(runs, order), start=1):

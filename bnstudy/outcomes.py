@@ -7,17 +7,19 @@ report and the command line.
 - ``oom``       memory ran out (bnstudy.device.is_out_of_memory): the run (or test setting) did
                 not fit on the device at that batch size; the message says where. A sweep
                 going up in batch size shows where it stops fitting.
+- ``crashed``   the worker process training the run died (a signal, a segfault, the kernel's OOM
+                killer); the message says how. ``bnstudy run --retry crashed`` trains it again.
 
 A test setting that was never reached is ``not run``.
 """
 
 from __future__ import annotations
 
-OK, ERROR, DIVERGED, OOM = "ok", "error", "diverged", "oom"
+OK, ERROR, DIVERGED, OOM, CRASHED = "ok", "error", "diverged", "oom", "crashed"
 NOT_RUN = "not run"
 # the outcomes of a finished run, in the order counts list them
-RUN_OUTCOMES = (OK, ERROR, DIVERGED, OOM)
-FAILURES = (ERROR, DIVERGED, OOM)  # a run or setting without a result
+RUN_OUTCOMES = (OK, ERROR, DIVERGED, OOM, CRASHED)
+FAILURES = (ERROR, DIVERGED, OOM, CRASHED)  # a run or setting without a result
 
 
 def counts_text(counts: dict[str, int]) -> str:

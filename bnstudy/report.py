@@ -74,7 +74,7 @@ from bnstudy.findings import (
     uses_batch_stats,
     what_was_run,
 )
-from bnstudy.outcomes import DIVERGED, ERROR, FAILURES, OK, OOM
+from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, FAILURES, OK, OOM
 from bnstudy.stats import DIFFERENCE, FIRST, SECOND, interval_table, t_half_width
 from bnstudy.test_modes import TEST_MODES
 
@@ -242,6 +242,7 @@ SUMMARY_STATS = {
     "n_error": ("is_error", "sum"),
     "n_diverged": ("is_diverged", "sum"),
     "n_oom": ("is_oom", "sum"),
+    "n_crashed": ("is_crashed", "sum"),
 }
 CI_COLUMNS = ("test_acc_ci_low", "test_acc_ci_high")
 # Display columns of summary.md / index.html: header -> (metric, scale, number format); shown
@@ -255,8 +256,8 @@ DISPLAY_COLUMNS = {
     "flip (%)": ("test_flip_rate", 100, ".1f"),
     "min values/stat": ("min_values_per_stat", 1, ".0f"),
 }
-COUNT_COLUMNS = ("n", "n_error", "n_diverged", "n_oom")
-SHOWN_IF_ANY = ("n_oom",)  # display tables leave these out when every count is 0
+COUNT_COLUMNS = ("n", "n_error", "n_diverged", "n_oom", "n_crashed")
+SHOWN_IF_ANY = ("n_oom", "n_crashed")  # display tables leave these out when every count is 0
 SUMMARY_NOTE = (
     "Test accuracy in percent as mean [95% t-interval] over seeds (ok runs only; no interval "
     "for one seed); n = ok seeds. Per-seed values are in runs.csv. flip = test predictions that "
@@ -349,13 +350,15 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ``test_acc_ci_high``) over seeds of test_acc; mean and std of test_loss and train_acc; the
     mean of samples_per_sec and the DIAGNOSTICS (ok rows only, except the PRE_TRAINING
     diagnostics, which count failed runs too); n (ok seeds with a test accuracy), and n_error /
-    n_diverged / n_oom (failed seeds). Groups where every seed failed are kept with n = 0."""
+    n_diverged / n_oom / n_crashed (failed seeds). Groups where every seed failed are kept with
+    n = 0."""
     df = along_axis(df)
     factors = factor_columns(df)
     data = _ok_only(df).assign(
         is_error=df["status"].eq(ERROR),
         is_diverged=df["status"].eq(DIVERGED),
         is_oom=df["status"].eq(OOM),
+        is_crashed=df["status"].eq(CRASHED),
     )
     summary = data.groupby(factors, dropna=False).agg(**SUMMARY_STATS).reset_index()
     half = t_half_width(summary["test_acc_std"], summary["n"])

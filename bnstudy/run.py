@@ -12,6 +12,7 @@ import functools
 import importlib.metadata
 import math
 import platform
+import signal
 import subprocess
 import time
 import traceback
@@ -39,7 +40,7 @@ from bnstudy.device import (
 from bnstudy.external import build_external, is_external
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm, create_norm_act, norm_spec
-from bnstudy.outcomes import DIVERGED, ERROR, NOT_RUN, OK, OOM
+from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, NOT_RUN, OK, OOM
 from bnstudy.precise import recompute_bn_statistics
 from bnstudy.test_modes import TEST_MODES
 from bnstudy.train import (
@@ -227,6 +228,24 @@ def execute_run(
     record["provenance"] = _provenance(device, started, compute, flags)
     record["provenance"]["seconds"] = synchronized_clock(device) - start
     return record
+
+
+def crashed_record(config: StudyConfig, exitcode: int | None) -> dict[str, Any]:
+    """The result of a run whose worker process died under it (killed by a signal, a
+    segfault, the kernel's OOM killer): status ``crashed`` and how the process ended."""
+    how = f"exit code {exitcode}"
+    if exitcode is not None and exitcode < 0:
+        how = f"killed by {signal.Signals(-exitcode).name}"
+    return {
+        "status": CRASHED,
+        "error": f"worker process died ({how})",
+        "error_at": "worker process",
+        "train": {},
+        "diagnostics": {},
+        "layers": [],
+        "tests": [_untested(setting) for setting in evaluation_settings(config)],
+        "provenance": {"host": platform.node()},
+    }
 
 
 def _failure(error: Exception, where: str) -> dict[str, str]:

@@ -195,9 +195,9 @@ def resolved_config(config: StudyConfig) -> dict[str, Any]:
 
 def start_run(sweep_dir: Path, run: Run) -> Path:
     """Prepare the run's folder: its config, and an empty history (a killed attempt's
-    partial history is discarded; a damaged earlier result is set aside first)."""
+    partial history is discarded; an earlier result, damaged or retried, is set aside)."""
     folder = run_dir(sweep_dir, run.run_id)
-    set_damaged_aside(folder)
+    set_previous_aside(folder)
     write_json(folder / CONFIG, resolved_config(run.config))
     write_atomic(folder / HISTORY, "")
     (folder / "error.txt").unlink(missing_ok=True)
@@ -255,12 +255,13 @@ def damage(folder: Path) -> str | None:
     return None
 
 
-def set_damaged_aside(folder: Path) -> Path | None:
-    """Move the files of a damaged finished run into ``folder/damaged-<time>/`` (evidence
-    kept, the run free to train again); the new folder, or None if there was nothing."""
+def set_previous_aside(folder: Path) -> Path | None:
+    """Move the files of an earlier attempt that has a result (damaged, or an outcome
+    retried with ``--retry``) into ``folder/previous-<time>/``: the evidence is kept and the
+    run is free to train again. The new folder, or None if there was nothing."""
     if not (folder / RESULT).exists():
         return None
-    aside = folder / f"damaged-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    aside = folder / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     aside.mkdir()
     for name in (RESULT, CONFIG, HISTORY, PREDICTIONS, "error.txt"):
         if (folder / name).exists():

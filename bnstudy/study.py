@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
+import os
 import re
 import signal
-import sys
 from collections import Counter
-from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Collection, Iterator
 from dataclasses import asdict
 from pathlib import Path
 
@@ -26,10 +23,9 @@ from rich.progress import (
 
 from bnstudy import claims, store
 from bnstudy.config import StudyConfig
-from bnstudy.run import execute_run
+from bnstudy.run import crashed_record, execute_run
 from bnstudy.sweep import Run, order_runs
-
-_PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
+from bnstudy.workers import WorkerPool
 
 
 def resolve_device(name: str) -> torch.device:
@@ -46,9 +42,22 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def pending_runs(sweep_dir: Path, runs: list[Run]) -> list[Run]:
-    """The runs without a result in ``sweep_dir``."""
-    return [run for run in runs if store.read_result(sweep_dir, run.run_id) is None]
+class Interrupted(Exception):
+    """Ctrl-C stopped the sweep; ``trained`` runs were trained by this process before it."""
+
+    def __init__(self, trained: int) -> None:
+        super().__init__(f"interrupted after {trained} runs")
+        self.trained = trained
+
+
+def pending_runs(sweep_dir: Path, runs: list[Run], retry: Collection[str] = ()) -> list[Run]:
+    """The runs without a result in ``sweep_dir``, and those whose outcome is in ``retry``."""
+    return [run for run in runs if _needs_training(sweep_dir, run.run_id, retry)]
+
+
+def _needs_training(sweep_dir: Path, run_id: str, retry: Collection[str]) -> bool:
+    result = store.read_result(sweep_dir, run_id)
+    return result is None or result["status"] in retry
 
 
 def run_study(
@@ -60,67 +69,90 @@ def run_study(
     console: Console | None = None,
     jobs: int = 1,
     lease: float = claims.LEASE_SECONDS,
+    retry: Collection[str] = (),
 ) -> tuple[Counter, int]:
-    """Run every unfinished run of the study that no other live process has claimed
-    (bnstudy.claims; a claim silent for ``lease`` seconds is taken over), ``jobs`` at a time;
-    return the outcome counts of all its runs and how many of them this process trained."""
+    """Run every run of the study that has no result (or an outcome in ``retry``) and that no
+    other live process has claimed (bnstudy.claims; a claim silent for ``lease`` seconds is
+    taken over), ``jobs`` at a time; return the outcome counts of all its runs and how many of
+    them this process trained. Ctrl-C stops the in-flight runs, writes the table and raises
+    :class:`Interrupted`; a second Ctrl-C exits at once."""
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
     store.remove_partial_writes(sweep_dir)
     store.write_plan(sweep_dir, study, runs)
-    todo = pending_runs(sweep_dir, order_runs(runs, order))
+    todo = pending_runs(sweep_dir, order_runs(runs, order), retry)
     trained_here, table = 0, store.RunTable(sweep_dir)
-    with _progress(console) as progress:
-        task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
-        for run, trained in _finished_runs(sweep_dir, todo, device, jobs, lease):
-            trained_here += trained
-            if trained:
-                table.add(run.run_id)
-                table.write()
-            done = "done" if trained else "claimed by another process:"
-            progress.update(task, advance=1, description=f"{done} {_label(run)}")
+    try:
+        with _progress(console) as progress:
+            task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
+            for run, trained in _finished_runs(sweep_dir, todo, device, jobs, lease, retry):
+                trained_here += trained
+                if trained:
+                    table.add(run.run_id)
+                    table.write()
+                done = "done" if trained else "claimed by another process:"
+                progress.update(task, advance=1, description=f"{done} {_label(run)}")
+    except KeyboardInterrupt:
+        signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: now
+        store.write_table(sweep_dir)
+        raise Interrupted(trained_here) from None
     store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
     return store.sweep_status(sweep_dir).counts, trained_here
 
 
 def _finished_runs(
-    sweep_dir: Path, todo: list[Run], device: torch.device, jobs: int, lease: float
+    sweep_dir: Path,
+    todo: list[Run],
+    device: torch.device,
+    jobs: int,
+    lease: float,
+    retry: Collection[str],
 ) -> Iterator[tuple[Run, bool]]:
     """Execute ``todo`` in this process (jobs=1) or in ``jobs`` worker processes, each with an
     equal share of the CPU threads; yield each run when it is done, with whether this process
-    trained it (False: another process had claimed or finished it)."""
+    trained it (False: another process had claimed or finished it). A worker that dies costs
+    its run only, recorded as ``crashed``; on any exit the workers are stopped and the claims
+    of the runs they held released."""
     if jobs == 1:
         for run in todo:
-            yield run, _run_one(sweep_dir, run, device, lease)
+            yield run, _run_one(sweep_dir, run, device, lease, retry)
         return
-    threads = max(1, torch.get_num_threads() // jobs)
-    with ProcessPoolExecutor(
-        jobs,
-        mp_context=multiprocessing.get_context("spawn"),
-        initializer=_init_worker,
-        initargs=(threads,),
-    ) as pool:
-        futures = {pool.submit(_run_one, sweep_dir, run, device, lease): run for run in todo}
-        for future in as_completed(futures):
-            yield futures[future], future.result()
+    pool = WorkerPool(jobs, max(1, torch.get_num_threads() // jobs), _run_one)
+    work = [(run, (sweep_dir, run, device, lease, retry)) for run in todo]
+    try:
+        for run, trained, exitcode in pool.map(work):
+            if exitcode is not None:
+                trained = _record_crash(sweep_dir, run, exitcode, lease)
+            yield run, trained
+        pool.close()
+    finally:
+        for run, pid in pool.stop():
+            claims.release(store.run_dir(sweep_dir, run.run_id), pid)
 
 
-def _init_worker(threads: int) -> None:
-    """Give the worker its share of CPU threads, and on Linux have it killed with its parent,
-    so that a SIGKILLed sweep leaves no orphan writing into run folders."""
-    torch.set_num_threads(threads)
-    if sys.platform.startswith("linux"):
-        ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+def _record_crash(sweep_dir: Path, run: Run, exitcode: int, lease: float) -> bool:
+    """Record that the worker training ``run`` died (its claim, now a dead process's, is
+    taken over first); False if another process got to the run first."""
+    folder = store.run_dir(sweep_dir, run.run_id)
+    if not claims.try_claim(folder, lease):
+        return False
+    try:
+        store.finish_run(folder, crashed_record(run.config, exitcode))
+    finally:
+        claims.release(folder)
+    return True
 
 
-def _run_one(sweep_dir: Path, run: Run, device: torch.device, lease: float) -> bool:
+def _run_one(
+    sweep_dir: Path, run: Run, device: torch.device, lease: float, retry: Collection[str] = ()
+) -> bool:
     """Claim, train and record ``run``; False when another process holds its claim or has
     finished it since the sweep listed it."""
     folder = store.run_dir(sweep_dir, run.run_id)
     if not claims.try_claim(folder, lease):
         return False
     try:
-        if store.read_result(sweep_dir, run.run_id) is not None:
+        if not _needs_training(sweep_dir, run.run_id, retry):
             return False
         store.start_run(sweep_dir, run)
         with claims.heartbeat(folder):

@@ -185,9 +185,9 @@ def test_damaged_run_folders_are_reported_and_retrained_with_the_evidence_kept(
     rerun = CliRunner().invoke(app, ["run", str(config), "--out", str(tmp_path)])
     assert rerun.exit_code == 0 and "3 ok" in rerun.output and "(2 trained" in rerun.output
     assert (intact / store.RESULT).stat().st_mtime_ns == before
-    [kept] = truncated.glob("damaged-*")
+    [kept] = truncated.glob("previous-*")
     assert len((kept / store.RESULT).read_text()) == 40  # the damaged file, kept as it was
-    assert list(unconfigured.glob("damaged-*"))
+    assert list(unconfigured.glob("previous-*"))
 
 
 def test_only_the_temporary_files_of_dead_writers_on_this_host_are_removed(tmp_path):
@@ -223,3 +223,65 @@ def test_the_table_is_kept_current_without_rereading_every_result_after_each_run
         return len(reads)
 
     assert reads_for(8) <= 2 * reads_for(4)  # linear in the sweep's size, not quadratic
+
+
+SELF_KILLING_MODEL = """
+import multiprocessing, os, signal
+import torch
+from examples.custom_model import build as build_small
+
+def build(**kwargs):
+    # the run with seed 1, in a worker process: it dies, as under the OOM killer
+    if multiprocessing.parent_process() is not None and torch.initial_seed() == 1:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return build_small(**kwargs)
+"""
+
+
+def test_a_killed_worker_costs_its_run_only_recorded_as_crashed(tiny_study, tmp_path, monkeypatch):
+    import shutil
+    from pathlib import Path
+
+    shutil.copytree(Path("examples"), tmp_path / "examples")
+    (tmp_path / "killer.py").write_text(SELF_KILLING_MODEL)
+    monkeypatch.chdir(tmp_path)
+    tiny_study["model"] = {"name": "killer:build"}
+    tiny_study["sweep"] = {"seed": [0, 1, 2, 3]}
+    counts, trained = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path / "out", CPU, jobs=2)
+    assert counts == {"ok": 3, "crashed": 1} and trained == 4
+    table = pd.read_csv(tmp_path / "out" / "tiny" / "runs.csv")
+    crashed = table[table["status"] == "crashed"]
+    assert set(crashed["seed"]) == {1}
+    assert set(crashed["error"]) == {"worker process died (killed by SIGKILL)"}
+    assert not list((tmp_path / "out").rglob("claim.json"))
+    again, trained = study.run_study(
+        *plan(tiny_study, "s.yaml"), tmp_path / "out", CPU, jobs=2, retry=["crashed"]
+    )
+    assert again == {"ok": 3, "crashed": 1} and trained == 1  # retried: it dies again
+
+
+def test_ctrl_c_with_two_jobs_stops_within_seconds_and_says_how_to_resume(
+    tiny_study, write_study, tmp_path
+):
+    tiny_study["data"].update(train_size=480, image_size=16)
+    tiny_study["train"].update(epochs=3, batch_size=4)
+    tiny_study["sweep"] = {"seed": list(range(6))}
+    config, out = write_study(tiny_study), tmp_path / "out"
+    command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(out)]
+    process = subprocess.Popen(
+        [*command, "--jobs", "2"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    )
+    deadline = time.monotonic() + 120
+    while len(list(out.rglob("claim.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
+    start = time.monotonic()
+    stderr = process.communicate(timeout=60)[1]
+    assert process.returncode == 130 and time.monotonic() - start < 10
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
+    assert "Resume with the same command" in line
+    assert not list(out.rglob("claim.json")) and not list(out.rglob("*.tmp"))
+    assert (out / "tiny" / "runs.csv").exists()
+    finished = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
+    time.sleep(2)
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == finished
