@@ -25,7 +25,13 @@ from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.norms import NORMS, create_norm
 from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, OOM, counts_text
 from bnstudy.run import load_data, model_for_data, statistics_batch
-from bnstudy.study import Interrupted, pending_runs, resolve_device, run_study
+from bnstudy.study import (
+    Interrupted,
+    SetupFailures,
+    pending_runs,
+    resolve_device,
+    run_study,
+)
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
 
 app = typer.Typer(
@@ -113,6 +119,14 @@ def run(
         list[Retry] | None,
         typer.Option(help="Also rerun the runs with this outcome (repeatable)."),
     ] = None,
+    max_setup_failures: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="Stop launching after this many runs in a row fail before training "
+            "(missing data, bad device, import error); 0: never.",
+        ),
+    ] = 3,
 ) -> None:
     """Run a study: every run of the sweep not finished yet and not claimed by another live
     process (several `bnstudy run` of one study share the work), then rebuild runs.csv."""
@@ -132,7 +146,17 @@ def run(
     again = [outcome.value for outcome in retry or []]
     try:
         counts, trained = run_study(
-            study, runs, out_root, target, order.value, err, jobs, lease, again
+            study, runs, out_root, target, order.value, err, jobs, lease, again, max_setup_failures
+        )
+    except SetupFailures as error:
+        _fail([str(error)])
+    except OSError as error:  # --out unwritable or a file, disk full, ...
+        where = error.filename or sweep_dir
+        _fail(
+            [
+                f"{where}: {error.strerror or error}: fix it (--out, free space) and rerun the "
+                "same command; finished runs are kept"
+            ]
         )
     except Interrupted as stop:
         done = store.sweep_status(sweep_dir)

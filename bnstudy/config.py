@@ -348,7 +348,8 @@ class EvalConfig(_Section):
 
 
 class StudyConfig(_Section):
-    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # results/<name>/
+    # results/<name>/: a folder name on any filesystem (at most 100 characters)
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     seed: int = 0  # seeds weight init and batch order of a run
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

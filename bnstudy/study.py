@@ -42,6 +42,14 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
+
+
+class SetupFailures(Exception):
+    """Runs in a row failed before training: the cause is the environment or the code, not a
+    result (a missing file, a bad device, an import error), so launching more would fail too."""
+
+
 class Interrupted(Exception):
     """Ctrl-C stopped the sweep; ``trained`` runs were trained by this process before it."""
 
@@ -70,18 +78,20 @@ def run_study(
     jobs: int = 1,
     lease: float = claims.LEASE_SECONDS,
     retry: Collection[str] = (),
+    max_setup_failures: int = 3,
 ) -> tuple[Counter, int]:
     """Run every run of the study that has no result (or an outcome in ``retry``) and that no
     other live process has claimed (bnstudy.claims; a claim silent for ``lease`` seconds is
     taken over), ``jobs`` at a time; return the outcome counts of all its runs and how many of
     them this process trained. Ctrl-C stops the in-flight runs, writes the table and raises
-    :class:`Interrupted`; a second Ctrl-C exits at once."""
+    :class:`Interrupted`; a second Ctrl-C exits at once. After ``max_setup_failures`` runs in a
+    row fail before training (0: never) it stops likewise and raises :class:`SetupFailures`."""
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
     store.remove_partial_writes(sweep_dir)
     store.write_plan(sweep_dir, study, runs)
     todo = pending_runs(sweep_dir, order_runs(runs, order), retry)
-    trained_here, table = 0, store.RunTable(sweep_dir)
+    trained_here, table, setup_failures = 0, store.RunTable(sweep_dir), 0
     try:
         with _progress(console) as progress:
             task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
@@ -90,6 +100,10 @@ def run_study(
                 if trained:
                     table.add(run.run_id)
                     table.write()
+                    setup_failures = _setup_failures(sweep_dir, run, setup_failures)
+                    if setup_failures == max_setup_failures:
+                        store.write_table(sweep_dir)
+                        raise SetupFailures(_setup_failure_text(sweep_dir, run, setup_failures))
                 done = "done" if trained else "claimed by another process:"
                 progress.update(task, advance=1, description=f"{done} {_label(run)}")
     except KeyboardInterrupt:
@@ -98,6 +112,20 @@ def run_study(
         raise Interrupted(trained_here) from None
     store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
     return store.sweep_status(sweep_dir).counts, trained_here
+
+
+def _setup_failures(sweep_dir: Path, run: Run, before: int) -> int:
+    """The count of consecutive runs that failed before training, after ``run``."""
+    result = store.read_result(sweep_dir, run.run_id) or {}
+    return before + 1 if result.get("error_at") == SETUP else 0
+
+
+def _setup_failure_text(sweep_dir: Path, run: Run, count: int) -> str:
+    error = (store.read_result(sweep_dir, run.run_id) or {}).get("error", "")
+    return (
+        f"stopped: {count} runs in a row failed before training (the last: {error}); fix the "
+        "cause and rerun with --retry error"
+    )
 
 
 def _finished_runs(

@@ -27,7 +27,8 @@ _START = multiprocessing.get_context("spawn")
 
 
 def _worker(conn: Connection, parent: int, threads: int, task: Callable[..., Any]) -> None:
-    """Serve ``task(*args)`` for each ``args`` received until None; reply with its return."""
+    """Serve ``task(*args)`` for each ``args`` received until None; reply (True, its return)
+    or (False, the exception it raised)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
@@ -35,7 +36,10 @@ def _worker(conn: Connection, parent: int, threads: int, task: Callable[..., Any
             os._exit(1)
     torch.set_num_threads(threads)
     while (args := conn.recv()) is not None:
-        conn.send(task(*args))
+        try:
+            conn.send((True, task(*args)))
+        except Exception as error:  # noqa: BLE001 - the parent raises it (disk full, ...)
+            conn.send((False, error))
 
 
 class WorkerPool:
@@ -58,7 +62,7 @@ class WorkerPool:
     def map(self, jobs: list[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, int | None]]:
         """Run ``task(*args)`` for each ``(key, args)``; yield ``(key, returned, None)`` as each
         finishes, or ``(key, None, exitcode)`` when its worker died (a negative exitcode is
-        the signal that killed it)."""
+        the signal that killed it). An exception raised by ``task`` is raised here."""
         pending = list(reversed(jobs))
         for _ in range(min(self.jobs, len(jobs))):
             self._start_worker()
@@ -102,7 +106,10 @@ class WorkerPool:
                 if pending:
                     self._hand_out(self._start_worker(), pending)
                 continue
-            yield key, returned, None
+            succeeded, value = returned
+            if not succeeded:
+                raise value  # the parent's failure too (e.g. disk full): stop() cleans up
+            yield key, value, None
             self._hand_out(process, pending)
 
     def stop(self) -> list[tuple[Any, int]]:

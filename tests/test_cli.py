@@ -276,3 +276,27 @@ def test_the_shipped_cifar10_study_runs_as_a_small_preset_on_files_of_its_format
     result = invoke("run", "configs/cifar10-nbs.yaml", *overrides, "--out", tmp_path / "out")
     assert result.exit_code == 0, result.output
     assert "5 runs: 5 ok" in result.output
+
+
+def test_environment_errors_are_one_line_and_exit_2(tiny_study, write_study, tmp_path, monkeypatch):
+    import errno
+
+    from bnstudy import store
+
+    config = write_study(tiny_study)
+    (tmp_path / "a-file").write_text("")
+    as_file = invoke("run", config, "--out", tmp_path / "a-file")
+    assert as_file.exit_code == 2 and len(as_file.stderr.strip().splitlines()) == 1
+    assert "a-file" in as_file.stderr and "Traceback" not in as_file.output
+
+    def full(path, text):
+        raise OSError(errno.ENOSPC, "No space left on device", str(path))
+
+    monkeypatch.setattr(store, "write_atomic", full)
+    disk_full = invoke("run", config, "--out", tmp_path / "out")
+    [line] = disk_full.stderr.strip().splitlines()
+    assert disk_full.exit_code == 2 and "No space left on device" in line
+    assert "rerun the same command" in line
+
+    long_name = invoke("run", config, f"name={'n' * 300}", "--out", tmp_path / "out")
+    assert long_name.exit_code == 2 and "name: String should have at most 100" in long_name.stderr

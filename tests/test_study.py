@@ -285,3 +285,18 @@ def test_ctrl_c_with_two_jobs_stops_within_seconds_and_says_how_to_resume(
     finished = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
     time.sleep(2)
     assert {p: p.stat().st_mtime_ns for p in out.rglob("result.json")} == finished
+
+
+def test_runs_failing_before_training_in_a_row_stop_the_sweep(tiny_study, tmp_path, monkeypatch):
+    from bnstudy import run as run_module
+
+    def unreachable(config, device):
+        raise OSError("data volume not mounted")
+
+    monkeypatch.setattr(run_module, "load_data", unreachable)
+    tiny_study["sweep"] = {"seed": [0, 1, 2, 3, 4]}
+    with pytest.raises(study.SetupFailures, match="stopped: 3 runs in a row failed before train"):
+        study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, max_setup_failures=3)
+    assert len(list(tmp_path.glob("tiny/runs/*/result.json"))) == 3
+    counts, _ = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, max_setup_failures=0)
+    assert counts == {"error": 5}  # 0: the guard is off

@@ -1,0 +1,79 @@
+"""Robustness check: two `bnstudy run` of one study at once, one of them SIGKILLed at a random
+moment, then the same command once more. Per trial it prints whether the sweep completed,
+whether any run was trained twice at once (a history with more epoch lines than epochs),
+how many runs each survivor trained, and whether any process of the killed run outlived it.
+
+    .venv/bin/python scripts/check_concurrent_kills.py [--trials 10] [--runs 12] [--jobs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+STUDY = {
+    "name": "kills",
+    "data": {"name": "synthetic2d", "train_size": 96, "test_size": 24, "image_size": 8},
+    "model": {"widths": [4, 8], "norm": "batch"},
+    "train": {"epochs": 2, "batch_size": 8, "lr": 0.05},
+    "eval": {"batch_size": 12},
+}
+
+
+def trained_count(output: str) -> int:
+    match = re.search(r"\((\d+) trained by this process\)", output)
+    return int(match[1]) if match else -1
+
+
+def trial(root: Path, runs: int, jobs: int, rng: random.Random) -> str:
+    study = {**STUDY, "sweep": {"seed": list(range(runs))}}
+    config = root / "study.yaml"
+    config.write_text(yaml.safe_dump(study))
+    command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(root / "out")]
+    command += ["--jobs", str(jobs)]
+    processes = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        for _ in range(2)
+    ]
+    time.sleep(rng.uniform(0.5, 8.0))
+    victim, survivor = processes
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait()
+    survived = trained_count(survivor.communicate()[0])
+    again = subprocess.run(command, capture_output=True, text=True, check=True).stdout
+    orphans = subprocess.run(["pgrep", "-g", str(victim.pid)], capture_output=True).stdout
+    sweep = root / "out" / "kills"
+    results = len(list(sweep.glob("runs/*/result.json")))
+    doubled = sum(len(h.read_text().splitlines()) > 2 for h in sweep.glob("runs/*/history.jsonl"))
+    return (
+        f"{results}/{runs} finished; histories with doubled epochs: {doubled}; survivor "
+        f"trained {survived}, rerun trained {trained_count(again)}; "
+        f"processes left from the killed run: {len(orphans.split())}"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=12)
+    parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    rng = random.Random(args.seed)
+    for index in range(args.trials):
+        with tempfile.TemporaryDirectory() as root:
+            print(f"trial {index + 1}: {trial(Path(root), args.runs, args.jobs, rng)}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
