@@ -268,8 +268,12 @@ def test_ctrl_c_with_two_jobs_stops_within_seconds_and_says_how_to_resume(
     tiny_study["sweep"] = {"seed": list(range(6))}
     config, out = write_study(tiny_study), tmp_path / "out"
     command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(out)]
-    process = subprocess.Popen(
-        [*command, "--jobs", "2"], stderr=subprocess.PIPE, text=True, start_new_session=True
+    process = subprocess.Popen(  # as from a terminal: SIGINT not ignored (a background
+        [*command, "--jobs", "2"],  # shell job, as CI may run us, inherits it ignored)
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     deadline = time.monotonic() + 120
     while len(list(out.rglob("claim.json"))) < 2 and time.monotonic() < deadline:
