@@ -161,13 +161,7 @@ TEXT_COLUMNS = (
     "error_at",
     "test_mode",
     "test_batch",
-    "device_name",
-    "torch",
-    "device",
-    "cuda",
-    "cpu_capability",
-    "precision",
-    "bnstudy_commit",
+    *store.PROVENANCE_TEXT_COLUMNS,
 )
 REQUIRED_COLUMNS = ("run_id", "norm", "batch_size", "status", "test_mode")
 NA_STRINGS = ("", "nan", "NaN")  # not pandas' full list: a norm called "none" stays text

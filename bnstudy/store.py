@@ -51,18 +51,16 @@ TABLE = "runs.csv"
 # source, +dirty; empty outside a checkout), peak_memory_mib (CUDA: the run's peak of
 # allocated tensors, its data on the device included; CPU: the process's peak resident set).
 # Runs from before these were recorded have them empty.
-PROVENANCE_COLUMNS = [
+PROVENANCE_TEXT_COLUMNS = [
     "device_name",
     "torch",
     "device",
     "cuda",
     "cpu_capability",
     "precision",
-    "channels_last",
-    "deterministic",
     "bnstudy_commit",
-    "peak_memory_mib",
 ]
+PROVENANCE_COLUMNS = [*PROVENANCE_TEXT_COLUMNS, "channels_last", "deterministic", "peak_memory_mib"]
 # Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
 # norm_batch_size: samples per BN statistic, empty for norms without batch statistics;
 # optimizer_batch_size = batch_size × accumulate; then the PROVENANCE_COLUMNS.
