@@ -4,7 +4,8 @@ tasks on a shared filesystem) never train one run twice.
 
 A claim is ``runs/<run_id>/claim.json``, created by hard-linking a file of the creator's
 (exactly one creator succeeds, as with ``O_EXCL``, and also on NFS, where ``link`` is atomic;
-the claim is never seen without its content), holding the owner's host, pid and start time.
+the claim is never seen without its content), holding the owner's host, pid, start time and
+device.
 While the run trains, its owner touches the file every :data:`HEARTBEAT_SECONDS`; the file's
 mtime is the heartbeat. A claim is stale when its owner is known dead (same host, pid gone) or
 its heartbeat is older than the lease (any host: a crashed node, a killed job). A stale claim
@@ -32,15 +33,18 @@ HOST = socket.gethostname()
 
 @dataclass(frozen=True)
 class Claim:
-    """The owner of a run: host, pid, start time (epoch s) and heartbeat age (s)."""
+    """The owner of a run: host, pid, start time (epoch s), heartbeat age (s) and the device
+    it trains on (empty when unknown)."""
 
     host: str
     pid: int
     started: float
     heartbeat_age: float
+    device: str = ""
 
     def describe(self) -> str:
-        return f"{self.host} pid {self.pid}, heartbeat {self.heartbeat_age:.0f} s ago"
+        on = f" on {self.device}" if self.device else ""
+        return f"{self.host} pid {self.pid}{on}, heartbeat {self.heartbeat_age:.0f} s ago"
 
 
 def pid_alive(pid: int) -> bool:
@@ -66,13 +70,13 @@ def _read(path: Path) -> tuple[Claim, int] | None:
     try:
         stat = path.stat()
         owner = json.loads(path.read_text())
-        claim = Claim(str(owner["host"]), int(owner["pid"]), float(owner["started"]), 0.0)
+        host, pid, started = str(owner["host"]), int(owner["pid"]), float(owner["started"])
+        device = str(owner.get("device", ""))
     except FileNotFoundError:
         return None
-    except (ValueError, KeyError, TypeError):
-        claim = Claim("", 0, 0.0, 0.0)
-    age = time.time() - stat.st_mtime
-    return Claim(claim.host, claim.pid, claim.started, age), stat.st_ino
+    except (ValueError, KeyError, TypeError, AttributeError):
+        host, pid, started, device = "", 0, 0.0, ""
+    return Claim(host, pid, started, time.time() - stat.st_mtime, device), stat.st_ino
 
 
 def is_stale(claim: Claim, lease: float = LEASE_SECONDS) -> bool:
@@ -82,12 +86,13 @@ def is_stale(claim: Claim, lease: float = LEASE_SECONDS) -> bool:
     return claim.host == HOST and not pid_alive(claim.pid)
 
 
-def try_claim(folder: Path, lease: float = LEASE_SECONDS) -> bool:
-    """Claim the run in ``folder`` for this process; False when a live owner holds it. A stale
-    claim is set aside and replaced."""
+def try_claim(folder: Path, lease: float = LEASE_SECONDS, device: str = "") -> bool:
+    """Claim the run in ``folder`` for this process, training on ``device`` (a label for
+    ``bnstudy status``); False when a live owner holds it. A stale claim is set aside and
+    replaced."""
     folder.mkdir(parents=True, exist_ok=True)
     for _ in range(2):  # a fresh attempt, then one after taking over a stale claim
-        if _create(folder / CLAIM):
+        if _create(folder / CLAIM, device):
             return True
         found = _read(folder / CLAIM)
         if found is not None and not is_stale(found[0], lease):
@@ -97,12 +102,13 @@ def try_claim(folder: Path, lease: float = LEASE_SECONDS) -> bool:
     return False
 
 
-def _create(path: Path) -> bool:
+def _create(path: Path, device: str) -> bool:
     """Create the claim with its content in one step: written to a file of this process, then
     hard-linked to ``path``, which fails if ``path`` exists (so no reader ever sees a claim
     without its owner)."""
     own = path.with_name(f".{CLAIM}.{HOST}.{os.getpid()}")
-    own.write_text(json.dumps({"host": HOST, "pid": os.getpid(), "started": time.time()}))
+    owner = {"host": HOST, "pid": os.getpid(), "started": time.time(), "device": device}
+    own.write_text(json.dumps(owner))
     try:
         os.link(own, path)
     except FileExistsError:

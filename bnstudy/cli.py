@@ -21,15 +21,16 @@ from bnstudy.config import (
     apply_overrides,
     read_config_file,
 )
+from bnstudy.device import resolve_devices
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.norms import NORMS, create_norm
 from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, OOM, counts_text
 from bnstudy.run import load_data, model_for_data, statistics_batch
 from bnstudy.study import (
+    STAGGER_SECONDS,
     Interrupted,
     SetupFailures,
     pending_runs,
-    resolve_device,
     run_study,
 )
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
@@ -94,19 +95,34 @@ def run(
         ),
     ] = None,
     out_root: Annotated[Path, typer.Option("--out", help="Results root.")] = Path("results"),
-    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N.")] = "auto",
+    device: Annotated[
+        str,
+        typer.Option(
+            "--devices",
+            "--device",
+            help="auto | cpu | cuda | cuda:N, or one CUDA device per worker: cuda:0,cuda:1 (a "
+            "worker on each GPU), cuda:0,cuda:0 (two on GPU 0). Each worker sees only its GPU "
+            "(CUDA_VISIBLE_DEVICES).",
+        ),
+    ] = "auto",
     order: Annotated[
         Order, typer.Option(help="Run order: seeded shuffle or grid.")
     ] = Order.shuffled,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and exit.")] = False,
     jobs: Annotated[
-        int,
+        int | None,
         typer.Option(
             min=1,
-            help="Runs at a time, each in its own process with an equal "
-            "share of the CPU threads (results are bit-identical for equal jobs).",
+            help="Runs at a time, each in its own process with an equal share of the CPU "
+            "threads, on the --devices in turn (results are bit-identical for equal jobs). "
+            "Default: one per device listed.",
+            show_default=False,
         ),
-    ] = 1,
+    ] = None,
+    stagger: Annotated[
+        float,
+        typer.Option(min=0, help="Seconds between the starts of the first workers."),
+    ] = STAGGER_SECONDS,
     lease: Annotated[
         float,
         typer.Option(
@@ -136,9 +152,11 @@ def run(
     except ConfigError as error:
         _fail(error.lines())
     try:
-        target = resolve_device(device)
+        targets = resolve_devices(device)
     except ValueError as error:
-        _fail([f"--device: {error}"])
+        _fail([f"--devices: {error}"])
+    if jobs is not None and jobs < len(targets):
+        _fail([f"--jobs {jobs} is fewer than the {len(targets)} devices listed in --devices"])
     sweep_dir = out_root / study.name
     if dry_run:
         out.print(_plan_table(runs, sweep_dir, order.value, [r.value for r in retry or []]))
@@ -146,7 +164,17 @@ def run(
     again = [outcome.value for outcome in retry or []]
     try:
         counts, trained = run_study(
-            study, runs, out_root, target, order.value, err, jobs, lease, again, max_setup_failures
+            study,
+            runs,
+            out_root,
+            targets,
+            order.value,
+            err,
+            jobs,
+            lease,
+            again,
+            max_setup_failures,
+            stagger,
         )
     except SetupFailures as error:
         _fail([str(error)])

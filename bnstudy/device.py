@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import os
+import re
 import sys
 import time
 import warnings
@@ -33,6 +34,55 @@ CUDA_ALLOCATION_FAILURES = (
     "CUDNN_STATUS_ALLOC_FAILED",
 )
 MIB = 2**20
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N``."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
+        raise ValueError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available")
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
+    return device
+
+
+def resolve_devices(text: str) -> list[torch.device]:
+    """The devices of ``--devices``: one (``auto``, ``cpu``, ``cuda``, ``cuda:N``) or a comma
+    list with one entry per worker (``cuda:0,cuda:1``: a worker on each GPU; ``cuda:0,cuda:0``:
+    two on GPU 0). A list holds CUDA devices only: CPU workers share the CPU's threads."""
+    names = [name.strip() for name in text.split(",")]
+    devices = [resolve_device(name) for name in names]
+    if len(devices) > 1 and any(d.type != "cuda" or d.index is None for d in devices):
+        raise ValueError(f"{text!r}: a list names CUDA devices by index (cuda:0,cuda:1)")
+    return devices
+
+
+def worker_environment(device: torch.device) -> dict[str, str]:
+    """The environment of a worker process on ``device``: a CUDA worker sees its GPU alone
+    (``CUDA_VISIBLE_DEVICES``, mapped through this process's own setting, if any) and trains
+    on ``cuda``; a CPU worker needs nothing."""
+    if device.type != "cuda" or device.index is None:
+        return {}
+    return {"CUDA_VISIBLE_DEVICES": physical_gpu(device.index)}
+
+
+def physical_gpu(index: int) -> str:
+    """The GPU that CUDA device ``index`` of this process is, as ``CUDA_VISIBLE_DEVICES``
+    names it (its index on the machine unless the variable remaps it)."""
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    return visible.split(",")[index].strip() if visible else str(index)
+
+
+def device_label(device: torch.device) -> str:
+    """Where a run trains, for ``bnstudy status``: ``cpu``, or ``cuda:N`` with N the GPU's
+    index on the machine (a worker's ``cuda:0`` is the GPU its environment left visible)."""
+    if device.type != "cuda":
+        return device.type
+    return f"cuda:{physical_gpu(device.index or 0)}"
 
 
 def synchronized_clock(device: torch.device) -> float:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import signal
 from collections import Counter
 from collections.abc import Collection, Iterator
@@ -23,24 +22,10 @@ from rich.progress import (
 
 from bnstudy import claims, store
 from bnstudy.config import StudyConfig
+from bnstudy.device import device_label, worker_environment
 from bnstudy.run import crashed_record, execute_run
 from bnstudy.sweep import Run, order_runs
 from bnstudy.workers import WorkerPool
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` picks CUDA when available; otherwise ``cpu``, ``cuda`` or ``cuda:N``."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if not re.fullmatch(r"cpu|cuda(:\d+)?", name):
-        raise ValueError(f"device {name!r}: use auto, cpu, cuda or cuda:N")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} requested but CUDA is not available")
-    device = torch.device(name)
-    if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"device {name!r}: only {torch.cuda.device_count()} CUDA devices")
-    return device
-
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
 
@@ -60,93 +45,129 @@ class Interrupted(Exception):
 
 def pending_runs(sweep_dir: Path, runs: list[Run], retry: Collection[str] = ()) -> list[Run]:
     """The runs without a result in ``sweep_dir``, and those whose outcome is in ``retry``."""
-    return [run for run in runs if _needs_training(sweep_dir, run.run_id, retry)]
+    return [run for run in runs if _needs_training(sweep_dir, run, retry)]
 
 
-def _needs_training(sweep_dir: Path, run_id: str, retry: Collection[str]) -> bool:
-    result = store.read_result(sweep_dir, run_id)
+def _needs_training(sweep_dir: Path, run: Run, retry: Collection[str]) -> bool:
+    result = store.read_result(sweep_dir, run.run_id)
     return result is None or result["status"] in retry
+
+
+STAGGER_SECONDS = 1.0  # between the starts of the first workers
 
 
 def run_study(
     study: StudyConfig,
     runs: list[Run],
     out_root: Path,
-    device: torch.device,
+    device: torch.device | list[torch.device],
     order: str = "shuffled",
     console: Console | None = None,
-    jobs: int = 1,
+    jobs: int | None = None,
     lease: float = claims.LEASE_SECONDS,
     retry: Collection[str] = (),
     max_setup_failures: int = 3,
+    stagger: float = STAGGER_SECONDS,
 ) -> tuple[Counter, int]:
     """Run every run of the study that has no result (or an outcome in ``retry``) and that no
     other live process has claimed (bnstudy.claims; a claim silent for ``lease`` seconds is
-    taken over), ``jobs`` at a time; return the outcome counts of all its runs and how many of
-    them this process trained. Ctrl-C stops the in-flight runs, writes the table and raises
+    taken over), ``jobs`` at a time (default: one per device), worker i on device
+    ``i % len(devices)``; return the outcome counts of all its runs and how many of them this
+    process trained. Runs that were claimed by a process that has since died are picked up at
+    the end. Ctrl-C stops the in-flight runs, writes the table and raises
     :class:`Interrupted`; a second Ctrl-C exits at once. After ``max_setup_failures`` runs in a
     row fail before training (0: never) it stops likewise and raises :class:`SetupFailures`."""
+    devices = [device] if isinstance(device, torch.device) else device
+    workers = _worker_devices(devices, jobs or len(devices))
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
     store.remove_partial_writes(sweep_dir)
     store.write_plan(sweep_dir, study, runs)
     todo = pending_runs(sweep_dir, order_runs(runs, order), retry)
-    trained_here, table, setup_failures = 0, store.RunTable(sweep_dir), 0
+    sweep = _Sweep(sweep_dir, max_setup_failures)
     try:
         with _progress(console) as progress:
             task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
-            for run, trained in _finished_runs(sweep_dir, todo, device, jobs, lease, retry):
-                trained_here += trained
-                if trained:
-                    table.add(run.run_id)
-                    table.write()
-                    setup_failures = _setup_failures(sweep_dir, run, setup_failures)
-                    if setup_failures == max_setup_failures:
-                        store.write_table(sweep_dir)
-                        raise SetupFailures(_setup_failure_text(sweep_dir, run, setup_failures))
-                done = "done" if trained else "claimed by another process:"
-                progress.update(task, advance=1, description=f"{done} {_label(run)}")
+            while todo:
+                held = []
+                for run, trained in _finished_runs(sweep_dir, todo, workers, lease, retry, stagger):
+                    if not sweep.record(run, trained) and _needs_training(sweep_dir, run, retry):
+                        held.append(run)  # another process trains it
+                        continue
+                    progress.update(task, advance=1, description=f"done {_label(run)}")
+                todo = [run for run in held if _abandoned(sweep_dir, run, lease, retry)]
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: now
         store.write_table(sweep_dir)
-        raise Interrupted(trained_here) from None
+        raise Interrupted(sweep.trained) from None
     store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
-    return store.sweep_status(sweep_dir).counts, trained_here
+    return store.sweep_status(sweep_dir).counts, sweep.trained
 
 
-def _setup_failures(sweep_dir: Path, run: Run, before: int) -> int:
-    """The count of consecutive runs that failed before training, after ``run``."""
-    result = store.read_result(sweep_dir, run.run_id) or {}
-    return before + 1 if result.get("error_at") == SETUP else 0
+def _worker_devices(devices: list[torch.device], jobs: int) -> list[torch.device]:
+    """The device of each of ``jobs`` workers: the devices in turn."""
+    if jobs < len(devices):
+        raise ValueError(f"--jobs {jobs} is fewer than the {len(devices)} devices listed")
+    return [devices[i % len(devices)] for i in range(jobs)]
 
 
-def _setup_failure_text(sweep_dir: Path, run: Run, count: int) -> str:
-    error = (store.read_result(sweep_dir, run.run_id) or {}).get("error", "")
-    return (
-        f"stopped: {count} runs in a row failed before training (the last: {error}); fix the "
-        "cause and rerun with --retry error"
-    )
+class _Sweep:
+    """What this process has done so far: the runs it trained (added to the table at once)
+    and the count of the latest runs in a row that failed before training."""
+
+    def __init__(self, sweep_dir: Path, max_setup_failures: int) -> None:
+        self.sweep_dir, self.max_setup_failures = sweep_dir, max_setup_failures
+        self.table, self.trained, self.setup_failures = store.RunTable(sweep_dir), 0, 0
+
+    def record(self, run: Run, trained: bool) -> bool:
+        """Note a run this process was done with; whether it trained it. Raises
+        :class:`SetupFailures` when the guard trips."""
+        if not trained:
+            return False
+        self.trained += 1
+        self.table.add(run.run_id)
+        self.table.write()
+        result = store.read_result(self.sweep_dir, run.run_id) or {}
+        self.setup_failures = self.setup_failures + 1 if result.get("error_at") == SETUP else 0
+        if self.setup_failures == self.max_setup_failures:
+            store.write_table(self.sweep_dir)
+            raise SetupFailures(
+                f"stopped: {self.setup_failures} runs in a row failed before training (the "
+                f"last: {result.get('error', '')}); fix the cause and rerun with --retry error"
+            )
+        return True
+
+
+def _abandoned(sweep_dir: Path, run: Run, lease: float, retry: Collection[str]) -> bool:
+    """Whether ``run``, which another process had claimed, still needs training and has no
+    live owner any more (its claim released without a result, or stale)."""
+    if not _needs_training(sweep_dir, run, retry):
+        return False
+    claim = claims.read_claim(store.run_dir(sweep_dir, run.run_id))
+    return claim is None or claims.is_stale(claim, lease)
 
 
 def _finished_runs(
     sweep_dir: Path,
     todo: list[Run],
-    device: torch.device,
-    jobs: int,
+    workers: list[torch.device],
     lease: float,
     retry: Collection[str],
+    stagger: float,
 ) -> Iterator[tuple[Run, bool]]:
-    """Execute ``todo`` in this process (jobs=1) or in ``jobs`` worker processes, each with an
-    equal share of the CPU threads; yield each run when it is done, with whether this process
-    trained it (False: another process had claimed or finished it). A worker that dies costs
-    its run only, recorded as ``crashed``; on any exit the workers are stopped and the claims
-    of the runs they held released."""
-    if jobs == 1:
+    """Execute ``todo`` in this process (one worker) or in a worker process per entry of
+    ``workers`` (its device; the CPU threads shared equally); yield each run when it is done,
+    with whether this process trained it (False: another process had claimed or finished it).
+    A worker that dies costs its run only, recorded as ``crashed``; on any exit the workers
+    are stopped and the claims of the runs they held released."""
+    if len(workers) == 1:
         for run in todo:
-            yield run, _run_one(sweep_dir, run, device, lease, retry)
+            yield run, run_one(sweep_dir, run, workers[0], lease, retry)
         return
-    pool = WorkerPool(jobs, max(1, torch.get_num_threads() // jobs), _run_one)
-    work = [(run, (sweep_dir, run, device, lease, retry)) for run in todo]
+    threads = max(1, torch.get_num_threads() // len(workers))
+    pool = WorkerPool(run_one, threads, [worker_environment(d) for d in workers], stagger)
+    on = torch.device(workers[0].type)  # a CUDA worker sees its own GPU alone, as cuda:0
+    work = [(run, (sweep_dir, run, on, lease, retry)) for run in todo]
     try:
         for run, trained, exitcode in pool.map(work):
             if exitcode is not None:
@@ -171,16 +192,16 @@ def _record_crash(sweep_dir: Path, run: Run, exitcode: int, lease: float) -> boo
     return True
 
 
-def _run_one(
+def run_one(
     sweep_dir: Path, run: Run, device: torch.device, lease: float, retry: Collection[str] = ()
 ) -> bool:
-    """Claim, train and record ``run``; False when another process holds its claim or has
-    finished it since the sweep listed it."""
+    """Claim, train and record ``run``: what each local worker and each cluster task does.
+    False when another process holds its claim or has finished it since the sweep listed it."""
     folder = store.run_dir(sweep_dir, run.run_id)
-    if not claims.try_claim(folder, lease):
+    if not claims.try_claim(folder, lease, device_label(device)):
         return False
     try:
-        if not _needs_training(sweep_dir, run.run_id, retry):
+        if not _needs_training(sweep_dir, run, retry):
             return False
         store.start_run(sweep_dir, run)
         with claims.heartbeat(folder):

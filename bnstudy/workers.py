@@ -3,10 +3,13 @@
 The parent hands each worker one run at a time over its own pipe, so it always knows which
 run a worker holds. A worker that dies (SIGKILL, a segfault, the kernel's OOM killer) costs
 exactly that run: the parent records it as ``crashed`` with the signal, starts a fresh
-worker and goes on. Workers ignore Ctrl-C (the terminal sends it to the whole process group);
-the parent stops them (:meth:`WorkerPool.stop`). On Linux each worker asks to be killed with
-its parent (``PR_SET_PDEATHSIG``) and then checks that the parent is still the one that
-started it, since a parent that died before the request was made would not be noticed.
+worker in its place (same device) and goes on. Each worker slot has its environment (a CUDA
+worker sees only its GPU: ``CUDA_VISIBLE_DEVICES``), and the first workers start staggered so
+that they don't all load data and initialize CUDA at the same moment. Workers ignore Ctrl-C
+(the terminal sends it to the whole process group); the parent stops them
+(:meth:`WorkerPool.stop`). On Linux each worker asks to be killed with its parent
+(``PR_SET_PDEATHSIG``) and then checks that the parent is still the one that started it,
+since a parent that died before the request was made would not be noticed.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from collections.abc import Callable, Iterator
 from multiprocessing.connection import Connection, wait
 from typing import Any
@@ -26,15 +30,24 @@ _PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 _START = multiprocessing.get_context("spawn")
 
 
-def _worker(conn: Connection, parent: int, threads: int, task: Callable[..., Any]) -> None:
-    """Serve ``task(*args)`` for each ``args`` received until None; reply (True, its return)
-    or (False, the exception it raised)."""
+def _worker(
+    conn: Connection,
+    parent: int,
+    threads: int,
+    task: Callable[..., Any],
+    environment: dict[str, str],
+    delay: float,
+) -> None:
+    """After ``delay`` seconds, serve ``task(*args)`` for each ``args`` received until None;
+    reply (True, its return) or (False, the exception it raised)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
         ctypes.CDLL(None).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
         if os.getppid() != parent:  # the parent died before the request took effect
             os._exit(1)
+    os.environ.update(environment)  # before anything initializes CUDA
     torch.set_num_threads(threads)
+    time.sleep(delay)
     while (args := conn.recv()) is not None:
         try:
             conn.send((True, task(*args)))
@@ -43,20 +56,32 @@ def _worker(conn: Connection, parent: int, threads: int, task: Callable[..., Any
 
 
 class WorkerPool:
-    """``jobs`` worker processes running ``task``, each with ``threads`` CPU threads."""
+    """A worker process per entry of ``environments`` (its environment variables) running
+    ``task``, each with ``threads`` CPU threads; worker i waits ``i * stagger`` seconds before
+    its first job."""
 
-    def __init__(self, jobs: int, threads: int, task: Callable[..., Any]) -> None:
-        self.jobs, self.threads, self.task = jobs, threads, task
+    def __init__(
+        self,
+        task: Callable[..., Any],
+        threads: int,
+        environments: list[dict[str, str]],
+        stagger: float = 0.0,
+    ) -> None:
+        self.task, self.threads, self.environments = task, threads, environments
+        self.stagger = stagger
         self.workers: dict[Any, tuple[Connection, Any]] = {}  # process -> (pipe, its job)
+        self.slots: dict[Any, int] = {}  # process -> its index in environments
 
-    def _start_worker(self) -> Any:
+    def _start_worker(self, slot: int, delay: float = 0.0) -> Any:
         ours, theirs = _START.Pipe()
         process = _START.Process(
-            target=_worker, args=(theirs, os.getpid(), self.threads, self.task), daemon=True
+            target=_worker,
+            args=(theirs, os.getpid(), self.threads, self.task, self.environments[slot], delay),
+            daemon=True,
         )
         process.start()
         theirs.close()
-        self.workers[process] = (ours, None)
+        self.workers[process], self.slots[process] = (ours, None), slot
         return process
 
     def map(self, jobs: list[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, int | None]]:
@@ -64,8 +89,8 @@ class WorkerPool:
         finishes, or ``(key, None, exitcode)`` when its worker died (a negative exitcode is
         the signal that killed it). An exception raised by ``task`` is raised here."""
         pending = list(reversed(jobs))
-        for _ in range(min(self.jobs, len(jobs))):
-            self._start_worker()
+        for slot in range(min(len(self.environments), len(jobs))):
+            self._start_worker(slot, slot * self.stagger)
         for process in list(self.workers):
             self._hand_out(process, pending)
         while any(job is not None for _, job in self.workers.values()):
@@ -83,14 +108,15 @@ class WorkerPool:
             conn.send(job[1])
         except (BrokenPipeError, ConnectionResetError):
             pending.append(job)
-            self._replace(process)
-            self._hand_out(self._start_worker(), pending)
+            self._replace(process, pending)
 
-    def _replace(self, process: Any) -> int | None:
-        """Forget a dead worker; its exit code."""
+    def _replace(self, process: Any, pending: list) -> None:
+        """Forget a dead worker; start a fresh one in its slot if jobs are left."""
         process.join()
         self.workers.pop(process)[0].close()
-        return process.exitcode
+        slot = self.slots.pop(process)
+        if pending:
+            self._hand_out(self._start_worker(slot), pending)
 
     def _collect(self, pending: list) -> Iterator[tuple[Any, Any, int | None]]:
         busy = {p: conn for p, (conn, job) in self.workers.items() if job is not None}
@@ -102,9 +128,8 @@ class WorkerPool:
             try:
                 returned = conn.recv()
             except EOFError:  # the worker died with the job
-                yield key, None, self._replace(process)
-                if pending:
-                    self._hand_out(self._start_worker(), pending)
+                self._replace(process, pending)
+                yield key, None, process.exitcode
                 continue
             succeeded, value = returned
             if not succeeded:
@@ -121,6 +146,7 @@ class WorkerPool:
             process.join()
             conn.close()
         self.workers.clear()
+        self.slots.clear()
         return held
 
     def close(self) -> None:
@@ -130,3 +156,4 @@ class WorkerPool:
             process.join()
             conn.close()
         self.workers.clear()
+        self.slots.clear()

@@ -26,7 +26,7 @@ from bnstudy.data import Split
 from bnstudy.device import peak_memory, reset_peak_memory, run_flags, synchronized_clock
 from bnstudy.models import InputShape
 from bnstudy.run import cpu_capability, cpu_name, make_model, run_compute
-from bnstudy.study import resolve_device
+from bnstudy.device import resolve_device
 from bnstudy.train import Batching, Position, Schedule, train
 
 IMAGE, CHANNELS, CLASSES = 32, 3, 10

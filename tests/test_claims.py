@@ -24,9 +24,10 @@ def _dead_pid():
 
 
 def test_one_process_gets_the_claim_and_the_claim_says_who(tmp_path):
-    assert claims.try_claim(tmp_path / "run")
+    assert claims.try_claim(tmp_path / "run", device="cuda:1")
     claim = claims.read_claim(tmp_path / "run")
-    assert (claim.host, claim.pid) == (claims.HOST, os.getpid())
+    assert (claim.host, claim.pid, claim.device) == (claims.HOST, os.getpid(), "cuda:1")
+    assert claim.describe() == f"{claims.HOST} pid {os.getpid()} on cuda:1, heartbeat 0 s ago"
     assert not claims.try_claim(tmp_path / "run")  # held, by this very process even
     assert [p.name for p in (tmp_path / "run").iterdir()] == [claims.CLAIM]  # no leftovers
 

@@ -6,10 +6,13 @@ import torch
 
 from bnstudy.device import (
     CUBLAS_WORKSPACE_CONFIG,
+    device_label,
     is_out_of_memory,
     peak_memory,
+    resolve_devices,
     run_flags,
     synchronized_clock,
+    worker_environment,
 )
 
 CPU = torch.device("cpu")
@@ -118,3 +121,24 @@ def test_cpu_peak_memory_is_the_process_peak_in_mib():
 def test_the_clock_reads_perf_counter_on_the_cpu():
     first = synchronized_clock(CPU)
     assert synchronized_clock(CPU) >= first
+
+
+def test_devices_list_one_cuda_device_per_worker_and_refuse_what_cannot_run():
+    assert resolve_devices("cpu") == [CPU]
+    with pytest.raises(ValueError, match="a list names CUDA devices by index"):
+        resolve_devices("cpu,cpu")
+    with pytest.raises(ValueError, match="use auto, cpu, cuda or cuda:N"):
+        resolve_devices("tpu,cuda:0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            resolve_devices("cuda:0,cuda:0")
+
+
+def test_a_cuda_worker_sees_its_gpu_alone_through_this_processs_own_mapping(monkeypatch):
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    assert worker_environment(torch.device("cuda", 1)) == {"CUDA_VISIBLE_DEVICES": "1"}
+    assert worker_environment(CPU) == {} and worker_environment(CUDA) == {}
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4, 6")  # this process sees GPUs 4 and 6
+    assert worker_environment(torch.device("cuda", 1)) == {"CUDA_VISIBLE_DEVICES": "6"}
+    assert device_label(torch.device("cuda", 0)) == "cuda:4"
+    assert device_label(CPU) == "cpu"

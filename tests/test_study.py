@@ -304,3 +304,78 @@ def test_runs_failing_before_training_in_a_row_stop_the_sweep(tiny_study, tmp_pa
     assert len(list(tmp_path.glob("tiny/runs/*/result.json"))) == 3
     counts, _ = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, max_setup_failures=0)
     assert counts == {"error": 5}  # 0: the guard is off
+
+
+def test_a_run_held_by_a_process_that_dies_mid_sweep_is_trained_at_the_end(
+    tiny_study, tmp_path, monkeypatch
+):
+    tiny_study["sweep"] = {"seed": [0, 1, 2]}
+    config, runs = plan(tiny_study, "s.yaml")
+    holder = subprocess.Popen(  # another sweep's process, training runs[0]
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from bnstudy import"
+            " claims; claims.try_claim(Path(sys.argv[1])); print(flush=True); time.sleep(60)",
+            str(store.run_dir(tmp_path / "tiny", runs[0].run_id)),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    holder.stdout.readline()  # it holds the claim
+    calls = []
+    real = study.execute_run
+
+    def kill_the_holder_then_train(config, device, on_epoch):
+        calls.append(config.seed)
+        holder.kill()
+        holder.wait()
+        return real(config, device, on_epoch)
+
+    monkeypatch.setattr(study, "execute_run", kill_the_holder_then_train)
+    counts, trained = study.run_study(config, runs, tmp_path, CPU, order="grid")
+    assert counts == {"ok": 3} and trained == 3
+    assert calls == [1, 2, 0]  # the held run skipped at first, picked up once its owner died
+
+
+def _processes_with(marker):
+    """Pids of the processes whose environment holds ``marker`` (workers included)."""
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/environ", "rb") as file:
+                if marker.encode() in file.read():
+                    found.append(int(entry))
+        except (OSError, ValueError):
+            continue
+    return found
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_sigkill_of_the_parent_at_random_moments_leaves_no_process_behind(
+    tiny_study, write_study, tmp_path
+):
+    import random
+
+    tiny_study["data"].update(train_size=240, image_size=16)
+    tiny_study["train"].update(batch_size=4, epochs=100)  # runs outlive the check below
+    tiny_study["sweep"] = {"seed": list(range(6))}
+    config, out = write_study(tiny_study), tmp_path / "out"
+    command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(out)]
+    moments = [random.Random(seed).uniform(0.5, 8.0) for seed in range(4)]  # start-up included
+    for trial, moment in enumerate(moments):
+        marker = f"BNSTUDY_KILL_TRIAL={os.getpid()}-{trial}"
+        env = {**os.environ, marker.split("=")[0]: marker.split("=")[1]}
+        process = subprocess.Popen(
+            [*command, "--jobs", "2", "--stagger", "0"],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        time.sleep(moment)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait()
+        deadline = time.monotonic() + 3
+        while _processes_with(marker) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _processes_with(marker) == [], f"killed at {moment:.1f} s: workers left"

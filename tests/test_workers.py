@@ -1,0 +1,54 @@
+"""Tests for bnstudy.workers: per-slot environments, staggered starts, crashes."""
+
+import os
+import signal
+import time
+
+import pytest
+
+from bnstudy.workers import WorkerPool
+
+
+def environment_and_clock(name):
+    """What a worker reports: its value of ``name`` and when it began the job."""
+    return os.environ.get(name), time.time()
+
+
+def die_on(value):
+    if value == "die":
+        os.kill(os.getpid(), signal.SIGKILL)
+    return value
+
+
+def fail():
+    raise OSError(28, "No space left on device")
+
+
+def test_each_worker_gets_its_slots_environment_and_the_starts_are_staggered():
+    environments = [{"BNSTUDY_SLOT": "a"}, {"BNSTUDY_SLOT": "b"}]
+    pool = WorkerPool(environment_and_clock, 1, environments, stagger=1.5)
+    done = [value for _, value, _ in pool.map([(i, ("BNSTUDY_SLOT",)) for i in range(2)])]
+    pool.close()
+    started = dict(done)
+    assert sorted(started) == ["a", "b"]
+    assert started["b"] - started["a"] > 1.0
+
+
+def test_a_dead_worker_is_reported_with_its_signal_and_replaced_in_its_slot():
+    pool = WorkerPool(die_on, 1, [{}, {}])
+    jobs = [(value, (value,)) for value in ["x", "die", "y", "z", "w"]]
+    seen = {key: (value, exitcode) for key, value, exitcode in pool.map(jobs)}
+    pool.close()
+    assert seen["die"] == (None, -signal.SIGKILL)
+    assert {key: value for key, (value, _) in seen.items() if key != "die"} == {
+        key: key for key in "xyzw"
+    }
+
+
+def test_an_exception_in_a_worker_is_raised_in_the_parent_and_stop_ends_the_workers():
+    pool = WorkerPool(fail, 1, [{}])
+    with pytest.raises(OSError, match="No space left"):
+        list(pool.map([("job", ())]))
+    [process] = pool.workers
+    [(key, pid)] = pool.stop()
+    assert (key, pid) == ("job", process.pid) and not process.is_alive()
