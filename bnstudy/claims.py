@@ -8,7 +8,8 @@ the claim is never seen without its content), holding the owner's host, pid, sta
 device.
 While the run trains, its owner touches the file every :data:`HEARTBEAT_SECONDS`; the file's
 mtime is the heartbeat. A claim is stale when its owner is known dead (same host, pid gone) or
-its heartbeat is older than the lease (any host: a crashed node, a killed job). A stale claim
+its heartbeat is older than the lease (any host: a crashed node, a killed job), or it was
+made by an earlier attempt of this very SLURM job (requeued after a preemption). A stale claim
 is taken over by renaming it aside (``claim.json.stale-...``, kept as evidence): a rename
 succeeds for one process only, which then creates its own claim.
 """
@@ -33,18 +34,27 @@ HOST = socket.gethostname()
 
 @dataclass(frozen=True)
 class Claim:
-    """The owner of a run: host, pid, start time (epoch s), heartbeat age (s) and the device
-    it trains on (empty when unknown)."""
+    """The owner of a run: host, pid, start time (epoch s), heartbeat age (s), the device it
+    trains on (empty when unknown) and its SLURM job."""
 
     host: str
     pid: int
     started: float
     heartbeat_age: float
     device: str = ""
+    job: str = ""  # the SLURM job (array task) of the owner; empty outside SLURM
 
     def describe(self) -> str:
         on = f" on {self.device}" if self.device else ""
-        return f"{self.host} pid {self.pid}{on}, heartbeat {self.heartbeat_age:.0f} s ago"
+        job = f" (SLURM job {self.job})" if self.job else ""
+        return f"{self.host} pid {self.pid}{on}{job}, heartbeat {self.heartbeat_age:.0f} s ago"
+
+
+def slurm_job() -> str:
+    """This process's SLURM job: ``<array job>_<task>`` for an array task, else the job id;
+    empty outside SLURM. A requeued job keeps its id."""
+    array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
+    return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "")
 
 
 def pid_alive(pid: int) -> bool:
@@ -71,17 +81,20 @@ def _read(path: Path) -> tuple[Claim, int] | None:
         stat = path.stat()
         owner = json.loads(path.read_text())
         host, pid, started = str(owner["host"]), int(owner["pid"]), float(owner["started"])
-        device = str(owner.get("device", ""))
+        device, job = str(owner.get("device", "")), str(owner.get("job", ""))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError):
-        host, pid, started, device = "", 0, 0.0, ""
-    return Claim(host, pid, started, time.time() - stat.st_mtime, device), stat.st_ino
+        host, pid, started, device, job = "", 0, 0.0, "", ""
+    return Claim(host, pid, started, time.time() - stat.st_mtime, device, job), stat.st_ino
 
 
 def is_stale(claim: Claim, lease: float = LEASE_SECONDS) -> bool:
-    """Whether ``claim``'s owner is gone: dead on this host, unknown, or silent for ``lease``."""
+    """Whether ``claim``'s owner is gone: dead on this host, unknown, silent for ``lease``, or
+    an earlier attempt of this process's own SLURM job."""
     if claim.heartbeat_age > lease or claim.pid == 0:
+        return True
+    if claim.job and claim.job == slurm_job() and (claim.host, claim.pid) != (HOST, os.getpid()):
         return True
     return claim.host == HOST and not pid_alive(claim.pid)
 
@@ -107,7 +120,13 @@ def _create(path: Path, device: str) -> bool:
     hard-linked to ``path``, which fails if ``path`` exists (so no reader ever sees a claim
     without its owner)."""
     own = path.with_name(f".{CLAIM}.{HOST}.{os.getpid()}")
-    owner = {"host": HOST, "pid": os.getpid(), "started": time.time(), "device": device}
+    owner = {
+        "host": HOST,
+        "pid": os.getpid(),
+        "started": time.time(),
+        "device": device,
+        "job": slurm_job(),
+    }
     own.write_text(json.dumps(owner))
     try:
         os.link(own, path)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import torch
 import typer
@@ -15,6 +15,7 @@ from rich.table import Table
 
 import bnstudy
 from bnstudy import claims, store
+from bnstudy.cluster import ClusterError, SlurmSettings, submit
 from bnstudy.config import (
     ConfigError,
     StudyConfig,
@@ -73,6 +74,17 @@ def _fail(lines: list[str]) -> None:
     for line in lines:
         err.print(f"[red]error:[/red] {escape(line)}")
     raise typer.Exit(code=2)
+
+
+class Executor(str, enum.Enum):
+    local = "local"
+    slurm = "slurm"
+    submitit_local = "submitit-local"
+
+
+def _slurm(help_text: str, **limits: float) -> Any:
+    """An option of the SLURM panel of ``run --help``."""
+    return typer.Option(help=help_text, rich_help_panel="SLURM (--executor slurm)", **limits)
 
 
 class Retry(str, enum.Enum):
@@ -143,25 +155,63 @@ def run(
             "(missing data, bad device, import error); 0: never.",
         ),
     ] = 3,
+    executor: Annotated[
+        Executor,
+        typer.Option(
+            help="local: worker processes here. slurm: submit the runs still to do as one "
+            "SLURM job array (pip install 'bnstudy\\[slurm]') and exit; rerun to submit what is "
+            "still missing. submitit-local: the same submission as processes on this machine, "
+            "all at once (a rehearsal for a few runs).",
+        ),
+    ] = Executor.local,
+    slurm_partition: Annotated[str | None, _slurm("Partition.")] = None,
+    slurm_gpus_per_task: Annotated[int, _slurm("GPUs per run (0: CPU only).", min=0)] = 1,
+    slurm_cpus_per_task: Annotated[int, _slurm("CPU cores per run.", min=1)] = 4,
+    slurm_mem_gb: Annotated[float | None, _slurm("Memory per run, GiB.", min=0)] = None,
+    slurm_time: Annotated[
+        int, _slurm("Time limit per run, minutes; the longest run must fit.", min=1)
+    ] = 60,
+    slurm_array_parallelism: Annotated[
+        int, _slurm("Runs of the array at a time, at most.", min=1)
+    ] = 256,
+    slurm_account: Annotated[str | None, _slurm("Account to charge.")] = None,
+    slurm_qos: Annotated[str | None, _slurm("Quality of service.")] = None,
+    slurm_constraint: Annotated[str | None, _slurm("Node features (--constraint).")] = None,
 ) -> None:
     """Run a study: every run of the sweep not finished yet and not claimed by another live
-    process (several `bnstudy run` of one study share the work), then rebuild runs.csv."""
+    process (several `bnstudy run` of one study share the work), then rebuild runs.csv. With
+    --executor slurm, submit those runs to a cluster instead."""
     try:
         raw = apply_overrides(read_config_file(config), overrides or [], str(config))
         study, runs = plan(raw, str(config))
     except ConfigError as error:
         _fail(error.lines())
+    sweep_dir = out_root / study.name
+    again = [outcome.value for outcome in retry or []]
+    if dry_run:
+        out.print(_plan_table(runs, sweep_dir, order.value, again))
+        return
+    if executor is not Executor.local:
+        settings = SlurmSettings(
+            slurm_partition,
+            slurm_gpus_per_task,
+            slurm_cpus_per_task,
+            slurm_mem_gb,
+            slurm_time,
+            slurm_array_parallelism,
+            slurm_account,
+            slurm_qos,
+            slurm_constraint,
+        )
+        cluster = "slurm" if executor is Executor.slurm else "local"
+        _submit(sweep_dir, study, runs, device, lease, again, settings, cluster)
+        return
     try:
         targets = resolve_devices(device)
     except ValueError as error:
         _fail([f"--devices: {error}"])
     if jobs is not None and jobs < len(targets):
         _fail([f"--jobs {jobs} is fewer than the {len(targets)} devices listed in --devices"])
-    sweep_dir = out_root / study.name
-    if dry_run:
-        out.print(_plan_table(runs, sweep_dir, order.value, [r.value for r in retry or []]))
-        return
-    again = [outcome.value for outcome in retry or []]
     try:
         counts, trained = run_study(
             study,
@@ -199,6 +249,42 @@ def run(
         f"{study.name}: {len(runs)} runs: {summary} ({trained} trained by this process) "
         f"-> {sweep_dir / store.TABLE}"
     )
+
+
+def _submit(
+    sweep_dir: Path,
+    study: StudyConfig,
+    runs: list[Run],
+    device: str,
+    lease: float,
+    retry: list[str],
+    settings: SlurmSettings,
+    cluster: str,
+) -> None:
+    """Submit the runs still to do and say what was submitted, what was left out and why,
+    and how to follow the jobs."""
+    try:
+        submission = submit(sweep_dir, study, runs, device, lease, retry, settings, cluster)
+    except (ClusterError, ValueError) as error:
+        _fail([str(error)])
+    except OSError as error:
+        _fail([f"{error.filename or sweep_dir}: {error.strerror or error}"])
+    finished = len(runs) - len(pending_runs(sweep_dir, runs, retry))
+    left_out = [f"{finished} finished"]
+    left_out += [f"{run_id} claimed by {c.describe()}" for run_id, c in submission.claimed.items()]
+    left_out += [f"{run_id} still in job {job}" for run_id, job in submission.queued.items()]
+    if not submission.run_ids:
+        out.print(f"{study.name}: nothing to submit: " + "; ".join(left_out))
+        return
+    ids = ", ".join(submission.job_ids)
+    what = f"SLURM job {ids}" if cluster == "slurm" else f"local jobs (pids {ids})"
+    out.print(
+        f"{study.name}: submitted {len(submission.run_ids)} runs as {what}, at most "
+        f"{settings.array_parallelism} at a time; logs in {sweep_dir / 'slurm'}/<job id>/"
+    )
+    out.print("left out: " + "; ".join(left_out))
+    follow = f"; squeue -j {ids}; cancel with scancel {ids}" if cluster == "slurm" else ""
+    out.print(f"follow with: bnstudy status {sweep_dir}{follow}")
 
 
 def _plan_table(runs: list[Run], sweep_dir: Path, order: str, retry: list[str]) -> Table:

@@ -23,10 +23,15 @@ import torch
 
 from bnstudy.config import StudyConfig
 from bnstudy.data import Split
-from bnstudy.device import peak_memory, reset_peak_memory, run_flags, synchronized_clock
+from bnstudy.device import (
+    peak_memory,
+    reset_peak_memory,
+    resolve_device,
+    run_flags,
+    synchronized_clock,
+)
 from bnstudy.models import InputShape
 from bnstudy.run import cpu_capability, cpu_name, make_model, run_compute
-from bnstudy.device import resolve_device
 from bnstudy.train import Batching, Position, Schedule, train
 
 IMAGE, CHANNELS, CLASSES = 32, 3, 10

@@ -92,3 +92,19 @@ def test_concurrent_claimers_get_one_winner(tmp_path):
         ]
         wins = [p.communicate()[0].strip() for p in processes].count(b"True")
         assert wins == 1, trial
+
+
+def test_a_requeued_slurm_job_takes_over_the_claim_of_its_own_earlier_attempt(
+    tmp_path, monkeypatch
+):
+    folder = tmp_path / "run"
+    folder.mkdir()
+    earlier = {"host": "node-7", "pid": 4242, "started": time.time(), "job": "900_3"}
+    (folder / claims.CLAIM).write_text(json.dumps(earlier))
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "900")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")  # another task of the array: hands off
+    assert not claims.try_claim(folder)
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")  # the same task, requeued on another node
+    assert claims.try_claim(folder)
+    assert claims.read_claim(folder).job == "900_3"
+    assert "(SLURM job 900_3)" in claims.read_claim(folder).describe()

@@ -300,3 +300,35 @@ def test_environment_errors_are_one_line_and_exit_2(tiny_study, write_study, tmp
 
     long_name = invoke("run", config, f"name={'n' * 300}", "--out", tmp_path / "out")
     assert long_name.exit_code == 2 and "name: String should have at most 100" in long_name.stderr
+
+
+def test_executor_submitit_local_submits_the_missing_runs_and_a_rerun_submits_nothing(
+    tiny_study, write_study, tmp_path, monkeypatch
+):
+    import time
+
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the local executor starts every job at once
+    tiny_study["sweep"] = {"seed": [0, 1]}
+    config, out = write_study(tiny_study), tmp_path / "out"
+    args = ("run", config, "--out", out, "--executor", "submitit-local", "--devices", "cpu")
+    first = invoke(*args, "--slurm-gpus-per-task", "0", "--slurm-time", "15")
+    assert first.exit_code == 0, first.output
+    assert "tiny: submitted 2 runs as local jobs" in first.stdout
+    assert "left out: 0 finished" in first.stdout and "bnstudy status" in first.stdout
+    deadline = time.monotonic() + 120
+    while len(list(out.glob("tiny/runs/*/result.json"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)  # the jobs end after writing
+    again = invoke(*args)
+    assert again.exit_code == 0 and "tiny: nothing to submit: 2 finished" in again.stdout
+
+
+def test_executor_slurm_without_slurm_is_one_line(tiny_study, write_study, tmp_path, monkeypatch):
+    pytest.importorskip("submitit")
+    monkeypatch.setenv("PATH", str(tmp_path))  # no srun
+    result = invoke("run", write_study(tiny_study), "--out", tmp_path, "--executor", "slurm")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == (
+        "error: SLURM not found (no srun on PATH): submit from a SLURM login node"
+    )
