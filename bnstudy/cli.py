@@ -387,8 +387,9 @@ def norms() -> None:
 
 @app.command()
 def status(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) -> None:
-    """Counts of run outcomes; the runs still missing, with who is training them (host, pid,
-    heartbeat age; stale claims marked) and the damaged run folders."""
+    """Counts of run outcomes; the failed runs with their errors; the runs still missing, with
+    who is training them (host, pid, device, heartbeat age; stale claims marked) and the
+    damaged run folders."""
     try:
         status = store.sweep_status(sweep_dir)
     except FileNotFoundError as error:
@@ -399,10 +400,15 @@ def status(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) ->
     out.print(f"{sweep_dir}: {total} planned: " + ", ".join(parts))
     if status.stale:
         out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
+    for entry in status.failures:
+        out.print(f"  {entry['status']} {entry['run_id']} {_values(entry)}: {entry['error']}")
     for entry in status.missing:
         run_id = entry["run_id"]
-        values = " ".join(f"{k}={v}" for k, v in entry["swept"].items())
-        out.print(escape(f"  missing {run_id} {values}{_missing_note(status, run_id)}"))
+        out.print(f"  missing {run_id} {_values(entry)}{_missing_note(status, run_id)}")
+
+
+def _values(entry: dict[str, Any]) -> str:
+    return " ".join(f"{key}={value}" for key, value in entry["swept"].items())
 
 
 def _missing_note(status: store.SweepStatus, run_id: str) -> str:

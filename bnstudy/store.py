@@ -34,7 +34,7 @@ import yaml
 from bnstudy.claims import HOST, Claim, pid_alive, read_claim
 from bnstudy.config import StudyConfig
 from bnstudy.norms import NORMS, uses_batch_statistics
-from bnstudy.outcomes import OK
+from bnstudy.outcomes import FAILURES, OK
 from bnstudy.sweep import IDENTITY_VERSION, Run, swept_keys
 
 RESULT = "result.json"
@@ -355,25 +355,36 @@ class RunTable:
 class SweepStatus:
     """Where a sweep stands: outcome counts of its finished runs; the planned runs not
     finished (``missing``); of those, the ones claimed by a process (``running``: run_id ->
-    claim, stale or not) and the damaged ones (run_id -> what is wrong); and the run folders
-    from earlier versions of the study, not in the current plan (``stale``)."""
+    claim, stale or not) and the damaged ones (run_id -> what is wrong); the run folders
+    from earlier versions of the study, not in the current plan (``stale``); and the finished
+    runs that failed (``failures``: their plan entries with ``status`` and ``error``)."""
 
     counts: Counter
     missing: list[dict[str, Any]]
     running: dict[str, Claim]
     damaged: dict[str, str]
     stale: int
+    failures: list[dict[str, Any]]
+
+
+def error_line(result: dict[str, Any]) -> str:
+    """A failed run's error on one line: its message, and where it happened."""
+    message = " ".join(str(result.get("error", "")).split())
+    return f"{message} ({result['error_at']})" if result.get("error_at") else message
 
 
 def sweep_status(sweep_dir: Path) -> SweepStatus:
     """The :class:`SweepStatus` of ``sweep_dir``, from its run folders."""
     planned = read_plan(sweep_dir)
-    status = SweepStatus(Counter(), [], {}, {}, 0)
+    status = SweepStatus(Counter(), [], {}, {}, 0, [])
     for entry in planned:
         folder = run_dir(sweep_dir, entry["run_id"])
         result = read_result(sweep_dir, entry["run_id"])
         if result is not None:
             status.counts[result["status"]] += 1
+            if result["status"] in FAILURES:
+                failure = {"status": result["status"], "error": error_line(result)}
+                status.failures.append({**entry, **failure})
             continue
         status.missing.append(entry)
         if (folder / RESULT).exists():

@@ -1,5 +1,6 @@
 """Robustness check: two `bnstudy run` of one study at once, one of them SIGKILLed at a random
-moment, then the same command once more. Per trial it prints whether the sweep completed,
+moment, then the same command once more. Per trial it prints how many runs were finished when
+the survivor exited (it picks up the runs the killed one held), whether the sweep completed,
 whether any run was trained twice at once (a history with more epoch lines than epochs),
 how many runs each survivor trained, and whether any process of the killed run outlived it.
 
@@ -50,13 +51,15 @@ def trial(root: Path, runs: int, jobs: int, rng: random.Random) -> str:
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
     survived = trained_count(survivor.communicate()[0])
+    sweep = root / "out" / "kills"
+    by_survivor = len(list(sweep.glob("runs/*/result.json")))
     again = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     orphans = subprocess.run(["pgrep", "-g", str(victim.pid)], capture_output=True).stdout
-    sweep = root / "out" / "kills"
     results = len(list(sweep.glob("runs/*/result.json")))
     doubled = sum(len(h.read_text().splitlines()) > 2 for h in sweep.glob("runs/*/history.jsonl"))
     return (
-        f"{results}/{runs} finished; histories with doubled epochs: {doubled}; survivor "
+        f"{by_survivor}/{runs} finished when the survivor exited, {results}/{runs} after the "
+        f"rerun; histories with doubled epochs: {doubled}; survivor "
         f"trained {survived}, rerun trained {trained_count(again)}; "
         f"processes left from the killed run: {len(orphans.split())}"
     )

@@ -83,6 +83,21 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
         assert (folder / name).stat().st_size > 0
 
 
+def test_status_lists_each_failed_run_with_its_swept_values_and_one_line_error(
+    tiny_study, write_study, tmp_path
+):
+    tiny_study["data"]["image_size"] = 2  # a 1x1 map: BN at batch size 1 raises in training
+    result = invoke(
+        "run", write_study(tiny_study), "sweep.train.batch_size=[1,2]", "--out", tmp_path
+    )
+    assert result.exit_code == 0, result.output
+    status = invoke("status", tmp_path / "tiny").output.splitlines()
+    assert status[0].endswith("2 planned: 1 error, 1 ok, 0 missing")
+    [line] = [line for line in status if line.startswith("  error ")]
+    assert "train.batch_size=1: ValueError: Expected more than 1 value per channel" in line
+    assert line.endswith("(train epoch 1 step 1 (batch of 1))")
+
+
 def test_status_of_a_folder_that_is_not_a_sweep_exits_2(tmp_path):
     result = invoke("status", tmp_path)
     assert result.exit_code == 2 and "not a sweep folder" in result.stderr
