@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import bnstudy
 from bnstudy import claims, store
@@ -36,17 +37,40 @@ from bnstudy.study import (
 )
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
 
+
+class _FlagsWithoutType:
+    """Help that shows a flag as a flag: typer 0.29 types every flag ``<bool>`` (--help too)."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)  # type: ignore[misc]
+        for param in params:
+            if isinstance(param, TyperOption) and param.is_flag:
+                param.metavar = ""
+        return params
+
+
+class _Command(_FlagsWithoutType, TyperCommand):
+    pass
+
+
+class _Group(_FlagsWithoutType, TyperGroup):
+    pass
+
+
 app = typer.Typer(
-    rich_markup_mode="rich",
+    cls=_Group,
+    rich_markup_mode="markdown",
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
-    add_completion=False,
 )
 # Plain lines don't wrap (greppable); tables get 140 columns when output is not a terminal.
 out = Console(
     soft_wrap=True, highlight=False, markup=False, width=None if sys.stdout.isatty() else 140
 )
 err = Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+SweepDir = Annotated[Path, typer.Argument(help="The sweep folder: `results/<name>`.")]
 
 
 class Order(str, enum.Enum):
@@ -96,7 +120,7 @@ class Retry(str, enum.Enum):
     diverged = DIVERGED
 
 
-@app.command()
+@app.command(cls=_Command)
 def run(
     config: Annotated[Path, typer.Argument(help="Study file (YAML).")],
     overrides: Annotated[
@@ -249,6 +273,13 @@ def run(
         f"{study.name}: {len(runs)} runs: {summary} ({trained} trained by this process) "
         f"-> {sweep_dir / store.TABLE}"
     )
+    _print_failures(store.sweep_status(sweep_dir))
+    out.print(f"see the results: bnstudy report {sweep_dir}")
+
+
+def _print_failures(status: store.SweepStatus) -> None:
+    for entry in status.failures:
+        out.print(f"  {entry['status']} {entry['run_id']} {_values(entry)}: {entry['error']}")
 
 
 def _submit(
@@ -299,7 +330,7 @@ def _plan_table(runs: list[Run], sweep_dir: Path, order: str, retry: list[str]) 
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def inspect(
     config: Annotated[Path, typer.Argument(help="Study file (YAML); its sweep is ignored.")],
     overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides.")] = None,
@@ -348,11 +379,11 @@ def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]
     return table
 
 
-@app.command()
+@app.command(cls=_Command)
 def norms() -> None:
     """The registered norms: what one statistic averages over, whether it uses batch and
     running statistics, what it does with one value per statistic, and its options
-    (model.<norm>.<option> in a study file)."""
+    (`model.<norm>.<option>` in a study file)."""
     table = Table(
         "norm",
         "averages",
@@ -385,8 +416,8 @@ def norms() -> None:
     out.print(table)
 
 
-@app.command()
-def status(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) -> None:
+@app.command(cls=_Command)
+def status(sweep_dir: SweepDir) -> None:
     """Counts of run outcomes; the failed runs with their errors; the runs still missing, with
     who is training them (host, pid, device, heartbeat age; stale claims marked) and the
     damaged run folders."""
@@ -400,11 +431,25 @@ def status(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) ->
     out.print(f"{sweep_dir}: {total} planned: " + ", ".join(parts))
     if status.stale:
         out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
-    for entry in status.failures:
-        out.print(f"  {entry['status']} {entry['run_id']} {_values(entry)}: {entry['error']}")
+    _print_failures(status)
     for entry in status.missing:
         run_id = entry["run_id"]
         out.print(f"  missing {run_id} {_values(entry)}{_missing_note(status, run_id)}")
+    out.print(_report_freshness(sweep_dir))
+
+
+def _report_freshness(sweep_dir: Path) -> str:
+    """Whether the report holds every finished run: written after the newest result."""
+    from bnstudy.report import INDEX_HTML, REPORT_DIR
+
+    page = sweep_dir / REPORT_DIR / INDEX_HTML
+    if not page.exists():
+        return f"report: not written yet (bnstudy report {sweep_dir})"
+    written = page.stat().st_mtime
+    newer = sum(path.stat().st_mtime > written for path in sweep_dir.glob("runs/*/result.json"))
+    if newer:
+        return f"report: {page} is stale, {newer} runs finished since (bnstudy report {sweep_dir})"
+    return f"report: {page} is up to date"
 
 
 def _values(entry: dict[str, Any]) -> str:
@@ -421,8 +466,8 @@ def _missing_note(status: store.SweepStatus, run_id: str) -> str:
     return ""
 
 
-@app.command()
-def report(sweep_dir: Annotated[Path, typer.Argument(help="results/<name>")]) -> None:
+@app.command(cls=_Command)
+def report(sweep_dir: SweepDir) -> None:
     """Write summary tables, plots and index.html to <sweep_dir>/report/."""
     from bnstudy.report import write_report
 

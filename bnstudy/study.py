@@ -11,18 +11,11 @@ from pathlib import Path
 
 import torch
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 
 from bnstudy import claims, store
 from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
+from bnstudy.progress import SweepView
 from bnstudy.run import crashed_record, execute_run
 from bnstudy.sweep import Run, order_runs
 from bnstudy.workers import WorkerPool
@@ -85,16 +78,22 @@ def run_study(
     store.write_plan(sweep_dir, study, runs)
     todo = pending_runs(sweep_dir, order_runs(runs, order), retry)
     sweep = _Sweep(sweep_dir, max_setup_failures)
+    on = ", ".join(dict.fromkeys(str(d) for d in devices))
+    console.print(
+        f"{study.name}: {len(todo)} of {len(runs)} runs to run, {len(workers)} at a time on {on}",
+        markup=False,
+    )
     try:
-        with _progress(console) as progress:
-            task = progress.add_task("", total=len(runs), completed=len(runs) - len(todo))
+        with SweepView(console, sweep_dir, len(runs), len(runs) - len(todo)) as view:
             while todo:
                 held = []
-                for run, trained in _finished_runs(sweep_dir, todo, workers, lease, retry, stagger):
+                finished = _finished_runs(sweep_dir, todo, workers, lease, retry, stagger, view)
+                for run, trained in finished:
                     if not sweep.record(run, trained) and _needs_training(sweep_dir, run, retry):
                         held.append(run)  # another process trains it
+                        view.handed_off(run)
                         continue
-                    progress.update(task, advance=1, description=f"done {_label(run)}")
+                    view.finished(run, trained)
                 todo = [run for run in held if _abandoned(sweep_dir, run, lease, retry)]
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: now
@@ -154,6 +153,7 @@ def _finished_runs(
     lease: float,
     retry: Collection[str],
     stagger: float,
+    view: SweepView,
 ) -> Iterator[tuple[Run, bool]]:
     """Execute ``todo`` in this process (one worker) or in a worker process per entry of
     ``workers`` (its device; the CPU threads shared equally); yield each run when it is done,
@@ -162,6 +162,7 @@ def _finished_runs(
     are stopped and the claims of the runs they held released."""
     if len(workers) == 1:
         for run in todo:
+            view.started(run)
             yield run, run_one(sweep_dir, run, workers[0], lease, retry)
         return
     threads = max(1, torch.get_num_threads() // len(workers))
@@ -169,7 +170,7 @@ def _finished_runs(
     on = torch.device(workers[0].type)  # a CUDA worker sees its own GPU alone, as cuda:0
     work = [(run, (sweep_dir, run, on, lease, retry)) for run in todo]
     try:
-        for run, trained, exitcode in pool.map(work):
+        for run, trained, exitcode in pool.map(work, started=view.started):
             if exitcode is not None:
                 trained = _record_crash(sweep_dir, run, exitcode, lease)
             yield run, trained
@@ -214,21 +215,3 @@ def run_one(
         return True
     finally:
         claims.release(folder)
-
-
-def _label(run: Run) -> str:
-    values = " ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in run.swept.items())
-    return f"{run.run_id} {values}"
-
-
-def _progress(console: Console) -> Progress:
-    """Runs done/total, the current run and an ETA; silent when output is not a terminal."""
-    return Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=console,
-        disable=not console.is_terminal,
-    )

@@ -71,6 +71,7 @@ class WorkerPool:
         self.stagger = stagger
         self.workers: dict[Any, tuple[Connection, Any]] = {}  # process -> (pipe, its job)
         self.slots: dict[Any, int] = {}  # process -> its index in environments
+        self.started: Callable[[Any], None] = lambda key: None
 
     def _start_worker(self, slot: int, delay: float = 0.0) -> Any:
         ours, theirs = _START.Pipe()
@@ -84,10 +85,14 @@ class WorkerPool:
         self.workers[process], self.slots[process] = (ours, None), slot
         return process
 
-    def map(self, jobs: list[tuple[Any, tuple]]) -> Iterator[tuple[Any, Any, int | None]]:
-        """Run ``task(*args)`` for each ``(key, args)``; yield ``(key, returned, None)`` as each
-        finishes, or ``(key, None, exitcode)`` when its worker died (a negative exitcode is
-        the signal that killed it). An exception raised by ``task`` is raised here."""
+    def map(
+        self, jobs: list[tuple[Any, tuple]], started: Callable[[Any], None] = lambda key: None
+    ) -> Iterator[tuple[Any, Any, int | None]]:
+        """Run ``task(*args)`` for each ``(key, args)``, calling ``started(key)`` as a worker
+        gets it; yield ``(key, returned, None)`` as each finishes, or ``(key, None, exitcode)``
+        when its worker died (a negative exitcode is the signal that killed it). An exception
+        raised by ``task`` is raised here."""
+        self.started = started
         pending = list(reversed(jobs))
         for slot in range(min(len(self.environments), len(jobs))):
             self._start_worker(slot, slot * self.stagger)
@@ -109,6 +114,8 @@ class WorkerPool:
         except (BrokenPipeError, ConnectionResetError):
             pending.append(job)
             self._replace(process, pending)
+            return
+        self.started(job[0])
 
     def _replace(self, process: Any, pending: list) -> None:
         """Forget a dead worker; start a fresh one in its slot if jobs are left."""

@@ -1,3 +1,5 @@
+import re
+
 import pandas as pd
 import pytest
 from conftest import write_medmnist
@@ -18,6 +20,13 @@ def invoke(*args):
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_help_offers_shell_completion_and_shows_flags_without_a_type():
+    main = invoke("--help").output
+    assert "--install-completion" in main and "--show-completion" in main
+    run = invoke("run", "--help").output
+    assert "--dry-run" in run and "<bool>" not in run and "<bool>" not in main
 
 
 def test_invalid_config_exits_2_with_one_line_per_problem_and_writes_nothing(
@@ -83,7 +92,7 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
         assert (folder / name).stat().st_size > 0
 
 
-def test_status_lists_each_failed_run_with_its_swept_values_and_one_line_error(
+def test_run_and_status_list_each_failed_run_with_its_swept_values_and_one_line_error(
     tiny_study, write_study, tmp_path
 ):
     tiny_study["data"]["image_size"] = 2  # a 1x1 map: BN at batch size 1 raises in training
@@ -91,11 +100,24 @@ def test_status_lists_each_failed_run_with_its_swept_values_and_one_line_error(
         "run", write_study(tiny_study), "sweep.train.batch_size=[1,2]", "--out", tmp_path
     )
     assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("tiny: 2 runs: 1 ok, 1 error, 0 diverged")
+    assert (
+        lines[1].startswith("  error ") and "train.batch_size=1: ValueError: Expected" in lines[1]
+    )
+    assert lines[2] == f"see the results: bnstudy report {tmp_path / 'tiny'}"
+    assert "tiny: 2 of 2 runs to run, 1 at a time on cpu" in result.stderr
+    [done] = [line for line in result.stderr.splitlines() if "batch_size=2: ok: " in line]
+    assert re.search(r"ok: eval \d+\.\d%, train \d+\.\d%$", done)
     status = invoke("status", tmp_path / "tiny").output.splitlines()
     assert status[0].endswith("2 planned: 1 error, 1 ok, 0 missing")
     [line] = [line for line in status if line.startswith("  error ")]
     assert "train.batch_size=1: ValueError: Expected more than 1 value per channel" in line
     assert line.endswith("(train epoch 1 step 1 (batch of 1))")
+    assert status[-1] == f"report: not written yet (bnstudy report {tmp_path / 'tiny'})"
+    invoke("report", tmp_path / "tiny")
+    fresh = invoke("status", tmp_path / "tiny").output.splitlines()[-1]
+    assert fresh.startswith("report: ") and fresh.endswith("index.html is up to date")
 
 
 def test_status_of_a_folder_that_is_not_a_sweep_exits_2(tmp_path):

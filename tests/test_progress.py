@@ -1,0 +1,39 @@
+"""Tests for bnstudy.progress: what the terminal shows of a sweep."""
+
+import json
+
+from rich.console import Console
+
+from bnstudy import store
+from bnstudy.progress import SweepView, result_line
+from bnstudy.sweep import plan
+
+
+def test_runs_in_flight_show_their_swept_values_epoch_and_last_training_loss(tiny_study, tmp_path):
+    tiny_study["train"]["epochs"] = 5
+    tiny_study["sweep"] = {"seed": [3]}
+    _, [run] = plan(tiny_study, "s.yaml")
+    folder = store.run_dir(tmp_path, run.run_id)
+    folder.mkdir(parents=True)
+    (folder / store.HISTORY).write_text(json.dumps({"epoch": 2, "train_loss": 1.23456}) + "\n")
+    console = Console(record=True, width=120)
+    view = SweepView(console, tmp_path, total=4, done=1)
+    view.started(run)
+    console.print(view.in_flight_table())
+    row = console.export_text().strip()
+    assert row.startswith(f"{run.run_id} seed=3") and "epoch 2/5" in row and "loss 1.235" in row
+    view.finished(run, trained=False)
+    assert view.in_flight == {} and view.progress.tasks[0].completed == 2
+
+
+def test_a_finished_runs_line_has_each_test_settings_accuracy_or_the_error():
+    tests = [
+        {"test_mode": "eval", "test_batch": "eval", "test_acc": 0.8312, "status": "ok"},
+        {"test_mode": "train", "test_batch": "same", "test_acc": 0.804, "status": "ok"},
+        {"test_mode": "train", "test_batch": 1, "test_acc": float("nan"), "status": "oom"},
+    ]
+    assert result_line({"status": "ok", "tests": tests}) == (
+        "ok: eval 83.1%, train 80.4%, train/1 oom"
+    )
+    failed = {"status": "error", "error": "ValueError: bad\n  thing", "error_at": "train epoch 1"}
+    assert result_line(failed) == "error: ValueError: bad thing (train epoch 1)"
