@@ -177,7 +177,9 @@ def _finished_runs(
         pool.close()
     finally:
         for run, pid in pool.stop():
-            claims.release(store.run_dir(sweep_dir, run.run_id), pid)
+            folder = store.run_dir(sweep_dir, run.run_id)
+            store.remove_partial_writes(folder)  # a file the worker was writing when killed
+            claims.release(folder, pid)
 
 
 def _record_crash(sweep_dir: Path, run: Run, exitcode: int, lease: float) -> bool:

@@ -97,7 +97,13 @@ def test_run_and_status_list_each_failed_run_with_its_swept_values_and_one_line_
 ):
     tiny_study["data"]["image_size"] = 2  # a 1x1 map: BN at batch size 1 raises in training
     result = invoke(
-        "run", write_study(tiny_study), "sweep.train.batch_size=[1,2]", "--out", tmp_path
+        "run",
+        write_study(tiny_study),
+        "sweep.train.batch_size=[1,2]",
+        "--out",
+        tmp_path,
+        "--devices",
+        "cpu",
     )
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
