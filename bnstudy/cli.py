@@ -206,7 +206,7 @@ def run(
     process (several `bnstudy run` of one study share the work), then rebuild runs.csv. With
     --executor slurm, submit those runs to a cluster instead."""
     try:
-        raw = apply_overrides(read_config_file(config), overrides or [], str(config))
+        raw = apply_overrides(read_config_file(config), overrides or [])
         study, runs = plan(raw, str(config))
     except ConfigError as error:
         _fail(error.lines())
@@ -347,8 +347,9 @@ def inspect(
     shape, the axes its statistics reduce over, values and images per statistic, and what to
     expect in train mode and in eval mode."""
     try:
-        raw = apply_overrides(read_config_file(config), overrides or [], str(config))
-        study, _ = plan({k: v for k, v in raw.items() if k != "sweep"}, str(config))
+        raw = apply_overrides(read_config_file(config), overrides or [])
+        raw.pop("sweep", None)  # the same RawStudy: it knows which override set each key
+        study, _ = plan(raw, str(config))
     except ConfigError as error:
         _fail(error.lines())
     size = batch_size or statistics_batch(study)

@@ -3,7 +3,8 @@
 A study file has the sections ``name``, ``seed``, ``data``, ``model``, ``train``, ``eval`` and
 ``sweep``. Every field below states its unit and convention. The typed config is frozen;
 models, data and training receive plain values taken from it, never the file.
-Invalid input raises :class:`ConfigError`, whose lines each name the file and the key path.
+Invalid input raises :class:`ConfigError`, whose lines each name where the problem is (the
+file, a line and column of it, or a command-line override) and the key path.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import difflib
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, NamedTuple
 
 import yaml
 from pydantic import (
@@ -32,16 +33,28 @@ from bnstudy.norms import NORMS, NormOptions, uses_batch_statistics
 from bnstudy.test_modes import TEST_MODES
 
 
-class ConfigError(Exception):
-    """Invalid configuration: ``problems`` are (key path, message) pairs found in ``source``."""
+class Problem(NamedTuple):
+    """One problem of a study: where it is (the file, ``file:line:column``, or a command-line
+    override), its key path ("" when it is about no one key) and what is wrong."""
 
-    def __init__(self, source: str, problems: list[tuple[str, str]]) -> None:
-        self.source = source
+    where: str
+    key: str
+    message: str
+
+    def line(self) -> str:
+        """``<where>: <key>: <message>``, without the key when there is none."""
+        return ": ".join(part for part in self if part)
+
+
+class ConfigError(Exception):
+    """Invalid configuration: every :class:`Problem` found, one line each."""
+
+    def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(self.lines()))
 
     def lines(self) -> list[str]:
-        return [f"{self.source}: {key}: {message}" for key, message in self.problems]
+        return [problem.line() for problem in self.problems]
 
 
 class _Section(BaseModel):
@@ -482,53 +495,116 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader derives from SafeLoader
 
 
+_YAML_SYNTAX_ERRORS = (yaml.MarkedYAMLError, yaml.reader.ReaderError)  # what parse_yaml raises
+
+
+def _syntax_error(error: yaml.YAMLError, text: str) -> tuple[int, int, str]:
+    """1-based line and column of a YAML syntax error in ``text``, and what is wrong in one line
+    (PyYAML's own text spans lines, quotes the source and calls it "<unicode string>")."""
+    if isinstance(error, yaml.reader.ReaderError):
+        before = text[: error.position]
+        column = len(before) - before.rfind("\n")
+        what = f"unacceptable character #x{error.character:04x}: {error.reason}"
+        return before.count("\n") + 1, column, what
+    mark, context = error.problem_mark, error.context_mark
+    what = error.problem
+    if error.context and context and (context.line, context.column) != (mark.line, mark.column):
+        what += f" ({error.context} from line {context.line + 1}, column {context.column + 1})"
+    return mark.line + 1, mark.column + 1, what
+
+
 def read_config_file(path: Path) -> dict[str, Any]:
     """The raw mapping in a YAML study file."""
     try:
-        raw = parse_yaml(path.read_text())
+        text = path.read_text()
     except OSError as error:
-        raise ConfigError(str(path), [("file", error.strerror or str(error))]) from None
+        raise ConfigError([Problem(str(path), "file", error.strerror or str(error))]) from None
     except UnicodeDecodeError as error:
-        raise ConfigError(str(path), [("file", f"not UTF-8 text: {error.reason}")]) from None
+        raise ConfigError([Problem(str(path), "file", f"not UTF-8 text: {error.reason}")]) from None
+    try:
+        raw = parse_yaml(text)
     except DuplicateKeyError as error:
-        raise ConfigError(str(path), error.problems) from None
-    except yaml.YAMLError as error:
-        raise ConfigError(str(path), [("yaml", " ".join(str(error).split()))]) from None
+        raise ConfigError([Problem(str(path), *problem) for problem in error.problems]) from None
+    except _YAML_SYNTAX_ERRORS as error:
+        line, column, what = _syntax_error(error, text)
+        where = f"{path}:{line}:{column}"
+        raise ConfigError([Problem(where, "", f"YAML syntax error: {what}")]) from None
     if not isinstance(raw, dict):
-        raise ConfigError(str(path), [("file", "a study file must be a YAML mapping")])
+        raise ConfigError([Problem(str(path), "file", "a study file must be a YAML mapping")])
     return raw
 
 
-def apply_overrides(raw: dict[str, Any], overrides: list[str], source: str) -> dict[str, Any]:
-    """Apply ``key.path=value`` overrides (values parsed as YAML) to a copy of ``raw``.
+class RawStudy(dict[str, Any]):
+    """A study file's mapping with command-line overrides applied. ``origins`` maps each key
+    path an override set, or created on the way, to that override (``"train.epochs"`` to
+    ``"train.epochs=2"``), so that a problem at or below that key names the override."""
+
+    def __init__(self, raw: dict[str, Any]) -> None:
+        super().__init__(_deep_copy(raw))
+        self.origins: dict[str, str] = {}
+
+    def override(self, path: list[str], value: Any, item: str) -> None:
+        """Set ``path`` to ``value`` as override ``item`` says; it replaces the value, and the
+        origin, of every key below what it sets."""
+        created = _created_key(self, path)
+        self.origins = {key: was for key, was in self.origins.items() if not within(key, created)}
+        self.origins[created] = item
+        set_path(self, path, value)
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> RawStudy:
+    """Apply ``key.path=value`` overrides (values parsed as YAML) to a copy of ``raw`` that
+    remembers which override set each key. An override that cannot be read (no ``=``, a value
+    that is not YAML) raises :class:`ConfigError` naming it, with every other such override,
+    before anything is validated: the study they describe is not known.
 
     Under ``sweep`` the rest of the path is one swept key: ``sweep.train.batch_size=[1,2]``.
     """
-    result = _deep_copy(raw)
+    result, problems = RawStudy(raw), []
     for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep or not key:
-            raise ConfigError(source, [(item, "an override has the form key.path=value")])
-        set_path(result, _override_path(key), _override_value(key, text, source))
+        try:
+            key, value = _read_override(item)
+        except ConfigError as error:
+            problems += error.problems
+        else:
+            result.override(_override_path(key), value, item)
+    if problems:
+        raise ConfigError(problems)
     return result
 
 
-def _override_value(key: str, text: str, source: str) -> Any:
-    """The YAML value of override ``key=text``; a repeated key inside it is refused."""
+def _read_override(item: str) -> tuple[str, Any]:
+    """Key path and YAML value of override ``item``; :class:`ConfigError` naming it when it has
+    no ``=``, its value is not YAML, or a key repeats inside its value."""
+    key, sep, text = item.partition("=")
+    where = f"override {item!r}"
+    if not sep or not key:
+        raise ConfigError([Problem(where, "", "an override has the form key.path=value")])
     try:
-        return parse_yaml(text)
+        return key, parse_yaml(text)
     except DuplicateKeyError as error:
-        problems = [
-            (_join(key, at), f"{why} in override {key}={text}") for at, why in error.problems
-        ]
-        raise ConfigError(source, problems) from None
-    except yaml.YAMLError as error:
-        raise ConfigError(source, [(key, f"value is not YAML: {error}")]) from None
+        problems = [Problem(where, _join(key, at), why) for at, why in error.problems]
+        raise ConfigError(problems) from None
+    except _YAML_SYNTAX_ERRORS as error:
+        line, column, what = _syntax_error(error, text)
+        message = f"YAML syntax error at line {line}, column {column} of the value: {what}"
+        raise ConfigError([Problem(where, key, message)]) from None
 
 
 def _override_path(key: str) -> list[str]:
     head, _, rest = key.partition(".")
     return [head, rest] if head == "sweep" and rest else key.split(".")
+
+
+def _created_key(raw: dict[str, Any], path: list[str]) -> str:
+    """The key path that setting ``path`` in ``raw`` creates or replaces: the first mapping
+    missing on the way, else ``path`` itself."""
+    node = raw
+    for depth, part in enumerate(path[:-1]):
+        if not isinstance(node.get(part), dict):
+            return ".".join(path[: depth + 1])
+        node = node[part]
+    return ".".join(path)
 
 
 def set_path(raw: dict[str, Any], path: list[str], value: Any) -> None:
@@ -549,12 +625,44 @@ def _deep_copy(value: Any) -> Any:
     return value
 
 
+def within(key: str, path: str) -> bool:
+    """Whether key path ``key`` is ``path`` or below it (``model.widths[0]`` is below
+    ``model.widths``)."""
+    return key == path or key.startswith((f"{path}.", f"{path}["))
+
+
+def locate(problems: list[tuple[str, str]], source: str, raw: dict[str, Any]) -> list[Problem]:
+    """Each (key path, message) problem of ``raw`` as a :class:`Problem` of the override that
+    set its key or a key above it (:class:`RawStudy`), else of the file ``source``, naming the
+    overrides that set keys below it (a section's problem may come from them)."""
+    origins = raw.origins if isinstance(raw, RawStudy) else {}
+    return [_locate(key, message, source, origins) for key, message in problems]
+
+
+def _locate(key: str, message: str, source: str, origins: dict[str, str]) -> Problem:
+    owners = [path for path in origins if within(key, path)]
+    if owners:
+        return Problem(f"override {origins[max(owners, key=len)]!r}", key, message)
+    below = [repr(item) for path, item in origins.items() if within(path, key)]
+    if below:
+        message += f" (with override{'s' * (len(below) > 1)} {', '.join(below)})"
+    return Problem(source, key, message)
+
+
+def check_study(raw: dict[str, Any]) -> tuple[StudyConfig | None, list[tuple[str, str]]]:
+    """The validated study and no problems, or None and every (key path, message) problem."""
+    try:
+        return StudyConfig.model_validate(raw), []
+    except ValidationError as error:
+        return None, [_describe(e) for e in error.errors()]
+
+
 def validate_study(raw: dict[str, Any], source: str) -> StudyConfig:
     """Validate a raw mapping; raise :class:`ConfigError` listing every problem."""
-    try:
-        return StudyConfig.model_validate(raw)
-    except ValidationError as error:
-        raise ConfigError(source, [_describe(e) for e in error.errors()]) from None
+    study, problems = check_study(raw)
+    if study is None:
+        raise ConfigError(locate(problems, source, raw))
+    return study
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:

@@ -39,9 +39,11 @@ from bnstudy.config import (
     DataConfig,
     StudyConfig,
     check_key_path,
+    check_study,
     ignores,
+    locate,
     set_path,
-    validate_study,
+    within,
 )
 from bnstudy.data import DATASETS, data_fingerprint
 from bnstudy.data.synthetic import NATIVE_SIZE
@@ -97,27 +99,45 @@ def _flat_norm_options(model: dict[str, Any], norm: str) -> dict[str, Any]:
 
 
 def plan(raw: dict[str, Any], source: str) -> tuple[StudyConfig, list[Run]]:
-    """Validate the study and every run it expands to; raise ConfigError on any problem."""
-    study = validate_study(raw, source)
-    axes, excludes = _parse_sweep(study.sweep, source)
+    """Validate the study and every run it expands to; raise ConfigError listing, in one go,
+    every problem of the file, of its command-line overrides (:class:`bnstudy.config.RawStudy`)
+    and of the sweep: its keys, and each run's values. Only what an earlier problem hides is
+    left out: the axes of a malformed part of the sweep, and a run's data and model checks
+    while its config is invalid."""
+    study, problems = check_study(raw)
+    axes, excludes, sweep_problems = _parse_sweep(raw.get("sweep", {}))
+    problems += sweep_problems
+    runs, run_problems = _expand(raw, axes, excludes, known=problems)
+    problems += run_problems
+    if not problems:  # a key looks unused when the runs that would use it are invalid
+        problems += _unused_keys(runs, _keys(axes))
+    runs, duplicates = _merge_duplicates(runs)
+    problems += duplicates
+    if not problems and not runs:
+        problems.append(("sweep", "every run is excluded"))
+    if problems:
+        raise ConfigError(locate(problems, source, raw))
+    return study, runs
+
+
+def _expand(
+    raw: dict[str, Any],
+    axes: list[dict[str, list]],
+    excludes: list[dict[str, list]],
+    known: list[tuple[str, str]],
+) -> tuple[list[Run], list[tuple[str, str]]]:
+    """The valid runs of the sweep, and the problems of the others, each once, leaving out
+    those the study itself has (``known``) unless a swept value is the problem."""
     base = {key: value for key, value in raw.items() if key != "sweep"}
     runs, problems = [], []
     for swept in _combinations(axes):
         if any(_matches(rule, swept) for rule in excludes):
             continue
-        run, run_problems = _resolve(base, swept, source)
+        run, run_problems = _resolve(base, swept, known)
         problems += [p for p in run_problems if p not in problems]
         if run is not None:
             runs.append(run)
-    if not problems:  # a key looks unused when the runs that would use it are invalid
-        problems += _unused_keys(runs, _keys(axes))
-    runs, duplicates = _merge_duplicates(runs)
-    problems += duplicates
-    if problems:
-        raise ConfigError(source, problems)
-    if not runs:
-        raise ConfigError(source, [("sweep", "every run is excluded")])
-    return study, runs
+    return runs, problems
 
 
 def _unused_keys(runs: list[Run], keys: list[str]) -> list[tuple[str, str]]:
@@ -164,54 +184,62 @@ def swept_keys(runs: list[Run]) -> list[str]:
 
 
 def _parse_sweep(
-    sweep: dict[str, Any], source: str
-) -> tuple[list[dict[str, list]], list[dict[str, list]]]:
-    """Axes (each a mapping of keys to equally long value lists) and exclude rules."""
-    problems: list[tuple[str, str]] = []
-    axes = [{key: values} for key, values in sweep.items() if key not in RESERVED]
-    zips = sweep.get("zip", [])
-    if not isinstance(zips, list):
-        problems.append(("sweep.zip", "must be a list of mappings key -> values"))
-        zips = []
-    axes += [group for group in zips if isinstance(group, dict)]
+    sweep: Any,
+) -> tuple[list[dict[str, list]], list[dict[str, list]], list[tuple[str, str]]]:
+    """The valid axes (each a mapping of keys to equally long value lists), the exclude rules,
+    and the problems of the sweep section. An axis with a problem is left out, so that the
+    values of the others are still checked run by run."""
+    if not isinstance(sweep, dict):
+        return [], [], []  # validating the study reports it
+    located, problems = _located_axes(sweep)
+    axes = []
+    for where, axis in located:
+        axis_problems = _axis_problems(where, axis)
+        problems += axis_problems
+        axes += [] if axis_problems else [axis]
+    keys = [key for _, axis in located for key in axis]
     problems += [
-        (f"sweep.zip[{i}]", "must be a mapping key -> values")
-        for i, group in enumerate(zips)
-        if not isinstance(group, dict)
+        (f"sweep.{key}", "swept twice (in a zip group and elsewhere)")
+        for key in sorted({k for k in keys if keys.count(k) > 1})
     ]
-    problems += _check_axes(axes, zips)
-    excludes = _parse_excludes(sweep.get("exclude", []), _keys(axes), problems)
-    if problems:
-        raise ConfigError(source, problems)
-    return axes, excludes
+    excludes, exclude_problems = _parse_excludes(sweep.get("exclude", []), keys)
+    return axes, excludes, problems + exclude_problems
 
 
 def _keys(axes: list[dict[str, list]]) -> list[str]:
     return [key for axis in axes for key in axis]
 
 
-def _check_axes(axes: list[dict[str, list]], zips: list) -> list[tuple[str, str]]:
-    problems = []
-    for axis in axes:
-        zipped = len(axis) > 1 or axis in zips
-        for key, values in axis.items():
-            where = f"sweep.zip[{zips.index(axis)}].{key}" if zipped else f"sweep.{key}"
-            message = check_key_path(key)
-            if key in UNSWEEPABLE:
-                message = "cannot be swept (one study has one name and one sweep)"
-            if message is None and not (isinstance(values, list) and values):
-                message = "must be a non-empty list of values"
-            if message:
-                problems.append((where, message))
-        problems += _check_rows(
-            axis, f"sweep.zip[{zips.index(axis)}]" if axis in zips else f"sweep.{next(iter(axis))}"
-        )
-    keys = _keys(axes)
-    problems += [
-        (f"sweep.{key}", "swept twice (in a zip group and elsewhere)")
-        for key in sorted({k for k in keys if keys.count(k) > 1})
+def _located_axes(sweep: dict[str, Any]) -> tuple[list[tuple[str, dict]], list[tuple[str, str]]]:
+    """Each axis with where it is (``sweep.<key>``, or ``sweep.zip[i]`` for a zip group), and
+    the problems of the zip list's form."""
+    axes = [(f"sweep.{key}", {key: values}) for key, values in sweep.items() if key not in RESERVED]
+    zips = sweep.get("zip", [])
+    if not isinstance(zips, list):
+        return axes, [("sweep.zip", "must be a list of mappings key -> values")]
+    groups = [(f"sweep.zip[{index}]", group) for index, group in enumerate(zips)]
+    problems = [
+        (where, "must be a mapping key -> values")
+        for where, group in groups
+        if not isinstance(group, dict)
     ]
-    return problems
+    return axes + [(where, group) for where, group in groups if isinstance(group, dict)], problems
+
+
+def _axis_problems(where: str, axis: dict[str, Any]) -> list[tuple[str, str]]:
+    """Keys of one axis that are not sweepable config keys or whose values are not a non-empty
+    list, and lists of one zip group that differ in length or repeat a row."""
+    zipped = where.startswith("sweep.zip[")
+    problems = []
+    for key, values in axis.items():
+        message = check_key_path(key)
+        if key in UNSWEEPABLE:
+            message = "cannot be swept (one study has one name and one sweep)"
+        if message is None and not (isinstance(values, list) and values):
+            message = "must be a non-empty list of values"
+        if message:
+            problems.append((f"{where}.{key}" if zipped else where, message))
+    return problems + _check_rows(axis, where)
 
 
 def _check_rows(axis: dict[str, list], where: str) -> list[tuple[str, str]]:
@@ -228,16 +256,23 @@ def _check_rows(axis: dict[str, list], where: str) -> list[tuple[str, str]]:
 
 
 def _parse_excludes(
-    rules: Any, keys: list[str], problems: list[tuple[str, str]]
-) -> list[dict[str, list]]:
+    rules: Any, keys: list[str]
+) -> tuple[list[dict[str, list]], list[tuple[str, str]]]:
+    """The exclude rules without problems, as mappings key -> values, and the problems."""
     if not isinstance(rules, list) or not all(isinstance(r, dict) and r for r in rules):
-        problems.append(("sweep.exclude", "must be a list of mappings key -> value(s)"))
-        return []
-    for index, rule in enumerate(rules):
-        problems += [
-            (f"sweep.exclude[{index}].{key}", "not a swept key") for key in rule if key not in keys
-        ]
-    return [{k: v if isinstance(v, list) else [v] for k, v in rule.items()} for rule in rules]
+        return [], [("sweep.exclude", "must be a list of mappings key -> value(s)")]
+    problems = [
+        (f"sweep.exclude[{index}].{key}", "not a swept key")
+        for index, rule in enumerate(rules)
+        for key in rule
+        if key not in keys
+    ]
+    valid = [
+        {key: value if isinstance(value, list) else [value] for key, value in rule.items()}
+        for rule in rules
+        if all(key in keys for key in rule)
+    ]
+    return valid, problems
 
 
 def _combinations(axes: list[dict[str, list]]) -> list[dict[str, Any]]:
@@ -252,19 +287,23 @@ def _combinations(axes: list[dict[str, list]]) -> list[dict[str, Any]]:
 
 
 def _matches(rule: dict[str, list], swept: dict[str, Any]) -> bool:
-    return all(swept[key] in values for key, values in rule.items())
+    """Whether a run matches every key of an exclude rule that it sweeps (a key of an axis left
+    out for its problems matches: better to check fewer runs than runs the sweep excludes)."""
+    return all(swept[key] in values for key, values in rule.items() if key in swept)
 
 
 def _resolve(
-    base: dict[str, Any], swept: dict[str, Any], source: str
+    base: dict[str, Any], swept: dict[str, Any], known: list[tuple[str, str]]
 ) -> tuple[Run | None, list[tuple[str, str]]]:
+    """The run of the swept values, or its problems other than the ``known`` ones of the study
+    (unless a swept value is the problem)."""
     raw = json.loads(json.dumps(base))
     for key, value in swept.items():
         set_path(raw, key.split("."), value)
-    try:
-        config = validate_study(raw, source)
-    except ConfigError as error:
-        return None, [_blame(key, message, swept) for key, message in error.problems]
+    config, problems = check_study(raw)
+    if config is None:
+        new = [(k, m) for k, m in problems if (k, m) not in known or _owner(k, swept)]
+        return None, [_blame(key, message, swept) for key, message in new]
     problem = _build_problem(config)
     if problem:
         return None, [_blame(problem.key, problem.message, swept, problem.depends)]
@@ -278,11 +317,16 @@ def _blame(
     """Name the swept key when a swept value is the problem (``model.widths[0]`` is a value
     of ``model.widths``); else the run's swept values under ``depends`` (key paths the
     problem depends on; "" all), none when the problem is the same for every run."""
-    owner = next((s for s in swept if key == s or key.startswith((f"{s}.", f"{s}["))), None)
+    owner = _owner(key, swept)
     if owner is not None:
         return f"sweep.{owner}", f"{message} (value {swept[owner]!r})"
     relevant = {k: v for k, v in swept.items() if _under(k, depends)}
     return key, f"{message} (run {_describe(relevant)})" if relevant else message
+
+
+def _owner(key: str, swept: dict[str, Any]) -> str | None:
+    """The swept key whose value ``key`` is or is part of, if any."""
+    return next((s for s in swept if within(key, s)), None)
 
 
 def _under(key: str, prefixes: tuple[str, ...]) -> bool:

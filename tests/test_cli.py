@@ -45,9 +45,12 @@ def test_invalid_config_exits_2_with_one_line_per_problem_and_writes_nothing(
     assert not (tmp_path / "out").exists()
 
 
-def test_invalid_override_is_reported_like_a_file_error(tiny_study, write_study, tmp_path):
-    result = invoke("run", write_study(tiny_study), "train.epochs=-1", "--out", tmp_path)
-    assert result.exit_code == 2 and "train.epochs" in result.stderr
+def test_invalid_override_is_reported_naming_the_override(tiny_study, write_study, tmp_path):
+    config = write_study(tiny_study)
+    for command in (("run", config, "--out", tmp_path), ("inspect", config)):
+        result = invoke(*command, "train.epochs=-1")
+        assert result.exit_code == 2
+        assert result.stderr.startswith("error: override 'train.epochs=-1': train.epochs: ")
 
 
 def test_missing_config_file_exits_2(tmp_path):

@@ -65,7 +65,7 @@ def test_malformed_sweeps_name_the_key(tiny_study, sweep, key):
     tiny_study["sweep"] = sweep
     with pytest.raises(ConfigError) as caught:
         plan(tiny_study, "study.yaml")
-    assert key in [k for k, _ in caught.value.problems]
+    assert key in [problem.key for problem in caught.value.problems]
 
 
 def test_identity_ignores_name_and_changes_with_any_setting(tiny_study):
@@ -229,7 +229,7 @@ def test_widths_are_dropped_from_the_runs_of_an_external_model(tiny_study):
 def plan_problems(study):
     with pytest.raises(ConfigError) as caught:
         plan(study, "study.yaml")
-    return caught.value.problems
+    return [(problem.key, problem.message) for problem in caught.value.problems]
 
 
 def test_a_training_batch_larger_than_the_training_split_is_refused(tiny_study):
@@ -297,3 +297,46 @@ def test_generated_data_too_large_for_memory_is_refused_before_any_run(tiny_stud
     tiny_study["data"].update(name="synthetic3d", image_size=None, train_size=200_000)
     [(key, message)] = plan_problems(tiny_study)
     assert key == "data.train_size" and "of 1×32×32×32 take" in message
+
+
+def test_every_problem_of_the_study_and_of_its_sweep_is_reported_at_once(tiny_study):
+    tiny_study["model"]["nrom"] = "batch"
+    tiny_study["sweep"] = {
+        "train.batchsize": [1, 2],  # left out: the other axes' runs are still checked
+        "train.lr": [0.1, -0.5],
+        "exclude": [{"seed": 0}],
+    }
+    assert plan_problems(tiny_study) == [
+        ("model.nrom", "unknown key (did you mean 'norm'?)"),
+        ("sweep.train.batchsize", "not a config key (did you mean 'batch_size'?)"),
+        ("sweep.exclude[0].seed", "not a swept key"),
+        ("sweep.train.lr", "Input should be greater than 0 (got -0.5) (value -0.5)"),
+    ]
+
+
+def test_a_runs_data_checks_run_beside_a_malformed_part_of_the_sweep(tiny_study):
+    tiny_study["sweep"] = {"zip": [{"seed": [0, 1], "train.lr": [0.1]}], "train.batch_size": [64]}
+    assert [key for key, _ in plan_problems(tiny_study)] == [
+        "sweep.zip[0]",
+        "sweep.train.batch_size",
+    ]
+
+
+def test_each_run_does_not_repeat_the_studys_own_problems(tiny_study):
+    tiny_study["train"]["epochs"] = -1
+    tiny_study["sweep"] = {"seed": [0, 1, 2], "train.lr": [-1, 0.1]}
+    assert plan_problems(tiny_study) == [
+        ("train.epochs", "Input should be greater than or equal to 1 (got -1)"),
+        ("sweep.train.lr", "Input should be greater than 0 (got -1) (value -1)"),
+    ]
+
+
+def test_runs_an_exclude_rule_drops_are_not_checked_while_an_axis_it_names_is_malformed(
+    tiny_study,
+):
+    tiny_study["sweep"] = {
+        "train.lr": [0.1, -1],
+        "train.batch_size": [8, 8],
+        "exclude": [{"train.lr": -1, "train.batch_size": 8}],
+    }
+    assert plan_problems(tiny_study) == [("sweep.train.batch_size", "values repeat: [8, 8]")]
