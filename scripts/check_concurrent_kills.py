@@ -5,6 +5,7 @@ whether any run was trained twice at once (a history with more epoch lines than 
 how many runs each survivor trained, and whether any process of the killed run outlived it.
 
     .venv/bin/python scripts/check_concurrent_kills.py [--trials 10] [--runs 12] [--jobs 1]
+        [--latest 8]   # the kill lands uniformly in 0.5 s .. --latest s after the start
 """
 
 from __future__ import annotations
@@ -36,17 +37,24 @@ def trained_count(output: str) -> int:
     return int(match[1]) if match else -1
 
 
-def trial(root: Path, runs: int, jobs: int, rng: random.Random) -> str:
+def trial(root: Path, runs: int, jobs: int, latest: float, rng: random.Random) -> str:
     study = {**STUDY, "sweep": {"seed": list(range(runs))}}
     config = root / "study.yaml"
     config.write_text(yaml.safe_dump(study))
     command = [sys.executable, "-m", "bnstudy", "run", str(config), "--out", str(root / "out")]
     command += ["--jobs", str(jobs)]
     processes = [
-        subprocess.Popen(command, stdout=subprocess.PIPE, text=True, start_new_session=True)
+        subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
+        )
         for _ in range(2)
     ]
-    time.sleep(rng.uniform(0.5, 8.0))
+    moment = rng.uniform(0.5, latest)
+    time.sleep(moment)
     victim, survivor = processes
     os.killpg(victim.pid, signal.SIGKILL)
     victim.wait()
@@ -58,6 +66,7 @@ def trial(root: Path, runs: int, jobs: int, rng: random.Random) -> str:
     results = len(list(sweep.glob("runs/*/result.json")))
     doubled = sum(len(h.read_text().splitlines()) > 2 for h in sweep.glob("runs/*/history.jsonl"))
     return (
+        f"killed at {moment:.1f} s: "
         f"{by_survivor}/{runs} finished when the survivor exited, {results}/{runs} after the "
         f"rerun; histories with doubled epochs: {doubled}; survivor "
         f"trained {survived}, rerun trained {trained_count(again)}; "
@@ -70,12 +79,14 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=10)
     parser.add_argument("--runs", type=int, default=12)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--latest", type=float, default=8.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
     rng = random.Random(args.seed)
     for index in range(args.trials):
         with tempfile.TemporaryDirectory() as root:
-            print(f"trial {index + 1}: {trial(Path(root), args.runs, args.jobs, rng)}", flush=True)
+            outcome = trial(Path(root), args.runs, args.jobs, args.latest, rng)
+            print(f"trial {index + 1}: {outcome}", flush=True)
 
 
 if __name__ == "__main__":
