@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -468,16 +469,38 @@ def _missing_note(status: store.SweepStatus, run_id: str) -> str:
 
 
 @app.command(cls=_Command)
-def report(sweep_dir: SweepDir) -> None:
-    """Write summary tables, plots and index.html to <sweep_dir>/report/."""
-    from bnstudy.report import write_report
+def report(
+    sweep_dirs: Annotated[
+        list[Path],
+        typer.Argument(
+            help="The sweep folder (`results/<name>`), or several to compare: their accuracy "
+            "curves overlaid along the batch axis, what was run side by side."
+        ),
+    ],
+    out_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--out",
+            help="Where a comparison goes. Default: `comparison/` beside the sweep folders.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Write the report of a sweep to `<sweep_dir>/report/`: what was run, the findings with
+    their verdicts, figures and tables in index.html. With several sweep folders, compare them."""
+    from bnstudy.report import INDEX_HTML, write_comparison, write_report
 
     try:
-        store.write_table(sweep_dir)
-        folder = write_report(sweep_dir)
-    except FileNotFoundError as error:
+        for sweep_dir in sweep_dirs:
+            store.write_table(sweep_dir)
+        if len(sweep_dirs) == 1:
+            folder = write_report(sweep_dirs[0])
+        else:
+            common = Path(os.path.commonpath([d.absolute() for d in sweep_dirs]))
+            folder = write_comparison(sweep_dirs, out_dir or common / "comparison")
+    except (FileNotFoundError, ValueError) as error:
         _fail([str(error)])
-    out.print(f"report: {folder / 'index.html'}")
+    out.print(f"report: {folder / INDEX_HTML}")
 
 
 def main() -> None:

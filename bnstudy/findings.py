@@ -63,11 +63,15 @@ OPTIMIZER_COLUMNS = (BATCH_SIZE, "accumulate")  # what a control's training depe
 # A swept (dotted) column whose last key is one of these copies a base column: never a factor.
 ALIAS_KEYS = ("norm", BATCH_SIZE, NORM_BATCH_SIZE, "accumulate", "seed")
 ACC = "acc"  # test accuracy in percent, added by accuracy_rows
+SETTING_COLUMNS = ("test_mode", "test_batch")  # a test setting
+# Diagnostics measured before training (bnstudy.diagnostics): they count for failed runs too.
+PRE_TRAINING = ("min_values_per_stat", "init_zero_fraction", "init_output_std")
 
 # Verdicts and rules.
 SUPPORTED, CONTRADICTED = "supported", "contradicted"
 FLAT, DRIFT, NOT_TESTABLE = "no drift detected", "drift", "not testable"
-FLAT_BY_CONSTRUCTION = "flat by construction (one trained model per seed serves every value)"
+FLAT_BY_CONSTRUCTION = "flat by construction"
+ONE_MODEL = "one trained model per seed serves every value"
 ALPHA = 0.05  # controls check: drift if the ANOVA p-value is below this
 NOISE_BAND = (0.67, 1.5)  # noise law: a prediction fits if the ratio's interval lies within
 PP, POINTS, TIMES = "pp", "points", "×"  # signed difference, unsigned pp, ratio
@@ -100,6 +104,7 @@ FLIP_RULE = (
     "interval over runs (the runs share seeds, so it is somewhat narrow). Test batches of one "
     "image are left out (nothing else in the batch: no flip by construction). " + DIRECTIONAL_RULE
 )
+CONTROLS_TITLE = "Controls check: batch-independent norms must be flat along the batch axis"
 DRIFT_WARNING = (
     "controls drift: the batch-size effects in this study are confounded with something else "
     "(e.g. the optimization budget)"
@@ -130,14 +135,21 @@ class Finding:
     unit: str = PP
     detail: str = ""
 
+    def interval(self) -> str:
+        """``estimate unit [low, high]``, e.g. ``-2.6 pp [-5.6, +0.4]``; without the bounds when
+        they are NaN; empty when the estimate is."""
+        if math.isnan(self.estimate):
+            return ""
+        text = _number(self.estimate, self.unit) + _unit_suffix(self.unit)
+        if not math.isnan(self.low):
+            text += f" [{_number(self.low, self.unit)}, {_number(self.high, self.unit)}]"
+        return text
+
     def describe(self) -> str:
         """The line without its verdict."""
         text = f"{self.subject}: {self.claim}"
-        if not math.isnan(self.estimate):
-            text += f": {self.measure} = {_number(self.estimate, self.unit)}"
-            text += _unit_suffix(self.unit)
-            if not math.isnan(self.low):
-                text += f" [{_number(self.low, self.unit)}, {_number(self.high, self.unit)}]"
+        if self.interval():
+            text += f": {self.measure} = {self.interval()}"
         text += f", n = {self.n}"
         return text + (f" ({self.detail})" if self.detail else "")
 
@@ -313,17 +325,29 @@ def counts_line(df: pd.DataFrame) -> str:
     return f"{df['run_id'].nunique()} runs: {counts_text(per_run)}; {len(df)} rows"
 
 
-def what_was_run(df: pd.DataFrame) -> str:
-    """One paragraph: run counts, norms, batch-axis values, seeds, test settings, and which norms
-    one trained model per seed serves at every axis value (call before :func:`along_axis`)."""
+def measured(df: pd.DataFrame, column: str) -> pd.Series:
+    """The values of ``column`` that count: on every row for the PRE_TRAINING diagnostics, on
+    ok rows only (NaN elsewhere) for everything else."""
+    return df[column] if column in PRE_TRAINING else df[column].where(df["status"].eq(OK))
+
+
+def setting_names(df: pd.DataFrame) -> list[str]:
+    """The names (:func:`setting_name`) of the test settings in the table, in order eval,
+    precise, ..., train at the same batch, then at each numeric test batch."""
+    settings = sort_by(df[list(SETTING_COLUMNS)].dropna().drop_duplicates(), ["test_batch"])
     axis = batch_axis(df)
-    settings = sort_by(df[["test_mode", "test_batch"]].dropna().drop_duplicates(), ["test_batch"])
-    names = [setting_name(m, b, axis) for m, b in settings.itertuples(index=False)]
+    return [setting_name(m, b, axis) for m, b in settings.itertuples(index=False)]
+
+
+def design_text(df: pd.DataFrame) -> str:
+    """Run counts, norms, batch-axis values, seeds, test settings, and which norms one trained
+    model per seed serves at every axis value (call before :func:`along_axis`)."""
+    axis = batch_axis(df)
     seeds = sorted(int(s) for s in df["seed"].dropna().unique())
     text = (
         f"{counts_line(df)}. Norms: {', '.join(ordered_norms(df['norm'].dropna()))}; "
         f"{AXIS_LABELS[axis]}: {', '.join(map(str, axis_values(df)))}; "
-        f"seeds: {', '.join(map(str, seeds))}; test settings: {', '.join(names)}."
+        f"seeds: {', '.join(map(str, seeds))}; test settings: {', '.join(setting_names(df))}."
     )
     shared = shared_norms(df)
     if shared and axis == NORM_BATCH_SIZE:
@@ -331,14 +355,7 @@ def what_was_run(df: pd.DataFrame) -> str:
             f" {', '.join(shared)}: no batch statistics, so one trained model per seed serves "
             "every normalization batch size; its results are repeated at each value."
         )
-    return text + _machines(df)
-
-
-def _machines(df: pd.DataFrame) -> str:
-    """`` Ran on: <environment>, N runs; ...`` from the provenance columns, if any
-    (:func:`environments`)."""
-    ran_on = [f"{label}, {count} run{'s' * (count != 1)}" for label, count in environments(df)]
-    return f" Ran on: {'; '.join(ran_on)}." if ran_on else ""
+    return text
 
 
 # Provenance columns of runs.csv (bnstudy.store) that tell environments apart: float results
@@ -740,7 +757,15 @@ def _control_check(rows: pd.DataFrame, subject: str, axis: str, setup: list[str]
     if len(means) == 1 and rows[axis].isna().all():
         seeds = int(rows["seed"].nunique())
         return Finding(
-            subject, claim, "", math.nan, math.nan, math.nan, seeds, FLAT_BY_CONSTRUCTION
+            subject,
+            claim,
+            "",
+            math.nan,
+            math.nan,
+            math.nan,
+            seeds,
+            FLAT_BY_CONSTRUCTION,
+            detail=ONE_MODEL,
         )
     if len(means) < 2 or counts.max() < 2:
         status, detail = NOT_TESTABLE, f"{len(means)} value(s), at most {counts.max()} seed(s) each"
@@ -771,7 +796,7 @@ def controls_check(df: pd.DataFrame) -> FindingGroup:
     non-optimizer factors) in eval mode, across the batch axis and the optimizer setups
     (batch_size, accumulate) it was trained with; call on the table as loaded, before
     :func:`along_axis`."""
-    group = "Controls check: batch-independent norms must be flat along the batch axis"
+    group = CONTROLS_TITLE
     ok = df[df["status"].eq(OK) & df["test_mode"].eq(EVAL) & df["test_acc"].notna()]
     rows = ok[~ok["norm"].map(uses_batch_stats)].assign(**{ACC: lambda r: 100 * r["test_acc"]})
     if rows.empty:

@@ -1,81 +1,84 @@
-"""Turn a sweep's tidy ``runs.csv`` into a report: findings, summary tables, plots, one HTML page.
+"""Turn a sweep's tidy ``runs.csv`` and run folders into a report: what was run, findings,
+tables, figures, one HTML page; and compare studies on one page.
 
 :func:`write_report` writes ``results/<name>/report/``::
 
+    index.html                  one page, offline (no scripts, no external files): what was run
+                                (data, model, training, testing, budget, machine and software),
+                                the findings with their verdicts (controls check first), the
+                                headline figure, the accuracy pivot table, the other figures,
+                                and the full summary table and failed runs at the bottom
     findings.md                 what was run, a controls-drift warning if any, and one line per
                                 finding with its numbers, 95% CI, n and verdict (bnstudy.findings)
     paired.csv                  every paired difference behind the findings, one row per pair
-    summary.csv                 per cell: n, mean, std and 95% t-interval of the test accuracy,
-                                means of the other metrics and diagnostics, raw fractions
-    summary.md                  the same table, accuracies in percent as mean [low, high]
-    accuracy_vs_batch_size.png  test accuracy along the batch axis, per test setting
-    test_mode_gap.png           paired test-mode differences (only when some run has both)
-    output_collapse.png         output std and zero fraction of a probe batch, init and trained
-    batch_statistics.png        values per norm statistic and noise of BN batch statistics
-    noise_law.png               measured noise of BN batch means and its two predictions
-    flip_rate.png               train-mode predictions that change when test batches reshuffle
-    index.html                  self-contained page with all of the above, findings first
+    summary.csv                 per cell: n, mean, std and 95% t-interval of the test accuracy
+                                (a fraction), means of the other metrics and diagnostics, counts
+    summary.md                  the accuracy pivot table, then the summary table, accuracies in
+                                percent as mean [low, high]
+    *.png                       the figures of bnstudy.plots (FIGURES lists them)
 
-The batch axis (x of every plot) is ``norm_batch_size`` or ``batch_size``
-(:func:`bnstudy.findings.batch_axis`); a norm without batch statistics in a
-normalization-batch study is drawn at every axis value from its one model per seed. A plot
-whose measurements the runs table lacks (e.g. a table from before the diagnostics) is skipped,
-and the page says why. Bands are 95% t-intervals over seeds (none for one seed).
+:func:`write_comparison` writes one page that overlays several studies along their batch axes.
 
-The plot functions return :class:`matplotlib.figure.Figure` objects built without pyplot, so
-they are safe headless and leave no global state behind; :func:`save_figure` writes them out.
+The batch axis is ``norm_batch_size`` or ``batch_size`` (:func:`bnstudy.findings.batch_axis`);
+a norm without batch statistics in a normalization-batch study is shown at every axis value from
+its one model per seed. A figure whose measurements the runs table lacks is skipped, and the page
+says why. Works on partial sweeps and on a runs table without run folders (then the page says
+less about what was run and has no learning curves).
 """
 
 from __future__ import annotations
 
 import html
-import math
-import textwrap
-from collections.abc import Iterable
+import json
+import os
+from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from matplotlib.axes import Axes
 from matplotlib.figure import Figure
-from matplotlib.lines import Line2D
-from matplotlib.ticker import NullLocator, StrMethodFormatter
 
-from bnstudy import store
+from bnstudy import plots, store
 from bnstudy.findings import (
     AXIS_LABELS,
-    BASELINE,
-    BATCH_SIZE,
+    CONTRADICTED,
+    CONTROLS_TITLE,
+    DRIFT,
     EVAL,
-    NOISE_COLUMNS,
+    FLAT,
+    FLAT_BY_CONSTRUCTION,
     NORM_BATCH_SIZE,
+    PRECISE,
+    SETTING_COLUMNS,
+    SUPPORTED,
     TRAIN,
+    Finding,
     FindingGroup,
     along_axis,
     batch_axis,
     build_findings,
-    comparison_table,
     control_pairs,
+    design_text,
     drift_warning,
+    environments,
     findings_markdown,
     flip_baseline,
+    measured,
     mode_pairs,
     ordered_norms,
     other_factors,
     recovery_pairs,
-    recovery_reference,
-    recovery_skip,
-    recovery_table,
     series_columns,
     series_labels,
+    setting_name,
+    setting_names,
+    shared_norms,
     sort_by,
-    test_batch_label,
-    test_batch_rank,
     uses_batch_stats,
-    what_was_run,
 )
 from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, FAILURES, OK, OOM
-from bnstudy.stats import DIFFERENCE, FIRST, SECOND, interval_table, t_half_width
+from bnstudy.stats import DIFFERENCE, FIRST, SECOND, t_half_width
 from bnstudy.test_modes import TEST_MODES
 
 RUNS_CSV = "runs.csv"
@@ -85,16 +88,23 @@ PAIRED_CSV = "paired.csv"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 INDEX_HTML = "index.html"
-RECOVERY_PNG = "recovery.png"
 ACCURACY_PNG = "accuracy_vs_batch_size.png"
+RECOVERY_PNG = "recovery.png"
+LEARNING_PNG = "learning_curves.png"
 GAP_PNG = "test_mode_gap.png"
+FLIP_PNG = "flip_rate.png"
 COLLAPSE_PNG = "output_collapse.png"
 BATCH_STATS_PNG = "batch_statistics.png"
 NOISE_PNG = "noise_law.png"
-FLIP_PNG = "flip_rate.png"
+HEADLINE = ACCURACY_PNG  # the figure the page shows right after the findings
 BAND = "the mean over seeds with its 95% t-interval as a band (none for one seed)"
-# Plot -> (heading, caption saying what is measured).
-PLOT_CAPTIONS = {
+# Figure -> (heading, caption saying what is measured), in page order.
+FIGURES = {
+    ACCURACY_PNG: (
+        "Test accuracy along the batch axis",
+        f"Test accuracy per test setting, {BAND}; dashed grey: chance (100 / number of "
+        "classes, where the runs table records it); x = no seed produced a result.",
+    ),
     RECOVERY_PNG: (
         "Recovery of BN's large-batch accuracy",
         "Per norm, eval-mode test accuracy minus BN's at its largest batch, paired by seed, in "
@@ -102,38 +112,17 @@ PLOT_CAPTIONS = {
         "others, trained once per seed, are dashed levels with their interval as a bar at the "
         "right margin. 0 (black): the reference.",
     ),
-    ACCURACY_PNG: (
-        "Test accuracy along the batch axis",
-        f"Test accuracy per test setting, {BAND}; dashed grey: chance (100 / number of "
-        "classes); x = no seed produced a result.",
+    LEARNING_PNG: (
+        "Learning curves",
+        "Training loss and accuracy averaged over each epoch's training batches (the model in "
+        "train mode), plotted at the optimizer step that ends the epoch, one panel per value of "
+        f"the batch axis, {BAND}. From each ok run's history.jsonl.",
     ),
     GAP_PNG: (
         "Test-mode differences, paired per run",
         "Per run, test accuracy in one test setting minus another (eval − train per train-mode "
         f"test batch; precise − eval where measured) in percentage points, {BAND}; positive = "
         "the first setting is better.",
-    ),
-    COLLAPSE_PNG: (
-        "Output collapse",
-        "On a fixed probe batch of the normalization batch size in train mode: the std of the "
-        "model "
-        "outputs and the fraction of outputs exactly 0, at initialization (dashed) and after "
-        f"training (solid), {BAND}; x = no value (run failed, or the forward raised).",
-    ),
-    BATCH_STATS_PNG: (
-        "Batch statistics",
-        "The fewest values any norm statistic of the network averages over, and, after "
-        "training, the std across batches of the normalization batch size (1024 training "
-        "samples) of the per-channel batch mean "
-        "(relative to the population std) and batch variance (relative to the population "
-        f"variance), averaged over channels and BN layers; {BAND}.",
-    ),
-    NOISE_PNG: (
-        "Noise of BN batch means: measured and predicted",
-        "Std across training batches of the per-channel batch mean relative to the population "
-        f"std (solid, {BAND}); predicted from between-image variation (std of per-image channel "
-        "means / population std / √images per batch; dashed) and by the values law "
-        "(1/√values per statistic; dotted); log-log.",
     ),
     FLIP_PNG: (
         "Train-mode flip rate",
@@ -143,11 +132,29 @@ PLOT_CAPTIONS = {
         "dotted: the seed-to-seed baseline (predictions of the same setting that differ between "
         "two seeds), where predictions were stored.",
     ),
+    COLLAPSE_PNG: (
+        "Output collapse",
+        "On a fixed probe batch of the normalization batch size in train mode: the std of the "
+        "model outputs and the fraction of outputs exactly 0, at initialization (dashed) and "
+        f"after training (solid), {BAND}; x = no value (run failed, or the forward raised).",
+    ),
+    BATCH_STATS_PNG: (
+        "Batch statistics",
+        "The fewest values any norm statistic of the network averages over, and, after "
+        "training, the std across batches of the normalization batch size (1024 training "
+        "samples) of the per-channel batch mean (relative to the population std) and batch "
+        "variance (relative to the population variance), averaged over channels and BN layers; "
+        f"{BAND}.",
+    ),
+    NOISE_PNG: (
+        "Noise of BN batch means: measured and predicted",
+        "Std across training batches of the per-channel batch mean relative to the population "
+        f"std (solid, {BAND}); predicted from between-image variation (std of per-image channel "
+        "means / population std / √images per batch; dashed) and by the values law "
+        "(1/√values per statistic; dotted); log-log.",
+    ),
 }
-FIGURE_DPI = 120
 CSV_FLOATS = "%.6g"  # paired.csv: enough digits for pp differences, no float noise
-PANELS_PER_ROW = 3
-TITLE_WIDTH = 45  # characters per line of a panel title
 
 # Column registry of runs.csv.
 TEXT_COLUMNS = (
@@ -165,7 +172,6 @@ TEXT_COLUMNS = (
 )
 REQUIRED_COLUMNS = ("run_id", "norm", "batch_size", "status", "test_mode")
 NA_STRINGS = ("", "nan", "NaN")  # not pandas' full list: a norm called "none" stays text
-SETTING_COLUMNS = ("test_mode", "test_batch")
 METRICS = ("test_acc", "test_loss", "train_acc", "samples_per_sec")
 # Diagnostics averaged into summary.csv; see bnstudy.diagnostics and bnstudy.run.
 DIAGNOSTICS = (
@@ -180,44 +186,6 @@ DIAGNOSTICS = (
     "output_std",
     "init_output_std",
 )
-# Measured before training, so meaningful for failed runs too; the rest count for ok rows only.
-PRE_TRAINING = ("min_values_per_stat", "init_zero_fraction", "init_output_std")
-OK_ONLY = (*METRICS, *(col for col in DIAGNOSTICS if col not in PRE_TRAINING))
-INIT_PREFIX = "init_"
-# Panels of the per-run diagnostic plots: panel title -> columns drawn (init_* dashed).
-COLLAPSE_PANELS = {
-    "output std": ("init_output_std", "output_std"),
-    "fraction of outputs exactly 0": ("init_zero_fraction", "zero_fraction"),
-}
-BATCH_STATS_PANELS = {
-    "fewest values per norm statistic": ("min_values_per_stat",),
-    "std of batch means / population std": ("bn_mean_noise",),
-    "std of batch variances / population var": ("bn_var_noise",),
-}
-LOG_Y_COLUMNS = ("min_values_per_stat",)
-# Noise plot: column -> (line style, legend label); measured first, then the predictions.
-NOISE_LINES = dict(
-    zip(
-        NOISE_COLUMNS,
-        (
-            ("-", "measured"),
-            ("--", "predicted: between-image variation"),
-            (":", "predicted: values law 1/√values"),
-        ),
-        strict=True,
-    )
-)
-# Bands are clipped to what a quantity can be: column -> (lowest, highest).
-PERCENT, SIGNED_PERCENT, FRACTION, NONNEGATIVE = (0, 100), (-100, 100), (0, 1), (0, math.inf)
-BAND_LIMITS = {
-    "acc": PERCENT,
-    "flip": PERCENT,
-    "diff": SIGNED_PERCENT,
-    "recovery": SIGNED_PERCENT,
-    "zero_fraction": FRACTION,
-    "init_zero_fraction": FRACTION,
-}
-NUM_CLASSES_COLUMNS = ("num_classes", "data.num_classes")
 FAILURE_COLUMNS = ("run_id", "norm", "batch_size", "norm_batch_size", "seed", "status")
 FAILURE_COLUMNS += ("error_at", "error")
 
@@ -254,30 +222,56 @@ COUNT_COLUMNS = ("n", "n_error", "n_diverged", "n_oom", "n_crashed")
 SHOWN_IF_ANY = ("n_oom", "n_crashed")  # display tables leave these out when every count is 0
 SUMMARY_NOTE = (
     "Test accuracy in percent as mean [95% t-interval] over seeds (ok runs only; no interval "
-    "for one seed); n = ok seeds. Per-seed values are in runs.csv. flip = test predictions that "
-    "change when the test set is reshuffled into other batches; min values/stat = fewest values "
-    "any norm statistic averages over (1 = degenerate)."
+    "for one seed); n = ok seeds. Per-seed values are in runs.csv (accuracies there are "
+    "fractions). flip = test predictions that change when the test set is reshuffled into "
+    "other batches; min values/stat = fewest values any norm statistic averages over (1 = "
+    "degenerate)."
 )
-# panel order of within-run comparisons: as the test modes list them
-COMPARISON_ORDER = {
-    f"{mode.name} {other}": index
-    for index, (mode, other) in enumerate(
-        (mode, other) for mode in TEST_MODES.values() for other in mode.compare_with
-    )
-}
-NO_VALUE_LABEL = "no result (error/diverged/oom)"
-BASELINE_LABEL = "seed-to-seed baseline"
-SHARED_LABEL = " (one model per seed,\nat every value)"  # legend: no batch statistics
+PIVOT_NOTE = (
+    "Test accuracy in %, mean [95% t-interval] over n = {n} seeds per cell (n given where it is "
+    "fewer; no interval for one seed). Norms without running statistics compute the same in "
+    "every test mode: one column each."
+)
+SAME_MODEL = "same model"  # pivot cell of a norm trained once per seed, after its first row
+NO_RESULT = "no result"
 SHARED_NOTE = "Repeated at every value: {norms} (no batch statistics; one model per seed)."
-NO_RUNNING_STATS_NOTE = "Not drawn: {norms} (no batch statistics: every test mode is the same)."
+NO_RUNNING_STATS_NOTE = (
+    "Not drawn: {norms} (no running statistics: every test mode computes the same, so the "
+    "differences are 0 by construction)."
+)
+CONSTANT_NOTE = "Not drawn, the same in every run: {panels}."
+VERDICT_CLASSES = {  # verdict prefix -> CSS class of its cell
+    SUPPORTED: "yes",
+    CONTRADICTED: "no",
+    DRIFT: "bad",
+    FLAT: "yes",
+    FLAT_BY_CONSTRUCTION: "yes",
+}
 
 PAGE_STYLE = """
-body { font-family: sans-serif; margin: 2em; max-width: 90em; }
-table { border-collapse: collapse; font-size: 90%; margin-bottom: 1em; }
-th, td { padding: 2px 8px; border-bottom: 1px solid #ddd; text-align: left; }
-img { max-width: 100%; }
+body { font-family: system-ui, sans-serif; font-size: 16px; line-height: 1.4; margin: 1em auto;
+       padding: 0 1em; max-width: 76em; color: #222; }
+h1 { font-size: 1.6em; margin-bottom: 0.3em; }
+h2 { font-size: 1.3em; margin-top: 1.6em; border-bottom: 1px solid #ccc; }
+h3 { font-size: 1.05em; margin: 1.2em 0 0.3em; }
+.scroll { overflow-x: auto; }
+table { border-collapse: collapse; font-size: 0.9em; margin-bottom: 0.8em; }
+th, td { padding: 3px 8px; border-bottom: 1px solid #ddd; text-align: left; vertical-align: top; }
+th { background: #f4f4f4; }
+td { white-space: nowrap; }
+td.text, .setup td, .findings td { white-space: normal; }
+table.findings { width: 100%; table-layout: fixed; }
+table.setup { width: 100%; }
+.setup th:first-child { width: 10em; background: none; }
+.detail, .rule, figcaption, .note { color: #555; font-size: 0.9em; }
+.verdict { font-weight: bold; }
+.yes { color: #1a7f37; } .no { color: #9a3412; } .bad { color: #c00; } .open { color: #666; }
+img { max-width: 100%; height: auto; }
+figure { margin: 0.5em 0 1.5em; }
 .warning { border: 2px solid #c00; background: #fee; padding: 0.5em 1em; font-weight: bold; }
-.rule { color: #555; font-size: 90%; }
+details { margin: 0.3em 0 1em; }
+summary { cursor: pointer; color: #333; }
+@media (max-width: 900px) { table { font-size: 0.8em; } th, td { padding: 2px 4px; } }
 """
 
 
@@ -333,22 +327,21 @@ def factor_columns(df: pd.DataFrame) -> list[str]:
     return ["norm", batch_axis(df), *SETTING_COLUMNS, *other_factors(df)]
 
 
-def _ok_only(df: pd.DataFrame) -> pd.DataFrame:
-    """``df`` with the OK_ONLY columns blanked (NaN) on rows whose status is not ok."""
-    ok = df["status"].eq(OK)
-    return df.assign(**{col: df[col].where(ok) for col in OK_ONLY})
+# ---------------------------------------------------------------------------------------------
+# Tables.
 
 
 def summarize(df: pd.DataFrame) -> pd.DataFrame:
     """Per factor group on the batch axis: mean, std and 95% t-interval (``test_acc_ci_low``,
     ``test_acc_ci_high``) over seeds of test_acc; mean and std of test_loss and train_acc; the
-    mean of samples_per_sec and the DIAGNOSTICS (ok rows only, except the PRE_TRAINING
-    diagnostics, which count failed runs too); n (ok seeds with a test accuracy), and n_error /
-    n_diverged / n_oom / n_crashed (failed seeds). Groups where every seed failed are kept with
-    n = 0."""
+    mean of samples_per_sec and the DIAGNOSTICS (ok rows only, except the diagnostics measured
+    before training, which count failed runs too); n (ok seeds with a test accuracy), and
+    n_error / n_diverged / n_oom / n_crashed (failed seeds). Groups where every seed failed are
+    kept with n = 0."""
     df = along_axis(df)
     factors = factor_columns(df)
-    data = _ok_only(df).assign(
+    data = df.assign(
+        **{col: measured(df, col) for col in (*METRICS, *DIAGNOSTICS)},
         is_error=df["status"].eq(ERROR),
         is_diverged=df["status"].eq(DIVERGED),
         is_oom=df["status"].eq(OOM),
@@ -360,19 +353,6 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     summary.insert(at, CI_COLUMNS[0], summary["test_acc_mean"] - half)
     summary.insert(at + 1, CI_COLUMNS[1], summary["test_acc_mean"] + half)
     return sort_by(summary, factors)
-
-
-def _named(table: pd.DataFrame, name: str) -> pd.DataFrame:
-    """An interval table (mean, std, ci_low, ci_high) with those columns prefixed ``<name>_``."""
-    return table.rename(
-        columns={col: f"{name}_{col}" for col in ("mean", "std", "ci_low", "ci_high")}
-    )
-
-
-def _seed_stats(frame: pd.DataFrame, column: str, keys: list[str]) -> pd.DataFrame:
-    """Per ``keys`` group: ``<column>_mean``, ``_std``, ``_ci_low``, ``_ci_high`` and ``n``
-    (non-NaN values) over the rows (seeds) of ``frame``, sorted by ``keys``."""
-    return sort_by(_named(interval_table(frame, column, keys), column), keys)
 
 
 def _mean_pm_std(mean: float, std: float, scale: float, fmt: str) -> str:
@@ -418,55 +398,49 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
+def _pivot_cell(row: pd.Series, n: int) -> str:
+    """A pivot cell: accuracy in percent as mean [low, high], with its n if fewer than ``n``."""
+    if row["n"] == 0:
+        return NO_RESULT
+    text = _mean_ci(row["test_acc_mean"], *row[list(CI_COLUMNS)], 100, ".1f")
+    return text + (f" (n = {int(row['n'])})" if row["n"] < n else "")
+
+
+def _pivot_columns(summary: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
+    """The pivot column of each summary row: ``<norm>, <test setting>`` for norms with running
+    statistics, the norm alone for the others (whose eval-mode row stands for every mode)."""
+    axis = batch_axis(df)
+    labels = series_labels(summary, series_columns(df))
+    settings = [setting_name(m, b, axis) for m, b in summary[list(SETTING_COLUMNS)].values]
+    uses = summary["norm"].map(uses_batch_stats)
+    return labels.where(~uses, labels + ", " + pd.Series(settings, index=summary.index))
+
+
+def accuracy_pivot(summary: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFrame, int]:
+    """Test accuracy by batch-axis value (rows) and norm × test setting (columns), cells as
+    :func:`_pivot_cell`; a norm without running statistics gets one column (eval mode), and a
+    norm trained once per seed in a normalization-batch study shows its value in the first row
+    and SAME_MODEL below. Returns the table and the n most cells have."""
+    axis = batch_axis(df)
+    rows = summary[summary["norm"].map(uses_batch_stats) | summary["test_mode"].eq(EVAL)]
+    rows = rows.assign(column=_pivot_columns(rows, df))
+    n = int(rows["n"].max()) if len(rows) else 0
+    cells = rows.assign(cell=[_pivot_cell(row, n) for _, row in rows.iterrows()])
+    table = cells.pivot(index=axis, columns="column", values="cell")
+    table = table[list(dict.fromkeys(cells["column"]))].sort_index()
+    if axis == NORM_BATCH_SIZE:
+        for norm in shared_norms(df):
+            table.iloc[1:, table.columns.get_loc(norm)] = SAME_MODEL
+    table.columns.name = None
+    return table.rename_axis(AXIS_LABELS[axis]).reset_index(), n
+
+
 def _markdown_table(table: pd.DataFrame) -> str:
     """GitHub-flavoured markdown table of ``table``, NaN as blank and pipes escaped."""
     rows = [list(table.columns), *table.astype(object).fillna("").to_numpy().tolist()]
     lines = ["| " + " | ".join(str(v).replace("|", r"\|") for v in row) + " |" for row in rows]
     lines.insert(1, "|" + "---|" * len(table.columns))
     return "\n".join(lines) + "\n"
-
-
-def mode_differences(df: pd.DataFrame) -> pd.DataFrame:
-    """Paired test-mode differences (:func:`bnstudy.findings.mode_pairs`) of the batch-statistic
-    norms: per series, axis value and comparison, ``diff_mean``, ``diff_std``,
-    ``diff_ci_low``, ``diff_ci_high`` (pp) and ``n`` runs, sorted."""
-    keys = [*series_columns(df), batch_axis(df)]
-    comparison = ["comparison", "first_mode", "second_mode", "test_batch"]
-    table = comparison_table(mode_pairs(df), [*keys, *comparison]).drop(columns=[FIRST, SECOND])
-    return sort_by(_named(table, "diff"), keys)
-
-
-def compute_gap(df: pd.DataFrame) -> pd.DataFrame:
-    """Eval-mode minus train-mode test accuracy in percentage points, paired per run for each
-    train-mode test_batch, of the norms that use batch statistics: gap_mean, gap_std,
-    gap_ci_low, gap_ci_high and n (runs) per norm (and other factors), axis value and
-    test_batch. Positive means running statistics beat batch statistics."""
-    table = mode_differences(df)
-    gap = table[table["first_mode"].eq(EVAL) & table["second_mode"].eq(TRAIN)]
-    gap = gap.drop(columns=["comparison", "first_mode", "second_mode"])
-    return gap.rename(columns=lambda col: col.replace("diff_", "gap_")).reset_index(drop=True)
-
-
-def compute_flip_rate(df: pd.DataFrame) -> pd.DataFrame:
-    """Train-mode flip rate in percent of the norms that use batch statistics: flip_mean,
-    flip_std, flip_ci_low, flip_ci_high and n over ok seeds per norm (and other factors), axis
-    value and test_batch; n = 0 where every seed failed."""
-    df = along_axis(df)
-    train = _ok_only(df)[df["test_mode"].eq(TRAIN) & df["norm"].map(uses_batch_stats)]
-    keys = [*series_columns(df), batch_axis(df), "test_batch"]
-    return _seed_stats(train.assign(flip=100 * train["test_flip_rate"]), "flip", keys)
-
-
-def _run_stats(df: pd.DataFrame, column: str) -> pd.DataFrame:
-    """A per-run diagnostic's mean, std, t-interval and n over seeds per norm (and other
-    factors) and axis value, one value per run (ok rows only unless PRE_TRAINING); series never
-    measured are left out (e.g. batch-statistic noise of group norm)."""
-    df = along_axis(df)
-    series, axis = series_columns(df), batch_axis(df)
-    runs = _ok_only(df).groupby(["run_id", axis])[[*series, column]].first().reset_index()
-    stats = _seed_stats(runs, column, [*series, axis])
-    measured = stats.groupby(series_labels(stats, series))["n"].transform("sum") > 0
-    return stats[measured].reset_index(drop=True)
 
 
 def paired_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -493,468 +467,300 @@ def failure_table(df: pd.DataFrame) -> pd.DataFrame:
     return sort_by(failed[columns], ["norm", "batch_size", "seed"])
 
 
-def setting_label(test_mode: str, test_batch: str, axis: str = BATCH_SIZE) -> str:
-    """Human-readable name of a test setting, used as panel title."""
-    mode = TEST_MODES.get(test_mode)
-    if mode is None or not mode.per_test_batch:
-        return f"{test_mode} mode ({mode.description if mode else 'unknown'})"
-    return f"{test_mode} mode ({mode.description}, {test_batch_label(test_batch, axis)})"
+# ---------------------------------------------------------------------------------------------
+# Run folders: configs, provenance, learning curves.
 
 
-def _colors(labels: Iterable[str]) -> dict[str, str]:
-    """A colour-cycle colour per distinct label, in order of first appearance."""
-    return {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
+def run_settings(sweep_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per run of ``df`` whose folder has a config.json: ``run_id``, the resolved config
+    flattened to dotted keys (``train.lr``) and the provenance of its result.json
+    (``provenance.python``, ...); lists as ``a/b/c``. Empty without run folders."""
+    rows = []
+    for run_id in df["run_id"].unique():
+        folder = store.run_dir(sweep_dir, run_id)
+        if not (folder / store.CONFIG).is_file():
+            continue
+        record = json.loads((folder / store.CONFIG).read_text())
+        if (folder / store.RESULT).is_file():
+            record["provenance"] = json.loads((folder / store.RESULT).read_text())["provenance"]
+        rows.append({"run_id": run_id, **record})
+    flat = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["run_id"])
+    return flat.map(lambda v: "/".join(map(str, v)) if isinstance(v, list) else v)
 
 
-def _series_colors(df: pd.DataFrame) -> dict[str, str]:
-    """A colour per norm (and other factors) of the whole table, in sorted order, so a norm has
-    the same colour in every figure."""
-    df = along_axis(df)
-    columns = series_columns(df)
-    series = sort_by(df[columns].drop_duplicates(), columns)
-    return _colors(series_labels(series, columns))
+def history_table(sweep_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
+    """One row per epoch of each ok run that has a history.jsonl: the run's columns of the runs
+    table (not its test columns), the history's fields (epoch, steps, train_loss, train_acc,
+    ...) and ``step``, the optimizer steps done by the epoch's end. Empty if no run has one."""
+    runs = df[df["status"].eq(OK)].drop_duplicates("run_id")
+    frames = []
+    for run_id in runs["run_id"]:
+        path = store.run_dir(sweep_dir, run_id) / store.HISTORY
+        if path.is_file() and path.stat().st_size:
+            frames.append(pd.read_json(path, lines=True).assign(run_id=run_id))
+    if not frames:
+        return pd.DataFrame()
+    history = pd.concat(frames, ignore_index=True)
+    history["step"] = history.groupby("run_id")["steps"].cumsum()
+    shared = [col for col in runs.columns if col not in history.columns or col == "run_id"]
+    return runs[shared].merge(history, on="run_id")
 
 
-def _figure_with_panels(n: int, sharey: bool = True) -> tuple[Figure, list[Axes]]:
-    """A constrained-layout figure with ``n`` panels, PANELS_PER_ROW a row."""
-    ncols = min(n, PANELS_PER_ROW)
-    nrows = math.ceil(n / ncols)
-    fig = Figure(figsize=(4.2 * ncols + 2.5, 3.6 * nrows), layout="constrained")
-    axes = fig.subplots(nrows, ncols, sharey=sharey, squeeze=False).ravel().tolist()
-    for ax in axes[n:]:
-        fig.delaxes(ax)
-    return fig, axes[:n]
+def _number_text(value: object) -> str:
+    """A config value as text: integers without a decimal point, floats in ``g`` format."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:g}" if isinstance(value, float) else str(value)
 
 
-def _title(ax: Axes, text: str) -> None:
-    """Panel title wrapped at TITLE_WIDTH characters, so it stays over its panel."""
-    ax.set_title(textwrap.fill(text, TITLE_WIDTH), fontsize="medium")
+def _values(frame: pd.DataFrame, key: str) -> str:
+    """The distinct non-null values of column ``key`` (a config key or a runs-table column), as
+    text, in ascending order, comma-separated; empty if there are none."""
+    if key not in frame.columns:
+        return ""
+    values = frame[key].dropna()
+    values = values.sort_values() if values.map(type).nunique() == 1 else values
+    return ", ".join(dict.fromkeys(_number_text(v) for v in values))
 
 
-def _ticks(frame: pd.DataFrame, axis: str) -> list[int]:
-    """The distinct values of column ``axis`` of ``frame``, ascending."""
-    return sorted(int(v) for v in frame[axis].dropna().unique())
+def _plural(count: str, noun: str) -> str:
+    """``count noun`` with an s unless the count is 1; empty without a count."""
+    return f"{count} {noun}{'' if count == '1' else 's'}" if count else ""
 
 
-def _log2_axis(ax: Axes, values: list[int], axis: str) -> None:
-    """Log2 x axis labelled with the batch axis, ticks exactly at its values, same limits per
-    panel."""
-    ax.set_xscale("log", base=2)
-    ax.set_xlim(values[0] / 1.4, values[-1] * 1.4)
-    ax.set_xticks(values, labels=[str(int(v)) for v in values])
-    ax.xaxis.set_minor_locator(NullLocator())
-    ax.set_xlabel(AXIS_LABELS[axis])
-    ax.grid(alpha=0.3)
+def _parts(*parts: tuple[str, str]) -> str:
+    """``template.format(value)`` for each (template, value) with a value, comma-separated."""
+    return ", ".join(template.format(value) for template, value in parts if value)
 
 
-def _band(ax: Axes, rows: pd.DataFrame, x: str, column: str, color: str, linestyle: str) -> None:
-    """Line of ``rows[<column>_mean]`` vs ``rows[x]`` with a shaded band and a bar at each point
-    from ``<column>_ci_low`` to ``<column>_ci_high`` (clipped to BAND_LIMITS; none where NaN)."""
-    lowest, highest = BAND_LIMITS.get(column, NONNEGATIVE)
-    low = rows[f"{column}_ci_low"].clip(lowest, highest)
-    high = rows[f"{column}_ci_high"].clip(lowest, highest)
-    ax.plot(rows[x], rows[f"{column}_mean"], marker="o", color=color, linestyle=linestyle)
-    ax.fill_between(rows[x], low, high, color=color, alpha=0.2, linewidth=0)
-    ax.vlines(rows[x], low, high, color=color, alpha=0.5)  # visible where a neighbour has none
+def _data_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Data: the data set, its sizes, classes, image size, augmentation and intensity step."""
+    details = _parts(
+        ("{} training samples", _values(settings, "data.train_size")),
+        ("{} test samples", _values(settings, "data.test_size")),
+        ("{} classes", _values(df, "num_classes")),
+        ("image size {}", _values(settings, "data.image_size")),
+        ("augmentation {}", _unless(_values(settings, "data.augment"), "none")),
+        ("intensity {}", _unless(_values(settings, "data.intensity"), "none")),
+    )
+    name = _values(settings, "data.name") or _values(df, "dataset")
+    return f"{name}: {details}" if details else name
 
 
-def _draw_lines(
-    ax: Axes,
-    stats: pd.DataFrame,
-    x: str,
-    column: str,
-    by: pd.Series,
-    colors: dict[str, str],
-    linestyle: str = "-",
-) -> bool:
-    """One line per value of ``by`` (labels aligned with ``stats`` from :func:`_seed_stats`):
-    mean and t-interval band of ``column`` vs ``stats[x]``, and an 'x' at the bottom of the
-    panel where no seed has a value. Returns whether any 'x' was drawn."""
-    for key, rows in stats.groupby(by, sort=False):
-        _band(ax, rows, x, column, colors[key], linestyle)
-        _mark_failures(ax, rows.loc[rows["n"].eq(0), x], colors[key])
-    return bool(stats["n"].eq(0).any())
+def _norm_options(settings: pd.DataFrame, norm: str) -> str:
+    """A norm's options from the ``model.<norm>.*`` keys of its runs, ``key value`` each."""
+    prefix = f"model.{norm}."
+    runs = settings[settings["model.norm"].eq(norm)] if "model.norm" in settings else settings
+    keys = [col for col in runs.columns if col.startswith(prefix)]
+    options = _parts(*((f"{key[len(prefix) :]} {{}}", _values(runs, key)) for key in keys))
+    return f"{norm} ({options})" if options else norm
 
 
-def _mark_failures(ax: Axes, x: pd.Series, color: str) -> None:
-    """An 'x' at the bottom of the panel at each axis value in ``x``."""
-    ax.plot(
-        x,
-        np.full(len(x), 0.04),
-        marker="x",
-        markersize=8,
-        linestyle="none",
-        color=color,
-        transform=ax.get_xaxis_transform(),
+def _model_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Model: its name, widths and each norm with its options."""
+    norms = "; ".join(_norm_options(settings, n) for n in ordered_norms(df["norm"].dropna()))
+    name = _values(settings, "model.name") or _values(df, "model")
+    widths = _values(settings, "model.widths")
+    return f"{name}" + (f", widths {widths}" if widths else "") + f"; norms: {norms}"
+
+
+def _unless(text: str, *blank: str) -> str:
+    """``text``, or empty if it is one of ``blank`` (a setting at its "off" value)."""
+    return "" if text in blank else text
+
+
+def _schedule(settings: pd.DataFrame) -> str:
+    """The lr schedule: peak lr, scaling, schedule, warm-up."""
+    base = _values(settings, "train.base_batch_size")
+    return _parts(
+        ("peak lr {}", _values(settings, "train.lr")),
+        ("{} scaling from batch " + base, _unless(_values(settings, "train.lr_scaling"), "none")),
+        ("{} schedule", _values(settings, "train.schedule")),
+        ("warm-up over {} of the steps", _unless(_values(settings, "train.warmup_fraction"), "0")),
+        ("warm-up {} steps", _unless(_values(settings, "train.warmup_steps"), "0")),
     )
 
 
-def _line_handles(colors: dict[str, str], df: pd.DataFrame) -> list[Line2D]:
-    """Legend entries for coloured lines, one per series label; a norm without batch statistics
-    in a normalization-batch study is marked as drawn from one model per seed."""
-    shared = batch_axis(df) == NORM_BATCH_SIZE
-    return [
-        Line2D([], [], color=color, marker="o", label=label + SHARED_LABEL)
-        if shared and not uses_batch_stats(label.split(",")[0])
-        else Line2D([], [], color=color, marker="o", label=label)
-        for label, color in colors.items()
+def _clauses(*texts: str) -> str:
+    """The non-empty ``texts`` joined with semicolons."""
+    return "; ".join(text for text in texts if text)
+
+
+def _training_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Training: batch, accumulation, optimizer with momentum and weight decay, lr schedule,
+    the length of training and the numerics."""
+    accumulate = _unless(_values(settings, "train.accumulate"), "1")
+    return _clauses(
+        _parts(
+            ("{} samples per batch", _values(settings, "train.batch_size")),
+            ("{} batches per optimizer step", accumulate),
+            ("BN statistics over {} samples", _values(df, NORM_BATCH_SIZE)),
+        ),
+        _parts(
+            ("{}", _values(settings, "train.optimizer")),
+            ("momentum {}", _values(settings, "train.momentum")),
+            ("weight decay {}", _values(settings, "train.weight_decay")),
+        ),
+        _schedule(settings),
+        _parts(
+            ("{}", _plural(_values(settings, "train.epochs"), "epoch")),
+            ("{}", _plural(_values(settings, "train.steps"), "step")),
+            ("{}", _plural(_values(settings, "train.samples"), "sample")),
+            ("{}", _values(settings, "train.precision")),
+        ),
+    )
+
+
+def _testing_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Testing: the test settings, and how precise statistics and flip rates are measured
+    (where those modes were tested)."""
+    modes = set(df["test_mode"].dropna())
+    return _parts(
+        ("{}", ", ".join(setting_names(df))),
+        (
+            "precise statistics from {} training samples",
+            _values(settings, "eval.precise_samples") if PRECISE in modes else "",
+        ),
+        (
+            "train-mode flip rate over {} reshuffles of the test set",
+            _values(settings, "eval.flip_reshuffles") if TRAIN in modes else "",
+        ),
+    )
+
+
+def _minutes(seconds: float) -> str:
+    """A duration: in s (one decimal below 10 s) below two minutes, else in min with one
+    decimal."""
+    if seconds < 120:
+        return f"{seconds:.{1 if seconds < 10 else 0}f} s"
+    return f"{seconds / 60:.1f} min"
+
+
+def _budget_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Budget: optimizer steps and training time per ok run, and the time of all runs."""
+    runs = df[df["status"].eq(OK)].drop_duplicates("run_id")
+    seconds = runs["train_seconds"].mean() if "train_seconds" in runs else np.nan
+    parts = [
+        ("{} optimizer steps per run", _values(runs, "steps")),
+        ("{} of training per run (mean)", "" if pd.isna(seconds) else _minutes(seconds)),
     ]
-
-
-def _legend(fig: Figure, handles: list[Line2D], failed: bool) -> None:
-    """The figure legend: ``handles``, and an entry for the 'x' of :func:`_mark_failures` if
-    ``failed``."""
-    if failed:
-        handles = [
-            *handles,
-            Line2D([], [], color="0.3", marker="x", linestyle="none", label=NO_VALUE_LABEL),
+    if {"provenance.started", "provenance.seconds"} <= set(settings.columns):
+        started, took = settings["provenance.started"], settings["provenance.seconds"]
+        parts += [
+            ("{} for all runs with their tests", _minutes(took.sum())),
+            (
+                "{} from the first start to the last end",
+                _minutes((started + took).max() - started.min()),
+            ),
         ]
-    fig.legend(handles=handles, loc="outside right center")
+    return _parts(*parts)
 
 
-def plot_accuracy_vs_batch_size(df: pd.DataFrame, num_classes: int | None = None) -> Figure:
-    """Test accuracy (%) along the batch axis: one panel per test setting, one line per norm
-    (and other factors) with the mean over seeds and its 95% t-interval band, an 'x' at the
-    bottom of the panel where no seed produced a result, and a dashed chance line at
-    100 / num_classes if num_classes is given."""
-    summary = summarize(df)
-    if summary.empty:
-        raise ValueError("the runs table has no rows to plot")
-    summary = summary.assign(
-        **{f"acc_{s}": 100 * summary[f"test_acc_{s}"] for s in ("mean", "ci_low", "ci_high")}
+def _commit(settings: pd.DataFrame) -> str:
+    """The bnstudy commit(s) the runs computed with, shortened to 10 hex digits."""
+    if "provenance.bnstudy_commit" not in settings:
+        return ""
+    commits = (
+        settings["provenance.bnstudy_commit"]
+        .dropna()
+        .str.replace(r"^([0-9a-f]{10})[0-9a-f]*", r"\1", regex=True)
     )
-    axis = batch_axis(df)
-    labels = series_labels(summary, series_columns(df))
-    colors = _series_colors(df)
-    settings = sort_by(summary[list(SETTING_COLUMNS)].drop_duplicates().dropna(), ["test_batch"])
-    fig, axes = _figure_with_panels(len(settings))
-    for ax, (mode, batch) in zip(axes, settings.itertuples(index=False), strict=True):
-        panel = summary["test_mode"].eq(mode) & summary["test_batch"].eq(batch)
-        _draw_lines(ax, summary[panel], axis, "acc", labels[panel], colors)
-        if num_classes:
-            ax.axhline(100 / num_classes, color="0.5", linestyle="--", linewidth=1)
-        _log2_axis(ax, _ticks(summary, axis), axis)
-        _title(ax, setting_label(mode, batch, axis))
-        ax.set_ylabel("test accuracy (%)")
-    handles = _line_handles(colors, df)
-    if num_classes:
-        handles.append(Line2D([], [], color="0.5", linestyle="--", label="chance"))
-    _legend(fig, handles, summary["n"].eq(0).any())
-    return fig
+    return ", ".join(dict.fromkeys(commits))
 
 
-def _per_panel_figure(
-    table: pd.DataFrame, df: pd.DataFrame, column: str, panels: pd.Series, ylabel: str
-) -> Figure:
-    """One panel per distinct value of ``panels`` (labels aligned with ``table``, in order of
-    appearance), one line per norm (and other factors) coloured as in every figure:
-    ``column``'s mean and band along the batch axis."""
-    labels = series_labels(table, series_columns(df))
-    colors = _series_colors(df)
-    axis = batch_axis(df)
-    names = list(dict.fromkeys(panels))
-    fig, axes = _figure_with_panels(len(names))
-    for ax, name in zip(axes, names, strict=True):
-        rows = panels.eq(name)
-        _draw_lines(ax, table[rows], axis, column, labels[rows], colors)
-        _log2_axis(ax, _ticks(table, axis), axis)
-        _title(ax, name)
-        ax.set_ylabel(ylabel)
-    return fig
-
-
-def _comparison_rank(table: pd.DataFrame) -> pd.Series:
-    """Panel order of test-mode comparisons (:data:`COMPARISON_ORDER`), each by train-mode test
-    batch."""
-    pair = (table["first_mode"] + " " + table["second_mode"]).map(COMPARISON_ORDER)
-    return pair * 1000 + table["test_batch"].map(test_batch_rank).clip(upper=999)
-
-
-def plot_test_mode_gap(df: pd.DataFrame) -> Figure:
-    """Paired test-mode differences (pp) along the batch axis for the norms that use batch
-    statistics: one panel per comparison (eval − train per train-mode test batch, then
-    precise − eval and precise − train where measured), one line per norm with the mean over
-    runs and its 95% t-interval band, and a zero line. Raises ValueError if no run has both
-    eval- and train-mode results."""
-    table = mode_differences(df)
-    if not (table["first_mode"].eq(EVAL) & table["second_mode"].eq(TRAIN)).any():
-        raise ValueError("no run has both eval-mode and train-mode test accuracy")
-    table = table.assign(rank=_comparison_rank(table)).sort_values("rank", kind="stable")
-    fig = _per_panel_figure(table, df, "diff", table["comparison"], "difference (pp)")
-    for ax in fig.axes:
-        ax.axhline(0, color="0.3", linewidth=1)
-    _legend(fig, _drawn_handles(table, df), table["n"].eq(0).any())
-    fig.suptitle(
-        "Test-mode differences (positive = the first setting is better)", fontsize="medium"
+def _machine_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
+    """Machine and software: each environment with its run count, then Python, torchvision,
+    threads per run and the bnstudy commit."""
+    machines = "; ".join(
+        f"{label}, {count} run{'s' * (count != 1)}" for label, count in environments(df)
     )
-    return fig
-
-
-def _drawn_handles(table: pd.DataFrame, df: pd.DataFrame) -> list[Line2D]:
-    """Legend entries for the series of ``table``, in the colours of every figure."""
-    colors = _series_colors(df)
-    return _line_handles({k: colors[k] for k in series_labels(table, series_columns(df))}, df)
-
-
-def plot_flip_rate(df: pd.DataFrame, baseline: pd.DataFrame | None = None) -> Figure:
-    """Train-mode flip rate (% of test predictions that change when the test set is reshuffled
-    into other batches) along the batch axis for the norms that use batch statistics: one panel
-    per train-mode test batch, one line per norm with the mean over seeds and its t-interval
-    band, an 'x' where no seed has a value, and the seed-to-seed ``baseline``
-    (:func:`bnstudy.findings.flip_baseline`) dotted if given. Raises ValueError if no
-    train-mode row of such a norm has a flip rate."""
-    reason = _flip_skip_reason(df)
-    if reason:
-        raise ValueError(reason)
-    axis = batch_axis(df)
-    table = compute_flip_rate(df)
-    table = table.sort_values("test_batch", key=lambda b: b.map(test_batch_rank), kind="stable")
-    panels = pd.Series([setting_label(TRAIN, b, axis) for b in table["test_batch"]], table.index)
-    fig = _per_panel_figure(table, df, "flip", panels, "predictions flipped (%)")
-    handles = _drawn_handles(table, df)
-    if baseline is not None and not baseline.empty:
-        _draw_baseline(fig.axes, baseline, df)
-        handles.append(Line2D([], [], color="0.3", linestyle=":", marker="D", label=BASELINE_LABEL))
-    _legend(fig, handles, table["n"].eq(0).any())
-    fig.suptitle("Train-mode flip rate when test batches are reshuffled", fontsize="medium")
-    return fig
-
-
-def _draw_baseline(axes: list[Axes], baseline: pd.DataFrame, df: pd.DataFrame) -> None:
-    """The seed-to-seed baseline of the batch-statistic norms, dotted, on the panel of its
-    test batch (panels in test-batch order)."""
-    columns, axis = series_columns(df), batch_axis(df)
-    keys = [*columns, axis, "test_batch"]
-    baseline = (
-        baseline[baseline["norm"].map(uses_batch_stats)]
-        .groupby(keys, as_index=False)[BASELINE]
-        .mean()
+    software = _parts(
+        ("Python {}", _values(settings, "provenance.python")),
+        ("torchvision {}", _values(settings, "provenance.torchvision")),
+        ("CPU threads per run: {}", _values(settings, "provenance.threads")),
+        ("bnstudy commit {}", _commit(settings)),
     )
-    baseline = sort_by(baseline, [*columns, axis])
-    colors = _series_colors(df)
-    batches = sorted(baseline["test_batch"].unique(), key=test_batch_rank)
-    for ax, test_batch in zip(axes, batches, strict=False):
-        panel = baseline[baseline["test_batch"].eq(test_batch)]
-        for label, rows in panel.groupby(series_labels(panel, columns), sort=False):
-            ax.plot(rows[axis], rows[BASELINE], color=colors[label], linestyle=":", marker="D")
+    return _clauses(machines, software)
 
 
-def _panel_columns(panels: dict[str, tuple[str, ...]]) -> list[str]:
-    """All columns drawn by a per-run figure's ``panels``."""
-    return [col for columns in panels.values() for col in columns]
+SETUP_ROWS: dict[str, Callable[[pd.DataFrame, pd.DataFrame], str]] = {
+    "Design": lambda settings, df: design_text(df),
+    "Data": _data_setup,
+    "Model": _model_setup,
+    "Training": _training_setup,
+    "Testing": _testing_setup,
+    "Budget": _budget_setup,
+    "Machine and software": _machine_setup,
+}
 
 
-def _draw_run_panel(
-    ax: Axes, df: pd.DataFrame, columns: Iterable[str], colors: dict[str, str]
-) -> bool:
-    """Per-run diagnostic ``columns`` per series on ``ax`` (init_* dashed); returns whether an
-    'x' was drawn. Says so on the panel when no series has a value."""
-    marked = drawn = False
-    for column in columns:
-        stats = _run_stats(df, column)
-        labels = series_labels(stats, series_columns(df))
-        style = "--" if column.startswith(INIT_PREFIX) else "-"
-        marked |= _draw_lines(ax, stats, batch_axis(df), column, labels, colors, style)
-        drawn |= not stats.empty
-        if column in LOG_Y_COLUMNS:
-            ax.set_yscale("log", base=2)
-            ax.yaxis.set_major_formatter(StrMethodFormatter("{x:g}"))
-    if not drawn:
-        ax.text(0.5, 0.5, "not measured for these norms", ha="center", transform=ax.transAxes)
-    return marked
+def setup_rows(sweep_dir: Path, df: pd.DataFrame) -> dict[str, str]:
+    """What was run, one line per SETUP_ROWS entry (heading -> text), from the runs table and
+    the runs' config.json and result.json (:func:`run_settings`); entries with nothing to say
+    are left out."""
+    settings = run_settings(sweep_dir, df)
+    rows = {heading: describe(settings, df) for heading, describe in SETUP_ROWS.items()}
+    return {heading: text for heading, text in rows.items() if text}
 
 
-def _run_level_figure(df: pd.DataFrame, panels: dict[str, tuple[str, ...]], title: str) -> Figure:
-    """One panel per entry of ``panels`` (title -> per-run diagnostic columns): per norm (and
-    other factors) the mean over seeds along the batch axis with its t-interval band, init_*
-    columns dashed, an 'x' where no seed has a value. Raises ValueError if none is measured."""
-    reason = _unmeasured_reason(df, _panel_columns(panels))
-    if reason:
-        raise ValueError(reason)
-    colors = _series_colors(df)
-    axis = batch_axis(df)
-    fig, axes = _figure_with_panels(len(panels), sharey=False)
-    marked = False
-    for ax, (name, columns) in zip(axes, panels.items(), strict=True):
-        marked |= _draw_run_panel(ax, df, columns, colors)
-        _log2_axis(ax, _ticks(along_axis(df), axis), axis)
-        _title(ax, name)
-        ax.set_ylabel(name)
-    handles = _line_handles(colors, df)
-    if any(col.startswith(INIT_PREFIX) for col in _panel_columns(panels)):
-        handles += [
-            Line2D([], [], color="0.3", linestyle="--", label="at initialization"),
-            Line2D([], [], color="0.3", label="after training"),
-        ]
-    _legend(fig, handles, marked)
-    fig.suptitle(title, fontsize="medium")
-    return fig
+# ---------------------------------------------------------------------------------------------
+# Figures.
 
 
-def plot_output_collapse(df: pd.DataFrame) -> Figure:
-    """Output collapse on a fixed train-mode probe batch of the normalization batch size: panels of
-    the output std and of the fraction of outputs exactly 0 along the batch axis, per norm at
-    initialization (dashed) and after training (solid). Raises ValueError if not measured."""
-    return _run_level_figure(df, COLLAPSE_PANELS, "Output collapse on a probe batch (train mode)")
+def _figures(
+    df: pd.DataFrame, history: pd.DataFrame, baseline: pd.DataFrame
+) -> dict[str, Callable[[], Figure]]:
+    """Per PNG of FIGURES, the call that draws it."""
+    return {
+        ACCURACY_PNG: lambda: plots.plot_accuracy_vs_batch_size(df),
+        RECOVERY_PNG: lambda: plots.plot_recovery(df),
+        LEARNING_PNG: lambda: plots.plot_learning_curves(history, df),
+        GAP_PNG: lambda: plots.plot_test_mode_gap(df),
+        FLIP_PNG: lambda: plots.plot_flip_rate(df, baseline),
+        COLLAPSE_PNG: lambda: plots.plot_output_collapse(df),
+        BATCH_STATS_PNG: lambda: plots.plot_batch_statistics(df),
+        NOISE_PNG: lambda: plots.plot_noise_law(df),
+    }
 
 
-def plot_batch_statistics(df: pd.DataFrame) -> Figure:
-    """Batch statistics along the batch axis: the fewest values any norm statistic averages
-    over (log y), and the noise of BN batch means and variances across training batches, per
-    norm that has them. Raises ValueError if none is measured."""
-    return _run_level_figure(df, BATCH_STATS_PANELS, "What the norm statistics average over")
-
-
-def plot_noise_law(df: pd.DataFrame) -> Figure:
-    """Noise of BN batch means along the batch axis, log-log, one panel: per norm that uses
-    batch statistics, the measured bn_mean_noise (solid, mean and t-interval band over seeds)
-    and the means of its two predictions (between-image variation dashed, values law dotted).
-    Raises ValueError if none is measured."""
-    reason = _unmeasured_reason(df, list(NOISE_COLUMNS[1:]))
-    if reason:
-        raise ValueError(reason)
-    colors = _series_colors(df)
-    fig, (ax,) = _figure_with_panels(1)
-    axis = batch_axis(df)
-    for column, (style, _) in NOISE_LINES.items():
-        stats = _run_stats(df, column)
-        labels = series_labels(stats, series_columns(df))
-        _draw_lines(ax, stats, axis, column, labels, colors, style)
-    _log2_axis(ax, _ticks(along_axis(df), axis), axis)
-    ax.set_yscale("log")
-    ax.set_ylabel("std of batch means / population std")
-    handles = _drawn_handles(_run_stats(df, NOISE_COLUMNS[0]), df)
-    handles += [Line2D([], [], color="0.3", linestyle=s, label=t) for s, t in NOISE_LINES.values()]
-    _legend(fig, handles, False)
-    fig.suptitle("Noise of BN batch means: measured vs predicted", fontsize="medium")
-    return fig
-
-
-def plot_recovery(df: pd.DataFrame) -> Figure:
-    """One panel along the batch axis: per norm, eval-mode accuracy minus BN's at its largest
-    axis value (:func:`bnstudy.findings.recovery_table`), mean and t-interval over seeds: a
-    line with a band for norms with batch statistics; a dashed level with its interval as a
-    bar at the right margin for those trained once per seed (a band across the panel would hide
-    the others). Raises ValueError when there is nothing to compare (no BN runs, or no other
-    norm)."""
-    table = recovery_table(df)
-    if table.empty:
-        raise ValueError("no recovery to plot: " + recovery_skip(df))
-    axis, series = batch_axis(df), series_columns(df)
-    values = _ticks(along_axis(df), axis)
-    table = table.rename(columns={k: f"recovery_{k}" for k in ("mean", "ci_low", "ci_high")})
-    shared = table[axis].isna()
-    colors = _series_colors(df)
-    fig, (ax,) = _figure_with_panels(1)
-    varying = table[~shared]
-    for label, line in varying.groupby(series_labels(varying, series), sort=False):
-        _band(ax, line, axis, "recovery", colors[label], "-")
-    flat = table[shared].reset_index(drop=True)
-    margin = values[-1] * 1.4 * 1.15 ** np.arange(len(flat))  # staggered bars, log-spaced
-    for (_, row), label, x in zip(
-        flat.iterrows(), series_labels(flat, series), margin, strict=True
-    ):
-        color = colors[label]
-        ax.axhline(row["recovery_mean"], color=color, linestyle="--", linewidth=1.2)
-        ax.vlines(x, row["recovery_ci_low"], row["recovery_ci_high"], color=color, linewidth=3)
-        ax.plot(x, row["recovery_mean"], marker="o", color=color)
-    ax.axhline(0, color="black", linewidth=1)
-    _log2_axis(ax, values, axis)
-    ax.set_xlim(values[0] / 1.4, (margin[-1] if len(flat) else values[-1]) * 1.2)
-    ax.set_ylabel(f"accuracy − {recovery_reference(df)} (pp)")
-    _legend(fig, _drawn_handles(table, df), False)
-    fig.suptitle("Recovery of BN's large-batch accuracy (eval mode)", fontsize="medium")
-    return fig
-
-
-def save_figure(fig: Figure, path: Path) -> Path:
-    """Save ``fig`` as a PNG at FIGURE_DPI, close it if pyplot manages it, and return ``path``."""
-    fig.savefig(path, dpi=FIGURE_DPI, format="png")
-    if fig.canvas.manager is not None:  # made through pyplot: drop it from pyplot's registry
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
-    return Path(path)
-
-
-def _num_classes(df: pd.DataFrame) -> int | None:
-    """The number of classes if the table records a single value for it, else None."""
-    for col in NUM_CLASSES_COLUMNS:
-        if col in df.columns and df[col].nunique() == 1:
-            return int(df[col].dropna().iloc[0])
-    return None
-
-
-def _train_mode_reason(df: pd.DataFrame) -> str | None:
-    """Why a train-mode plot cannot be drawn because the sweep lacks train-mode rows, or None."""
-    return None if df["test_mode"].eq(TRAIN).any() else "the sweep has no train-mode test rows"
-
-
-def _recovery_reason(df: pd.DataFrame) -> str | None:
-    return None if not recovery_table(df).empty else recovery_skip(df)
-
-
-def _gap_skip_reason(df: pd.DataFrame) -> str | None:
-    """Why the test-mode gap plot cannot be drawn, or None if it can."""
-    if compute_gap(df).empty:
-        return _train_mode_reason(df) or "no run has both eval-mode and train-mode results yet"
-    return None
-
-
-def _unmeasured_reason(df: pd.DataFrame, columns: list[str]) -> str | None:
-    """Why a plot of ``columns`` cannot be drawn (none in the table, or no value), or None."""
-    present = [col for col in columns if col in df.columns]
-    if present and df[present].notna().to_numpy().any():
-        return None
-    return f"the runs table has no values of {', '.join(columns)} (e.g. a sweep from before them)"
-
-
-def _flip_skip_reason(df: pd.DataFrame) -> str | None:
-    """Why the flip-rate plot cannot be drawn, or None if it can."""
-    train = df[df["test_mode"].eq(TRAIN) & df["norm"].map(uses_batch_stats)]
-    return _train_mode_reason(df) or _unmeasured_reason(train, ["test_flip_rate"])
-
-
-def _write_plots(df: pd.DataFrame, out: Path, baseline: pd.DataFrame) -> dict[str, str | None]:
-    """Save the plots into ``out``; map each PNG name to None, or to why it was skipped (then a
+def _write_figures(figures: dict[str, Callable[[], Figure]], out: Path) -> dict[str, str | None]:
+    """Save each figure into ``out``; map each PNG name to None, or to why it was skipped (then a
     stale PNG from an earlier report is removed)."""
-    reasons = {
-        RECOVERY_PNG: _recovery_reason(df),
-        ACCURACY_PNG: "the runs table has no rows yet" if df.empty else None,
-        GAP_PNG: _gap_skip_reason(df),
-        COLLAPSE_PNG: _unmeasured_reason(df, _panel_columns(COLLAPSE_PANELS)),
-        BATCH_STATS_PNG: _unmeasured_reason(df, _panel_columns(BATCH_STATS_PANELS)),
-        NOISE_PNG: _unmeasured_reason(df, list(NOISE_COLUMNS[1:])),
-        FLIP_PNG: _flip_skip_reason(df),
-    }
-    makers = {
-        RECOVERY_PNG: lambda: plot_recovery(df),
-        ACCURACY_PNG: lambda: plot_accuracy_vs_batch_size(df, _num_classes(df)),
-        GAP_PNG: lambda: plot_test_mode_gap(df),
-        COLLAPSE_PNG: lambda: plot_output_collapse(df),
-        BATCH_STATS_PNG: lambda: plot_batch_statistics(df),
-        NOISE_PNG: lambda: plot_noise_law(df),
-        FLIP_PNG: lambda: plot_flip_rate(df, baseline),
-    }
-    for png, reason in reasons.items():
-        if reason is None:
-            save_figure(makers[png](), out / png)
-        else:
+    reasons: dict[str, str | None] = {}
+    for png, draw in figures.items():
+        try:
+            plots.save_figure(draw(), out / png)
+            reasons[png] = None
+        except plots.NothingToPlot as reason:
             (out / png).unlink(missing_ok=True)
+            reasons[png] = str(reason)
     return reasons
 
 
 def _caption_notes(df: pd.DataFrame) -> dict[str, str]:
-    """Extra caption sentences per plot: which norms the train-mode plots leave out, and which
-    norms are repeated at every normalization batch size."""
+    """Extra caption sentences per figure: the norms the test-mode figures leave out, the norms
+    repeated at every normalization batch size, and the diagnostics left out as constant."""
     controls = [n for n in ordered_norms(df["norm"].dropna()) if not uses_batch_stats(n)]
     notes = {}
     if controls:
         left_out = NO_RUNNING_STATS_NOTE.format(norms=", ".join(controls))
         notes = {GAP_PNG: left_out, FLIP_PNG: left_out}
     if controls and batch_axis(df) == NORM_BATCH_SIZE:
-        notes[ACCURACY_PNG] = SHARED_NOTE.format(norms=", ".join(controls))
+        shared = SHARED_NOTE.format(norms=", ".join(controls))
+        notes |= {ACCURACY_PNG: shared, LEARNING_PNG: shared}
+    for png, panels in (
+        (COLLAPSE_PNG, plots.COLLAPSE_PANELS),
+        (BATCH_STATS_PNG, plots.BATCH_STATS_PANELS),
+    ):
+        constant = plots.constant_panels(df, panels)
+        if constant:
+            text = ", ".join(f"{name} ({value:g})" for name, value in constant.items())
+            notes[png] = CONSTANT_NOTE.format(panels=text)
     return notes
+
+
+# ---------------------------------------------------------------------------------------------
+# The page.
 
 
 def _sweep_name(df: pd.DataFrame, sweep_dir: Path) -> str:
@@ -964,87 +770,170 @@ def _sweep_name(df: pd.DataFrame, sweep_dir: Path) -> str:
 
 
 def _html_table(table: pd.DataFrame, css_class: str) -> str:
-    """``table`` as escaped HTML without index."""
-    return table.to_html(index=False, border=0, classes=css_class, na_rep="", escape=True)
+    """``table`` as escaped HTML without index, in a box that scrolls sideways when narrow."""
+    inner = table.to_html(index=False, border=0, classes=css_class, na_rep="", escape=True)
+    return f'<div class="scroll">{inner}</div>'
 
 
-def _plots_html(plots: dict[str, str | None], notes: dict[str, str]) -> list[str]:
-    """One section per plot: heading and caption (with its note), then the image or a note
-    saying why it was skipped."""
-    parts = []
-    for png, reason in plots.items():
-        heading, caption = (html.escape(text) for text in PLOT_CAPTIONS[png])
-        note = html.escape(notes.get(png, ""))
-        parts += [f"<h2>{heading}</h2>", f"<p>{caption} {note}</p>"]
-        if reason is None:
-            parts.append(f'<img src="{png}" alt="{heading}">')
-        else:
-            parts.append(f"<p>Plot skipped: {html.escape(reason)}.</p>")
-    return parts
+def _page(title: str, body: list[str]) -> str:
+    """A self-contained HTML page: ``title`` and the ``body`` parts, the style inline."""
+    head = (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
+    )
+    return "\n".join([head, f"<h1>{html.escape(title)}</h1>", *body, "</body></html>"]) + "\n"
+
+
+def _setup_html(rows: dict[str, str]) -> list[str]:
+    """The "what was run" section: one table row per heading."""
+    cells = (
+        f"<tr><th>{html.escape(heading)}</th><td>{html.escape(text)}</td></tr>"
+        for heading, text in rows.items()
+    )
+    return [
+        '<section id="setup"><h2>What was run</h2><table class="setup">',
+        *cells,
+        "</table></section>",
+    ]
+
+
+def _verdict_class(verdict: str) -> str:
+    """The CSS class of a verdict (VERDICT_CLASSES by prefix; ``open`` if unresolved)."""
+    return next((c for v, c in VERDICT_CLASSES.items() if verdict.startswith(v)), "open")
+
+
+FINDINGS_HEAD = (
+    '<colgroup><col style="width: 17%"><col style="width: 42%"><col style="width: 18%">'
+    '<col style="width: 5%"><col style="width: 18%"></colgroup>'
+    "<tr><th>where</th><th>claim</th><th>estimate [95% CI]</th><th>n</th><th>verdict</th></tr>"
+)
+
+
+def _finding_row(finding: Finding) -> str:
+    """A finding as a table row: where, the claim with its measure and numbers below it, the
+    estimate with its interval, n, and the verdict coloured by its class."""
+    detail = "; ".join(part for part in (finding.measure, finding.detail) if part)
+    verdict = _verdict_class(finding.verdict)
+    return (
+        f"<tr><td>{html.escape(finding.subject)}</td><td>{html.escape(finding.claim)}"
+        f' <span class="detail">({html.escape(detail)})</span></td>'
+        f"<td>{html.escape(finding.interval())}</td><td>{finding.n}</td>"
+        f'<td class="verdict {verdict}">{html.escape(finding.verdict)}</td></tr>'
+    )
+
+
+def _group_html(group: FindingGroup) -> list[str]:
+    """A finding group: heading, a table of its findings, and its notes."""
+    return [
+        f"<h3>{html.escape(group.title)}</h3>",
+        f'<table class="findings">{FINDINGS_HEAD}',
+        *map(_finding_row, group.findings),
+        "</table>",
+        *(f'<p class="note">{html.escape(note)}</p>' for note in group.notes),
+    ]
+
+
+def _verdict_tally(groups: list[FindingGroup]) -> str:
+    """``N findings: a supported or flat, b contradicted, ...``."""
+    counts = Counter(_verdict_class(f.verdict) for g in groups for f in g.findings)
+    return (
+        f"{counts.total()} findings: {counts['yes']} supported or flat, {counts['no']} "
+        f"contradicted, {counts['bad']} drifting controls, {counts['open']} not resolved or not "
+        "testable."
+    )
 
 
 def _findings_html(groups: list[FindingGroup]) -> list[str]:
-    """The findings as HTML: per group a heading, its rule, and a list of findings with the
-    verdict in bold, the notes, or why the group is empty."""
+    """The findings: a tally of the verdicts, the controls check first, then the other groups,
+    a line naming the groups with nothing to test and why, and the rules folded away."""
+    tested = sorted((g for g in groups if not g.skipped), key=lambda g: g.title != CONTROLS_TITLE)
+    skipped = "; ".join(f"{g.title} ({g.skipped})" for g in groups if g.skipped)
+    rules = (f"<dt>{html.escape(g.title)}</dt><dd>{html.escape(g.rule)}</dd>" for g in tested)
     parts = [
-        "<h2>Findings</h2>",
-        f'<p>Also as <a href="{FINDINGS_MD}">{FINDINGS_MD}</a>; every paired difference is in '
+        '<section id="findings"><h2>Findings</h2>',
+        f"<p>{html.escape(_verdict_tally(tested))} Also as "
+        f'<a href="{FINDINGS_MD}">{FINDINGS_MD}</a>; every paired difference is in '
         f'<a href="{PAIRED_CSV}">{PAIRED_CSV}</a>.</p>',
     ]
-    for group in groups:
-        parts += [f"<h3>{html.escape(group.title)}</h3>"]
-        parts += [f'<p class="rule">{html.escape(group.rule)}</p>']
-        if group.skipped:
-            parts.append(f"<p>Skipped: {html.escape(group.skipped)}.</p>")
-            continue
-        items = (
-            f"<li>{html.escape(f.describe())} → <strong>{html.escape(f.verdict)}</strong></li>"
-            for f in group.findings
-        )
-        parts += ["<ul>", *items, "</ul>"]
-        parts += [f"<p><em>{html.escape(note)}</em></p>" for note in group.notes]
-    return parts
+    for group in tested:
+        parts += _group_html(group)
+    if skipped:
+        parts.append(f'<p class="note">Nothing to test: {html.escape(skipped)}.</p>')
+    parts += ['<details><summary>How each verdict is decided</summary><dl class="rule">', *rules]
+    return [*parts, "</dl></details></section>"]
 
 
-def _html_page(
-    title: str,
-    df: pd.DataFrame,
-    groups: list[FindingGroup],
-    table: pd.DataFrame,
-    plots: dict[str, str | None],
-) -> str:
-    """The self-contained index.html: the controls-drift warning if any, what was run, the
-    findings, the summary ``table``, plots and failed runs."""
-    failures = failure_table(df)
-    warning = drift_warning(groups)
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>",
-        f"<h1>{html.escape(title)}</h1>",
+def _figure_html(png: str, reason: str | None, note: str = "") -> list[str]:
+    """One figure: heading, image (or why it was skipped) and caption with its note."""
+    heading, caption = FIGURES[png]
+    parts = [f'<section id="{png.removesuffix(".png")}"><h2>{html.escape(heading)}</h2>']
+    if reason is None:
+        parts.append(f'<figure><img src="{png}" alt="{html.escape(heading)}">')
+        parts.append(f"<figcaption>{html.escape(f'{caption} {note}'.strip())}</figcaption>")
+        return [*parts, "</figure></section>"]
+    parts.append(f"<p>{html.escape(f'{caption} {note}'.strip())}</p>")
+    return [*parts, f"<p>Plot skipped: {html.escape(reason)}.</p></section>"]
+
+
+def _pivot_html(pivot: pd.DataFrame, n: int) -> list[str]:
+    """The accuracy pivot table with its note."""
+    return [
+        '<section id="pivot"><h2>Test accuracy by batch size, norm and test mode</h2>',
+        f"<p>{html.escape(PIVOT_NOTE.format(n=n))}</p>",
+        _html_table(pivot, "pivot"),
+        "</section>",
     ]
-    if warning:
-        parts.append(f'<div class="warning">Warning — {html.escape(warning)}</div>')
-    parts += [
-        f"<p><strong>What was run:</strong> {html.escape(what_was_run(df))}</p>",
-        *_findings_html(groups),
-        "<h2>Summary</h2>",
-        f"<p>{html.escape(SUMMARY_NOTE)} "
-        f'Also as <a href="{SUMMARY_CSV}">{SUMMARY_CSV}</a> (with more diagnostics) and '
-        f'<a href="{SUMMARY_MD}">{SUMMARY_MD}</a>.</p>',
+
+
+def _tables_html(table: pd.DataFrame, failures: pd.DataFrame) -> list[str]:
+    """The full summary table, folded away, and the failed runs."""
+    parts = [
+        '<section id="summary"><h2>All cells</h2>',
+        f'<p>{html.escape(SUMMARY_NOTE)} Also as <a href="{SUMMARY_CSV}">{SUMMARY_CSV}</a> '
+        f'(with more diagnostics) and <a href="{SUMMARY_MD}">{SUMMARY_MD}</a>.</p>',
+        f"<details><summary>The summary table ({len(table)} rows: every norm × batch × test "
+        "setting)</summary>",
         _html_table(table, "summary"),
-        *_plots_html(plots, _caption_notes(df)),
+        "</details></section>",
     ]
     if not failures.empty:
         parts += ["<h2>Failed runs</h2>", _html_table(failures, "failures")]
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
+    return parts
+
+
+def _report_page(
+    title: str,
+    df: pd.DataFrame,
+    setup: dict[str, str],
+    groups: list[FindingGroup],
+    summary: pd.DataFrame,
+    figures: dict[str, str | None],
+) -> str:
+    """index.html: the controls-drift warning if any, what was run, the findings, the headline
+    figure, the pivot table, the other figures, the summary table and the failed runs."""
+    warning = drift_warning(groups)
+    notes = _caption_notes(df)
+    body = [f'<div class="warning">Warning — {html.escape(warning)}</div>'] if warning else []
+    body += [*_setup_html(setup), *_findings_html(groups)]
+    body += _figure_html(HEADLINE, figures[HEADLINE], notes.get(HEADLINE, ""))
+    body += _pivot_html(*accuracy_pivot(summary, df))
+    for png, reason in figures.items():
+        if png != HEADLINE:
+            body += _figure_html(png, reason, notes.get(png, ""))
+    body += _tables_html(format_summary(summary), failure_table(df))
+    return _page(title, body)
+
+
+def _setup_markdown(rows: dict[str, str]) -> str:
+    """What was run as a markdown list (findings.md's introduction)."""
+    return "\n".join(f"- **{heading}:** {text}" for heading, text in rows.items())
 
 
 def write_report(sweep_dir: Path) -> Path:
-    """Write ``sweep_dir/report/`` (findings.md, paired.csv, summary.csv, summary.md, plots,
-    index.html) from ``sweep_dir/runs.csv`` and the runs' stored predictions, and return the
-    report folder. Works on partial sweeps."""
+    """Write ``sweep_dir/report/`` (index.html, findings.md, paired.csv, summary.csv,
+    summary.md, figures) from ``sweep_dir/runs.csv`` and the run folders (configs, provenance,
+    histories, stored predictions), and return the report folder. Works on partial sweeps."""
     sweep_dir = Path(sweep_dir)
     df = load_runs(sweep_dir / RUNS_CSV)
     out = sweep_dir / REPORT_DIR
@@ -1052,18 +941,102 @@ def write_report(sweep_dir: Path) -> Path:
     name = _sweep_name(df, sweep_dir)
     baseline = flip_baseline(df, lambda run_id: store.read_predictions(sweep_dir, run_id))
     groups = build_findings(df, baseline)
+    setup = setup_rows(sweep_dir, df)
     (out / FINDINGS_MD).write_text(
-        findings_markdown(f"bnstudy findings: {name}", what_was_run(df), groups), encoding="utf-8"
+        findings_markdown(f"bnstudy findings: {name}", _setup_markdown(setup), groups),
+        encoding="utf-8",
     )
     paired_table(df).to_csv(out / PAIRED_CSV, index=False, float_format=CSV_FLOATS)
     summary = summarize(df)
     summary.to_csv(out / SUMMARY_CSV, index=False)
-    table = format_summary(summary)
+    pivot, n = accuracy_pivot(summary, df)
     (out / SUMMARY_MD).write_text(
-        f"# bnstudy report: {name}\n\n{SUMMARY_NOTE}\n\n" + _markdown_table(table),
+        f"# bnstudy report: {name}\n\n{PIVOT_NOTE.format(n=n)}\n\n{_markdown_table(pivot)}\n"
+        f"{SUMMARY_NOTE}\n\n{_markdown_table(format_summary(summary))}",
         encoding="utf-8",
     )
-    plots = _write_plots(df, out, baseline)
-    page = _html_page(f"bnstudy report: {name}", df, groups, table, plots)
+    figures = _write_figures(_figures(df, history_table(sweep_dir, df), baseline), out)
+    page = _report_page(f"bnstudy report: {name}", df, setup, groups, summary, figures)
     (out / INDEX_HTML).write_text(page, encoding="utf-8")
     return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparing studies.
+
+COMPARISON_CAPTION = (
+    "Test accuracy per test setting of each study along its own batch axis: colour = norm (and "
+    f"other factors), line style and marker = study; {BAND}; dashed grey: chance (100 / number "
+    "of classes)."
+)
+
+
+def study_labels(sweep_dirs: list[Path], frames: list[pd.DataFrame]) -> list[str]:
+    """A label per study: its name from the runs table; where names repeat (one study run on two
+    machines), its folder relative to the folders' common parent; then a number if still equal."""
+    names = [_sweep_name(df, Path(d)) for d, df in zip(sweep_dirs, frames, strict=True)]
+    if len(set(names)) == len(names):
+        return names
+    paths = [Path(d).resolve() for d in sweep_dirs]
+    common = Path(os.path.commonpath(paths))
+    labels = [path.relative_to(common).as_posix() for path in paths]
+    if len(set(labels)) == len(labels):
+        return labels
+    return [f"{name} #{index}" for index, name in enumerate(names, start=1)]
+
+
+def _study_heading(label: str, sweep_dir: Path, out_dir: Path) -> str:
+    """A study's label as HTML, linked (relative to ``out_dir``) to its report if it has one."""
+    page = Path(sweep_dir) / REPORT_DIR / INDEX_HTML
+    if not page.is_file():
+        return html.escape(label)
+    return f'<a href="{html.escape(os.path.relpath(page, out_dir))}">{html.escape(label)}</a>'
+
+
+def _setups_html(headings: list[str], setups: list[dict[str, str]]) -> list[str]:
+    """What each study ran, side by side: a row per setup heading and a cell per study (its
+    ``headings``, HTML), or one cell across them where they all say the same."""
+    rows = []
+    for heading in dict.fromkeys(key for setup in setups for key in setup):
+        texts = [html.escape(setup.get(heading, "")) for setup in setups]
+        cells = (
+            [f'<td colspan="{len(texts)}">{texts[0]}</td>']
+            if len(set(texts)) == 1
+            else [f"<td>{text}</td>" for text in texts]
+        )
+        rows.append(f"<tr><th>{html.escape(heading)}</th>{''.join(cells)}</tr>")
+    head = "<tr><th></th>" + "".join(f"<th>{h}</th>" for h in headings) + "</tr>"
+    return [
+        '<section id="setup"><h2>What was run</h2><table class="setup">',
+        head,
+        *rows,
+        "</table></section>",
+    ]
+
+
+def write_comparison(sweep_dirs: list[Path], out_dir: Path) -> Path:
+    """Write ``out_dir/index.html`` and ``out_dir/accuracy_vs_batch_size.png`` comparing the
+    studies in ``sweep_dirs`` (each a folder with a runs.csv; at least two): a table of the
+    studies (what each ran, side by side, linked to their reports), their test accuracies overlaid
+    along their batch axes (:func:`bnstudy.plots.plot_comparison`), and each study's accuracy
+    pivot table. Returns ``out_dir``."""
+    if len(sweep_dirs) < 2:
+        raise ValueError(f"a comparison needs at least two studies, got {len(sweep_dirs)}")
+    frames = [load_runs(Path(d) / RUNS_CSV) for d in sweep_dirs]
+    labels = study_labels(sweep_dirs, frames)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    studies = dict(zip(labels, frames, strict=True))
+    plots.save_figure(plots.plot_comparison(studies), out_dir / ACCURACY_PNG)
+    headings = [_study_heading(*study, out_dir) for study in zip(labels, sweep_dirs, strict=True)]
+    setups = [setup_rows(Path(d), df) for d, df in zip(sweep_dirs, frames, strict=True)]
+    body = [*_setups_html(headings, setups), '<section id="accuracy"><h2>Test accuracy</h2>']
+    body += [f'<figure><img src="{ACCURACY_PNG}" alt="test accuracy of the studies">']
+    body += [f"<figcaption>{html.escape(COMPARISON_CAPTION)}</figcaption></figure></section>"]
+    for label, df in zip(labels, frames, strict=True):
+        pivot, n = accuracy_pivot(summarize(df), df)
+        body += [f"<h2>{html.escape(label)}</h2>", f"<p>{html.escape(PIVOT_NOTE.format(n=n))}</p>"]
+        body.append(_html_table(pivot, "pivot"))
+    page = _page(f"bnstudy comparison: {', '.join(labels)}", body)
+    (out_dir / INDEX_HTML).write_text(page, encoding="utf-8")
+    return out_dir

@@ -95,6 +95,19 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
         assert (folder / name).stat().st_size > 0
 
 
+def test_report_of_two_sweeps_compares_them(tiny_study, write_study, tmp_path):
+    config = write_study(tiny_study)
+    for root, norm in (("a", "batch"), ("b", "group")):
+        invoke("run", config, f"model.norm={norm}", "sweep.seed=[0, 1]", "--out", tmp_path / root)
+    sweeps = [tmp_path / "a" / "tiny", tmp_path / "b" / "tiny"]
+    compared = invoke("report", *sweeps)
+    assert compared.exit_code == 0, compared.output
+    assert compared.stdout.strip() == f"report: {tmp_path / 'comparison' / 'index.html'}"
+    assert (tmp_path / "comparison" / "accuracy_vs_batch_size.png").stat().st_size > 0
+    alone = invoke("report", sweeps[0], tmp_path / "nowhere")
+    assert alone.exit_code == 2 and "nowhere is not a sweep folder" in alone.stderr
+
+
 def test_run_and_status_list_each_failed_run_with_its_swept_values_and_one_line_error(
     tiny_study, write_study, tmp_path
 ):

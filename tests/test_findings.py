@@ -287,7 +287,7 @@ def test_flip_rate_against_seed_to_seed_baseline() -> None:
 def test_findings_markdown_lists_every_group_with_rules_and_verdicts() -> None:
     runs = nbs_runs()
     groups = findings.build_findings(runs, findings.flip_baseline(runs, fake_predictions))
-    text = findings.findings_markdown("t", findings.what_was_run(runs), groups)
+    text = findings.findings_markdown("t", findings.design_text(runs), groups)
     for group in groups:
         assert f"## {group.title}" in text and group.rule in text
     assert "**supported**" in text and "**contradicted**" in text
@@ -304,14 +304,16 @@ def test_old_table_without_new_columns_skips_what_it_lacks() -> None:
     assert all(skipped.values())
 
 
-def test_what_was_run_names_the_machines_it_ran_on() -> None:
+def test_the_environments_the_runs_computed_in_are_told_apart() -> None:
     runs = nbs_runs()
-    assert "Ran on" not in findings.what_was_run(runs)
+    assert findings.environments(runs) == []
     runs = runs.assign(device_name="NVIDIA H100 80GB HBM3", torch="2.11.0+cu130")
     runs.loc[runs["seed"].eq(0), "device_name"] = "AMD EPYC, no AVX-512"
-    text = findings.what_was_run(runs)
-    assert "NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130)" in text
-    assert "AMD EPYC, no AVX-512 (torch 2.11.0+cu130)" in text
+    labels = [label for label, _ in findings.environments(runs)]
+    assert labels == [
+        "AMD EPYC, no AVX-512 (torch 2.11.0+cu130)",
+        "NVIDIA H100 80GB HBM3 (torch 2.11.0+cu130)",
+    ]
 
 
 def accumulate_runs(group_by_setup: dict[tuple[int, int], float]) -> pd.DataFrame:

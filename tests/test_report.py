@@ -1,4 +1,6 @@
-"""Tests for bnstudy.report on a small synthetic runs.csv.
+"""Tests for bnstudy.report and bnstudy.plots on a small synthetic runs.csv, and on one real
+tiny sweep (run folders with config.json, result.json and history.jsonl) for what the page says
+was run, the learning curves and the comparison of studies.
 
 The main table is old-style (no norm_batch_size, accumulate, num_classes or noise predictions):
 batch size is the batch axis. Normalization-batch studies come from tests/test_findings.py.
@@ -22,17 +24,27 @@ Synthetic diagnostics (per run, repeated on its rows; after-training ones NaN fo
 
 from __future__ import annotations
 
+import io
 import json
 import math
+import os
+import re
+from html.parser import HTMLParser
 from pathlib import Path
 
 import matplotlib.image
 import pandas as pd
 import pytest
+import torch
+import yaml
+from conftest import TINY_STUDY
 from matplotlib.figure import Figure
+from rich.console import Console
 from test_findings import PREDICTIONS, batch_size_runs, nbs_runs
 
-from bnstudy import report, store
+from bnstudy import plots, report, store
+from bnstudy.study import run_study
+from bnstudy.sweep import plan
 
 NORMS = ("batch", "group")
 BATCH_SIZES = (1, 4, 16)
@@ -293,7 +305,7 @@ def test_norm_order_puts_batch_variants_after_batch(runs: pd.DataFrame) -> None:
 
 
 def test_gap_matches_hand_computation(runs: pd.DataFrame) -> None:
-    gap = report.compute_gap(runs)
+    gap = plots.compute_gap(runs)
     # batch norm, batch size 4, test batch 1: seed 0 gap 20 pp, seed 1 gap 21 pp
     bn = cell(gap, norm="batch", batch_size=4, test_batch="1")
     assert bn["gap_mean"] == pytest.approx(20.5)
@@ -315,7 +327,7 @@ def test_paired_csv_has_one_row_per_pair(built: Path) -> None:
 
 
 def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataFrame) -> None:
-    accuracy = report.plot_accuracy_vs_batch_size(runs, num_classes=10)
+    accuracy = plots.plot_accuracy_vs_batch_size(runs.assign(num_classes=10))
     assert isinstance(accuracy, Figure)
     assert titles(accuracy) == [
         "eval mode (running stats)",
@@ -328,7 +340,7 @@ def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataF
         assert ax.get_ylabel() == "test accuracy (%)"
     chance = [line for line in accuracy.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert [list(line.get_ydata()) for line in chance] == [[10.0, 10.0]]
-    gap = report.plot_test_mode_gap(runs)
+    gap = plots.plot_test_mode_gap(runs)
     assert isinstance(gap, Figure)
     assert titles(gap) == [
         "eval mode − train mode (test batch = training batch)",
@@ -343,7 +355,7 @@ def legend_labels(figure: Figure) -> list[str]:
 
 
 def test_accuracy_bands_are_95_percent_intervals(runs: pd.DataFrame) -> None:
-    eval_panel = report.plot_accuracy_vs_batch_size(runs).axes[0]
+    eval_panel = plots.plot_accuracy_vs_batch_size(runs).axes[0]
     band = eval_panel.collections[0]  # batch norm's band: batch sizes 4 and 16
     (path,) = band.get_paths()
     low, high = path.vertices[:, 1].min(), path.vertices[:, 1].max()
@@ -353,15 +365,15 @@ def test_accuracy_bands_are_95_percent_intervals(runs: pd.DataFrame) -> None:
 
 
 def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> None:
-    collapse = report.plot_output_collapse(runs)
+    collapse = plots.plot_output_collapse(runs)
     assert [ax.get_title() for ax in collapse.axes] == [
         "output std",
         "fraction of outputs exactly 0",
     ]
-    statistics = report.plot_batch_statistics(runs)
+    statistics = plots.plot_batch_statistics(runs)
     assert len(statistics.axes) == 3
     assert statistics.axes[0].get_yscale() == "log"
-    flip = report.plot_flip_rate(runs)
+    flip = plots.plot_flip_rate(runs)
     assert titles(flip) == [
         "train mode (batch stats, test batch = training batch)",
         "train mode (batch stats, test batch = 1)",
@@ -382,7 +394,7 @@ def mean_lines(ax, color: str, linestyle: str) -> list:
 def test_diagnostic_plots_show_init_of_failed_runs_and_skip_unmeasured_norms(
     runs: pd.DataFrame,
 ) -> None:
-    zeros = report.plot_output_collapse(runs).axes[1]
+    zeros = plots.plot_output_collapse(runs).axes[1]
     # batch norm (C0): at init all outputs are 0 at batch size 1 (a run that then errored)
     (init,) = mean_lines(zeros, "C0", "--")
     assert list(init.get_xdata()) == [1, 4, 16]
@@ -391,14 +403,14 @@ def test_diagnostic_plots_show_init_of_failed_runs_and_skip_unmeasured_norms(
     assert math.isnan(trained.get_ydata()[0])
     assert list(trained.get_ydata()[1:]) == pytest.approx([0.15, 0.15])
     # batch-statistic noise: only batch norm has it; group norm (C1) draws nothing
-    noise = report.plot_batch_statistics(runs).axes[1]
+    noise = plots.plot_batch_statistics(runs).axes[1]
     (line,) = mean_lines(noise, "C0", "-")
     assert list(line.get_ydata()[1:]) == pytest.approx([0.55, 0.3])
     assert not any(line.get_color() == "C1" for line in noise.get_lines())
 
 
 def test_save_figure_writes_png(tmp_path: Path, runs: pd.DataFrame) -> None:
-    path = report.save_figure(report.plot_test_mode_gap(runs), tmp_path / "gap.png")
+    path = plots.save_figure(plots.plot_test_mode_gap(runs), tmp_path / "gap.png")
     assert_png(path)
 
 
@@ -412,8 +424,7 @@ def test_index_html_references_plots_and_escapes_errors(built: Path) -> None:
     assert "relative to the population std" in page
     assert "reshuffled into different batches" in page
     assert "11 runs: 8 ok, 2 error, 1 diverged; 33 rows" in page
-    assert page.index("What was run") < page.index("<h2>Findings</h2>") < page.index("Summary")
-    assert "Not drawn: group (no batch statistics" in page
+    assert "Not drawn: group (no running statistics" in page
     assert 'class="warning"' not in page  # group norm is flat along batch size
     assert BN_ERROR in page
     assert "loss &lt;nan&gt; &amp; " in page
@@ -423,14 +434,14 @@ def test_index_html_references_plots_and_escapes_errors(built: Path) -> None:
 
 def test_whole_norm_errored(tmp_path: Path) -> None:
     sweep_dir = write_runs(tmp_path / "demo", make_runs(norms=("batch", "group", "instance")))
-    out = report.write_report(sweep_dir)
-    summary = pd.read_csv(out / "summary.csv")
+    runs = report.load_runs(sweep_dir / "runs.csv")
+    summary = report.summarize(runs)
     instance = summary[summary["norm"] == "instance"]
     assert len(instance) == len(BATCH_SIZES) * len(SETTINGS)
     assert (instance["n"] == 0).all() and (instance["n_error"] == 2).all()
-    assert_png(out / "accuracy_vs_batch_size.png")
-    runs = report.load_runs(sweep_dir / "runs.csv")
-    assert legend_labels(report.plot_test_mode_gap(runs)) == ["batch"]
+    accuracy = plots.plot_accuracy_vs_batch_size(runs)
+    assert legend_labels(accuracy) == ["batch", "group", "instance", plots.NO_VALUE_LABEL]
+    assert legend_labels(plots.plot_test_mode_gap(runs)) == ["batch"]
 
 
 def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
@@ -442,11 +453,10 @@ def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
     page = (out / "index.html").read_text(encoding="utf-8")
     assert page.count("Plot skipped: the sweep has no train-mode test rows.") == 2
     assert_png(out / "output_collapse.png")
-    assert (
-        len(report.plot_accuracy_vs_batch_size(report.load_runs(sweep_dir / "runs.csv")).axes) == 1
-    )
-    with pytest.raises(ValueError, match="both eval-mode and train-mode"):
-        report.plot_test_mode_gap(report.load_runs(sweep_dir / "runs.csv"))
+    runs = report.load_runs(sweep_dir / "runs.csv")
+    assert len(plots.plot_accuracy_vs_batch_size(runs).axes) == 1
+    with pytest.raises(plots.NothingToPlot, match="no train-mode test rows"):
+        plots.plot_test_mode_gap(runs)
 
 
 def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
@@ -465,8 +475,8 @@ def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
     summary = pd.read_csv(out / "summary.csv")
     assert summary["test_flip_rate_mean"].isna().all()
     assert summary["init_output_std_mean"].isna().all()
-    with pytest.raises(ValueError, match="no values of init_output_std, output_std"):
-        report.plot_output_collapse(report.load_runs(sweep_dir / "runs.csv"))
+    with pytest.raises(plots.NothingToPlot, match="no values of init_output_std, output_std"):
+        plots.plot_output_collapse(report.load_runs(sweep_dir / "runs.csv"))
 
 
 def test_failed_run_without_test_setting_counts_in_every_setting(tmp_path: Path) -> None:
@@ -515,15 +525,17 @@ def test_norm_batch_study_broadcasts_controls_in_the_summary(nbs_report: Path) -
 
 def test_norm_batch_study_plots_along_the_norm_batch_axis(tmp_path: Path) -> None:
     runs = report.load_runs(write_runs(tmp_path / "nbs", nbs_runs()) / "runs.csv")
-    accuracy = report.plot_accuracy_vs_batch_size(runs, num_classes=10)
-    assert accuracy.axes[0].get_xlabel() == "normalization batch size (samples per BN statistic)"
-    assert legend_labels(accuracy)[1] == "group (one model per seed,\nat every value)"
-    assert titles(report.plot_test_mode_gap(runs)) == [
+    accuracy = plots.plot_accuracy_vs_batch_size(runs)
+    xlabel = accuracy.axes[0].get_xlabel().replace("\n", " ")
+    assert xlabel == "normalization batch size (samples per BN statistic)"
+    assert legend_labels(accuracy)[1] == "group (one model per seed)"
+    assert legend_labels(accuracy)[-1] == "chance (100 / classes)"  # the table has num_classes
+    assert titles(plots.plot_test_mode_gap(runs)) == [
         "eval mode − train mode (test batch = normalization batch)",
         "precise mode − eval mode",
         "precise mode − train mode (test batch = normalization batch)",
     ]
-    noise = report.plot_noise_law(runs).axes[0]
+    noise = plots.plot_noise_law(runs).axes[0]
     assert (noise.get_xscale(), noise.get_yscale()) == ("log", "log")
     styles = [line.get_linestyle() for line in noise.get_lines()]
     assert sorted(s for s in styles if s != "None") == ["-", "--", ":"]  # measured, predictions
@@ -557,3 +569,185 @@ def test_controls_drift_warning_at_the_top(
     if warned:
         assert page.index('class="warning"') < page.index("What was run")
         assert text.index("controls drift") < text.index("runs:") < text.index("## ")
+
+
+# ------------------------------------------------------------------- the page, on a real sweep
+
+
+VOID_TAGS = {"area", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "wbr"}
+
+
+class PageParser(HTMLParser):
+    """Collects the references of a page and checks that every element is closed in order."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.open: list[str] = []
+        self.images: list[str] = []
+        self.links: list[str] = []
+        self.section_ids: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        values = dict(attrs)
+        self.images += [values["src"]] if tag == "img" else []
+        self.links += [values["href"]] if "href" in values else []
+        self.section_ids += [values["id"]] if tag == "section" else []
+        if tag not in VOID_TAGS:
+            self.open.append(tag)
+
+    def handle_endtag(self, tag: str) -> None:
+        assert self.open and self.open[-1] == tag, f"</{tag}> closes <{self.open[-1:]}>"
+        self.open.pop()
+
+
+def parse_page(path: Path) -> PageParser:
+    """The page at ``path`` parsed: balanced tags, every image in its folder, no external URL."""
+    parser = PageParser()
+    parser.feed(path.read_text(encoding="utf-8"))
+    parser.close()
+    assert parser.open == [], f"unclosed: {parser.open}"
+    for src in parser.images:
+        assert (path.parent / src).is_file(), src
+    for ref in parser.images + parser.links:
+        assert not re.match(r"([a-z]+:)?//", ref), f"external reference {ref}"
+    return parser
+
+
+@pytest.fixture(scope="module")
+def sweep(tmp_path_factory) -> Path:
+    """A real tiny normalization-batch sweep (BN at 2 and 4 samples per statistic, GroupNorm
+    once per seed, 2 seeds, eval/train/precise) with its report written; returns the sweep."""
+    raw = yaml.safe_load(yaml.safe_dump(TINY_STUDY))
+    raw["eval"] |= {"test_modes": ["eval", "train", "precise"], "precise_samples": 16}
+    raw["sweep"] = {
+        "model.norm": ["batch", "group"],
+        "train.norm_batch_size": [2, 4],
+        "seed": [0, 1],
+    }
+    study, runs = plan(raw, "tiny")
+    out = tmp_path_factory.mktemp("results")
+    run_study(study, runs, out, torch.device("cpu"), console=Console(file=io.StringIO()))
+    report.write_report(out / study.name)
+    return out / study.name
+
+
+def test_page_parses_and_every_image_is_in_the_folder(sweep: Path, built: Path) -> None:
+    for page in (sweep / "report" / "index.html", built / "index.html"):
+        parser = parse_page(page)
+        assert "accuracy_vs_batch_size.png" in parser.images
+
+
+def test_page_opens_on_what_was_run_then_findings_then_the_headline_figure(sweep: Path) -> None:
+    parser = parse_page(sweep / "report" / "index.html")
+    assert parser.section_ids[:4] == ["setup", "findings", "accuracy_vs_batch_size", "pivot"]
+    assert parser.section_ids[-1] == "summary"  # the full table last
+    page = (sweep / "report" / "index.html").read_text(encoding="utf-8")
+    findings = page[page.index('id="findings"') :]
+    assert findings.index("Controls check") < findings.index("<h3>", 1 + findings.index("<h3>"))
+
+
+def test_what_was_run_comes_from_the_run_folders(sweep: Path) -> None:
+    runs = report.load_runs(sweep / "runs.csv")
+    rows = report.setup_rows(sweep, runs)
+    assert list(rows) == [
+        "Design",
+        "Data",
+        "Model",
+        "Training",
+        "Testing",
+        "Budget",
+        "Machine and software",
+    ]
+    assert (
+        rows["Data"]
+        == "synthetic2d: 48 training samples, 24 test samples, 10 classes, image size 8"
+    )
+    assert rows["Model"].startswith("cnn, widths 4/8; norms: batch (")
+    assert "group (eps 1e-05, groups 2)" in rows["Model"]
+    assert "8 samples per batch, BN statistics over 2, 4 samples" in rows["Training"]
+    assert "peak lr 0.05, constant schedule; 1 epoch, fp32" in rows["Training"]
+    assert "precise statistics from 16 training samples" in rows["Testing"]
+    assert rows["Budget"].startswith("6 optimizer steps per run")
+    assert f"torch {torch.__version__}" in rows["Machine and software"]
+    assert "Python " in rows["Machine and software"]
+    text = (sweep / "report" / "findings.md").read_text(encoding="utf-8")
+    assert "- **Data:** synthetic2d: 48 training samples" in text
+
+
+def test_learning_curves_are_drawn_from_the_histories(sweep: Path) -> None:
+    runs = report.load_runs(sweep / "runs.csv")
+    history = report.history_table(sweep, runs)
+    assert len(history) == 6 and list(history["step"].unique()) == [6]  # 6 runs × 1 epoch
+    figure = plots.plot_learning_curves(history, runs)
+    assert titles(figure) == ["norm batch 2", "norm batch 4"] * 2
+    assert [ax.get_ylabel() for ax in figure.axes] == ["train loss"] * 2 + [
+        "train accuracy (%)"
+    ] * 2
+    assert all(ax.get_xlabel() == "optimizer step" for ax in figure.axes)
+    # GroupNorm, trained once per seed, is drawn in each panel; a line per norm
+    assert [len(ax.get_lines()) for ax in figure.axes] == [2, 2, 2, 2]
+    assert '<img src="learning_curves.png"' in (sweep / "report" / "index.html").read_text()
+    assert_png(sweep / "report" / "learning_curves.png")
+
+
+def test_chance_line_where_the_table_records_the_classes(sweep: Path) -> None:
+    runs = report.load_runs(sweep / "runs.csv")
+    for ax in plots.plot_accuracy_vs_batch_size(runs).axes:
+        chance = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
+        assert [list(line.get_ydata()) for line in chance] == [[10.0, 10.0]]
+    assert not plots.chance_levels(runs.drop(columns="num_classes"))
+
+
+def test_panels_are_drawn_only_where_the_quantity_can_vary(sweep: Path) -> None:
+    # the tiny sweep: no output is ever exactly 0, and GroupNorm has no running statistics
+    runs = report.load_runs(sweep / "runs.csv")
+    assert plots.constant_panels(runs, plots.COLLAPSE_PANELS) == {
+        "fraction of outputs exactly 0": 0.0
+    }
+    assert titles(plots.plot_output_collapse(runs)) == ["output std"]
+    assert legend_labels(plots.plot_test_mode_gap(runs)) == ["batch"]  # not group
+    page = (sweep / "report" / "index.html").read_text(encoding="utf-8")
+    assert "Not drawn, the same in every run: fraction of outputs exactly 0 (0)." in page
+    assert page.count("Not drawn: group (no running statistics") == 2  # gap and flip rate
+
+
+def test_pivot_has_one_column_per_norm_without_running_statistics(nbs_report: Path) -> None:
+    runs = report.load_runs(nbs_report.parent / "runs.csv")
+    pivot, n = report.accuracy_pivot(report.summarize(runs), runs)
+    assert n == 3
+    assert list(pivot.columns) == [
+        "normalization batch size (samples per BN statistic)",
+        "batch, eval mode",
+        "batch, precise mode",
+        "batch, train mode (test batch = normalization batch)",
+        "group",
+        "none",
+    ]
+    # BN eval mode at 4: 0.60, 0.61, 0.62; group once per seed: 0.70 + 0.03 seed
+    assert pivot.iloc[1, 1] == "61.0 [58.5, 63.5]"
+    assert list(pivot["group"]) == ["73.0 [65.5, 80.5]", "same model", "same model"]
+
+
+def test_comparison_of_two_studies_renders(sweep: Path, tmp_path: Path) -> None:
+    other = tmp_path / "gpu" / "tiny"
+    other.mkdir(parents=True)
+    (other / "runs.csv").write_bytes((sweep / "runs.csv").read_bytes())  # same name, 2 folders
+    out = report.write_comparison([sweep, other], tmp_path / "compare")
+    parser = parse_page(out / "index.html")
+    assert parser.images == ["accuracy_vs_batch_size.png"]
+    assert_png(out / "accuracy_vs_batch_size.png")
+    assert parser.links == [os.path.relpath(sweep / "report" / "index.html", out)]
+    runs = report.load_runs(sweep / "runs.csv")
+    folders = [tmp_path / "cpu" / "tiny", tmp_path / "gpu" / "tiny"]
+    assert report.study_labels(folders, [runs, runs]) == ["cpu/tiny", "gpu/tiny"]
+    assert report.study_labels([sweep, sweep], [runs, runs]) == ["tiny #1", "tiny #2"]
+    # a normalization-batch study beside an optimizer-batch study: each along its own axis
+    figure = plots.plot_comparison(
+        {"A": runs, "B": report.load_runs(write_runs(other, make_runs()) / "runs.csv")}
+    )
+    assert legend_labels(figure) == ["batch", "group", "A", "B", "chance (100 / classes)"]
+    assert "train mode (batch stats, test batch = the x value)" in titles(figure)
+    xlabel = figure.axes[0].get_xlabel().replace("\n", " ")
+    assert xlabel == "batch size: A: norm batch; B: batch"
+    with pytest.raises(ValueError, match="at least two"):
+        report.write_comparison([sweep], tmp_path / "one")
