@@ -420,23 +420,25 @@ def norms() -> None:
 
 @app.command(cls=_Command)
 def status(sweep_dir: SweepDir) -> None:
-    """Counts of run outcomes; the failed runs with their errors; the runs still missing, with
-    who is training them (host, pid, device, heartbeat age; stale claims marked) and the
-    damaged run folders."""
+    """Counts of run outcomes; the failed runs with their errors; the runs in flight, with who
+    trains them (host, pid, device, heartbeat age); the runs still missing (stale claims and
+    damaged folders marked); whether the report is current."""
     try:
         status = store.sweep_status(sweep_dir)
     except FileNotFoundError as error:
         _fail([str(error)])
+    live = {r for r, claim in status.running.items() if not claims.is_stale(claim)}
     total = sum(status.counts.values()) + len(status.missing)
     parts = [f"{status.counts[s]} {s}" for s in sorted(status.counts)]
-    parts.append(f"{len(status.missing)} missing")
+    parts += [f"{len(live)} running", f"{len(status.missing) - len(live)} missing"]
     out.print(f"{sweep_dir}: {total} planned: " + ", ".join(parts))
     if status.stale:
         out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
     _print_failures(status)
     for entry in status.missing:
         run_id = entry["run_id"]
-        out.print(f"  missing {run_id} {_values(entry)}{_missing_note(status, run_id)}")
+        state = "running" if run_id in live else "missing"
+        out.print(f"  {state} {run_id} {_values(entry)}{_missing_note(status, run_id)}")
     out.print(_report_freshness(sweep_dir))
 
 
@@ -461,8 +463,8 @@ def _values(entry: dict[str, Any]) -> str:
 def _missing_note(status: store.SweepStatus, run_id: str) -> str:
     if run_id in status.running:
         claim = status.running[run_id]
-        state = "stale claim" if claims.is_stale(claim) else "running"
-        return f" ({state}: {claim.describe()})"
+        state = "stale claim" if claims.is_stale(claim) else "by"
+        return f" ({state} {claim.describe()})"
     if run_id in status.damaged:
         return f" (damaged, will be retrained: {status.damaged[run_id]})"
     return ""

@@ -81,7 +81,7 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
     assert {"model.norm", "seed"} <= set(table.columns) and len(table) == 8
 
     status = invoke("status", tmp_path / "tiny")
-    assert status.exit_code == 0 and "4 planned: 4 ok, 0 missing" in status.output
+    assert status.exit_code == 0 and "4 planned: 4 ok, 0 running, 0 missing" in status.output
 
     more = invoke(
         "run", config, *overrides, "sweep.train.batch_size=[4, 8]", "--dry-run", "--out", tmp_path
@@ -132,7 +132,7 @@ def test_run_and_status_list_each_failed_run_with_its_swept_values_and_one_line_
     [done] = [line for line in result.stderr.splitlines() if "batch_size=2: ok: " in line]
     assert re.search(r"ok: eval \d+\.\d%, train \d+\.\d%$", done)
     status = invoke("status", tmp_path / "tiny").output.splitlines()
-    assert status[0].endswith("2 planned: 1 error, 1 ok, 0 missing")
+    assert status[0].endswith("2 planned: 1 error, 1 ok, 0 running, 0 missing")
     [line] = [line for line in status if line.startswith("  error ")]
     assert "train.batch_size=1: ValueError: Expected more than 1 value per channel" in line
     assert line.endswith("(train epoch 1 step 1 (batch of 1))")
@@ -391,3 +391,21 @@ def test_executor_slurm_without_slurm_is_one_line(tiny_study, write_study, tmp_p
     assert result.stderr.strip() == (
         "error: SLURM not found (no srun on PATH): submit from a SLURM login node"
     )
+
+
+def test_status_tells_runs_in_flight_from_missing_ones(tiny_study, tmp_path):
+    import os
+
+    from bnstudy import claims, store
+    from bnstudy.sweep import plan
+
+    tiny_study["sweep"] = {"seed": [0, 1]}
+    study, runs = plan(tiny_study, "s.yaml")
+    sweep_dir = tmp_path / "tiny"
+    store.write_plan(sweep_dir, study, runs)
+    claims.try_claim(store.run_dir(sweep_dir, runs[0].run_id), device="cuda:1")
+    lines = invoke("status", sweep_dir).output.splitlines()
+    assert lines[0].endswith("2 planned: 1 running, 1 missing")
+    assert lines[1].startswith(f"  running {runs[0].run_id} seed=0 (by {claims.HOST} pid")
+    assert f"pid {os.getpid()} on cuda:1, heartbeat 0 s ago)" in lines[1]
+    assert lines[2] == f"  missing {runs[1].run_id} seed=1"

@@ -177,7 +177,7 @@ def test_damaged_run_folders_are_reported_and_retrained_with_the_evidence_kept(
     (unconfigured / store.CONFIG).unlink()
     status = CliRunner().invoke(app, ["status", str(sweep_dir)])
     assert status.exit_code == 0, status.output
-    assert "1 ok, 2 missing" in status.output
+    assert "1 ok, 0 running, 2 missing" in status.output
     assert "damaged, will be retrained: result.json is unreadable (JSONDecodeError" in status.output
     assert "damaged, will be retrained: config.json is missing" in status.output
     assert CliRunner().invoke(app, ["report", str(sweep_dir)]).exit_code == 0
