@@ -49,8 +49,8 @@ def result_line(result: dict[str, Any]) -> str:
 
 
 def _setting(test: dict[str, Any]) -> str:
-    batch = str(test["test_batch"])
-    return test["test_mode"] if batch in ("eval", "same") else f"{test['test_mode']}/{batch}"
+    mode, batch = test["test_mode"], str(test["test_batch"])
+    return mode if batch in (mode, "same") else f"{mode}/{batch}"  # eval/eval, train/same: mode
 
 
 class SweepView:

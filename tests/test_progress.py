@@ -31,9 +31,10 @@ def test_a_finished_runs_line_has_each_test_settings_accuracy_or_the_error():
         {"test_mode": "eval", "test_batch": "eval", "test_acc": 0.8312, "status": "ok"},
         {"test_mode": "train", "test_batch": "same", "test_acc": 0.804, "status": "ok"},
         {"test_mode": "train", "test_batch": 1, "test_acc": float("nan"), "status": "oom"},
+        {"test_mode": "precise", "test_batch": "precise", "test_acc": 0.85, "status": "ok"},
     ]
     assert result_line({"status": "ok", "tests": tests}) == (
-        "ok: eval 83.1%, train 80.4%, train/1 oom"
+        "ok: eval 83.1%, train 80.4%, train/1 oom, precise 85.0%"
     )
     failed = {"status": "error", "error": "ValueError: bad\n  thing", "error_at": "train epoch 1"}
     assert result_line(failed) == "error: ValueError: bad thing (train epoch 1)"
