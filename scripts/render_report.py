@@ -37,7 +37,9 @@ def find_browser() -> str:
 
 def render(page: Path, out: Path, width: int, height: int) -> Path:
     """Screenshot the top ``height`` pixels of ``page`` laid out ``width`` pixels wide into
-    ``out``, with a throwaway browser profile; exits with Chromium's output if it fails."""
+    ``out``, with a throwaway browser profile; exits with Chromium's output if it fails or
+    with a message if it runs past ``TIMEOUT_S``."""
+    out.unlink(missing_ok=True)  # an old screenshot must not pass for this one
     with tempfile.TemporaryDirectory(prefix="render-report-") as profile:
         command = [
             find_browser(),
@@ -51,7 +53,10 @@ def render(page: Path, out: Path, width: int, height: int) -> Path:
             f"--screenshot={out.resolve()}",
             page.resolve().as_uri(),
         ]
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+        try:
+            done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            sys.exit(f"render_report: chromium did not finish within {TIMEOUT_S} s")
     if done.returncode != 0 or not out.is_file():
         sys.exit(f"render_report: chromium failed ({done.returncode}):\n{done.stderr.strip()}")
     return out
