@@ -452,7 +452,8 @@ def _report_freshness(sweep_dir: Path) -> str:
     written = page.stat().st_mtime
     newer = sum(path.stat().st_mtime > written for path in sweep_dir.glob("runs/*/result.json"))
     if newer:
-        return f"report: {page} is stale, {newer} runs finished since (bnstudy report {sweep_dir})"
+        results = "result" if newer == 1 else "results"
+        return f"report: {page} is stale: {newer} newer {results} (bnstudy report {sweep_dir})"
     return f"report: {page} is up to date"
 
 
@@ -490,8 +491,10 @@ def report(
 ) -> None:
     """Write the report of a sweep to `<sweep_dir>/report/`: what was run, the findings with
     their verdicts, figures and tables in index.html. With several sweep folders, compare them."""
-    from bnstudy.report import INDEX_HTML, write_comparison, write_report
+    from bnstudy.report import INDEX_HTML, REPORT_DIR, write_comparison, write_report
 
+    if len(sweep_dirs) == 1 and out_dir is not None:
+        _fail([f"--out is for a comparison; one sweep's report goes to {REPORT_DIR}/ in it"])
     try:
         for sweep_dir in sweep_dirs:
             store.write_table(sweep_dir)
