@@ -5,11 +5,12 @@ tasks on a shared filesystem) never train one run twice.
 A claim is ``runs/<run_id>/claim.json``, created by hard-linking a file of the creator's
 (exactly one creator succeeds, as with ``O_EXCL``, and also on NFS, where ``link`` is atomic;
 the claim is never seen without its content), holding the owner's host, pid, start time and
-device.
-While the run trains, its owner touches the file every :data:`HEARTBEAT_SECONDS`; the file's
-mtime is the heartbeat. A claim is stale when its owner is known dead (same host, pid gone) or
-its heartbeat is older than the lease (any host: a crashed node, a killed job), or it was
-made by an earlier attempt of this very SLURM job (requeued after a preemption). A stale claim
+device, and its SLURM job and attempt.
+While the run trains, its owner touches the file every :data:`HEARTBEAT_SECONDS` (a third of
+the lease when that is shorter); the file's mtime is the heartbeat. A claim is stale when its
+owner is known dead (same host, pid gone) or its heartbeat is older than the lease (any host: a
+crashed node, a killed job), or it was made by an earlier attempt of this very SLURM job
+(requeued after a preemption: a lower ``SLURM_RESTART_COUNT``). A stale claim
 is taken over by renaming it aside (``claim.json.stale-...``, kept as evidence): a rename
 succeeds for one process only, which then creates its own claim.
 """
@@ -35,7 +36,7 @@ HOST = socket.gethostname()
 @dataclass(frozen=True)
 class Claim:
     """The owner of a run: host, pid, start time (epoch s), heartbeat age (s), the device it
-    trains on (empty when unknown) and its SLURM job."""
+    trains on (empty when unknown), its SLURM job and that job's attempt."""
 
     host: str
     pid: int
@@ -43,6 +44,7 @@ class Claim:
     heartbeat_age: float
     device: str = ""
     job: str = ""  # the SLURM job (array task) of the owner; empty outside SLURM
+    restart: int = 0  # the job's SLURM_RESTART_COUNT when the claim was made (0: first attempt)
 
     def describe(self) -> str:
         on = f" on {self.device}" if self.device else ""
@@ -55,6 +57,12 @@ def slurm_job() -> str:
     empty outside SLURM. A requeued job keeps its id."""
     array, task = os.environ.get("SLURM_ARRAY_JOB_ID"), os.environ.get("SLURM_ARRAY_TASK_ID")
     return f"{array}_{task}" if array and task else os.environ.get("SLURM_JOB_ID", "")
+
+
+def slurm_restart() -> int:
+    """How many times SLURM has requeued this process's job (``SLURM_RESTART_COUNT``); 0 for
+    the first attempt and outside SLURM."""
+    return int(os.environ.get("SLURM_RESTART_COUNT") or 0)
 
 
 def pid_alive(pid: int) -> bool:
@@ -82,21 +90,31 @@ def _read(path: Path) -> tuple[Claim, int] | None:
         owner = json.loads(path.read_text())
         host, pid, started = str(owner["host"]), int(owner["pid"]), float(owner["started"])
         device, job = str(owner.get("device", "")), str(owner.get("job", ""))
+        restart = int(owner.get("restart", 0))
     except FileNotFoundError:
         return None
     except (ValueError, KeyError, TypeError, AttributeError):
-        host, pid, started, device, job = "", 0, 0.0, "", ""
-    return Claim(host, pid, started, time.time() - stat.st_mtime, device, job), stat.st_ino
+        host, pid, started, device, job, restart = "", 0, 0.0, "", "", 0
+    age = time.time() - stat.st_mtime
+    return Claim(host, pid, started, age, device, job, restart), stat.st_ino
 
 
 def is_stale(claim: Claim, lease: float = LEASE_SECONDS) -> bool:
     """Whether ``claim``'s owner is gone: dead on this host, unknown, silent for ``lease``, or
-    an earlier attempt of this process's own SLURM job."""
+    an earlier attempt of this process's own SLURM job (another process of the same attempt,
+    as under ``srun -n2``, is live)."""
     if claim.heartbeat_age > lease or claim.pid == 0:
         return True
-    if claim.job and claim.job == slurm_job() and (claim.host, claim.pid) != (HOST, os.getpid()):
+    if claim.job and claim.job == slurm_job() and claim.restart < slurm_restart():
         return True
     return claim.host == HOST and not pid_alive(claim.pid)
+
+
+def live_claim(folder: Path, lease: float = LEASE_SECONDS) -> Claim | None:
+    """The claim on the run in ``folder`` when its owner is live (not :func:`is_stale`), else
+    None."""
+    claim = read_claim(folder)
+    return None if claim is None or is_stale(claim, lease) else claim
 
 
 def try_claim(folder: Path, lease: float = LEASE_SECONDS, device: str = "") -> bool:
@@ -118,14 +136,16 @@ def try_claim(folder: Path, lease: float = LEASE_SECONDS, device: str = "") -> b
 def _create(path: Path, device: str) -> bool:
     """Create the claim with its content in one step: written to a file of this process, then
     hard-linked to ``path``, which fails if ``path`` exists (so no reader ever sees a claim
-    without its owner)."""
-    own = path.with_name(f".{CLAIM}.{HOST}.{os.getpid()}")
+    without its owner). The file is named like bnstudy.store's temporary files, so that
+    ``store.remove_partial_writes`` removes one that a killed process left."""
+    own = path.with_name(f".{CLAIM}~{HOST}~{os.getpid()}~claim.tmp")
     owner = {
         "host": HOST,
         "pid": os.getpid(),
         "started": time.time(),
         "device": device,
         "job": slurm_job(),
+        "restart": slurm_restart(),
     }
     own.write_text(json.dumps(owner))
     try:
@@ -163,8 +183,11 @@ def release(folder: Path, pid: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def heartbeat(folder: Path, every: float = HEARTBEAT_SECONDS) -> Iterator[None]:
-    """Touch the claim in ``folder`` every ``every`` seconds while the block runs."""
+def heartbeat(folder: Path, lease: float = LEASE_SECONDS) -> Iterator[None]:
+    """Touch the claim in ``folder`` while the block runs, every :data:`HEARTBEAT_SECONDS` or a
+    third of ``lease`` when that is shorter, so the claim never looks stale to a process that
+    uses the same lease."""
+    every = min(HEARTBEAT_SECONDS, lease / 3)
     stop = threading.Event()
 
     def beat() -> None:

@@ -111,8 +111,8 @@ class RunTask:
     limit − 10 min) of runtime counts as a timeout; after 3 timeouts the task is not requeued
     and the run ends as ``error`` ("Job not requeued because: timed-out too many times"), to
     retry with a longer limit. A task killed without a signal leaves its claim: the same task
-    requeued by SLURM takes it over (the claim names its job, bnstudy.claims), any other
-    process once its heartbeat is older than the lease.
+    requeued by SLURM takes it over (the claim names its job and attempt, bnstudy.claims), any
+    other process once its heartbeat is older than the lease.
 
     Not derived from ``submitit.helpers.Checkpointable``, which would import submitit with this
     module; submitit needs only the ``checkpoint`` method."""
@@ -155,12 +155,11 @@ def submit(
     sweep_dir = sweep_dir.absolute()  # the tasks may start in another directory
     name = f"bnstudy-{study_config.name}"
     executor = make_executor(sweep_dir / "slurm", settings, cluster, name)
-    store.remove_partial_writes(sweep_dir)
-    store.write_plan(sweep_dir, study_config, runs)
+    store.prepare_sweep(sweep_dir, study_config, runs)
     todo, claimed = [], {}
     for run in study.pending_runs(sweep_dir, runs, retry):
-        claim = claims.read_claim(store.run_dir(sweep_dir, run.run_id))
-        if claim is not None and not claims.is_stale(claim, lease):
+        claim = claims.live_claim(store.run_dir(sweep_dir, run.run_id), lease)
+        if claim is not None:
             claimed[run.run_id] = claim
         else:
             todo.append(run)

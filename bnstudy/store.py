@@ -131,9 +131,9 @@ def write_atomic(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}~{HOST}~{os.getpid()}~"
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
-    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
     try:
         with os.fdopen(fd, "w") as file:
+            os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
             file.write(text)
             file.flush()
             os.fsync(file.fileno())
@@ -145,8 +145,9 @@ def write_atomic(path: Path, text: str) -> None:
 
 def remove_partial_writes(sweep_dir: Path) -> None:
     """Delete the temporary files that writers on this host left when killed mid-write
-    (``.<name>~<host>~<pid>~<random>.tmp`` of a pid that is gone); another process's
-    temporary file, or one from another host, is left alone."""
+    (``.<name>~<host>~<pid>~<random>.tmp`` of a pid that is gone: :func:`write_atomic`'s and
+    bnstudy.claims'); another process's temporary file, or one from another host, is left
+    alone."""
     for temp in sweep_dir.rglob(".*~*~*~*.tmp"):
         *_, host, pid, _ = temp.name.split("~")
         if host == HOST and pid.isdigit() and not pid_alive(int(pid)):
@@ -159,6 +160,13 @@ def write_json(path: Path, value: Any) -> None:
 
 def run_dir(sweep_dir: Path, run_id: str) -> Path:
     return sweep_dir / "runs" / run_id
+
+
+def prepare_sweep(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
+    """Start (or resume) a sweep: remove what killed writers left half-written, record the
+    plan."""
+    remove_partial_writes(sweep_dir)
+    write_plan(sweep_dir, study, runs)
 
 
 def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
@@ -196,10 +204,15 @@ def start_run(sweep_dir: Path, run: Run) -> Path:
     partial history is discarded; an earlier result, damaged or retried, is set aside)."""
     folder = run_dir(sweep_dir, run.run_id)
     set_previous_aside(folder)
-    write_json(folder / CONFIG, resolved_config(run.config))
+    write_config(folder, run)
     write_atomic(folder / HISTORY, "")
     (folder / "error.txt").unlink(missing_ok=True)
     return folder
+
+
+def write_config(folder: Path, run: Run) -> None:
+    """Write the run's resolved config (:func:`resolved_config`) to its folder."""
+    write_json(folder / CONFIG, resolved_config(run.config))
 
 
 def append_history(folder: Path, record: dict[str, Any]) -> None:
@@ -226,10 +239,7 @@ def read_predictions(sweep_dir: Path, run_id: str) -> dict[str, list[int]] | Non
 def read_result(sweep_dir: Path, run_id: str) -> dict[str, Any] | None:
     """The finished run's result, or None when it has none or its folder is damaged
     (:func:`damage`): such a run counts as not finished and is trained again."""
-    folder = run_dir(sweep_dir, run_id)
-    if not (folder / RESULT).exists() or damage(folder) is not None:
-        return None
-    return json.loads((folder / RESULT).read_text())
+    return _checked(run_dir(sweep_dir, run_id))[0]
 
 
 # what a finished run's files must hold for the table to be built from them
@@ -240,17 +250,25 @@ _CONFIG_KEYS = ("name", "seed", "data", "model", "train")
 def damage(folder: Path) -> str | None:
     """What is wrong with a run folder that has a result.json, or None: a result or config
     that is missing, unreadable, truncated, or lacks what the table reads."""
+    return _checked(folder)[1]
+
+
+def _checked(folder: Path) -> tuple[dict[str, Any] | None, str | None]:
+    """The run's result and None, or None and what is wrong (:func:`damage`); each file is
+    read once."""
+    values = {}
     for name, keys in ((RESULT, _RESULT_KEYS), (CONFIG, _CONFIG_KEYS)):
         try:
             value = json.loads((folder / name).read_text())
         except FileNotFoundError:
-            return f"{name} is missing"
+            return None, f"{name} is missing"
         except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
-            return f"{name} is unreadable ({type(error).__name__}: {error})"
+            return None, f"{name} is unreadable ({type(error).__name__}: {error})"
         lacking = [key for key in keys if not isinstance(value, dict) or key not in value]
         if lacking:
-            return f"{name} lacks {', '.join(lacking)}"
-    return None
+            return None, f"{name} lacks {', '.join(lacking)}"
+        values[name] = value
+    return values[RESULT], None
 
 
 def set_previous_aside(folder: Path) -> Path | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 from collections import Counter
@@ -74,8 +75,7 @@ def run_study(
     workers = _worker_devices(devices, jobs or len(devices))
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
-    store.remove_partial_writes(sweep_dir)
-    store.write_plan(sweep_dir, study, runs)
+    store.prepare_sweep(sweep_dir, study, runs)
     todo = pending_runs(sweep_dir, order_runs(runs, order), retry)
     sweep = _Sweep(sweep_dir, max_setup_failures)
     on = ", ".join(dict.fromkeys(str(d) for d in devices))
@@ -88,12 +88,14 @@ def run_study(
             while todo:
                 held = []
                 finished = _finished_runs(sweep_dir, todo, workers, lease, retry, stagger, view)
-                for run, trained in finished:
-                    if not sweep.record(run, trained) and _needs_training(sweep_dir, run, retry):
-                        held.append(run)  # another process trains it
-                        view.handed_off(run)
-                        continue
-                    view.finished(run, trained)
+                with contextlib.closing(finished):  # on an error too: stop workers, release
+                    for run, trained in finished:
+                        sweep.record(run, trained)
+                        if not trained and _needs_training(sweep_dir, run, retry):
+                            held.append(run)  # another process trains it
+                            view.handed_off(run)
+                            continue
+                        view.finished(run, trained)
                 todo = [run for run in held if _abandoned(sweep_dir, run, lease, retry)]
     except KeyboardInterrupt:
         signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: now
@@ -118,23 +120,22 @@ class _Sweep:
         self.sweep_dir, self.max_setup_failures = sweep_dir, max_setup_failures
         self.table, self.trained, self.setup_failures = store.RunTable(sweep_dir), 0, 0
 
-    def record(self, run: Run, trained: bool) -> bool:
-        """Note a run this process was done with; whether it trained it. Raises
+    def record(self, run: Run, trained: bool) -> None:
+        """Note a run this process was done with, and whether it trained it. Raises
         :class:`SetupFailures` when the guard trips."""
         if not trained:
-            return False
+            return
         self.trained += 1
         self.table.add(run.run_id)
         self.table.write()
         result = store.read_result(self.sweep_dir, run.run_id) or {}
         self.setup_failures = self.setup_failures + 1 if result.get("error_at") == SETUP else 0
-        if self.setup_failures == self.max_setup_failures:
+        if self.max_setup_failures and self.setup_failures >= self.max_setup_failures:
             store.write_table(self.sweep_dir)
             raise SetupFailures(
                 f"stopped: {self.setup_failures} runs in a row failed before training (the "
                 f"last: {result.get('error', '')}); fix the cause and rerun with --retry error"
             )
-        return True
 
 
 def _abandoned(sweep_dir: Path, run: Run, lease: float, retry: Collection[str]) -> bool:
@@ -142,8 +143,7 @@ def _abandoned(sweep_dir: Path, run: Run, lease: float, retry: Collection[str]) 
     live owner any more (its claim released without a result, or stale)."""
     if not _needs_training(sweep_dir, run, retry):
         return False
-    claim = claims.read_claim(store.run_dir(sweep_dir, run.run_id))
-    return claim is None or claims.is_stale(claim, lease)
+    return claims.live_claim(store.run_dir(sweep_dir, run.run_id), lease) is None
 
 
 def _finished_runs(
@@ -172,7 +172,7 @@ def _finished_runs(
     try:
         for run, trained, exitcode in pool.map(work, started=view.started):
             if exitcode is not None:
-                trained = _record_crash(sweep_dir, run, exitcode, lease)
+                trained = _record_crash(sweep_dir, run, exitcode, lease, retry)
             yield run, trained
         pool.close()
     finally:
@@ -182,13 +182,24 @@ def _finished_runs(
             claims.release(folder, pid)
 
 
-def _record_crash(sweep_dir: Path, run: Run, exitcode: int, lease: float) -> bool:
-    """Record that the worker training ``run`` died (its claim, now a dead process's, is
-    taken over first); False if another process got to the run first."""
+def _record_crash(
+    sweep_dir: Path, run: Run, exitcode: int, lease: float, retry: Collection[str]
+) -> bool:
+    """Record that the worker training ``run`` died, as ``crashed``: its claim (now a dead
+    process's) is taken over, its half-written files removed, and the folder completed as
+    store.start_run would have (an earlier result set aside, the config written). A result
+    the worker wrote before it died is kept (True too); False if another process got to the
+    run first."""
     folder = store.run_dir(sweep_dir, run.run_id)
     if not claims.try_claim(folder, lease):
         return False
     try:
+        if not _needs_training(sweep_dir, run, retry):
+            return True  # finished before the worker could report it
+        store.remove_partial_writes(folder)
+        store.set_previous_aside(folder)
+        if not (folder / store.CONFIG).exists():  # died before store.start_run wrote it
+            store.write_config(folder, run)
         store.finish_run(folder, crashed_record(run.config, exitcode))
     finally:
         claims.release(folder)
@@ -207,7 +218,7 @@ def run_one(
         if not _needs_training(sweep_dir, run, retry):
             return False
         store.start_run(sweep_dir, run)
-        with claims.heartbeat(folder):
+        with claims.heartbeat(folder, lease):
             result = execute_run(
                 run.config,
                 device,

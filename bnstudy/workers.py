@@ -3,17 +3,19 @@
 The parent hands each worker one run at a time over its own pipe, so it always knows which
 run a worker holds. A worker that dies (SIGKILL, a segfault, the kernel's OOM killer) costs
 exactly that run: the parent records it as ``crashed`` with the signal, starts a fresh
-worker in its place (same device) and goes on. Each worker slot has its environment (a CUDA
-worker sees only its GPU: ``CUDA_VISIBLE_DEVICES``), and the first workers start staggered so
-that they don't all load data and initialize CUDA at the same moment. Workers ignore Ctrl-C
-(the terminal sends it to the whole process group); the parent stops them
-(:meth:`WorkerPool.stop`). On Linux each worker asks to be killed with its parent
+worker in its place (same device) and goes on. A worker for which no run is left is told to
+exit at once, which frees its memory while the others finish. Each worker slot has its
+environment (a CUDA worker sees only its GPU: ``CUDA_VISIBLE_DEVICES``), and the first workers
+start staggered so that they don't all load data and initialize CUDA at the same moment.
+Workers ignore Ctrl-C (the terminal sends it to the whole process group); the parent stops
+them (:meth:`WorkerPool.stop`). On Linux each worker asks to be killed with its parent
 (``PR_SET_PDEATHSIG``) and then checks that the parent is still the one that started it,
 since a parent that died before the request was made would not be noticed.
 """
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import multiprocessing
 import os
@@ -71,7 +73,7 @@ class WorkerPool:
         self.stagger = stagger
         self.workers: dict[Any, tuple[Connection, Any]] = {}  # process -> (pipe, its job)
         self.slots: dict[Any, int] = {}  # process -> its index in environments
-        self.started: Callable[[Any], None] = lambda key: None
+        self.exiting: list[Any] = []  # processes told to exit, not joined yet
 
     def _start_worker(self, slot: int, delay: float = 0.0) -> Any:
         ours, theirs = _START.Pipe()
@@ -98,17 +100,18 @@ class WorkerPool:
             self._start_worker(slot, slot * self.stagger)
         for process in list(self.workers):
             self._hand_out(process, pending)
-        while any(job is not None for _, job in self.workers.values()):
+        while self.workers:
             yield from self._collect(pending)
 
     def _hand_out(self, process: Any, pending: list) -> None:
-        """Send ``process`` the next job, or leave it idle when none is left. A worker found
+        """Send ``process`` the next job, or tell it to exit when none is left. A worker found
         dead here never started the job, which goes back to the queue for a fresh worker."""
-        conn, _ = self.workers[process]
-        job = pending.pop() if pending else None
-        self.workers[process] = (conn, job)
-        if job is None:
+        if not pending:
+            self._retire(process)
             return
+        conn, _ = self.workers[process]
+        job = pending.pop()
+        self.workers[process] = (conn, job)
         try:
             conn.send(job[1])
         except (BrokenPipeError, ConnectionResetError):
@@ -116,6 +119,15 @@ class WorkerPool:
             self._replace(process, pending)
             return
         self.started(job[0])
+
+    def _retire(self, process: Any) -> None:
+        """Tell an idle worker to exit (a dead one needs no telling); it is joined later."""
+        conn, _ = self.workers.pop(process)
+        del self.slots[process]
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            conn.send(None)
+        conn.close()
+        self.exiting.append(process)
 
     def _replace(self, process: Any, pending: list) -> None:
         """Forget a dead worker; start a fresh one in its slot if jobs are left."""
@@ -126,7 +138,7 @@ class WorkerPool:
             self._hand_out(self._start_worker(slot), pending)
 
     def _collect(self, pending: list) -> Iterator[tuple[Any, Any, int | None]]:
-        busy = {p: conn for p, (conn, job) in self.workers.items() if job is not None}
+        busy = {p: conn for p, (conn, _) in self.workers.items()}
         ready = set(wait([*busy.values(), *(p.sentinel for p in busy)]))
         for process, conn in busy.items():
             if conn not in ready and process.sentinel not in ready:
@@ -141,8 +153,8 @@ class WorkerPool:
             succeeded, value = returned
             if not succeeded:
                 raise value  # the parent's failure too (e.g. disk full): stop() cleans up
+            self._hand_out(process, pending)  # busy again while the caller takes the result
             yield key, value, None
-            self._hand_out(process, pending)
 
     def stop(self) -> list[tuple[Any, int]]:
         """End every worker now (SIGKILL; used on Ctrl-C and on any failure of the parent);
@@ -152,15 +164,18 @@ class WorkerPool:
             process.kill()
             process.join()
             conn.close()
+        for process in self.exiting:
+            process.kill()
+            process.join()
         self.workers.clear()
         self.slots.clear()
+        self.exiting.clear()
         return held
 
     def close(self) -> None:
-        """Let idle workers exit."""
-        for process, (conn, _) in self.workers.items():
-            conn.send(None)
+        """Let the workers exit, once :meth:`map` is done, and wait for them."""
+        for process in list(self.workers):
+            self._retire(process)
+        for process in self.exiting:
             process.join()
-            conn.close()
-        self.workers.clear()
-        self.slots.clear()
+        self.exiting.clear()

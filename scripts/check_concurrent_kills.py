@@ -2,7 +2,8 @@
 moment, then the same command once more. Per trial it prints how many runs were finished when
 the survivor exited (it picks up the runs the killed one held), whether the sweep completed,
 whether any run was trained twice at once (a history with more epoch lines than epochs),
-how many runs each survivor trained, and whether any process of the killed run outlived it.
+how many runs each survivor trained, and whether any process of the killed run outlived it
+(only the run itself is killed: its workers, with --jobs 2 or more, must die with it).
 
     .venv/bin/python scripts/check_concurrent_kills.py [--trials 10] [--runs 12] [--jobs 1]
         [--latest 8]   # the kill lands uniformly in 0.5 s .. --latest s after the start
@@ -11,6 +12,7 @@ how many runs each survivor trained, and whether any process of the killed run o
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import random
 import re
@@ -56,15 +58,20 @@ def trial(root: Path, runs: int, jobs: int, latest: float, rng: random.Random) -
     moment = rng.uniform(0.5, latest)
     time.sleep(moment)
     victim, survivor = processes
-    os.killpg(victim.pid, signal.SIGKILL)
+    os.kill(victim.pid, signal.SIGKILL)  # its workers must die of PR_SET_PDEATHSIG
     victim.wait()
     survived = trained_count(survivor.communicate()[0])
     sweep = root / "out" / "kills"
     by_survivor = len(list(sweep.glob("runs/*/result.json")))
     again = subprocess.run(command, capture_output=True, text=True, check=True).stdout
     orphans = subprocess.run(["pgrep", "-g", str(victim.pid)], capture_output=True).stdout
+    if orphans:  # not to run into the next trial
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(victim.pid, signal.SIGKILL)
     results = len(list(sweep.glob("runs/*/result.json")))
-    doubled = sum(len(h.read_text().splitlines()) > 2 for h in sweep.glob("runs/*/history.jsonl"))
+    epochs = STUDY["train"]["epochs"]
+    histories = sweep.glob("runs/*/history.jsonl")
+    doubled = sum(len(h.read_text().splitlines()) > epochs for h in histories)
     return (
         f"killed at {moment:.1f} s: "
         f"{by_survivor}/{runs} finished when the survivor exited, {results}/{runs} after the "

@@ -73,7 +73,7 @@ def test_the_heartbeat_keeps_a_long_run_from_looking_stale(tmp_path):
     claims.try_claim(folder)
     old = time.time() - 1000
     os.utime(folder / claims.CLAIM, (old, old))
-    with claims.heartbeat(folder, every=0.02):
+    with claims.heartbeat(folder, lease=0.06):  # a beat every 0.02 s
         time.sleep(0.2)
     assert claims.read_claim(folder).heartbeat_age < 5
 
@@ -105,6 +105,35 @@ def test_a_requeued_slurm_job_takes_over_the_claim_of_its_own_earlier_attempt(
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")  # another task of the array: hands off
     assert not claims.try_claim(folder)
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")  # the same task, requeued on another node
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "1")
     assert claims.try_claim(folder)
-    assert claims.read_claim(folder).job == "900_3"
-    assert "(SLURM job 900_3)" in claims.read_claim(folder).describe()
+    claim = claims.read_claim(folder)
+    assert (claim.job, claim.restart) == ("900_3", 1)
+    assert "(SLURM job 900_3)" in claim.describe()
+
+
+def test_processes_of_one_slurm_job_attempt_respect_each_others_claims(tmp_path, monkeypatch):
+    monkeypatch.setenv("SLURM_JOB_ID", "77")
+    monkeypatch.delenv("SLURM_ARRAY_JOB_ID", raising=False)
+    monkeypatch.delenv("SLURM_RESTART_COUNT", raising=False)
+    folder = tmp_path / "run"
+    folder.mkdir()
+    sibling = {"host": "node-7", "pid": 4242, "started": time.time(), "job": "77"}
+    (folder / claims.CLAIM).write_text(json.dumps(sibling))  # srun -n2: the other task
+    assert not claims.try_claim(folder)
+    monkeypatch.setenv("SLURM_RESTART_COUNT", "0")  # as SLURM may set it on a first attempt
+    assert not claims.try_claim(folder)
+    assert claims.live_claim(folder).pid == 4242
+
+
+def test_a_claimer_killed_before_linking_leaves_a_file_the_next_sweep_removes(tmp_path):
+    from bnstudy import store
+
+    code = (
+        "import os, sys; from pathlib import Path; from bnstudy import claims;"
+        "os.link = lambda *a: os._exit(0); claims.try_claim(Path(sys.argv[1]))"
+    )  # dies between writing its file and linking it, as if killed
+    subprocess.run([sys.executable, "-c", code, str(tmp_path / "runs" / "abc")], check=True)
+    assert len(list(tmp_path.rglob(".*"))) == 1
+    store.remove_partial_writes(tmp_path)
+    assert list(tmp_path.rglob(".*")) == []

@@ -294,7 +294,11 @@ def test_ctrl_c_with_two_jobs_stops_within_seconds_and_says_how_to_resume(
 def test_runs_failing_before_training_in_a_row_stop_the_sweep(tiny_study, tmp_path, monkeypatch):
     from bnstudy import run as run_module
 
+    real = run_module.load_data
+
     def unreachable(config, device):
+        if config.seed == 5:  # its data is there
+            return real(config, device)
         raise OSError("data volume not mounted")
 
     monkeypatch.setattr(run_module, "load_data", unreachable)
@@ -302,8 +306,9 @@ def test_runs_failing_before_training_in_a_row_stop_the_sweep(tiny_study, tmp_pa
     with pytest.raises(study.SetupFailures, match="stopped: 3 runs in a row failed before train"):
         study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, max_setup_failures=3)
     assert len(list(tmp_path.glob("tiny/runs/*/result.json"))) == 3
+    tiny_study["sweep"]["seed"].append(5)
     counts, _ = study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU, max_setup_failures=0)
-    assert counts == {"error": 5}  # 0: the guard is off
+    assert counts == {"error": 5, "ok": 1}  # 0: the guard is off, before and after an ok run
 
 
 def test_a_run_held_by_a_process_that_dies_mid_sweep_is_trained_at_the_end(
@@ -379,3 +384,49 @@ def test_sigkill_of_the_parent_at_random_moments_leaves_no_process_behind(
         while _processes_with(marker) and time.monotonic() < deadline:
             time.sleep(0.1)
         assert _processes_with(marker) == [], f"killed at {moment:.1f} s: workers left"
+
+
+def test_with_a_short_lease_a_run_longer_than_the_lease_keeps_its_claim_live(
+    tiny_study, tmp_path, monkeypatch
+):
+    from bnstudy import claims
+
+    _, [run] = plan(tiny_study, "s.yaml")
+    folder = store.run_dir(tmp_path, run.run_id)
+    lease, seen = 1.0, []
+    real = study.execute_run
+
+    def slow(config, device, on_epoch):
+        time.sleep(2.5 * lease)
+        seen.append(claims.is_stale(claims.read_claim(folder), lease))
+        return real(config, device, on_epoch)
+
+    monkeypatch.setattr(study, "execute_run", slow)
+    assert study.run_one(tmp_path, run, CPU, lease)
+    assert seen == [False]
+
+
+def test_a_worker_that_died_after_writing_its_result_keeps_that_result(tiny_study, tmp_path):
+    _, [run] = plan(tiny_study, "s.yaml")
+    assert study.run_one(tmp_path, run, CPU, 300.0)
+    assert study._record_crash(tmp_path, run, -signal.SIGKILL, 300.0, ())
+    assert store.read_result(tmp_path, run.run_id)["status"] == "ok"
+
+
+def test_a_worker_that_died_before_starting_its_run_leaves_a_crashed_undamaged_folder(
+    tiny_study, tmp_path
+):
+    from bnstudy.claims import HOST
+
+    _, [run] = plan(tiny_study, "s.yaml")
+    folder = store.run_dir(tmp_path, run.run_id)
+    folder.mkdir(parents=True)
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (folder / f".history.jsonl~{HOST}~{dead.pid}~x.tmp").write_text("")  # its last write
+    assert study._record_crash(tmp_path, run, -signal.SIGKILL, 300.0, ())
+    assert store.damage(folder) is None
+    assert store.read_result(tmp_path, run.run_id)["status"] == "crashed"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [store.CONFIG, store.PREDICTIONS, store.RESULT]
+    )

@@ -52,3 +52,28 @@ def test_an_exception_in_a_worker_is_raised_in_the_parent_and_stop_ends_the_work
     [process] = pool.workers
     [(key, pid)] = pool.stop()
     assert (key, pid) == ("job", process.pid) and not process.is_alive()
+
+
+def test_a_worker_that_dies_idle_does_not_fail_close():
+    pool = WorkerPool(os.getpid, 1, [{}, {}])
+    for _, pid, _ in pool.map([(i, ()) for i in range(2)]):
+        os.kill(pid, signal.SIGKILL)  # done with its job, no job left for it
+        os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped
+    pool.close()
+
+
+def pid_after(seconds):
+    time.sleep(seconds)
+    return os.getpid()
+
+
+def test_a_worker_with_no_job_left_exits_while_the_others_work():
+    pool = WorkerPool(pid_after, 1, [{}, {}])
+    try:
+        _, quick, _ = next(pool.map([("quick", (0,)), ("slow", (60,))]))
+        deadline = time.monotonic() + 30
+        while os.waitid(os.P_PID, quick, os.WEXITED | os.WNOHANG | os.WNOWAIT) is None:
+            assert time.monotonic() < deadline, "the idle worker should have exited"
+            time.sleep(0.05)
+    finally:
+        pool.stop()

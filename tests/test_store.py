@@ -1,0 +1,45 @@
+"""Tests for bnstudy.store's writes (the sweep-level behaviour is tested in test_study)."""
+
+import os
+
+import pytest
+
+from bnstudy import store
+
+
+def test_a_failed_atomic_write_leaves_neither_a_temporary_file_nor_an_open_fd(
+    tmp_path, monkeypatch
+):
+    opened = []
+
+    def refuse(fd, mode):
+        opened.append(fd)
+        raise PermissionError(1, "Operation not permitted")
+
+    monkeypatch.setattr(store.os, "fchmod", refuse)
+    with pytest.raises(PermissionError):
+        store.write_atomic(tmp_path / "result.json", "{}")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(OSError):
+        os.fstat(opened[0])  # closed
+
+
+def test_read_result_reads_each_file_once_and_none_for_a_damaged_folder(tmp_path, monkeypatch):
+    folder = store.run_dir(tmp_path, "abc")
+    result = {key: {} for key in ("train", "diagnostics", "provenance")} | {
+        "status": "ok",
+        "tests": [],
+    }
+    store.write_json(folder / store.RESULT, result)
+    reads = []
+    real = store.Path.read_text
+    monkeypatch.setattr(store.Path, "read_text", lambda path: reads.append(path) or real(path))
+    assert store.read_result(tmp_path, "abc") is None  # no config.json: damaged
+    store.write_json(folder / store.CONFIG, {k: {} for k in ("name", "seed", "data", "model")})
+    assert store.read_result(tmp_path, "abc") is None  # lacks train
+    store.write_json(
+        folder / store.CONFIG, {k: {} for k in ("name", "seed", "data", "model", "train")}
+    )
+    reads.clear()
+    assert store.read_result(tmp_path, "abc") == result
+    assert sorted(path.name for path in reads) == [store.CONFIG, store.RESULT]
