@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import difflib
 import re
+import types
 from pathlib import Path
-from typing import Annotated, Any, Literal, NamedTuple
+from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -654,7 +655,7 @@ def check_study(raw: dict[str, Any]) -> tuple[StudyConfig | None, list[tuple[str
     try:
         return StudyConfig.model_validate(raw), []
     except ValidationError as error:
-        return None, [_describe(e) for e in error.errors()]
+        return None, _problems(error.errors())
 
 
 def validate_study(raw: dict[str, Any], source: str) -> StudyConfig:
@@ -663,6 +664,66 @@ def validate_study(raw: dict[str, Any], source: str) -> StudyConfig:
     if study is None:
         raise ConfigError(locate(problems, source, raw))
     return study
+
+
+def _problems(errors: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    """One (key path, message) per mistake. pydantic reports a value that fits no member of a
+    union (``int | Literal["same"]``) once per member, under a key path that names the member
+    (``eval.precise_batch_size.int``); those errors become one problem of the field."""
+    grouped: dict[Any, list[dict[str, Any]]] = {}
+    for index, error in enumerate(errors):
+        loc, member = _without_union_members(error["loc"])
+        grouped.setdefault(loc if member else index, []).append({**error, "loc": loc})
+    return [_describe(_merged(group)) for group in grouped.values()]
+
+
+def _without_union_members(loc: tuple[int | str, ...]) -> tuple[tuple[int | str, ...], bool]:
+    """pydantic's ``loc`` without the parts that name the member of a union it tried, found by
+    following the config's types along it, and whether there was one."""
+    kept: list[int | str] = []
+    node, member = _unwrapped(StudyConfig), False
+    for part in loc:
+        if get_origin(node) in (Union, types.UnionType):  # more than one member: a tag
+            node, member = Any, True
+            continue
+        kept.append(part)
+        node = _unwrapped(_inner(node, part))
+    return tuple(kept), member
+
+
+def _unwrapped(node: Any) -> Any:
+    """``node`` without Annotated and without None in a union (pydantic names no member of
+    ``X | None``)."""
+    while True:
+        if get_origin(node) is Annotated:
+            node = get_args(node)[0]
+            continue
+        members = [m for m in get_args(node) if m is not type(None)]
+        if get_origin(node) in (Union, types.UnionType) and len(members) == 1:
+            node = members[0]
+            continue
+        return node
+
+
+def _inner(node: Any, part: int | str) -> Any:
+    """The type at ``part`` of ``node`` (a field of a section, an item of a list)."""
+    origin = get_origin(node)
+    if origin is list:
+        return get_args(node)[0]
+    if origin is dict:
+        return get_args(node)[1]
+    if origin is None and isinstance(node, type) and issubclass(node, BaseModel):
+        field = node.model_fields.get(str(part))
+        return field.annotation if field else Any
+    return Any
+
+
+def _merged(errors: list[dict[str, Any]]) -> dict[str, Any]:
+    """The errors of one value's union members as one, their messages joined with "or"
+    ("Input should be a valid integer or 'same'")."""
+    first, *others = errors
+    joined = [first["msg"], *(e["msg"].removeprefix("Input should be ") for e in others)]
+    return {**first, "msg": " or ".join(joined)}
 
 
 def _describe(error: dict[str, Any]) -> tuple[str, str]:

@@ -30,6 +30,7 @@ from bnstudy.augment import make_augment
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import Dataset, Split, data_fingerprint, download_dataset, load_dataset
 from bnstudy.device import (
+    device_label,
     free_memory,
     is_out_of_memory,
     peak_memory,
@@ -177,19 +178,9 @@ def execute_run(
 
     Diagnostics (bnstudy.diagnostics) are taken at initialization, so that they explain a run
     that fails in training, and again after training."""
-    position = Position()
-    record: dict[str, Any] = {
-        "status": OK,
-        "error": "",
-        "error_at": "",
-        "traceback": "",
-        "train": {},
-        "diagnostics": {},
-        "layers": [],
-        "predictions": {},
-    }
-    tests = [_untested(setting) for setting in evaluation_settings(config)]
-    compute = run_compute(config)
+    position, record = Position(), _record()
+    settings, compute = evaluation_settings(config), run_compute(config)
+    tests = [_untested(setting) for setting in settings]
     model = optimizer = None
     with run_flags(config.train.deterministic, device) as flags:  # before any CUDA call
         started, start = time.time(), synchronized_clock(device)
@@ -197,18 +188,19 @@ def execute_run(
         try:
             data = load_data(config, device)
             record["data"] = {"num_classes": data.num_classes, "train_size": len(data.train.y)}
-            model, optimizer, record["train"]["lr"] = _setup(config, data, device)
+            model, optimizer, record["train"]["lr"] = _setup(config, data, compute)
             position.phase = "diagnostics at init"
             with compute.autocast(device):
                 record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
             position.phase = "train"
-            record["train"].update(_train(config, model, optimizer, data, position, on_epoch))
+            trained = _train(config, model, optimizer, data, position, on_epoch, compute)
+            record["train"].update(trained)
             position.phase = "diagnostics after training"
             with compute.autocast(device):
                 record["diagnostics"].update(
                     _final_diagnostics(model, data, config, record["layers"])
                 )
-            tested = [_test(model, data, s, config) for s in evaluation_settings(config)]
+            tested = [_test(model, data, s, config, compute) for s in settings]
             tests = [test for test, _ in tested]
             record["predictions"] = {
                 test["test_batch"]: predictions for test, predictions in tested if predictions
@@ -230,19 +222,31 @@ def execute_run(
     return record
 
 
+def _record() -> dict[str, Any]:
+    """A run's record before it has an outcome: ok so far, nothing trained or measured yet
+    (``tests`` and ``provenance`` are added last, as result.json lists them)."""
+    return {
+        "status": OK,
+        "error": "",
+        "error_at": "",
+        "traceback": "",
+        "train": {},
+        "diagnostics": {},
+        "layers": [],
+        "predictions": {},
+    }
+
+
 def crashed_record(config: StudyConfig, exitcode: int | None) -> dict[str, Any]:
     """The result of a run whose worker process died under it (killed by a signal, a
     segfault, the kernel's OOM killer): status ``crashed`` and how the process ended."""
     how = f"exit code {exitcode}"
     if exitcode is not None and exitcode < 0:
         how = f"killed by {signal.Signals(-exitcode).name}"
-    return {
+    return _record() | {
         "status": CRASHED,
         "error": f"worker process died ({how})",
         "error_at": "worker process",
-        "train": {},
-        "diagnostics": {},
-        "layers": [],
         "tests": [_untested(setting) for setting in evaluation_settings(config)],
         "provenance": {"host": platform.node()},
     }
@@ -323,10 +327,10 @@ def model_for_data(config: StudyConfig, data: Dataset) -> nn.Module:
 
 
 def _setup(
-    config: StudyConfig, data: Dataset, device: torch.device
+    config: StudyConfig, data: Dataset, compute: Compute
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
     check_ghost_remainder(len(data.train.y), batching(config))
-    model = run_compute(config).prepare(model_for_data(config, data), data.spatial_dims)
+    model = compute.prepare(model_for_data(config, data), data.spatial_dims)
     train_cfg = config.train
     lr = scaled_lr(
         train_cfg.lr,
@@ -369,6 +373,7 @@ def _train(
     data: Dataset,
     position: Position,
     on_epoch: Callable[[EpochStats], None],
+    compute: Compute,
 ) -> dict[str, Any]:
     result = train(
         model,
@@ -379,7 +384,7 @@ def _train(
         generator=torch.Generator().manual_seed(config.seed),
         position=position,
         on_epoch=on_epoch,
-        compute=run_compute(config),
+        compute=compute,
         augment=make_augment(
             config.data.augment,
             config.data.augment_padding,
@@ -421,7 +426,7 @@ def _setting_fields(setting: EvalSetting) -> dict[str, Any]:
 
 
 def _test(
-    model: nn.Module, data: Dataset, setting: EvalSetting, config: StudyConfig
+    model: nn.Module, data: Dataset, setting: EvalSetting, config: StudyConfig, compute: Compute
 ) -> tuple[dict[str, Any], list[int]]:
     """Evaluate one test setting; a failure here is this setting's outcome only. Returns the
     test record and the predictions (empty on failure).
@@ -429,7 +434,7 @@ def _test(
     ``test_flip_rate`` is the mean fraction of test predictions that change when the test set
     is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
     mode a sample's prediction depends on the other samples of its batch)."""
-    mode, compute, device = TEST_MODES[setting.mode], run_compute(config), data.test.y.device
+    mode, device = TEST_MODES[setting.mode], data.test.y.device
     progress, stage = EvalProgress(), "recalibration" if mode.population else "evaluation"
     try:
         with preserved_buffers(model), compute.autocast(device):  # recalibration included
@@ -450,20 +455,19 @@ def _test(
                     f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
                 )
             stage, progress = "flip rate", EvalProgress()
-            flip_rate = _flip_rate(model, data, setting, result.predictions, config, progress)
+            flip_rate = _flip_rate(
+                model, data, setting, result.predictions, config, compute, progress
+            )
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
         where = _test_position(setting, stage, progress)
         failed = {**_untested(setting), **_failure(error, where)}
         del failed["traceback"]
     else:
-        test = {
-            **_setting_fields(setting),
+        test = _untested(setting) | {
             "test_acc": result.accuracy,
             "test_loss": result.loss,
             "test_flip_rate": flip_rate,
             "status": OK,
-            "error": "",
-            "error_at": "",
         }
         return test, result.predictions.tolist()
     if failed["status"] == OOM:  # out of the except block: the failed batch is unreachable
@@ -503,11 +507,12 @@ def _flip_rate(
     setting: EvalSetting,
     predictions: torch.Tensor,
     config: StudyConfig,
+    compute: Compute,
     progress: EvalProgress | None = None,
 ) -> float:
     if not TEST_MODES[setting.mode].layers_train or setting.batch_size == 1:
         return 0.0  # no batch statistics, or no other sample in the batch: nothing can flip
-    rates, compute = [], run_compute(config)
+    rates = []
     for reshuffle in range(config.eval.flip_reshuffles):
         generator = torch.Generator().manual_seed(config.seed * 1000 + reshuffle)
         order = torch.randperm(len(data.test.y), generator=generator).to(data.test.y.device)
@@ -584,7 +589,9 @@ def _provenance(
     device: torch.device, started: float, compute: Compute, flags: dict[str, Any]
 ) -> dict[str, Any]:
     """Where and how the run computed: versions, hardware, the numerics and kernel flags in
-    effect (bnstudy.device.run_flags), and peak memory (bnstudy.device.peak_memory). The CUDA
+    effect (bnstudy.device.run_flags), and peak memory (bnstudy.device.peak_memory). ``device``
+    is ``cpu`` or ``cuda:N`` with N the GPU's index on the machine (bnstudy.device.device_label:
+    a pool worker trains on ``cuda``, the one GPU its environment leaves visible). The CUDA
     and cuDNN versions are those torch was built with (None in a CPU-only build); cuda_capability
     is the GPU's compute capability (CUDA runs only)."""
     cuda = device.type == "cuda"
@@ -597,7 +604,7 @@ def _provenance(
         "cudnn": torch.backends.cudnn.version() if torch.backends.cudnn.is_available() else None,
         "python": platform.python_version(),
         "host": platform.node(),
-        "device": str(device),
+        "device": device_label(device),
         "device_name": torch.cuda.get_device_name(device) if cuda else cpu_name(),
         "cuda_capability": ".".join(map(str, torch.cuda.get_device_capability(device)))
         if cuda

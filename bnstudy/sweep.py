@@ -50,7 +50,7 @@ from bnstudy.data.synthetic import NATIVE_SIZE
 from bnstudy.external import source_fingerprint
 from bnstudy.models import InputShape
 from bnstudy.norms import norm_spec
-from bnstudy.run import load_data, make_model
+from bnstudy.run import evaluation_settings, load_data, make_model
 from bnstudy.test_modes import TEST_MODES
 
 IDENTITY_VERSION = 2  # 1: hash of every field, defaults included
@@ -306,7 +306,9 @@ def _resolve(
         return None, [_blame(key, message, swept) for key, message in new]
     problem = _build_problem(config)
     if problem:
-        return None, [_blame(problem.key, problem.message, swept, problem.depends)]
+        keys = (problem.key, *problem.alternatives)
+        key = next((k for k in keys if _owner(k, swept) is not None), problem.key)
+        return None, [_blame(key, problem.message, swept, problem.depends)]
     used = {key: value for key, value in swept.items() if not ignores(config, key)}
     return Run(config=config, swept=used, run_id=run_identity(config)), []
 
@@ -339,12 +341,14 @@ def _describe(swept: dict[str, Any]) -> str:
 
 @dataclass(frozen=True)
 class _Problem:
-    """A problem found by building a run: its key path, message, and the key paths it
-    depends on (which of the run's swept values to name)."""
+    """A problem found by building a run: its key path, message, the key paths it depends on
+    (which of the run's swept values to name), and other keys as much to blame as ``key``
+    (the first of them that is swept is named when ``key`` is not)."""
 
     key: str
     message: str
     depends: tuple[str, ...]
+    alternatives: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -391,7 +395,7 @@ def _generated_facts(data: DataConfig) -> _DataFacts | _Problem:
     if need <= GENERATED_BYTES_LIMIT:
         return _DataFacts(shape, spec.num_classes, train, test)
     set_keys = [f"data.{k}" for k in ("image_size", "train_size", "test_size") if getattr(data, k)]
-    key = (set_keys or ["data"])[0]  # what to lower: the image size first
+    key, *others = set_keys or ["data"]  # what to lower: the image size first, unless swept
     sample = "×".join(map(str, (shape.channels, *(shape.size,) * shape.spatial_dims)))
     return _Problem(
         key,
@@ -400,6 +404,7 @@ def _generated_facts(data: DataConfig) -> _DataFacts | _Problem:
         "(bnstudy.sweep.GENERATED_BYTES_LIMIT): lower data.image_size, or data.train_size / "
         "data.test_size",
         ("data",),
+        tuple(others),
     )
 
 
@@ -414,9 +419,10 @@ def _binary(size: int) -> str:
 def _split_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:
     """A training pass larger than the training split would be one short batch, so the batch
     size studied would not be the one trained with; a train-mode test batch size larger than
-    the test split likewise. Only a single pass is checked: the passes of an accumulated step
-    may add up to more than the split (each epoch then ends its step early, as any epoch's
-    last step may). Eval-mode test batches larger than the split are one batch: harmless."""
+    the test split likewise (``same`` as the run resolves it: its statistics batch). Only a
+    single pass is checked: the passes of an accumulated step may add up to more than the
+    split (each epoch then ends its step early, as any epoch's last step may). Eval-mode test
+    batches larger than the split are one batch: harmless."""
     batch = config.train.batch_size
     if batch > facts.train_size:
         return _Problem(
@@ -426,18 +432,27 @@ def _split_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:
             "train.batch_size or raise data.train_size",
             ("train.batch_size", "data"),
         )
-    per_batch = any(TEST_MODES[mode].per_test_batch for mode in config.eval.test_modes)
-    sizes = [size for size in config.eval.train_mode_batch_sizes if size != "same"]
-    too_big = [size for size in sizes if per_batch and size > facts.test_size]
-    if too_big:
-        return _Problem(
-            "eval.train_mode_batch_sizes",
-            f"{too_big[0]} is larger than the test split ({facts.test_size} samples): train "
-            f"mode would test one batch of {facts.test_size} labelled {too_big[0]}; lower it "
-            "or raise data.test_size",
-            ("eval", "data"),
-        )
-    return None
+    return _test_batch_problem(config, facts.test_size)
+
+
+def _test_batch_problem(config: StudyConfig, test_size: int) -> _Problem | None:
+    """A train-mode test batch larger than the test split, ``same`` resolved as the run
+    resolves it (bnstudy.run.evaluation_settings)."""
+    settings = [s for s in evaluation_settings(config) if TEST_MODES[s.mode].per_test_batch]
+    too_big = next((s for s in settings if s.batch_size > test_size), None)
+    if too_big is None:
+        return None
+    label = too_big.label
+    what, fix, depends = label, "lower it", ("eval", "data")
+    if label == "same":  # set by the training batches: name the run's values that set it
+        what = f"same (the statistics batch, {too_big.batch_size})"
+        fix, depends = "test at a number instead", ("eval", "data", "train", "model.norm")
+    return _Problem(
+        "eval.train_mode_batch_sizes",
+        f"{what} is larger than the test split ({test_size} samples): train mode would test "
+        f"one batch of {test_size} labelled {label}; {fix} or raise data.test_size",
+        depends,
+    )
 
 
 def _model_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:

@@ -375,7 +375,7 @@ def _train_epoch(
     groups = groups[:budget]
     loss_sum = torch.zeros((), device=device)
     correct = torch.zeros((), device=device, dtype=torch.long)
-    skipped = 0
+    skipped, scale = 0, scaler.get_scale()  # then read once per step, after its update
     for step, group in enumerate(groups, start=1):
         position.step = step
         before_step()
@@ -396,7 +396,7 @@ def _train_epoch(
             scaler.scale(loss * (len(index) / step_samples)).backward()
             loss_sum += loss.detach().float() * len(index)
             correct += (logits.argmax(1) == targets).sum()
-        was_skipped = _scaled_step(scaler, optimizer)
+        was_skipped, scale = _scaled_step(scaler, optimizer, scale)
         skipped += was_skipped
         lr = optimizer.param_groups[0]["lr"]
         _advance_schedule(scheduler, after_skipped_step=was_skipped)
@@ -431,16 +431,19 @@ def _advance_schedule(
         scheduler.step()
 
 
-def _scaled_step(scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer) -> bool:
-    """One optimizer step through ``scaler``; whether it was skipped (inf/NaN gradients: the
-    scaler then lowers its scale). A disabled scaler just steps."""
+def _scaled_step(
+    scaler: torch.amp.GradScaler, optimizer: torch.optim.Optimizer, scale: float
+) -> tuple[bool, float]:
+    """One optimizer step through ``scaler``, whose scale is ``scale`` before it: whether it
+    was skipped (inf/NaN gradients: the scaler then lowers its scale), and the scale after it.
+    The scale is read once (a host sync on a GPU); a disabled scaler just steps."""
     if not scaler.is_enabled():
         optimizer.step()
-        return False
-    scale = scaler.get_scale()
+        return False, scale
     scaler.step(optimizer)
     scaler.update()
-    return scaler.get_scale() < scale
+    after = scaler.get_scale()
+    return after < scale, after
 
 
 @contextlib.contextmanager

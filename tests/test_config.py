@@ -341,3 +341,12 @@ def test_a_bad_width_in_a_sweep_names_the_swept_key(tiny_study):
     tiny_study["sweep"] = {"model.widths": [[4, 8], [4, 0]]}
     [(key, message)] = problems(tiny_study)
     assert key == "sweep.model.widths" and "(value [4, 0])" in message
+
+
+def test_a_value_neither_a_number_nor_same_is_one_problem_naming_its_key(tiny_study):
+    # pydantic reports it once per member of int | Literal["same"], under keys naming them
+    tiny_study["eval"].update(train_mode_batch_sizes=[4, "sam"], precise_batch_size=None)
+    assert problems(tiny_study) == [
+        ("eval.train_mode_batch_sizes[1]", "Input should be a valid integer or 'same' (got 'sam')"),
+        ("eval.precise_batch_size", "Input should be a valid integer or 'same' (got None)"),
+    ]

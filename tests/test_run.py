@@ -7,6 +7,7 @@ from bnstudy import run
 from bnstudy.run import evaluation_settings, execute_run
 from bnstudy.sweep import plan
 from bnstudy.test_modes import TEST_MODES
+from bnstudy.train import Compute
 
 CPU = torch.device("cpu")
 
@@ -119,6 +120,7 @@ def test_a_nan_running_variance_makes_eval_mode_an_error_not_a_chance_accuracy(t
 
 def test_a_test_split_smaller_than_the_batch_still_gets_diagnostics(tiny_study):
     tiny_study["data"]["test_size"] = 4
+    tiny_study["eval"]["train_mode_batch_sizes"] = [4]  # "same" (8) would not fit: refused
     result = execute_run(only_run(tiny_study), CPU)
     assert result["status"] == "ok" and result["diagnostics"]["output_std"] > 0
 
@@ -358,3 +360,28 @@ def test_runs_that_differ_only_in_augmentation_share_the_loaded_data(tiny_study)
     _, runs = plan({**tiny_study, "sweep": {"data.augment": ["none", "crop", "crop_flip"]}}, "a")
     loaded = [run.load_data(r.config, torch.device("cpu")) for r in runs]
     assert len(runs) == 3 and all(data is loaded[0] for data in loaded)
+
+
+def test_provenance_names_the_gpu_as_the_machine_numbers_it(monkeypatch):
+    # a pool worker on the machine's GPU 3 sees it alone, as cuda (device.worker_environment)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "a GPU")
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
+    monkeypatch.setattr(run, "peak_memory", lambda device: {})
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
+    assert run._provenance(torch.device("cuda"), 0.0, Compute(), {})["device"] == "cuda:3"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    assert run._provenance(torch.device("cuda:1"), 0.0, Compute(), {})["device"] == "cuda:1"
+
+
+def test_a_crashed_run_has_the_record_of_a_run_with_nothing_done(tiny_study):
+    config = only_run(tiny_study)
+    crashed, trained = run.crashed_record(config, -9), execute_run(config, CPU)
+    assert set(crashed) == set(trained) - {"data"}
+    assert crashed["status"] == "crashed"
+    assert crashed["error"] == "worker process died (killed by SIGKILL)"
+    assert crashed["traceback"] == "" and crashed["predictions"] == {}
+    settings = [(t["test_mode"], t["test_batch"], t["test_batch_size"]) for t in crashed["tests"]]
+    assert settings == [
+        (t["test_mode"], t["test_batch"], t["test_batch_size"]) for t in trained["tests"]
+    ]
+    assert {t["status"] for t in crashed["tests"]} == {"not run"}

@@ -159,6 +159,7 @@ def test_cifar_identity_covers_the_files_it_reads_and_nothing_beside_them(
 ):
     folder, _, _ = write_cifar(tmp_path)
     tiny_study["data"] = {"name": "cifar10", "root": str(tmp_path), "image_size": 32}
+    tiny_study["eval"]["test_modes"] = ["eval"]  # 3 test images: no train-mode batch of 8
     _, [first] = plan(tiny_study, "a.yaml")
     (tmp_path / "notes.txt").write_text("unrelated")
     _, [beside] = plan(tiny_study, "a.yaml")
@@ -233,6 +234,7 @@ def plan_problems(study):
 
 
 def test_a_training_batch_larger_than_the_training_split_is_refused(tiny_study):
+    tiny_study["eval"]["test_modes"] = ["eval"]  # no train-mode test batch of 48 in 24
     tiny_study["train"]["batch_size"] = 48  # the whole split: one full batch, fine
     plan(tiny_study, "study.yaml")
     tiny_study["train"].update(batch_size=64, accumulate=1)
@@ -244,6 +246,7 @@ def test_a_training_batch_larger_than_the_training_split_is_refused(tiny_study):
 
 def test_the_default_split_size_of_generated_data_counts(tiny_study):
     del tiny_study["data"]["train_size"]  # synthetic2d makes 5000 training images by default
+    tiny_study["eval"]["test_modes"] = ["eval"]  # no train-mode test batch of 5000 in 24
     tiny_study["train"]["batch_size"] = 5000
     plan(tiny_study, "study.yaml")
     tiny_study["train"]["batch_size"] = 5001
@@ -253,6 +256,7 @@ def test_the_default_split_size_of_generated_data_counts(tiny_study):
 
 def test_accumulated_passes_may_add_up_to_more_than_the_split(tiny_study):
     tiny_study["train"].update(batch_size=32, accumulate=4)  # 128 per step, 48 samples
+    tiny_study["eval"]["train_mode_batch_sizes"] = [8]  # "same" (32) is over the 24 tested
     plan(tiny_study, "study.yaml")
 
 
@@ -340,3 +344,26 @@ def test_runs_an_exclude_rule_drops_are_not_checked_while_an_axis_it_names_is_ma
         "exclude": [{"train.lr": -1, "train.batch_size": 8}],
     }
     assert plan_problems(tiny_study) == [("sweep.train.batch_size", "values repeat: [8, 8]")]
+
+
+def test_a_same_test_batch_is_checked_against_the_test_split_as_the_run_resolves_it(tiny_study):
+    tiny_study["data"]["test_size"] = 4  # "same" is the batch of 8: one test batch of 4
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "eval.train_mode_batch_sizes"
+    assert message.startswith(
+        "same (the statistics batch, 8) is larger than the test split (4 samples): train mode "
+        "would test one batch of 4 labelled same"
+    )
+    tiny_study["train"]["norm_batch_size"] = 2  # "same" is the normalization batch of 2
+    plan(tiny_study, "study.yaml")
+    tiny_study["train"]["norm_batch_size"] = None
+    tiny_study["sweep"] = {"train.batch_size": [4, 8]}
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "eval.train_mode_batch_sizes" and message.endswith("(run train.batch_size=8)")
+
+
+def test_too_much_generated_data_blames_the_swept_size_key(tiny_study):
+    tiny_study["sweep"] = {"data.train_size": [48, 10**9]}  # image_size 8 is set in the file
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "sweep.data.train_size"
+    assert "over the 16 GiB limit" in message and message.endswith("(value 1000000000)")

@@ -477,3 +477,18 @@ def test_channels_last_changes_the_layout_not_the_results(spatial_dims, memory_f
     first = evaluate(plain, split, mode="eval", batch_size=5)
     second = evaluate(converted, split, mode="eval", batch_size=5, compute=compute)
     assert first.loss == pytest.approx(second.loss, rel=1e-10)
+
+
+def test_fp16_reads_the_loss_scale_once_per_optimizer_step(monkeypatch):
+    # each read is a host sync on a GPU: one per step (after its update), one per epoch start
+    reads = []
+    real = torch.amp.GradScaler.get_scale
+
+    def spy(self):
+        reads.append(self)
+        return real(self)
+
+    monkeypatch.setattr(torch.amp.GradScaler, "get_scale", spy)
+    result = train_tiny(gn_model().float(), tiny_split(), Compute("fp16"), total=8)
+    assert result.steps == 8 and result.epochs == 2 and result.skipped_steps == 0
+    assert len(reads) == 8 + 2
