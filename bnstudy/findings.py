@@ -63,6 +63,8 @@ OPTIMIZER_COLUMNS = (BATCH_SIZE, "accumulate")  # what a control's training depe
 # A swept (dotted) column whose last key is one of these copies a base column: never a factor.
 ALIAS_KEYS = ("norm", BATCH_SIZE, NORM_BATCH_SIZE, "accumulate", "seed")
 ACC = "acc"  # test accuracy in percent, added by accuracy_rows
+EPOCH, STEP, SAMPLE = "epoch", "step", "sample"  # units of a run's length (training_budget)
+ROW = "_row"  # along_axis: a row's position, while its axis values are looked up
 SETTING_COLUMNS = ("test_mode", "test_batch")  # a test setting
 # Diagnostics measured before training (bnstudy.diagnostics): they count for failed runs too.
 PRE_TRAINING = ("min_values_per_stat", "init_zero_fraction", "init_output_std")
@@ -188,35 +190,48 @@ def uses_batch_stats(norm: object) -> bool:
     return isinstance(norm, str) and uses_batch_statistics(norm)
 
 
+def batch_stat_mask(df: pd.DataFrame) -> pd.Series:
+    """Per row of ``df``, whether its norm uses batch statistics (:func:`uses_batch_stats`), as
+    a bool Series: ``df[mask]`` selects rows even when ``df`` is empty (an empty mask of object
+    dtype would select columns)."""
+    return df["norm"].map(uses_batch_stats).astype(bool)
+
+
 def batch_axis(df: pd.DataFrame) -> str:
     """The column the study varies batch size along: ``norm_batch_size`` if, among rows of
     norms that use batch statistics, it takes more than one value and differs from batch_size
     somewhere (ghost batches); else ``batch_size`` (an optimizer-batch study, where a BN run's
     norm_batch_size is its batch_size and the controls are trained at each batch size)."""
     if NORM_BATCH_SIZE in df.columns:
-        bn = df[df["norm"].map(uses_batch_stats)]
+        bn = df.loc[batch_stat_mask(df), [NORM_BATCH_SIZE, BATCH_SIZE]]
         values = bn[NORM_BATCH_SIZE]
         if values.nunique() > 1 and (values.notna() & values.ne(bn[BATCH_SIZE])).any():
             return NORM_BATCH_SIZE
     return BATCH_SIZE
 
 
-def along_axis(df: pd.DataFrame) -> pd.DataFrame:
+def along_axis(df: pd.DataFrame, axis: str | None = None) -> pd.DataFrame:
     """``df`` with each row whose batch-axis value is missing (a norm without batch statistics
     in a normalization-batch study: one trained model per seed) repeated at the axis values
     that rows with the same optimizer setup (batch_size, accumulate) have, or at every axis
-    value when none has that setup; axis values as integers. Idempotent."""
-    axis = batch_axis(df)
+    value when none has that setup; axis values as integers. ``axis`` is the study's batch axis,
+    by default ``df``'s own (pass the study's for a part of it, such as the ok runs, whose own
+    may differ). Idempotent."""
+    axis = axis or batch_axis(df)
     missing = df[axis].isna()
     values = df.loc[~missing, [c for c in OPTIMIZER_COLUMNS if c in df.columns] + [axis]]
     if not missing.any() or values.empty:
         return df
     setup = [c for c in values.columns if c != axis]
-    shared = df[missing].drop(columns=axis)
-    matched = shared.merge(values.drop_duplicates(), on=setup) if setup else shared.iloc[:0]
-    unmatched = _unmatched(shared, values, setup)
+    shared = df[missing]
+    # which row of ``shared`` goes to which axis value: merged on its keys alone, then taken
+    rows = shared[setup].assign(**{ROW: np.arange(len(shared))})
+    matched = rows.merge(values.drop_duplicates(), on=setup)[[ROW, axis]] if setup else None
+    unmatched = _unmatched(rows, values, setup)[[ROW]]
     spread = unmatched.merge(values[[axis]].drop_duplicates(), how="cross")
-    return pd.concat([df[~missing], matched, spread], ignore_index=True).astype({axis: int})
+    placed = pd.concat([part for part in (matched, spread) if part is not None and len(part)])
+    repeated = shared.iloc[placed[ROW].to_numpy()].assign(**{axis: placed[axis].to_numpy()})
+    return pd.concat([df[~missing], repeated], ignore_index=True).astype({axis: int})
 
 
 def _unmatched(shared: pd.DataFrame, values: pd.DataFrame, setup: list[str]) -> pd.DataFrame:
@@ -240,9 +255,9 @@ def ordered_norms(norms: Iterable[str]) -> list[str]:
     return [n for n in NORMS if n in present] + sorted(present - set(NORMS))
 
 
-def axis_values(df: pd.DataFrame) -> list[int]:
-    """The distinct values of the batch axis, ascending."""
-    return sorted(int(v) for v in df[batch_axis(df)].dropna().unique())
+def axis_values(df: pd.DataFrame, axis: str | None = None) -> list[int]:
+    """The distinct values of column ``axis`` (by default the batch axis), ascending."""
+    return sorted(int(v) for v in df[axis or batch_axis(df)].dropna().unique())
 
 
 def _is_swept(column: str) -> bool:
@@ -254,15 +269,17 @@ def other_factors(df: pd.DataFrame) -> list[str]:
     """Factors besides norm, batch axis and test setting: swept columns and batch columns other
     than the axis that vary, and take several values for some norm and for some axis value (so
     an lr zipped with batch size, or a norm_batch_size equal to batch_size, is left out)."""
-    df = along_axis(df)
     axis = batch_axis(df)
     candidates = [c for c in df.columns if _is_swept(c)]
     candidates += [c for c in BATCH_COLUMNS if c in df.columns and c != axis]
+    varying = [col for col in candidates if df[col].nunique() > 1]  # as many after along_axis
+    if not varying:
+        return []
+    df = along_axis(df, axis)
     return [
         col
-        for col in candidates
-        if df[col].nunique() > 1
-        and all(df.groupby(key)[col].nunique().max() > 1 for key in ("norm", axis))
+        for col in varying
+        if all(df.groupby(key)[col].nunique().max() > 1 for key in ("norm", axis))
     ]
 
 
@@ -331,17 +348,43 @@ def measured(df: pd.DataFrame, column: str) -> pd.Series:
     return df[column] if column in PRE_TRAINING else df[column].where(df["status"].eq(OK))
 
 
+def ordered_settings(frame: pd.DataFrame) -> list[tuple[str, str]]:
+    """The distinct test settings (test_mode, test_batch) of ``frame``, in order eval, precise,
+    ..., train at the same batch, then at each numeric test batch."""
+    settings = frame[list(SETTING_COLUMNS)].dropna().drop_duplicates()
+    return list(sort_by(settings, ["test_batch"]).itertuples(index=False, name=None))
+
+
 def setting_names(df: pd.DataFrame) -> list[str]:
-    """The names (:func:`setting_name`) of the test settings in the table, in order eval,
-    precise, ..., train at the same batch, then at each numeric test batch."""
-    settings = sort_by(df[list(SETTING_COLUMNS)].dropna().drop_duplicates(), ["test_batch"])
+    """The names (:func:`setting_name`) of the test settings in the table (:func:`ordered_settings`
+    order)."""
     axis = batch_axis(df)
-    return [setting_name(m, b, axis) for m, b in settings.itertuples(index=False)]
+    return [setting_name(m, b, axis) for m, b in ordered_settings(df)]
+
+
+def training_budget(epochs: int, steps: float | None, samples: float | None) -> tuple[int, str]:
+    """What sets a run's length, as (amount, unit): ``steps`` optimizer steps or ``samples``
+    training samples when set (they replace epochs, bnstudy.config.TrainConfig), else
+    ``epochs`` passes over the training split. None and NaN are unset."""
+    for amount, unit in ((steps, STEP), (samples, SAMPLE)):
+        if amount is not None and not pd.isna(amount):
+            return int(amount), unit
+    return int(epochs), EPOCH
+
+
+def count_text(count: object, noun: str) -> str:
+    """``count noun`` with an s unless the count is ``1`` (``1 epoch``, ``4 steps``, ``1, 2
+    epochs``); empty without a count."""
+    text = str(count)
+    return f"{text} {noun}{'' if text == '1' else 's'}" if text else ""
 
 
 def design_text(df: pd.DataFrame) -> str:
     """Run counts, norms, batch-axis values, seeds, test settings, and which norms one trained
-    model per seed serves at every axis value (call before :func:`along_axis`)."""
+    model per seed serves at every axis value (call before :func:`along_axis`); just the counts
+    for a table without rows."""
+    if df.empty:
+        return f"{counts_line(df)}: no run has finished yet."
     axis = batch_axis(df)
     seeds = sorted(int(s) for s in df["seed"].dropna().unique())
     text = (
@@ -406,12 +449,6 @@ def accuracy_rows(df: pd.DataFrame) -> pd.DataFrame:
     return ok.assign(**{ACC: 100 * ok["test_acc"], "setting": names})
 
 
-def _settings(rows: pd.DataFrame) -> list[tuple[str, str]]:
-    """The distinct (test_mode, test_batch) of ``rows`` in order eval, precise, same, 1, 2..."""
-    settings = rows[["test_mode", "test_batch"]].drop_duplicates()
-    return list(sort_by(settings, ["test_batch"]).itertuples(index=False, name=None))
-
-
 def _mode_comparisons(settings: list[tuple[str, str]]) -> list[tuple[tuple, tuple]]:
     """Within-run comparisons among ``settings``, as each test mode asks
     (``ModeSpec.compare_with``): eval − each train setting, precise − eval, precise − each train
@@ -446,14 +483,14 @@ def mode_pairs(df: pd.DataFrame) -> pd.DataFrame:
     minus another (:func:`_mode_comparisons`), with ``first``, ``second``, ``difference`` and the
     columns of :func:`_comparison_columns`."""
     rows = accuracy_rows(df)
-    rows = rows[rows["norm"].map(uses_batch_stats)]
+    rows = rows[batch_stat_mask(rows)]
     axis = batch_axis(df)
     keys = ["run_id", "seed", *series_columns(df), axis]
     frames = [
         paired_difference(
             rows, "setting", ACC, keys, (setting_name(*a, axis), setting_name(*b, axis))
         ).assign(**_comparison_columns(a, b, axis))
-        for a, b in _mode_comparisons(_settings(rows))
+        for a, b in _mode_comparisons(ordered_settings(rows))
     ]
     return _concat(frames, keys)
 
@@ -466,11 +503,13 @@ def control_pairs(df: pd.DataFrame) -> pd.DataFrame:
     rows = accuracy_rows(df)
     axis = batch_axis(df)
     keys = ["seed", axis, *other_factors(df)]
-    uses = rows["norm"].map(uses_batch_stats)
+    uses = batch_stat_mask(rows)
     controls = rows[~uses & rows["test_mode"].eq(EVAL)]
     frames = []
     for setting, norm, control in product(
-        _settings(rows[uses]), ordered_norms(rows.loc[uses, "norm"]), ordered_norms(controls.norm)
+        ordered_settings(rows[uses]),
+        ordered_norms(rows.loc[uses, "norm"]),
+        ordered_norms(controls.norm),
     ):
         name = setting_name(*setting, axis)
         bn = rows[rows["norm"].eq(norm) & rows["setting"].eq(name)]
@@ -576,7 +615,7 @@ def eval_collapse_findings(df: pd.DataFrame) -> FindingGroup:
 
 def _mode_skip(df: pd.DataFrame, mode: str) -> str:
     """Why no batch-statistic norm has a within-run comparison with ``mode``."""
-    if not df["norm"].map(uses_batch_stats).any():
+    if not batch_stat_mask(df).any():
         return "no norm in the study uses batch statistics"
     if not df["test_mode"].eq(mode).any():
         return f"the study has no {mode}-mode rows"
@@ -620,7 +659,7 @@ def control_findings(df: pd.DataFrame, mode: str = EVAL) -> FindingGroup:
 
 def _control_skip(df: pd.DataFrame, mode: str) -> str:
     """Why there is no BN-vs-control comparison in test ``mode``."""
-    uses = df["norm"].map(uses_batch_stats)
+    uses = batch_stat_mask(df)
     if not uses.any():
         return "no norm in the study uses batch statistics"
     if uses.all():
@@ -661,7 +700,7 @@ def recovery_pairs(df: pd.DataFrame) -> pd.DataFrame:
     runs = runs[~(runs["norm"].eq(REFERENCE_NORM) & runs[axis].eq(top))]
     pairs = runs.merge(second, on=keys).rename(columns={ACC: FIRST})
     pairs[DIFFERENCE] = pairs[FIRST] - pairs[SECOND]
-    pairs["comparison"] = f"norm − {recovery_reference(df)}"
+    pairs["comparison"] = f"norm − {_reference_name(axis, top)}"
     return pairs[["comparison", "norm", *others, axis, "seed", "run_id", FIRST, SECOND, DIFFERENCE]]
 
 
@@ -675,7 +714,11 @@ def recovery_reference(df: pd.DataFrame) -> str:
     """The name of the recovery reference: BN at the largest batch-axis value where it has an
     ok eval-mode result, e.g. ``batch @ norm batch 32``."""
     axis, rows = batch_axis(df), _eval_rows(df)
-    top = int(rows.loc[rows["norm"].eq(REFERENCE_NORM), axis].max())
+    return _reference_name(axis, int(rows.loc[rows["norm"].eq(REFERENCE_NORM), axis].max()))
+
+
+def _reference_name(axis: str, top: int) -> str:
+    """``batch @ <axis> <top>``: BN at the axis value ``top``."""
     return f"{REFERENCE_NORM} @ {AXIS_SHORT[axis]} {top}"
 
 
@@ -798,7 +841,7 @@ def controls_check(df: pd.DataFrame) -> FindingGroup:
     :func:`along_axis`."""
     group = CONTROLS_TITLE
     ok = df[df["status"].eq(OK) & df["test_mode"].eq(EVAL) & df["test_acc"].notna()]
-    rows = ok[~ok["norm"].map(uses_batch_stats)].assign(**{ACC: lambda r: 100 * r["test_acc"]})
+    rows = ok[~batch_stat_mask(ok)].assign(**{ACC: lambda r: 100 * r["test_acc"]})
     if rows.empty:
         return FindingGroup(group, CONTROLS_RULE, skipped=_controls_skip(df))
     axis = batch_axis(df)
@@ -814,7 +857,7 @@ def controls_check(df: pd.DataFrame) -> FindingGroup:
 
 def _controls_skip(df: pd.DataFrame) -> str:
     """Why the controls check has nothing to check."""
-    if df["norm"].map(uses_batch_stats).all():
+    if batch_stat_mask(df).all():
         return "the study has no batch-independent norm (group, instance, layer, none)"
     return "no batch-independent norm has an ok eval-mode result"
 
@@ -883,7 +926,7 @@ def noise_ratios(df: pd.DataFrame) -> pd.DataFrame:
     ``values_ratio`` = bn_mean_noise / values-law prediction."""
     df = along_axis(df)
     series, axis = series_columns(df), batch_axis(df)
-    runs = df[df["status"].eq(OK) & df["norm"].map(uses_batch_stats)].drop_duplicates("run_id")
+    runs = df[df["status"].eq(OK) & batch_stat_mask(df)].drop_duplicates("run_id")
     runs = runs.dropna(subset=list(NOISE_COLUMNS))
     measured, between, values = (runs[col] for col in NOISE_COLUMNS)
     return runs[[*series, axis]].assign(
@@ -988,7 +1031,7 @@ def flip_findings(df: pd.DataFrame, baseline: pd.DataFrame) -> FindingGroup:
     group = FLIP_TITLE
     df = along_axis(df)
     series, axis = series_columns(df), batch_axis(df)
-    train = df[df["status"].eq(OK) & df["test_mode"].eq(TRAIN) & df["norm"].map(uses_batch_stats)]
+    train = df[df["status"].eq(OK) & df["test_mode"].eq(TRAIN) & batch_stat_mask(df)]
     if "test_batch_size" in train.columns:
         train = train[train["test_batch_size"].ne(1)]
     train = train.dropna(subset=["test_flip_rate"]).merge(
@@ -1034,7 +1077,8 @@ def build_findings(df: pd.DataFrame, baseline: pd.DataFrame | None = None) -> li
     """All finding groups of a runs table as loaded (before :func:`along_axis`), in order:
     recovery against BN at its largest batch, eval-mode collapse, BN vs controls in eval and in
     train mode, controls check, PreciseBN, noise law, and flip rate against the seed-to-seed
-    ``baseline`` (:func:`flip_baseline`; skipped without one)."""
+    ``baseline`` (:func:`flip_baseline`; skipped without one). Every group is skipped, saying
+    so, when no run is ok (a sweep that has just started, or whose runs all failed)."""
     groups = [
         recovery_findings(df),
         eval_collapse_findings(df),
@@ -1045,8 +1089,13 @@ def build_findings(df: pd.DataFrame, baseline: pd.DataFrame | None = None) -> li
         noise_findings(df),
     ]
     if baseline is None:
-        return [*groups, FindingGroup(FLIP_TITLE, FLIP_RULE, skipped="no predictions were read")]
-    return [*groups, flip_findings(df, baseline)]
+        groups.append(FindingGroup(FLIP_TITLE, FLIP_RULE, skipped="no predictions were read"))
+    else:
+        groups.append(flip_findings(df, baseline))
+    if df["status"].eq(OK).any():
+        return groups
+    skipped = f"no ok runs ({counts_line(df)})"
+    return [FindingGroup(group.title, group.rule, skipped=skipped) for group in groups]
 
 
 def findings_markdown(title: str, intro: str, groups: list[FindingGroup]) -> str:

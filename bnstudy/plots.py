@@ -21,6 +21,7 @@ import math
 import textwrap
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import NamedTuple
 
 import matplotlib
 import numpy as np
@@ -42,10 +43,13 @@ from bnstudy.findings import (
     SETTING_COLUMNS,
     TRAIN,
     along_axis,
+    axis_values,
     batch_axis,
+    batch_stat_mask,
     comparison_table,
     measured,
     mode_pairs,
+    ordered_settings,
     recovery_reference,
     recovery_skip,
     recovery_table,
@@ -56,6 +60,7 @@ from bnstudy.findings import (
     test_batch_rank,
     uses_batch_stats,
 )
+from bnstudy.outcomes import FAILURES
 from bnstudy.stats import FIRST, SECOND, interval_table
 from bnstudy.test_modes import TEST_MODES
 
@@ -122,8 +127,9 @@ COMPARISON_ORDER = {
         (mode, other) for mode in TEST_MODES.values() for other in mode.compare_with
     )
 }
-NO_VALUE_LABEL = "no result (error/diverged/oom)"
+NO_VALUE_LABEL = f"no result ({'/'.join(FAILURES)})"
 BASELINE_LABEL = "seed-to-seed baseline"
+FLIP_YLABEL = "predictions flipped (%)"
 SHARED_LABEL = " (one model per seed)"  # legend: no batch statistics, drawn at every value
 X_VALUE = "the x value"  # comparison of studies with different batch axes: test batch "same"
 
@@ -145,13 +151,9 @@ def styled(make: Callable[..., Figure]) -> Callable[..., Figure]:
 
 def save_figure(fig: Figure, path: Path) -> Path:
     """Save ``fig`` as a PNG at FIGURE_DPI (under STYLE: tick labels made while drawing get its
-    sizes), close it if pyplot manages it, and return ``path``."""
+    sizes) and return ``path``."""
     with matplotlib.rc_context(STYLE):
         fig.savefig(path, dpi=FIGURE_DPI, format="png")
-    if fig.canvas.manager is not None:  # made through pyplot: drop it from pyplot's registry
-        import matplotlib.pyplot as plt
-
-        plt.close(fig)
     return Path(path)
 
 
@@ -196,7 +198,11 @@ def compute_gap(df: pd.DataFrame) -> pd.DataFrame:
     train-mode test_batch, of the norms that use batch statistics: gap_mean, gap_std,
     gap_ci_low, gap_ci_high and n (runs) per norm (and other factors), axis value and
     test_batch. Positive means running statistics beat batch statistics."""
-    table = mode_differences(df)
+    return _gap(mode_differences(df))
+
+
+def _gap(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`compute_gap` from the :func:`mode_differences` ``table``."""
     gap = table[table["first_mode"].eq(EVAL) & table["second_mode"].eq(TRAIN)]
     gap = gap.drop(columns=["comparison", "first_mode", "second_mode"])
     return gap.rename(columns=lambda col: col.replace("diff_", "gap_")).reset_index(drop=True)
@@ -207,18 +213,18 @@ def compute_flip_rate(df: pd.DataFrame) -> pd.DataFrame:
     flip_std, flip_ci_low, flip_ci_high and n over ok seeds per norm (and other factors), axis
     value and test_batch; n = 0 where every seed failed."""
     df = along_axis(df)
-    train = df[df["test_mode"].eq(TRAIN) & df["norm"].map(uses_batch_stats)]
+    train = df[df["test_mode"].eq(TRAIN) & batch_stat_mask(df)]
     keys = [*series_columns(df), batch_axis(df), "test_batch"]
     return seed_stats(train.assign(flip=100 * measured(train, "test_flip_rate")), "flip", keys)
 
 
-def run_stats(df: pd.DataFrame, column: str) -> pd.DataFrame:
+def run_stats(df: pd.DataFrame, column: str, layout: Layout | None = None) -> pd.DataFrame:
     """A per-run diagnostic's mean, std, t-interval and n over seeds per norm (and other
     factors) and axis value, one value per run (ok runs only, except the PRE_TRAINING
     diagnostics); series never measured are left out (e.g. batch-statistic noise of group
-    norm)."""
-    df = along_axis(df)
-    series, axis = series_columns(df), batch_axis(df)
+    norm). ``layout``: ``df``'s (:func:`figure_layout`), if computed already."""
+    series, axis, _ = layout or figure_layout(df)
+    df = along_axis(df, axis)
     values = df.assign(**{column: measured(df, column)})
     runs = values.groupby(["run_id", axis])[[*series, column]].first().reset_index()
     stats = seed_stats(runs, column, [*series, axis])
@@ -242,9 +248,14 @@ def learning_table(history: pd.DataFrame, df: pd.DataFrame) -> pd.DataFrame:
     """Per norm (and other factors), axis value and epoch of ``history`` (one row per epoch of
     each run: the run's columns, ``step`` = optimizer steps done, train_loss, train_acc): the
     mean ``step`` and the mean, std, t-interval and n over seeds of the train loss (``loss_*``)
-    and of the train accuracy in percent (``acc_*``)."""
-    history = along_axis(history.assign(loss=history["train_loss"], acc=100 * history["train_acc"]))
-    keys = [*series_columns(df), batch_axis(df), "epoch"]
+    and of the train accuracy in percent (``acc_*``). Each run is placed where the study
+    ``df`` places it (:func:`bnstudy.findings.along_axis`): the ok runs alone may have another
+    batch axis and fewer values (BN ok at one normalization batch size only)."""
+    axis = batch_axis(df)
+    placed = along_axis(df)[["run_id", axis]].drop_duplicates()
+    history = history.drop(columns=axis, errors="ignore").merge(placed, on="run_id")
+    history = history.assign(loss=history["train_loss"], acc=100 * history["train_acc"])
+    keys = [*series_columns(df), axis, "epoch"]
     steps = history.groupby(keys, dropna=False)["step"].mean().reset_index()
     loss, acc = (seed_stats(history, column, keys) for column in CURVES)
     return loss.drop(columns="n").merge(acc, on=keys).merge(steps, on=keys)
@@ -300,13 +311,28 @@ def _colors(labels: Iterable[str]) -> dict[str, str]:
     return {label: f"C{i % 10}" for i, label in enumerate(dict.fromkeys(labels))}
 
 
-def series_colors(df: pd.DataFrame) -> dict[str, str]:
+def series_colors(df: pd.DataFrame, columns: list[str] | None = None) -> dict[str, str]:
     """A colour per norm (and other factors) of the whole table, in sorted order, so a norm has
-    the same colour in every figure."""
-    df = along_axis(df)
-    columns = series_columns(df)
+    the same colour in every figure. ``columns``: ``df``'s :func:`series_columns`, if computed
+    already."""
+    columns = columns or series_columns(df)
     series = sort_by(df[columns].drop_duplicates(), columns)
     return _colors(series_labels(series, columns))
+
+
+class Layout(NamedTuple):
+    """What the figures of a runs table share: the columns making one line (the norm and other
+    factors, :func:`bnstudy.findings.series_columns`), the batch axis, and a colour per line."""
+
+    series: list[str]
+    axis: str
+    colors: dict[str, str]
+
+
+def figure_layout(df: pd.DataFrame) -> Layout:
+    """The :class:`Layout` of the runs table ``df``, computed once per figure."""
+    series = series_columns(df)
+    return Layout(series, batch_axis(df), series_colors(df, series))
 
 
 def _figure_with_panels(
@@ -326,11 +352,6 @@ def _figure_with_panels(
 def _title(ax: Axes, text: str) -> None:
     """Panel title wrapped at TITLE_WIDTH characters, so it stays over its panel."""
     ax.set_title(textwrap.fill(text, TITLE_WIDTH))
-
-
-def _ticks(frame: pd.DataFrame, axis: str) -> list[int]:
-    """The distinct values of column ``axis`` of ``frame``, ascending."""
-    return sorted(int(v) for v in frame[axis].dropna().unique())
 
 
 def _log2_axis(ax: Axes, values: list[int], label: str) -> None:
@@ -411,10 +432,11 @@ def _mark_failures(ax: Axes, x: pd.Series, color: str) -> None:
     )
 
 
-def _line_handles(colors: dict[str, str], df: pd.DataFrame) -> list[Line2D]:
+def _line_handles(colors: dict[str, str], axis: str) -> list[Line2D]:
     """Legend entries for coloured lines, one per series label; a norm without batch statistics
-    in a normalization-batch study is marked as drawn from one model per seed."""
-    shared = batch_axis(df) == NORM_BATCH_SIZE
+    in a normalization-batch study (batch ``axis``) is marked as drawn from one model per
+    seed."""
+    shared = axis == NORM_BATCH_SIZE
     return [
         Line2D([], [], color=color, marker="o", label=label + SHARED_LABEL)
         if shared and not uses_batch_stats(label.split(",")[0])
@@ -423,10 +445,10 @@ def _line_handles(colors: dict[str, str], df: pd.DataFrame) -> list[Line2D]:
     ]
 
 
-def _drawn_handles(table: pd.DataFrame, df: pd.DataFrame) -> list[Line2D]:
+def _drawn_handles(table: pd.DataFrame, layout: Layout) -> list[Line2D]:
     """Legend entries for the series of ``table``, in the colours of every figure."""
-    colors = series_colors(df)
-    return _line_handles({k: colors[k] for k in series_labels(table, series_columns(df))}, df)
+    series, axis, colors = layout
+    return _line_handles({k: colors[k] for k in series_labels(table, series)}, axis)
 
 
 def _legend(fig: Figure, handles: list[Line2D], failed: bool) -> None:
@@ -465,39 +487,37 @@ def plot_accuracy_vs_batch_size(df: pd.DataFrame) -> Figure:
     100 / number of classes where the table records it."""
     _require("the runs table has no rows yet" if df.empty else None)
     table = accuracy_table(df)
-    axis = batch_axis(df)
-    labels = series_labels(table, series_columns(df))
-    colors = series_colors(df)
+    series, axis, colors = figure_layout(df)
+    labels = series_labels(table, series)
     chance = chance_levels(df)
-    settings = sort_by(table[list(SETTING_COLUMNS)].drop_duplicates().dropna(), ["test_batch"])
+    settings = ordered_settings(table)
     fig, axes = _figure_with_panels(len(settings))
-    for ax, (mode, batch) in zip(axes, settings.itertuples(index=False), strict=True):
+    for ax, (mode, batch) in zip(axes, settings, strict=True):
         panel = table["test_mode"].eq(mode) & table["test_batch"].eq(batch)
         _draw_lines(ax, table[panel], axis, "acc", labels[panel], colors)
         _chance_lines(ax, chance)
-        _log2_axis(ax, _ticks(table, axis), AXIS_LABELS[axis])
+        _log2_axis(ax, axis_values(table, axis), AXIS_LABELS[axis])
         _title(ax, setting_label(mode, batch, axis))
         ax.set_ylabel("test accuracy (%)")
-    handles = _line_handles(colors, df) + _chance_handles(chance)
+    handles = _line_handles(colors, axis) + _chance_handles(chance)
     _legend(fig, handles, table["n"].eq(0).any())
     return fig
 
 
 def _per_panel_figure(
-    table: pd.DataFrame, df: pd.DataFrame, column: str, panels: pd.Series, ylabel: str
+    table: pd.DataFrame, layout: Layout, column: str, panels: pd.Series, ylabel: str
 ) -> Figure:
     """One panel per distinct value of ``panels`` (labels aligned with ``table``, in order of
     appearance), one line per norm (and other factors) coloured as in every figure:
     ``column``'s mean and band along the batch axis."""
-    labels = series_labels(table, series_columns(df))
-    colors = series_colors(df)
-    axis = batch_axis(df)
+    series, axis, colors = layout
+    labels = series_labels(table, series)
     names = list(dict.fromkeys(panels))
     fig, axes = _figure_with_panels(len(names))
     for ax, name in zip(axes, names, strict=True):
         rows = panels.eq(name)
         _draw_lines(ax, table[rows], axis, column, labels[rows], colors)
-        _log2_axis(ax, _ticks(table, axis), AXIS_LABELS[axis])
+        _log2_axis(ax, axis_values(table, axis), AXIS_LABELS[axis])
         _title(ax, name)
         _ylabel(ax, ylabel)
     return fig
@@ -510,9 +530,10 @@ def _comparison_rank(table: pd.DataFrame) -> pd.Series:
     return pair * 1000 + table["test_batch"].map(test_batch_rank).clip(upper=999)
 
 
-def gap_skip_reason(df: pd.DataFrame) -> str | None:
-    """Why the test-mode difference figure cannot be drawn, or None if it can."""
-    if compute_gap(df).empty:
+def gap_skip_reason(df: pd.DataFrame, differences: pd.DataFrame | None = None) -> str | None:
+    """Why the test-mode difference figure cannot be drawn, or None if it can. ``differences``:
+    the :func:`mode_differences` of ``df``, if computed already."""
+    if _gap(mode_differences(df) if differences is None else differences).empty:
         return _train_mode_reason(df) or "no run has both eval-mode and train-mode results yet"
     return None
 
@@ -524,19 +545,20 @@ def plot_test_mode_gap(df: pd.DataFrame) -> Figure:
     comparison (eval − train per train-mode test batch, then precise − eval and precise − train
     where measured), one line per norm with the mean over runs and its 95% t-interval band, and
     a zero line. Raises NothingToPlot if no run has both eval- and train-mode results."""
-    _require(gap_skip_reason(df))
     table = mode_differences(df)
+    _require(gap_skip_reason(df, table))
+    layout = figure_layout(df)
     table = table.assign(rank=_comparison_rank(table)).sort_values("rank", kind="stable")
-    fig = _per_panel_figure(table, df, "diff", table["comparison"], "difference (pp)")
+    fig = _per_panel_figure(table, layout, "diff", table["comparison"], "difference (pp)")
     for ax in fig.axes:
         ax.axhline(0, color="0.3", linewidth=1)
-    _legend(fig, _drawn_handles(table, df), table["n"].eq(0).any())
+    _legend(fig, _drawn_handles(table, layout), table["n"].eq(0).any())
     return fig
 
 
 def flip_skip_reason(df: pd.DataFrame) -> str | None:
     """Why the flip-rate figure cannot be drawn, or None if it can."""
-    train = df[df["test_mode"].eq(TRAIN) & df["norm"].map(uses_batch_stats)]
+    train = df[df["test_mode"].eq(TRAIN) & batch_stat_mask(df)]
     return _train_mode_reason(df) or _unmeasured_reason(train, ["test_flip_rate"])
 
 
@@ -549,33 +571,28 @@ def plot_flip_rate(df: pd.DataFrame, baseline: pd.DataFrame | None = None) -> Fi
     (:func:`bnstudy.findings.flip_baseline`) dotted if given. Raises NothingToPlot if no
     train-mode row of such a norm has a flip rate."""
     _require(flip_skip_reason(df))
-    axis = batch_axis(df)
+    layout = figure_layout(df)
     table = compute_flip_rate(df)
     table = table.sort_values("test_batch", key=lambda b: b.map(test_batch_rank), kind="stable")
-    panels = pd.Series([setting_label(TRAIN, b, axis) for b in table["test_batch"]], table.index)
-    fig = _per_panel_figure(table, df, "flip", panels, "predictions flipped (%)")
-    handles = _drawn_handles(table, df)
+    labels = [setting_label(TRAIN, b, layout.axis) for b in table["test_batch"]]
+    fig = _per_panel_figure(table, layout, "flip", pd.Series(labels, table.index), FLIP_YLABEL)
+    handles = _drawn_handles(table, layout)
     if baseline is not None and not baseline.empty:
-        _draw_baseline(fig.axes, baseline, df)
+        batches = table["test_batch"].unique()  # a panel each, in this order
+        _draw_baseline(dict(zip(batches, fig.axes, strict=True)), baseline, layout)
         handles.append(Line2D([], [], color="0.3", linestyle=":", marker="D", label=BASELINE_LABEL))
     _legend(fig, handles, table["n"].eq(0).any())
     return fig
 
 
-def _draw_baseline(axes: list[Axes], baseline: pd.DataFrame, df: pd.DataFrame) -> None:
+def _draw_baseline(panels: dict[str, Axes], baseline: pd.DataFrame, layout: Layout) -> None:
     """The seed-to-seed baseline of the batch-statistic norms, dotted, on the panel of its
-    test batch (panels in test-batch order)."""
-    columns, axis = series_columns(df), batch_axis(df)
+    test batch (``panels``: test batch -> its panel; a test batch without one is not drawn)."""
+    columns, axis, colors = layout
     keys = [*columns, axis, "test_batch"]
-    baseline = (
-        baseline[baseline["norm"].map(uses_batch_stats)]
-        .groupby(keys, as_index=False)[BASELINE]
-        .mean()
-    )
+    baseline = baseline[batch_stat_mask(baseline)].groupby(keys, as_index=False)[BASELINE].mean()
     baseline = sort_by(baseline, [*columns, axis])
-    colors = series_colors(df)
-    batches = sorted(baseline["test_batch"].unique(), key=test_batch_rank)
-    for ax, test_batch in zip(axes, batches, strict=False):
+    for test_batch, ax in panels.items():
         panel = baseline[baseline["test_batch"].eq(test_batch)]
         for label, rows in panel.groupby(series_labels(panel, columns), sort=False):
             ax.plot(rows[axis], rows[BASELINE], color=colors[label], linestyle=":", marker="D")
@@ -586,19 +603,17 @@ def _panel_columns(panels: dict[str, tuple[str, ...]]) -> list[str]:
     return [col for columns in panels.values() for col in columns]
 
 
-def _draw_run_panel(
-    ax: Axes, df: pd.DataFrame, columns: Iterable[str], colors: dict[str, str]
-) -> bool:
+def _draw_run_panel(ax: Axes, df: pd.DataFrame, columns: Iterable[str], layout: Layout) -> bool:
     """Per-run diagnostic ``columns`` per series on ``ax`` (init_* dashed); returns whether an
     'x' was drawn. Says so on the panel when no series has a value."""
     marked = drawn = False
     if any(column in LOG_Y_COLUMNS for column in columns):
         _log_y(ax, base=2)
     for column in columns:
-        stats = run_stats(df, column)
-        labels = series_labels(stats, series_columns(df))
+        stats = run_stats(df, column, layout)
+        labels = series_labels(stats, layout.series)
         style = "--" if column.startswith(INIT_PREFIX) else "-"
-        marked |= _draw_lines(ax, stats, batch_axis(df), column, labels, colors, style)
+        marked |= _draw_lines(ax, stats, layout.axis, column, labels, layout.colors, style)
         drawn |= not stats.empty
     if not drawn:
         ax.text(0.5, 0.5, "not measured for these norms", ha="center", transform=ax.transAxes)
@@ -614,16 +629,16 @@ def _run_level_figure(df: pd.DataFrame, panels: dict[str, tuple[str, ...]]) -> F
     constant = constant_panels(df, panels)
     panels = {title: cols for title, cols in panels.items() if title not in constant}
     _require(None if panels else "every value is the same in every run: " + ", ".join(constant))
-    colors = series_colors(df)
-    axis = batch_axis(df)
+    layout = figure_layout(df)
+    df = along_axis(df, layout.axis)  # once for all panels
     fig, axes = _figure_with_panels(len(panels), sharey=False)
     marked = False
     for ax, (name, columns) in zip(axes, panels.items(), strict=True):
-        marked |= _draw_run_panel(ax, df, columns, colors)
-        _log2_axis(ax, _ticks(along_axis(df), axis), AXIS_LABELS[axis])
+        marked |= _draw_run_panel(ax, df, columns, layout)
+        _log2_axis(ax, axis_values(df, layout.axis), AXIS_LABELS[layout.axis])
         _title(ax, name)
         _ylabel(ax, name)
-    handles = _line_handles(colors, df)
+    handles = _line_handles(layout.colors, layout.axis)
     if any(col.startswith(INIT_PREFIX) for col in _panel_columns(panels)):
         handles += [
             Line2D([], [], color="0.3", linestyle="--", label="at initialization"),
@@ -658,17 +673,18 @@ def plot_noise_law(df: pd.DataFrame) -> Figure:
     and the means of its two predictions (between-image variation dashed, values law dotted).
     Raises NothingToPlot if none is measured."""
     _require(_unmeasured_reason(df, list(NOISE_COLUMNS[1:])))
-    colors = series_colors(df)
+    layout = figure_layout(df)
+    series, axis, colors = layout
+    df = along_axis(df, axis)  # once for all lines
     fig, (ax,) = _figure_with_panels(1)
     _log_y(ax)
-    axis = batch_axis(df)
+    stats = {column: run_stats(df, column, layout) for column in NOISE_LINES}
     for column, (style, _) in NOISE_LINES.items():
-        stats = run_stats(df, column)
-        labels = series_labels(stats, series_columns(df))
-        _draw_lines(ax, stats, axis, column, labels, colors, style)
-    _log2_axis(ax, _ticks(along_axis(df), axis), AXIS_LABELS[axis])
+        labels = series_labels(stats[column], series)
+        _draw_lines(ax, stats[column], axis, column, labels, colors, style)
+    _log2_axis(ax, axis_values(df, axis), AXIS_LABELS[axis])
     _ylabel(ax, "std of batch means / population std")
-    handles = _drawn_handles(run_stats(df, NOISE_COLUMNS[0]), df)
+    handles = _drawn_handles(stats[NOISE_COLUMNS[0]], layout)
     handles += [Line2D([], [], color="0.3", linestyle=s, label=t) for s, t in NOISE_LINES.values()]
     _legend(fig, handles, False)
     return fig
@@ -684,11 +700,11 @@ def plot_recovery(df: pd.DataFrame) -> Figure:
     norm)."""
     table = recovery_table(df)
     _require(recovery_skip(df) if table.empty else None)
-    axis, series = batch_axis(df), series_columns(df)
-    values = _ticks(along_axis(df), axis)
+    layout = figure_layout(df)
+    series, axis, colors = layout
+    values = axis_values(df, axis)
     table = table.rename(columns={k: f"recovery_{k}" for k in ("mean", "ci_low", "ci_high")})
     shared = table[axis].isna()
-    colors = series_colors(df)
     fig, (ax,) = _figure_with_panels(1)
     varying = table[~shared]
     for label, line in varying.groupby(series_labels(varying, series), sort=False):
@@ -706,7 +722,7 @@ def plot_recovery(df: pd.DataFrame) -> Figure:
     _log2_axis(ax, values, AXIS_LABELS[axis])
     ax.set_xlim(values[0] / 1.4, (margin[-1] if len(flat) else values[-1]) * 1.2)
     _ylabel(ax, f"accuracy − {recovery_reference(df)} (pp)")
-    _legend(fig, _drawn_handles(table, df), False)
+    _legend(fig, _drawn_handles(table, layout), False)
     return fig
 
 
@@ -718,10 +734,10 @@ def plot_learning_curves(history: pd.DataFrame, df: pd.DataFrame) -> Figure:
     t-interval band (none for one seed). ``history`` has one row per epoch of each run
     (:func:`learning_table`). Raises NothingToPlot if it is empty."""
     _require("no run folder has a history.jsonl" if history.empty else None)
+    layout = figure_layout(df)
+    series, axis, colors = layout
     table = learning_table(history, df)
-    axis, series = batch_axis(df), series_columns(df)
-    values = _ticks(table, axis)
-    colors = series_colors(df)
+    values = axis_values(table, axis)
     ncols = min(len(values), PANELS_PER_ROW)
     per_quantity = ncols * math.ceil(len(values) / ncols)
     fig, axes = _figure_with_panels(len(CURVES) * per_quantity, ncols=ncols, sharey=False)
@@ -739,7 +755,7 @@ def plot_learning_curves(history: pd.DataFrame, df: pd.DataFrame) -> Figure:
             ax.grid(alpha=0.3)
         for ax in panels[len(values) :]:
             fig.delaxes(ax)
-    _legend(fig, _drawn_handles(table, df), False)
+    _legend(fig, _drawn_handles(table, layout), False)
     return fig
 
 
@@ -754,9 +770,11 @@ def _comparison_title(mode: str, batch: str, axes: set[str]) -> str:
 def studies_table(studies: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """The :func:`accuracy_table` of each study (label -> runs table), stacked, with ``study``,
     ``axis`` (the study's batch-axis column), ``batch`` (its value) and ``series`` (the norm and
-    other factors)."""
+    other factors); a study whose table has no rows yet adds none."""
     frames = []
     for study, df in studies.items():
+        if df.empty:
+            continue
         table = accuracy_table(df)
         axis = batch_axis(df)
         frames.append(
@@ -783,21 +801,24 @@ def plot_comparison(studies: dict[str, pd.DataFrame]) -> Figure:
     """Test accuracy (%) of several studies (label -> runs table) overlaid along their batch
     axes: one panel per test setting any study has; per study and norm (and other factors) the
     mean over seeds with its t-interval band, colour per norm, line style and marker per study;
-    chance lines at each study's 100 / number of classes."""
+    chance lines at each study's 100 / number of classes. Raises NothingToPlot if no study's
+    table has rows."""
     _require(None if studies else "no study to compare")
+    _require(None if any(not df.empty for df in studies.values()) else "no study has runs yet")
     table = studies_table(studies)
     colors = _colors(sort_by(table[["norm", "series"]].drop_duplicates(), ["norm"])["series"])
-    styles = dict(zip(studies, STUDY_STYLES * len(studies), strict=False))
-    settings = sort_by(table[list(SETTING_COLUMNS)].drop_duplicates().dropna(), ["test_batch"])
+    shown = table["study"].unique()
+    styles = dict(zip(shown, STUDY_STYLES * len(shown), strict=False))
+    settings = ordered_settings(table)
     fig, axes = _figure_with_panels(len(settings))
     chance = sorted({level for df in studies.values() for level in chance_levels(df)})
-    for ax, (mode, batch) in zip(axes, settings.itertuples(index=False), strict=True):
+    for ax, (mode, batch) in zip(axes, settings, strict=True):
         panel = table[table["test_mode"].eq(mode) & table["test_batch"].eq(batch)]
         for (study, series), line in panel.groupby(["study", "series"], sort=False):
             linestyle, marker = styles[study]
             _band(ax, line, "batch", "acc", colors[series], linestyle, marker)
         _chance_lines(ax, chance)
-        _log2_axis(ax, _ticks(table, "batch"), _comparison_xlabel(table))
+        _log2_axis(ax, axis_values(table, "batch"), _comparison_xlabel(table))
         _title(ax, _comparison_title(mode, batch, set(table["axis"])))
         ax.set_ylabel("test accuracy (%)")
     handles = [Line2D([], [], color=colors[s], label=s) for s in dict.fromkeys(table["series"])]

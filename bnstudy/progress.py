@@ -26,14 +26,21 @@ from rich.progress import (
 from rich.table import Table
 
 from bnstudy import store
+from bnstudy.config import TrainConfig
+from bnstudy.findings import EPOCH, SAME, SAMPLE, STEP, count_text, training_budget
 from bnstudy.outcomes import OK
 from bnstudy.sweep import Run
 
 
+def swept_text(swept: dict[str, Any]) -> str:
+    """A run's swept values as ``key=value ...``, each key by its last part
+    (``norm_batch_size=4``, not ``train.norm_batch_size=4``)."""
+    return " ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in swept.items())
+
+
 def run_label(run: Run) -> str:
-    """``<run_id> key=value ...`` with the last part of each swept key."""
-    values = " ".join(f"{key.rsplit('.', 1)[-1]}={value}" for key, value in run.swept.items())
-    return f"{run.run_id} {values}".strip()
+    """``<run_id> key=value ...`` (:func:`swept_text`)."""
+    return f"{run.run_id} {swept_text(run.swept)}".strip()
 
 
 def result_line(result: dict[str, Any]) -> str:
@@ -50,7 +57,7 @@ def result_line(result: dict[str, Any]) -> str:
 
 def _setting(test: dict[str, Any]) -> str:
     mode, batch = test["test_mode"], str(test["test_batch"])
-    return mode if batch in (mode, "same") else f"{mode}/{batch}"  # eval/eval, train/same: mode
+    return mode if batch in (mode, SAME) else f"{mode}/{batch}"  # eval/eval, train/same: mode
 
 
 class SweepView:
@@ -87,11 +94,10 @@ class SweepView:
     def in_flight_table(self) -> Table:
         table = Table.grid(padding=(0, 2))
         for run, start in list(self.in_flight.values()):
-            epoch, loss = _last_epoch(store.run_dir(self.sweep_dir, run.run_id))
-            total = run.config.train.epochs
+            done, loss = _epochs_done(store.run_dir(self.sweep_dir, run.run_id))
             table.add_row(
                 f"  {run_label(run)}",
-                f"epoch {epoch}/{total}",
+                progress_text(run.config.train, done),
                 "" if loss is None else f"loss {loss:.3f}",
                 _clock(time.monotonic() - start),
             )
@@ -120,14 +126,30 @@ class _Progress(Progress):
         yield self.view.in_flight_table()
 
 
-def _last_epoch(folder: Path) -> tuple[int, float | None]:
-    """The last finished epoch of the run training in ``folder`` and its training loss."""
+def progress_text(train: TrainConfig, done: dict[str, int]) -> str:
+    """How far a run is, ``done`` counting finished epochs, steps and samples: ``epoch 2/5``
+    when epochs set its length, else ``epoch 2, 24/40 steps`` (or samples; the epochs the
+    budget takes are not known ahead)."""
+    amount, unit = training_budget(train.epochs, train.steps, train.samples)
+    if unit == EPOCH:
+        return f"epoch {done[EPOCH]}/{amount}"
+    return f"epoch {done[EPOCH]}, {done[unit]}/{count_text(amount, unit)}"
+
+
+def _epochs_done(folder: Path) -> tuple[dict[str, int], float | None]:
+    """The epochs, optimizer steps and samples that the run training in ``folder`` has finished
+    (epoch, step, sample -> count), and the training loss of its last epoch."""
+    done = {EPOCH: 0, STEP: 0, SAMPLE: 0}
     try:
-        lines = (folder / store.HISTORY).read_text().splitlines()
-        last = json.loads(lines[-1]) if lines else {}
+        epochs = [json.loads(line) for line in (folder / store.HISTORY).read_text().splitlines()]
     except (OSError, ValueError):  # not started yet, or a line being written
-        return 0, None
-    return int(last.get("epoch", 0)), last.get("train_loss")
+        return done, None
+    for epoch in epochs:
+        done[STEP] += int(epoch.get("steps", 0))
+        done[SAMPLE] += int(epoch.get("samples", 0))
+    last = epochs[-1] if epochs else {}
+    done[EPOCH] = int(last.get("epoch", 0))
+    return done, last.get("train_loss")
 
 
 def _clock(seconds: float) -> str:

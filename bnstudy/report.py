@@ -33,7 +33,9 @@ import json
 import os
 from collections import Counter
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -57,8 +59,10 @@ from bnstudy.findings import (
     FindingGroup,
     along_axis,
     batch_axis,
+    batch_stat_mask,
     build_findings,
     control_pairs,
+    count_text,
     design_text,
     drift_warning,
     environments,
@@ -75,9 +79,10 @@ from bnstudy.findings import (
     setting_names,
     shared_norms,
     sort_by,
+    training_budget,
     uses_batch_stats,
 )
-from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, FAILURES, OK, OOM
+from bnstudy.outcomes import DIVERGED, ERROR, FAILURES, OK
 from bnstudy.stats import DIFFERENCE, FIRST, SECOND, t_half_width
 from bnstudy.test_modes import TEST_MODES
 
@@ -98,60 +103,88 @@ BATCH_STATS_PNG = "batch_statistics.png"
 NOISE_PNG = "noise_law.png"
 HEADLINE = ACCURACY_PNG  # the figure the page shows right after the findings
 BAND = "the mean over seeds with its 95% t-interval as a band (none for one seed)"
-# Figure -> (heading, caption saying what is measured), in page order.
+
+
+class FigureInputs(NamedTuple):
+    """What the figures are drawn from: the runs table, the runs' histories
+    (:func:`history_table`) and the flip-rate baseline (:func:`bnstudy.findings.flip_baseline`)."""
+
+    df: pd.DataFrame
+    history: pd.DataFrame
+    baseline: pd.DataFrame
+
+
+class ReportFigure(NamedTuple):
+    """A figure of the page: its heading, its caption saying what is measured, and the call
+    that draws it (raising :class:`bnstudy.plots.NothingToPlot` with the reason it cannot)."""
+
+    heading: str
+    caption: str
+    draw: Callable[[FigureInputs], Figure]
+
+
+# PNG -> its heading, caption (what is measured) and drawing, in page order.
 FIGURES = {
-    ACCURACY_PNG: (
+    ACCURACY_PNG: ReportFigure(
         "Test accuracy along the batch axis",
         f"Test accuracy per test setting, {BAND}; dashed grey: chance (100 / number of "
         "classes, where the runs table records it); x = no seed produced a result.",
+        lambda i: plots.plot_accuracy_vs_batch_size(i.df),
     ),
-    RECOVERY_PNG: (
+    RECOVERY_PNG: ReportFigure(
         "Recovery of BN's large-batch accuracy",
         "Per norm, eval-mode test accuracy minus BN's at its largest batch, paired by seed, in "
         f"percentage points, {BAND}. Norms with batch statistics vary along the axis; the "
         "others, trained once per seed, are dashed levels with their interval as a bar at the "
         "right margin. 0 (black): the reference.",
+        lambda i: plots.plot_recovery(i.df),
     ),
-    LEARNING_PNG: (
+    LEARNING_PNG: ReportFigure(
         "Learning curves",
         "Training loss and accuracy averaged over each epoch's training batches (the model in "
         "train mode), plotted at the optimizer step that ends the epoch, one panel per value of "
         f"the batch axis, {BAND}. From each ok run's history.jsonl.",
+        lambda i: plots.plot_learning_curves(i.history, i.df),
     ),
-    GAP_PNG: (
+    GAP_PNG: ReportFigure(
         "Test-mode differences, paired per run",
         "Per run, test accuracy in one test setting minus another (eval − train per train-mode "
         f"test batch; precise − eval where measured) in percentage points, {BAND}; positive = "
         "the first setting is better.",
+        lambda i: plots.plot_test_mode_gap(i.df),
     ),
-    FLIP_PNG: (
+    FLIP_PNG: ReportFigure(
         "Train-mode flip rate",
         "Percentage of test predictions in train mode (batch statistics) that change when the "
         "test set is reshuffled into different batches (mean over reshuffles), per test batch "
         f"setting, {BAND}; "
         "dotted: the seed-to-seed baseline (predictions of the same setting that differ between "
         "two seeds), where predictions were stored.",
+        lambda i: plots.plot_flip_rate(i.df, i.baseline),
     ),
-    COLLAPSE_PNG: (
+    COLLAPSE_PNG: ReportFigure(
         "Output collapse",
         "On a fixed probe batch of the normalization batch size in train mode: the std of the "
         "model outputs and the fraction of outputs exactly 0, at initialization (dashed) and "
         f"after training (solid), {BAND}; x = no value (run failed, or the forward raised).",
+        lambda i: plots.plot_output_collapse(i.df),
     ),
-    BATCH_STATS_PNG: (
+    BATCH_STATS_PNG: ReportFigure(
         "Batch statistics",
         "The fewest values any norm statistic of the network averages over, and, after "
         "training, the std across batches of the normalization batch size (1024 training "
         "samples) of the per-channel batch mean (relative to the population std) and batch "
         "variance (relative to the population variance), averaged over channels and BN layers; "
         f"{BAND}.",
+        lambda i: plots.plot_batch_statistics(i.df),
     ),
-    NOISE_PNG: (
+    NOISE_PNG: ReportFigure(
         "Noise of BN batch means: measured and predicted",
         "Std across training batches of the per-channel batch mean relative to the population "
         f"std (solid, {BAND}); predicted from between-image variation (std of per-image channel "
         "means / population std / √images per batch; dashed) and by the values law "
         "(1/√values per statistic; dotted); log-log.",
+        lambda i: plots.plot_noise_law(i.df),
     ),
 }
 CSV_FLOATS = "%.6g"  # paired.csv: enough digits for pp differences, no float noise
@@ -201,10 +234,7 @@ SUMMARY_STATS = {
     "samples_per_sec_mean": ("samples_per_sec", "mean"),
     **{f"{col}_mean": (col, "mean") for col in DIAGNOSTICS},
     "n": ("test_acc", "count"),
-    "n_error": ("is_error", "sum"),
-    "n_diverged": ("is_diverged", "sum"),
-    "n_oom": ("is_oom", "sum"),
-    "n_crashed": ("is_crashed", "sum"),
+    **{f"n_{failure}": (f"is_{failure}", "sum") for failure in FAILURES},
 }
 CI_COLUMNS = ("test_acc_ci_low", "test_acc_ci_high")
 # Display columns of summary.md / index.html: header -> (metric, scale, number format); shown
@@ -218,8 +248,10 @@ DISPLAY_COLUMNS = {
     "flip (%)": ("test_flip_rate", 100, ".1f"),
     "min values/stat": ("min_values_per_stat", 1, ".0f"),
 }
-COUNT_COLUMNS = ("n", "n_error", "n_diverged", "n_oom", "n_crashed")
-SHOWN_IF_ANY = ("n_oom", "n_crashed")  # display tables leave these out when every count is 0
+COUNT_COLUMNS = ("n", *(f"n_{failure}" for failure in FAILURES))
+# display tables leave these out when every count is 0 (as bnstudy.outcomes.counts_text does)
+SHOWN_IF_ANY = tuple(f"n_{failure}" for failure in FAILURES if failure not in (ERROR, DIVERGED))
+BUDGET_KEYS = ("train.steps", "train.samples")  # set, either replaces train.epochs
 SUMMARY_NOTE = (
     "Test accuracy in percent as mean [95% t-interval] over seeds (ok runs only; no interval "
     "for one seed); n = ok seeds. Per-seed values are in runs.csv (accuracies there are "
@@ -232,6 +264,8 @@ PIVOT_NOTE = (
     "fewer; no interval for one seed). Norms without running statistics compute the same in "
     "every test mode: one column each."
 )
+PIVOT_HEADING = "Test accuracy by batch size, norm and test mode"
+NO_OK_RUNS_NOTE = "No ok runs: no test accuracy to show."  # the pivot's note instead
 SAME_MODEL = "same model"  # pivot cell of a norm trained once per seed, after its first row
 NO_RESULT = "no result"
 SHARED_NOTE = "Repeated at every value: {norms} (no batch statistics; one model per seed)."
@@ -336,16 +370,13 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     ``test_acc_ci_high``) over seeds of test_acc; mean and std of test_loss and train_acc; the
     mean of samples_per_sec and the DIAGNOSTICS (ok rows only, except the diagnostics measured
     before training, which count failed runs too); n (ok seeds with a test accuracy), and
-    n_error / n_diverged / n_oom / n_crashed (failed seeds). Groups where every seed failed are
-    kept with n = 0."""
+    n_<outcome> (failed seeds) per outcome of bnstudy.outcomes.FAILURES. Groups where every
+    seed failed are kept with n = 0."""
     df = along_axis(df)
     factors = factor_columns(df)
     data = df.assign(
         **{col: measured(df, col) for col in (*METRICS, *DIAGNOSTICS)},
-        is_error=df["status"].eq(ERROR),
-        is_diverged=df["status"].eq(DIVERGED),
-        is_oom=df["status"].eq(OOM),
-        is_crashed=df["status"].eq(CRASHED),
+        **{f"is_{failure}": df["status"].eq(failure) for failure in FAILURES},
     )
     summary = data.groupby(factors, dropna=False).agg(**SUMMARY_STATS).reset_index()
     half = t_half_width(summary["test_acc_std"], summary["n"])
@@ -412,7 +443,7 @@ def _pivot_columns(summary: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
     axis = batch_axis(df)
     labels = series_labels(summary, series_columns(df))
     settings = [setting_name(m, b, axis) for m, b in summary[list(SETTING_COLUMNS)].values]
-    uses = summary["norm"].map(uses_batch_stats)
+    uses = batch_stat_mask(summary)
     return labels.where(~uses, labels + ", " + pd.Series(settings, index=summary.index))
 
 
@@ -422,17 +453,22 @@ def accuracy_pivot(summary: pd.DataFrame, df: pd.DataFrame) -> tuple[pd.DataFram
     norm trained once per seed in a normalization-batch study shows its value in the first row
     and SAME_MODEL below. Returns the table and the n most cells have."""
     axis = batch_axis(df)
-    rows = summary[summary["norm"].map(uses_batch_stats) | summary["test_mode"].eq(EVAL)]
+    rows = summary[batch_stat_mask(summary) | summary["test_mode"].eq(EVAL)]
     rows = rows.assign(column=_pivot_columns(rows, df))
     n = int(rows["n"].max()) if len(rows) else 0
     cells = rows.assign(cell=[_pivot_cell(row, n) for _, row in rows.iterrows()])
     table = cells.pivot(index=axis, columns="column", values="cell")
     table = table[list(dict.fromkeys(cells["column"]))].sort_index()
-    if axis == NORM_BATCH_SIZE:
-        for norm in shared_norms(df):
-            table.iloc[1:, table.columns.get_loc(norm)] = SAME_MODEL
+    if axis == NORM_BATCH_SIZE:  # a shared norm's columns: one per value of the other factors
+        shared = cells.loc[cells["norm"].isin(shared_norms(df)), "column"]
+        table.iloc[1:, table.columns.get_indexer(shared.unique())] = SAME_MODEL
     table.columns.name = None
     return table.rename_axis(AXIS_LABELS[axis]).reset_index(), n
+
+
+def _pivot_note(n: int) -> str:
+    """The note of the accuracy pivot table whose cells have ``n`` seeds at most."""
+    return PIVOT_NOTE.format(n=n) if n else NO_OK_RUNS_NOTE
 
 
 def _markdown_table(table: pd.DataFrame) -> str:
@@ -460,8 +496,8 @@ def paired_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def failure_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per failed (error, diverged or oom) run with the FAILURE_COLUMNS the table has,
-    sorted by norm, batch size and seed."""
+    """One row per failed run (an outcome of bnstudy.outcomes.FAILURES) with the FAILURE_COLUMNS
+    the table has, sorted by norm, batch size and seed."""
     failed = df[df["status"].isin(FAILURES)].drop_duplicates("run_id")
     columns = [col for col in FAILURE_COLUMNS if col in failed.columns]
     return sort_by(failed[columns], ["norm", "batch_size", "seed"])
@@ -523,11 +559,6 @@ def _values(frame: pd.DataFrame, key: str) -> str:
     return ", ".join(dict.fromkeys(_number_text(v) for v in values))
 
 
-def _plural(count: str, noun: str) -> str:
-    """``count noun`` with an s unless the count is 1; empty without a count."""
-    return f"{count} {noun}{'' if count == '1' else 's'}" if count else ""
-
-
 def _parts(*parts: tuple[str, str]) -> str:
     """``template.format(value)`` for each (template, value) with a value, comma-separated."""
     return ", ".join(template.format(value) for template, value in parts if value)
@@ -557,11 +588,11 @@ def _norm_options(settings: pd.DataFrame, norm: str) -> str:
 
 
 def _model_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
-    """Model: its name, widths and each norm with its options."""
+    """Model: its name, widths and each norm with its options; empty without runs."""
     norms = "; ".join(_norm_options(settings, n) for n in ordered_norms(df["norm"].dropna()))
     name = _values(settings, "model.name") or _values(df, "model")
     widths = _values(settings, "model.widths")
-    return f"{name}" + (f", widths {widths}" if widths else "") + f"; norms: {norms}"
+    return _clauses(name + (f", widths {widths}" if widths else ""), norms and f"norms: {norms}")
 
 
 def _unless(text: str, *blank: str) -> str:
@@ -603,11 +634,26 @@ def _training_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
         ),
         _schedule(settings),
         _parts(
-            ("{}", _plural(_values(settings, "train.epochs"), "epoch")),
-            ("{}", _plural(_values(settings, "train.steps"), "step")),
-            ("{}", _plural(_values(settings, "train.samples"), "sample")),
+            ("{}", _budget(settings)),
             ("{}", _values(settings, "train.precision")),
         ),
+    )
+
+
+def _budget(settings: pd.DataFrame) -> str:
+    """The length of training of the runs (:func:`bnstudy.findings.training_budget`): the
+    distinct amounts per unit, e.g. ``40 steps`` or ``1, 2 epochs``; empty without configs."""
+    if "train.epochs" not in settings:
+        return ""
+    settings = settings.dropna(subset=["train.epochs"])
+    unset = pd.Series(np.nan, index=settings.index)
+    keys = (settings["train.epochs"], *(settings.get(k, unset) for k in BUDGET_KEYS))
+    budgets = pd.DataFrame(
+        [training_budget(*run) for run in zip(*keys, strict=True)], columns=["amount", "unit"]
+    )
+    return ", ".join(
+        count_text(_values(runs, "amount"), unit)
+        for unit, runs in budgets.groupby("unit", sort=False)
     )
 
 
@@ -707,27 +753,12 @@ def setup_rows(sweep_dir: Path, df: pd.DataFrame) -> dict[str, str]:
 # Figures.
 
 
-def _figures(
-    df: pd.DataFrame, history: pd.DataFrame, baseline: pd.DataFrame
-) -> dict[str, Callable[[], Figure]]:
-    """Per PNG of FIGURES, the call that draws it."""
-    return {
-        ACCURACY_PNG: lambda: plots.plot_accuracy_vs_batch_size(df),
-        RECOVERY_PNG: lambda: plots.plot_recovery(df),
-        LEARNING_PNG: lambda: plots.plot_learning_curves(history, df),
-        GAP_PNG: lambda: plots.plot_test_mode_gap(df),
-        FLIP_PNG: lambda: plots.plot_flip_rate(df, baseline),
-        COLLAPSE_PNG: lambda: plots.plot_output_collapse(df),
-        BATCH_STATS_PNG: lambda: plots.plot_batch_statistics(df),
-        NOISE_PNG: lambda: plots.plot_noise_law(df),
-    }
-
-
-def _write_figures(figures: dict[str, Callable[[], Figure]], out: Path) -> dict[str, str | None]:
-    """Save each figure into ``out``; map each PNG name to None, or to why it was skipped (then a
-    stale PNG from an earlier report is removed)."""
+def _write_figures(draws: dict[str, Callable[[], Figure]], out: Path) -> dict[str, str | None]:
+    """Draw each figure (PNG name -> the call drawing it) and save it into ``out``; map each PNG
+    name to None, or to why it was skipped (then a stale PNG from an earlier report is
+    removed)."""
     reasons: dict[str, str | None] = {}
-    for png, draw in figures.items():
+    for png, draw in draws.items():
         try:
             plots.save_figure(draw(), out / png)
             reasons[png] = None
@@ -783,19 +814,6 @@ def _page(title: str, body: list[str]) -> str:
         f"<title>{html.escape(title)}</title><style>{PAGE_STYLE}</style></head><body>"
     )
     return "\n".join([head, f"<h1>{html.escape(title)}</h1>", *body, "</body></html>"]) + "\n"
-
-
-def _setup_html(rows: dict[str, str]) -> list[str]:
-    """The "what was run" section: one table row per heading."""
-    cells = (
-        f"<tr><th>{html.escape(heading)}</th><td>{html.escape(text)}</td></tr>"
-        for heading, text in rows.items()
-    )
-    return [
-        '<section id="setup"><h2>What was run</h2><table class="setup">',
-        *cells,
-        "</table></section>",
-    ]
 
 
 def _verdict_class(verdict: str) -> str:
@@ -864,23 +882,32 @@ def _findings_html(groups: list[FindingGroup]) -> list[str]:
     return [*parts, "</dl></details></section>"]
 
 
-def _figure_html(png: str, reason: str | None, note: str = "") -> list[str]:
-    """One figure: heading, image (or why it was skipped) and caption with its note."""
-    heading, caption = FIGURES[png]
+def _figure_html(png: str, heading: str, caption: str, reason: str | None = None) -> list[str]:
+    """One figure as a section named after its PNG: heading, image (or why it was skipped,
+    ``reason``) and caption."""
     parts = [f'<section id="{png.removesuffix(".png")}"><h2>{html.escape(heading)}</h2>']
     if reason is None:
         parts.append(f'<figure><img src="{png}" alt="{html.escape(heading)}">')
-        parts.append(f"<figcaption>{html.escape(f'{caption} {note}'.strip())}</figcaption>")
+        parts.append(f"<figcaption>{html.escape(caption)}</figcaption>")
         return [*parts, "</figure></section>"]
-    parts.append(f"<p>{html.escape(f'{caption} {note}'.strip())}</p>")
+    parts.append(f"<p>{html.escape(caption)}</p>")
     return [*parts, f"<p>Plot skipped: {html.escape(reason)}.</p></section>"]
 
 
-def _pivot_html(pivot: pd.DataFrame, n: int) -> list[str]:
-    """The accuracy pivot table with its note."""
+def _report_figure_html(png: str, reason: str | None, note: str) -> list[str]:
+    """A figure of FIGURES (:func:`_figure_html`), its caption followed by ``note``."""
+    heading, caption, _ = FIGURES[png]
+    return _figure_html(png, heading, f"{caption} {note}".strip(), reason)
+
+
+def _pivot_html(
+    pivot: pd.DataFrame, n: int, heading: str = PIVOT_HEADING, section_id: str = "pivot"
+) -> list[str]:
+    """The accuracy pivot table (:func:`accuracy_pivot`) with its heading and note, as a
+    section with id ``section_id``."""
     return [
-        '<section id="pivot"><h2>Test accuracy by batch size, norm and test mode</h2>',
-        f"<p>{html.escape(PIVOT_NOTE.format(n=n))}</p>",
+        f'<section id="{section_id}"><h2>{html.escape(heading)}</h2>',
+        f"<p>{html.escape(_pivot_note(n))}</p>",
         _html_table(pivot, "pivot"),
         "</section>",
     ]
@@ -907,21 +934,23 @@ def _report_page(
     df: pd.DataFrame,
     setup: dict[str, str],
     groups: list[FindingGroup],
+    pivot: tuple[pd.DataFrame, int],
     summary: pd.DataFrame,
     figures: dict[str, str | None],
 ) -> str:
     """index.html: the controls-drift warning if any, what was run, the findings, the headline
-    figure, the pivot table, the other figures, the summary table and the failed runs."""
+    figure, the ``pivot`` table with its n (:func:`accuracy_pivot`), the other figures, the
+    ``summary`` table (:func:`format_summary`) and the failed runs."""
     warning = drift_warning(groups)
     notes = _caption_notes(df)
     body = [f'<div class="warning">Warning — {html.escape(warning)}</div>'] if warning else []
-    body += [*_setup_html(setup), *_findings_html(groups)]
-    body += _figure_html(HEADLINE, figures[HEADLINE], notes.get(HEADLINE, ""))
-    body += _pivot_html(*accuracy_pivot(summary, df))
+    body += [*_setups_html([], [setup]), *_findings_html(groups)]
+    body += _report_figure_html(HEADLINE, figures[HEADLINE], notes.get(HEADLINE, ""))
+    body += _pivot_html(*pivot)
     for png, reason in figures.items():
         if png != HEADLINE:
-            body += _figure_html(png, reason, notes.get(png, ""))
-    body += _tables_html(format_summary(summary), failure_table(df))
+            body += _report_figure_html(png, reason, notes.get(png, ""))
+    body += _tables_html(summary, failure_table(df))
     return _page(title, body)
 
 
@@ -939,6 +968,7 @@ def write_report(sweep_dir: Path) -> Path:
     out = sweep_dir / REPORT_DIR
     out.mkdir(exist_ok=True)
     name = _sweep_name(df, sweep_dir)
+    title = f"bnstudy report: {name}"
     baseline = flip_baseline(df, lambda run_id: store.read_predictions(sweep_dir, run_id))
     groups = build_findings(df, baseline)
     setup = setup_rows(sweep_dir, df)
@@ -950,13 +980,15 @@ def write_report(sweep_dir: Path) -> Path:
     summary = summarize(df)
     summary.to_csv(out / SUMMARY_CSV, index=False)
     pivot, n = accuracy_pivot(summary, df)
+    shown = format_summary(summary)
     (out / SUMMARY_MD).write_text(
-        f"# bnstudy report: {name}\n\n{PIVOT_NOTE.format(n=n)}\n\n{_markdown_table(pivot)}\n"
-        f"{SUMMARY_NOTE}\n\n{_markdown_table(format_summary(summary))}",
+        f"# {title}\n\n{_pivot_note(n)}\n\n{_markdown_table(pivot)}\n"
+        f"{SUMMARY_NOTE}\n\n{_markdown_table(shown)}",
         encoding="utf-8",
     )
-    figures = _write_figures(_figures(df, history_table(sweep_dir, df), baseline), out)
-    page = _report_page(f"bnstudy report: {name}", df, setup, groups, summary, figures)
+    inputs = FigureInputs(df, history_table(sweep_dir, df), baseline)
+    figures = _write_figures({png: partial(f.draw, inputs) for png, f in FIGURES.items()}, out)
+    page = _report_page(title, df, setup, groups, (pivot, n), shown, figures)
     (out / INDEX_HTML).write_text(page, encoding="utf-8")
     return out
 
@@ -964,10 +996,11 @@ def write_report(sweep_dir: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # Comparing studies.
 
-COMPARISON_CAPTION = (
+COMPARISON = (  # heading and caption of the comparison's figure
+    "Test accuracy",
     "Test accuracy per test setting of each study along its own batch axis: colour = norm (and "
     f"other factors), line style and marker = study; {BAND}; dashed grey: chance (100 / number "
-    "of classes)."
+    "of classes).",
 )
 
 
@@ -994,24 +1027,30 @@ def _study_heading(label: str, sweep_dir: Path, out_dir: Path) -> str:
 
 
 def _setups_html(headings: list[str], setups: list[dict[str, str]]) -> list[str]:
-    """What each study ran, side by side: a row per setup heading and a cell per study (its
-    ``headings``, HTML), or one cell across them where they all say the same."""
+    """The "what was run" section: a row per setup heading and a cell per study (under its
+    ``headings``, HTML; none for one study), or one cell across them where they all say the
+    same."""
     rows = []
     for heading in dict.fromkeys(key for setup in setups for key in setup):
         texts = [html.escape(setup.get(heading, "")) for setup in setups]
         cells = (
-            [f'<td colspan="{len(texts)}">{texts[0]}</td>']
+            [f"<td{_span(len(texts))}>{texts[0]}</td>"]
             if len(set(texts)) == 1
             else [f"<td>{text}</td>" for text in texts]
         )
         rows.append(f"<tr><th>{html.escape(heading)}</th>{''.join(cells)}</tr>")
-    head = "<tr><th></th>" + "".join(f"<th>{h}</th>" for h in headings) + "</tr>"
+    head = ["<tr><th></th>" + "".join(f"<th>{h}</th>" for h in headings) + "</tr>"]
     return [
         '<section id="setup"><h2>What was run</h2><table class="setup">',
-        head,
+        *(head if headings else []),
         *rows,
         "</table></section>",
     ]
+
+
+def _span(columns: int) -> str:
+    """The colspan attribute of a cell across ``columns`` columns (none for one)."""
+    return f' colspan="{columns}"' if columns > 1 else ""
 
 
 def write_comparison(sweep_dirs: list[Path], out_dir: Path) -> Path:
@@ -1027,16 +1066,13 @@ def write_comparison(sweep_dirs: list[Path], out_dir: Path) -> Path:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     studies = dict(zip(labels, frames, strict=True))
-    plots.save_figure(plots.plot_comparison(studies), out_dir / ACCURACY_PNG)
+    reasons = _write_figures({ACCURACY_PNG: lambda: plots.plot_comparison(studies)}, out_dir)
     headings = [_study_heading(*study, out_dir) for study in zip(labels, sweep_dirs, strict=True)]
     setups = [setup_rows(Path(d), df) for d, df in zip(sweep_dirs, frames, strict=True)]
-    body = [*_setups_html(headings, setups), '<section id="accuracy"><h2>Test accuracy</h2>']
-    body += [f'<figure><img src="{ACCURACY_PNG}" alt="test accuracy of the studies">']
-    body += [f"<figcaption>{html.escape(COMPARISON_CAPTION)}</figcaption></figure></section>"]
-    for label, df in zip(labels, frames, strict=True):
-        pivot, n = accuracy_pivot(summarize(df), df)
-        body += [f"<h2>{html.escape(label)}</h2>", f"<p>{html.escape(PIVOT_NOTE.format(n=n))}</p>"]
-        body.append(_html_table(pivot, "pivot"))
+    body = [*_setups_html(headings, setups)]
+    body += _figure_html(ACCURACY_PNG, *COMPARISON, reasons[ACCURACY_PNG])
+    for index, (label, df) in enumerate(zip(labels, frames, strict=True), start=1):
+        body += _pivot_html(*accuracy_pivot(summarize(df), df), label, f"pivot-{index}")
     page = _page(f"bnstudy comparison: {', '.join(labels)}", body)
     (out_dir / INDEX_HTML).write_text(page, encoding="utf-8")
     return out_dir

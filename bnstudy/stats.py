@@ -12,7 +12,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-import scipy.stats
+
+# scipy.stats is imported where it is used: it takes a second or more to import, and `bnstudy
+# run` imports this module (bnstudy.progress -> bnstudy.findings) without computing anything.
 
 CONFIDENCE = 0.95
 FIRST, SECOND, DIFFERENCE = "first", "second", "difference"  # columns of paired_difference
@@ -37,6 +39,8 @@ class AnovaResult(NamedTuple):
 def t_half_width(std: object, n: object, confidence: float = CONFIDENCE) -> np.ndarray:
     """Half-width ``t_{(1+c)/2, n-1} · std / √n`` of the t-interval, elementwise over arrays of
     standard deviations and counts; NaN where n < 2."""
+    import scipy.stats
+
     n = np.asarray(n, dtype=float)
     degrees = np.where(n >= 2, n - 1, np.nan)
     quantile = scipy.stats.t.ppf((1 + confidence) / 2, degrees)
@@ -95,5 +99,7 @@ def one_way_anova(groups: Iterable[Iterable[float]]) -> AnovaResult:
     arrays = [a for a in arrays if a.size]
     if len(arrays) < 2 or max(a.size for a in arrays) < 2:
         return AnovaResult(np.nan, np.nan)
+    import scipy.stats
+
     result = scipy.stats.f_oneway(*arrays)
     return AnovaResult(float(result.statistic), float(result.pvalue))

@@ -399,3 +399,51 @@ def test_recovery_reference_is_the_largest_batch_where_bn_has_a_result():
     group = findings.recovery_findings(runs)
     assert group.findings[0].claim == "falls short of batch @ norm batch 4"
     assert [f.subject for f in group.findings][0] == "batch @ norm batch 1"
+
+
+def test_batch_stat_mask_selects_rows_of_an_empty_table() -> None:
+    runs = nbs_runs()
+    mask = findings.batch_stat_mask(runs)
+    assert mask.dtype == bool and mask.sum() == len(SEEDS) * len(SETTINGS) * len(NBS)
+    empty = runs.iloc[:0]
+    assert list(empty[findings.batch_stat_mask(empty)].columns) == list(runs.columns)
+    assert findings.batch_axis(empty) == "batch_size"
+
+
+def test_without_ok_runs_every_group_is_skipped_saying_so() -> None:
+    runs = nbs_runs()
+    failed = runs.assign(status="error", test_acc=math.nan)
+    for table in (runs.iloc[:0], failed):
+        groups = findings.build_findings(table, findings.flip_baseline(table, fake_predictions))
+        assert [g.findings for g in groups] == [[]] * len(groups)
+        assert all(g.skipped.startswith("no ok runs (") for g in groups)
+    assert findings.design_text(runs.iloc[:0]) == (
+        "0 runs: 0 ok, 0 error, 0 diverged; 0 rows: no run has finished yet."
+    )
+
+
+def test_the_test_settings_in_order_once_each() -> None:
+    runs = nbs_runs()
+    assert findings.ordered_settings(runs.iloc[::-1]) == [
+        ("eval", "eval"),
+        ("precise", "precise"),
+        ("train", "same"),
+    ]
+    assert findings.axis_values(runs) == list(NBS)
+    assert findings.axis_values(runs, "batch_size") == [16]
+
+
+def test_training_budget_steps_or_samples_replace_epochs() -> None:
+    assert findings.training_budget(3, None, None) == (3, "epoch")
+    assert findings.training_budget(3, 40, None) == (40, "step")
+    assert findings.training_budget(3, math.nan, 5000.0) == (5000, "sample")
+    assert findings.count_text(*findings.training_budget(1, None, None)) == "1 epoch"
+    assert findings.count_text("1, 2", "epoch") == "1, 2 epochs"
+
+
+def test_controls_spread_along_the_study_axis_given_for_a_part_of_it() -> None:
+    runs = nbs_runs()
+    ok = runs[runs["norm"].ne("batch") | runs["norm_batch_size"].eq(4)]  # BN ok at 4 only
+    assert findings.batch_axis(ok) == "batch_size"  # its own axis
+    spread = findings.along_axis(ok, "norm_batch_size")
+    assert set(spread.loc[spread["norm"].eq("group"), "norm_batch_size"]) == {4}

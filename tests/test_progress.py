@@ -5,7 +5,7 @@ import json
 from rich.console import Console
 
 from bnstudy import store
-from bnstudy.progress import SweepView, result_line
+from bnstudy.progress import SweepView, progress_text, result_line, swept_text
 from bnstudy.sweep import plan
 
 
@@ -24,6 +24,9 @@ def test_runs_in_flight_show_their_swept_values_epoch_and_last_training_loss(tin
     assert row.startswith(f"{run.run_id} seed=3") and "epoch 2/5" in row and "loss 1.235" in row
     view.finished(run, trained=False)
     assert view.in_flight == {} and view.progress.tasks[0].completed == 2
+    assert swept_text({"model.norm": "batch", "train.norm_batch_size": 4}) == (
+        "norm=batch norm_batch_size=4"
+    )
 
 
 def test_a_finished_runs_line_has_each_test_settings_accuracy_or_the_error():
@@ -38,3 +41,24 @@ def test_a_finished_runs_line_has_each_test_settings_accuracy_or_the_error():
     )
     failed = {"status": "error", "error": "ValueError: bad\n  thing", "error_at": "train epoch 1"}
     assert result_line(failed) == "error: ValueError: bad thing (train epoch 1)"
+
+
+def test_a_run_with_a_step_budget_shows_its_steps_not_a_total_of_epochs(tiny_study, tmp_path):
+    tiny_study["train"]["steps"] = 40  # train.epochs keeps its value and is ignored
+    tiny_study["sweep"] = {"seed": [3]}
+    _, [run] = plan(tiny_study, "s.yaml")
+    folder = store.run_dir(tmp_path, run.run_id)
+    folder.mkdir(parents=True)
+    epoch = {"steps": 6, "samples": 48, "train_loss": 1.0}
+    lines = [json.dumps(epoch | {"epoch": e}) for e in (1, 2)]
+    (folder / store.HISTORY).write_text("\n".join(lines) + "\n")
+    console = Console(record=True, width=120)
+    view = SweepView(console, tmp_path, total=1, done=0)
+    view.started(run)
+    console.print(view.in_flight_table())
+    assert "epoch 2, 12/40 steps" in console.export_text()
+    samples = tiny_study["train"] | {"steps": None, "samples": 1000}
+    _, [run] = plan(tiny_study | {"train": samples}, "s.yaml")
+    assert progress_text(run.config.train, {"epoch": 2, "step": 12, "sample": 96}) == (
+        "epoch 2, 96/1000 samples"
+    )

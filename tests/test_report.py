@@ -63,6 +63,14 @@ BN_ERROR = (
 )
 DIVERGED_MSG = "FloatingPointError: loss <nan> & 'inf' at step 7"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+# the columns of the runs.csv that bnstudy.store writes before any run has finished
+STORE_COLUMNS = [
+    *store.RUN_COLUMNS,
+    *store.TEST_COLUMNS,
+    *store.TRAIN_COLUMNS,
+    *store.DIAGNOSTIC_COLUMNS,
+    "model.norm",
+]
 
 
 def outcome(norm: str, batch_size: int, seed: int) -> tuple[str, str, str] | None:
@@ -328,7 +336,6 @@ def test_paired_csv_has_one_row_per_pair(built: Path) -> None:
 
 def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataFrame) -> None:
     accuracy = plots.plot_accuracy_vs_batch_size(runs.assign(num_classes=10))
-    assert isinstance(accuracy, Figure)
     assert titles(accuracy) == [
         "eval mode (running stats)",
         "train mode (batch stats, test batch = training batch)",
@@ -341,7 +348,6 @@ def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataF
     chance = [line for line in accuracy.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert [list(line.get_ydata()) for line in chance] == [[10.0, 10.0]]
     gap = plots.plot_test_mode_gap(runs)
-    assert isinstance(gap, Figure)
     assert titles(gap) == [
         "eval mode − train mode (test batch = training batch)",
         "eval mode − train mode (test batch = 1)",
@@ -378,7 +384,7 @@ def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> Non
         "train mode (batch stats, test batch = training batch)",
         "train mode (batch stats, test batch = 1)",
     ]
-    assert legend_labels(flip) == ["batch", "no result (error/diverged/oom)"]  # batch size 1
+    assert legend_labels(flip) == ["batch", "no result (error/diverged/oom/crashed)"]  # bs 1
     assert all(ax.get_ylabel() == "predictions flipped (%)" for ax in flip.axes)
 
 
@@ -407,11 +413,6 @@ def test_diagnostic_plots_show_init_of_failed_runs_and_skip_unmeasured_norms(
     (line,) = mean_lines(noise, "C0", "-")
     assert list(line.get_ydata()[1:]) == pytest.approx([0.55, 0.3])
     assert not any(line.get_color() == "C1" for line in noise.get_lines())
-
-
-def test_save_figure_writes_png(tmp_path: Path, runs: pd.DataFrame) -> None:
-    path = plots.save_figure(plots.plot_test_mode_gap(runs), tmp_path / "gap.png")
-    assert_png(path)
 
 
 def test_index_html_references_plots_and_escapes_errors(built: Path) -> None:
@@ -751,3 +752,117 @@ def test_comparison_of_two_studies_renders(sweep: Path, tmp_path: Path) -> None:
     assert xlabel == "batch size: A: norm batch; B: batch"
     with pytest.raises(ValueError, match="at least two"):
         report.write_comparison([sweep], tmp_path / "one")
+
+
+# ------------------------------------------------------------------- tables that broke it
+
+
+def test_every_failure_outcome_is_counted_in_the_summary(runs: pd.DataFrame) -> None:
+    crashed = runs.assign(status=runs["status"].where(runs["run_id"].ne("group-bs4-s1"), "crashed"))
+    summary = report.summarize(crashed)
+    group = cell(summary, norm="group", batch_size=4, test_batch="eval")
+    assert (group["n"], group["n_diverged"], group["n_crashed"]) == (1, 0, 1)
+    assert "n_crashed" in report.format_summary(summary).columns
+    assert "n_crashed" not in report.format_summary(report.summarize(runs)).columns  # all 0
+
+
+@pytest.mark.parametrize("table", ["header only", "every run failed"])
+def test_a_table_without_ok_runs_still_reports(tmp_path: Path, table: str) -> None:
+    runs = pd.DataFrame(columns=STORE_COLUMNS)  # a sweep that has just started
+    if table == "every run failed":
+        failed = {"status": "error", "error": BN_ERROR, "error_at": "train epoch 1 step 0"}
+        runs = make_runs().assign(**failed, test_acc=math.nan, test_flip_rate=math.nan)
+    out = report.write_report(write_runs(tmp_path / "demo", runs))
+    text = (out / "findings.md").read_text(encoding="utf-8")
+    assert text.count("Skipped: no ok runs (") == 8  # every group
+    parse_page(out / "index.html")
+    assert "No ok runs: no test accuracy to show." in (out / "summary.md").read_text()
+    assert "No ok runs: no test accuracy to show." in (out / "index.html").read_text()
+
+
+def test_a_comparison_of_studies_without_runs_says_so(tmp_path: Path) -> None:
+    folders = [write_runs(tmp_path / name, pd.DataFrame(columns=STORE_COLUMNS)) for name in "ab"]
+    studies = {d.name: report.load_runs(d / "runs.csv") for d in folders}
+    with pytest.raises(plots.NothingToPlot, match="no study has runs yet"):
+        plots.plot_comparison(studies)
+    out = report.write_comparison(folders, tmp_path / "compare")
+    assert "Plot skipped: no study has runs yet." in parse_page_text(out / "index.html")
+    one = {
+        "a": studies["a"],
+        "full": report.load_runs(write_runs(tmp_path / "c", make_runs()) / "runs.csv"),
+    }
+    assert legend_labels(plots.plot_comparison(one))[-1] == "full"  # the empty study has no line
+
+
+def parse_page_text(path: Path) -> str:
+    """The page at ``path`` (checked by :func:`parse_page`) as text."""
+    parse_page(path)
+    return path.read_text(encoding="utf-8")
+
+
+def weight_decay_runs() -> pd.DataFrame:
+    """The normalization-batch study of tests/test_findings.py at two weight decays."""
+    runs = nbs_runs()
+    return pd.concat(
+        [
+            runs.assign(run_id=runs["run_id"] + f"-wd{wd}", **{"train.weight_decay": wd})
+            for wd in (0.0005, 0.005)
+        ],
+        ignore_index=True,
+    )
+
+
+def test_pivot_of_a_norm_batch_study_that_sweeps_another_factor(tmp_path: Path) -> None:
+    sweep_dir = write_runs(tmp_path / "wd", weight_decay_runs())
+    runs = report.load_runs(sweep_dir / "runs.csv")
+    pivot, n = report.accuracy_pivot(report.summarize(runs), runs)
+    assert n == 3
+    for wd in ("0.0005", "0.005"):
+        # group, trained once per seed: its value at the first row, then "same model"
+        expected = ["73.0 [65.5, 80.5]", "same model", "same model"]
+        assert list(pivot[f"group, train.weight_decay={wd}"]) == expected
+        assert pivot[f"batch, train.weight_decay={wd}, eval mode"].iloc[1] == "61.0 [58.5, 63.5]"
+    parse_page(report.write_report(sweep_dir) / "index.html")
+
+
+def test_flip_baseline_is_drawn_on_the_panel_of_its_test_batch(runs: pd.DataFrame) -> None:
+    # a baseline of test batch 1 only: the second panel (the first is the training batch)
+    baseline = pd.DataFrame(
+        {
+            "norm": ["batch", "batch"],
+            "batch_size": [4, 16],
+            "test_batch": ["1", "1"],
+            "run_id": ["batch-bs4-s0", "batch-bs16-s0"],
+            "baseline": [40.0, 30.0],
+            "pairs": [1, 1],
+        }
+    )
+    flip = plots.plot_flip_rate(runs, baseline)
+    dotted = [
+        [list(line.get_ydata()) for line in ax.get_lines() if line.get_linestyle() == ":"]
+        for ax in flip.axes
+    ]
+    assert dotted == [[], [[40.0, 30.0]]]
+
+
+def test_learning_curves_spread_the_controls_when_bn_is_ok_at_one_value_only() -> None:
+    runs = nbs_runs()
+    failed = runs["norm"].eq("batch") & runs["norm_batch_size"].ne(4)
+    runs = runs.assign(status=runs["status"].mask(failed, "error"))
+    ok = runs[runs["status"].eq("ok")].drop_duplicates("run_id")
+    history = ok.assign(epoch=1, steps=10, step=10, train_loss=1.0, train_acc=0.5)
+    figure = plots.plot_learning_curves(history, runs)
+    assert titles(figure) == ["norm batch 1", "norm batch 4", "norm batch 16"] * 2
+    # group and none, trained once per seed, in every panel; BN only where it is ok
+    assert [len(ax.get_lines()) for ax in figure.axes] == [2, 3, 2] * 2
+
+
+def test_training_length_set_by_steps_is_reported_in_steps(tmp_path: Path) -> None:
+    sweep_dir = write_runs(tmp_path / "demo", make_runs())
+    runs = report.load_runs(sweep_dir / "runs.csv")
+    train = {"epochs": 3, "steps": 40, "samples": None, "precision": "fp32"}  # epochs ignored
+    for run_id in runs["run_id"].unique():
+        folder = store.run_dir(sweep_dir, run_id)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / store.CONFIG).write_text(json.dumps({"train": train}))
+    assert report.setup_rows(sweep_dir, runs)["Training"] == "40 steps, fp32"
