@@ -314,11 +314,11 @@ def test_malformed_real_format_data_is_one_line_and_exit_2(
 
 
 def test_the_shipped_organmnist3d_study_runs_as_a_small_preset_on_a_file_of_its_format(tmp_path):
-    write_medmnist(tmp_path / "organmnist3d.npz", counts=(32, 11))
-    overrides = [
+    write_medmnist(tmp_path / "organmnist3d.npz", counts=(32, 16))  # test split >= 16: train
+    overrides = [  # mode tests batches of the statistics batch
         f"data.root={tmp_path / 'organmnist3d.npz'}",
         "train.epochs=1",
-        "eval.batch_size=11",
+        "eval.batch_size=16",
         "eval.precise_samples=32",
         "sweep.seed=[0]",
         "sweep.train.norm_batch_size=[1, 16]",
