@@ -26,12 +26,12 @@ def fail():
 
 def test_each_worker_gets_its_slots_environment_and_the_starts_are_staggered():
     environments = [{"BNSTUDY_SLOT": "a"}, {"BNSTUDY_SLOT": "b"}]
-    pool = WorkerPool(environment_and_clock, 1, environments, stagger=1.5)
+    pool = WorkerPool(environment_and_clock, 1, environments, stagger=3.0)
     done = [value for _, value, _ in pool.map([(i, ("BNSTUDY_SLOT",)) for i in range(2)])]
     pool.close()
     started = dict(done)
     assert sorted(started) == ["a", "b"]
-    assert started["b"] - started["a"] > 1.0
+    assert started["b"] - started["a"] > 1.5  # less than 3: a busy machine imports unevenly
 
 
 def test_a_dead_worker_is_reported_with_its_signal_and_replaced_in_its_slot():
