@@ -1,8 +1,8 @@
 """The study config: YAML schema, command-line overrides and validation, done once at the edge.
 
-A study file has the sections ``name``, ``seed``, ``data``, ``model``, ``train``, ``eval`` and
-``sweep``. Every field below states its unit and convention. The typed config is frozen;
-models, data and training receive plain values taken from it, never the file.
+A study file has the sections ``name``, ``seed``, ``data``, ``model``, ``train``, ``eval``,
+``analysis`` and ``sweep``. Every field below states its unit and convention. The typed config
+is frozen; models, data and training receive plain values taken from it, never the file.
 Invalid input raises :class:`ConfigError`, whose lines each name where the problem is (the
 file, a line and column of it, or a command-line override) and the key path.
 """
@@ -322,19 +322,31 @@ class TrainConfig(_Section):
 
 class EvalConfig(_Section):
     # names in bnstudy.test_modes.TEST_MODES: eval (running statistics), train (each test
-    # batch's statistics), precise (population statistics recomputed on the training set,
-    # PreciseBN), adabn (recomputed on the test set, AdaBN); the trained statistics are kept
+    # batch's statistics: only the norm layers in train mode, dropout off, as TENT), precise
+    # (population statistics recomputed on the training set, PreciseBN), adabn (recomputed on
+    # the test set, AdaBN), pix2pix (the whole model in train mode at test, dropout on, pix2pix
+    # arXiv 1611.07004 §3.3; at each train_mode_batch_sizes entry); the trained statistics are
+    # kept. Train-mode test batches are a seeded permutation of the test split (run seed)
     test_modes: list[str] = Field(["eval", "train"], min_length=1)
-    # test batch sizes for train mode; "same" = the run's normalization batch size; a number
-    # must not exceed the test split (checked when planning: it would be one smaller batch)
+    # test batch sizes for train and pix2pix mode; "same" = the run's normalization batch
+    # size; a number must not exceed the test split (checked when planning: it would be one
+    # smaller batch)
     train_mode_batch_sizes: list[int | Literal["same"]] = Field(["same"], min_length=1)
     batch_size: int = Field(500, ge=1)  # batch size in eval mode (does not change results)
     # precise/adabn: training/test samples averaged over (PreciseBN: 10^3-10^4 suffice; capped
     # at the split), in batches of precise_batch_size ("same" = normalization batch size)
     precise_samples: int = Field(2048, ge=1)
     precise_batch_size: int | Literal["same"] = "same"
-    # train mode: the test set is reshuffled this many times into other batches; the flip rate
-    # is the mean fraction of predictions that change
+    # precise/adabn running variance (bnstudy.precise): population = the variance of all the
+    # recalibration values pooled (law of total variance: mean of the per-batch biased
+    # variances + variance of the batch means; fvcore's update_bn_stats, detectron2);
+    # batch_average = mean of the per-batch variances as the layer stores them, what the EMA
+    # converges to (pycls, torch.optim.swa_utils.update_bn), smaller at small batches. The
+    # pair separates "EMA noise" (batch_average) from "wrong estimator" (population)
+    precise_variance: Literal["population", "batch_average"] = "population"
+    # train mode: the test set is reshuffled this many times into other batches (independent
+    # seeded permutations, bnstudy.run.order_seed); the flip rate is the mean fraction of
+    # predictions that change (predictions.json counts the changes per image)
     flip_reshuffles: int = Field(3, ge=1)
 
     @field_validator("test_modes")
@@ -361,6 +373,28 @@ class EvalConfig(_Section):
         return value
 
 
+class AnalysisConfig(_Section):
+    """How the report decides its verdicts (bnstudy.findings); not part of a run's identity."""
+
+    # the claims the study is designed to answer, as shell-style patterns over finding keys
+    # (findings.md lists each finding's key, e.g. "recovery/batch@1", "collapse/*"): Holm's
+    # adjustment controls the family-wise error over them; every other finding is adjusted by
+    # Benjamini-Hochberg (false discovery rate). Verdicts use the adjusted p-values
+    primary: list[str] = []
+    alpha: float = Field(0.05, gt=0, lt=1)  # level of every test, after adjustment
+    # equivalence margin in percentage points of test accuracy: "no effect" (flat controls,
+    # equal test modes or norms) is a claim only when two one-sided tests put the difference
+    # within ±margin
+    equivalence_margin: float = Field(1.0, gt=0)
+    # noise law: margin around the predicted exponent −0.5 of batch-mean noise vs images per
+    # statistic (log-log slope) within which the law is supported
+    noise_slope_margin: float = Field(0.1, gt=0)
+    # bootstrap replicates over seeds and test images, and the seed of their random draws (the
+    # same runs give the same intervals)
+    bootstrap_resamples: int = Field(2000, ge=100)
+    bootstrap_seed: int = 0
+
+
 class StudyConfig(_Section):
     # results/<name>/: a folder name on any filesystem (at most 100 characters)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
@@ -369,6 +403,7 @@ class StudyConfig(_Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+    analysis: AnalysisConfig = AnalysisConfig()  # the report's statistics (bnstudy.findings)
     sweep: dict[str, Any] = {}  # key path -> values; see bnstudy.sweep
 
     @model_validator(mode="before")

@@ -33,7 +33,7 @@ from torch import nn
 
 from bnstudy.device import is_out_of_memory
 from bnstudy.norms import module_spec
-from bnstudy.train import preserved_buffers
+from bnstudy.train import norms_in_train_mode, preserved_buffers
 
 NOISY_BELOW = 16  # values per statistic under which batch statistics count as noisy
 # images per BN statistic under which BN counts as small-batch: the GroupNorm paper's
@@ -187,7 +187,7 @@ def batch_statistic_noise(
     }
     counts: dict[str, int] = {}
     with preserved_buffers(model), captured_inputs(layers) as seen:
-        model.train()
+        norms_in_train_mode(model)
         for batch in batches:
             seen.clear()
             forward_quietly(model, batch)
@@ -245,7 +245,7 @@ def output_probe(model: nn.Module, probe: torch.Tensor, other: torch.Tensor) -> 
     )
     try:
         with preserved_buffers(model):
-            model.train()
+            norms_in_train_mode(model)
             output = forward_quietly(model, probe)
             changed = forward_quietly(model, other)
     finally:

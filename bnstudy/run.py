@@ -43,7 +43,7 @@ from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm, create_norm_act, norm_spec
 from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, NOT_RUN, OK, OOM
 from bnstudy.precise import recompute_bn_statistics
-from bnstudy.test_modes import TEST_MODES
+from bnstudy.test_modes import TEST_MODES, setting_key
 from bnstudy.train import (
     Batching,
     Compute,
@@ -62,6 +62,9 @@ from bnstudy.train import (
 )
 
 NOISE_SAMPLES = 1024  # training samples, in batches of the statistics batch, for the noise
+# seeds of a run's test-order permutations, per run seed: the train-mode test batches' order
+# (draw 0) and the flip rate's reshuffles (draws 1, 2, ...): see order_seed
+ORDER_SEEDS_PER_RUN = 1000
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,11 @@ class EvalSetting:
     mode: str
     label: str
     batch_size: int
+
+    @property
+    def key(self) -> str:
+        """The setting's name in predictions.json (bnstudy.test_modes.setting_key)."""
+        return setting_key(self.mode, self.label)
 
 
 def evaluation_settings(config: StudyConfig) -> list[EvalSetting]:
@@ -201,10 +209,8 @@ def execute_run(
                     _final_diagnostics(model, data, config, record["layers"])
                 )
             tested = [_test(model, data, s, config, compute) for s in settings]
-            tests = [test for test, _ in tested]
-            record["predictions"] = {
-                test["test_batch"]: predictions for test, predictions in tested if predictions
-            }
+            tests = [test for test, _, _ in tested]
+            record["predictions"] = _test_outputs(data, settings, tested, config)
         except Diverged as error:
             record.update(
                 status=DIVERGED,
@@ -220,6 +226,25 @@ def execute_run(
     record["provenance"] = _provenance(device, started, compute, flags)
     record["provenance"]["seconds"] = synchronized_clock(device) - start
     return record
+
+
+def _test_outputs(
+    data: Dataset,
+    settings: list[EvalSetting],
+    tested: list[tuple[dict[str, Any], list[int], list[int] | None]],
+    config: StudyConfig,
+) -> dict[str, Any]:
+    """What predictions.json holds (bnstudy.store.TestOutputs), all in the test split's order:
+    the labels; per test setting that succeeded (:attr:`EvalSetting.key`), the predictions;
+    per setting with a flip rate, how many of the eval.flip_reshuffles reshuffles changed each
+    image's prediction."""
+    outputs: dict[str, Any] = {"test_labels": data.test.y.tolist(), "predictions": {}, "flips": {}}
+    for setting, (_, predictions, flips) in zip(settings, tested, strict=True):
+        if predictions:
+            outputs["predictions"][setting.key] = predictions
+        if flips is not None:
+            outputs["flips"][setting.key] = flips
+    return outputs | {"flip_reshuffles": config.eval.flip_reshuffles}
 
 
 def _record() -> dict[str, Any]:
@@ -411,6 +436,7 @@ def _untested(setting: EvalSetting) -> dict[str, Any]:
         "test_acc": None,
         "test_loss": None,
         "test_flip_rate": None,
+        "test_order_seed": None,
         "status": NOT_RUN,
         "error": "",
         "error_at": "",
@@ -427,15 +453,22 @@ def _setting_fields(setting: EvalSetting) -> dict[str, Any]:
 
 def _test(
     model: nn.Module, data: Dataset, setting: EvalSetting, config: StudyConfig, compute: Compute
-) -> tuple[dict[str, Any], list[int]]:
+) -> tuple[dict[str, Any], list[int], list[int] | None]:
     """Evaluate one test setting; a failure here is this setting's outcome only. Returns the
-    test record and the predictions (empty on failure).
+    test record, the predictions (empty on failure) and the per-image flip counts (None
+    without a flip rate), both in the test split's order.
+
+    Where the norms use batch statistics at test (``layers_train``), the test batches follow a
+    seeded permutation of the test split (``test_order_seed``, :func:`order_seed` draw 0), not
+    its file order, which may be sorted by class; elsewhere the order does not matter and is
+    the split's (``test_order_seed`` None).
 
     ``test_flip_rate`` is the mean fraction of test predictions that change when the test set
     is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
     mode a sample's prediction depends on the other samples of its batch)."""
     mode, device = TEST_MODES[setting.mode], data.test.y.device
     progress, stage = EvalProgress(), "recalibration" if mode.population else "evaluation"
+    seed = order_seed(config.seed, 0) if mode.layers_train else None
     try:
         with preserved_buffers(model), compute.autocast(device):  # recalibration included
             if mode.population is not None:
@@ -448,6 +481,8 @@ def _test(
                 batch_size=setting.batch_size,
                 compute=compute,
                 progress=progress,
+                order=None if seed is None else seeded_order(len(data.test.y), seed, device),
+                whole_model=mode.whole_model,
             )
             if not math.isfinite(result.loss):
                 stage = "outputs"
@@ -455,24 +490,24 @@ def _test(
                     f"non-finite outputs in {setting.mode} mode (a NaN running variance?)"
                 )
             stage, progress = "flip rate", EvalProgress()
-            flip_rate = _flip_rate(
-                model, data, setting, result.predictions, config, compute, progress
-            )
+            flips = _flips(model, data, setting, result.predictions, config, compute, progress)
     except Exception as error:  # noqa: BLE001 - e.g. BN's one-value-per-channel ValueError
         where = _test_position(setting, stage, progress)
-        failed = {**_untested(setting), **_failure(error, where)}
+        failed = {**_untested(setting), **_estimator(setting, config), **_failure(error, where)}
         del failed["traceback"]
     else:
         test = _untested(setting) | {
             "test_acc": result.accuracy,
             "test_loss": result.loss,
-            "test_flip_rate": flip_rate,
+            "test_flip_rate": _flip_rate(flips, config.eval.flip_reshuffles),
+            "test_order_seed": seed,
+            **_estimator(setting, config),
             "status": OK,
         }
-        return test, result.predictions.tolist()
+        return test, result.predictions.tolist(), None if flips is None else flips.tolist()
     if failed["status"] == OOM:  # out of the except block: the failed batch is unreachable
         free_memory(device)
-    return failed, []
+    return failed, [], None
 
 
 def _test_position(setting: EvalSetting, stage: str, progress: EvalProgress) -> str:
@@ -490,18 +525,40 @@ def _test_position(setting: EvalSetting, stage: str, progress: EvalProgress) -> 
 
 
 def _recalibrate(model: nn.Module, split: Split, config: StudyConfig) -> None:
-    """Population statistics (PreciseBN's estimator, bnstudy.precise) from eval.precise_samples
-    samples of ``split`` in batches of eval.precise_batch_size (``same``: the normalization
-    batch)."""
+    """Recomputed running statistics (bnstudy.precise, by the estimator eval.precise_variance:
+    population or batch_average) from eval.precise_samples samples of ``split`` in batches of
+    eval.precise_batch_size (``same``: the normalization batch)."""
     spec = config.eval.precise_batch_size
     size = statistics_batch(config) if spec == "same" else spec
     batches = _seeded_batches(split, size, config.eval.precise_samples, config.seed)
     if not batches:
         raise ValueError(f"no full batch of {size} in {len(split.y)} samples to recompute from")
-    recompute_bn_statistics(model, batches)
+    recompute_bn_statistics(model, batches, config.eval.precise_variance)
 
 
-def _flip_rate(
+def _estimator(setting: EvalSetting, config: StudyConfig) -> dict[str, Any]:
+    """``precise_variance``, the running-variance estimator (eval.precise_variance), in the
+    record of a test mode that recomputes statistics (precise, adabn); nothing elsewhere."""
+    if TEST_MODES[setting.mode].population is None:
+        return {}
+    return {"precise_variance": config.eval.precise_variance}
+
+
+def order_seed(seed: int, draw: int) -> int:
+    """The seed of test-order permutation ``draw`` of a run with seed ``seed``: draw 0 orders
+    the train-mode test batches, draw r = 1, 2, ... is the flip rate's r-th reshuffle. The
+    draws of a run have distinct seeds, so they are independent permutations (for fewer than
+    :data:`ORDER_SEEDS_PER_RUN` draws)."""
+    return seed * ORDER_SEEDS_PER_RUN + draw
+
+
+def seeded_order(n: int, seed: int, device: torch.device) -> torch.Tensor:
+    """A permutation of ``range(n)`` drawn by a CPU generator seeded with ``seed`` (the same on
+    every device), on ``device``."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(device)
+
+
+def _flips(
     model: nn.Module,
     data: Dataset,
     setting: EvalSetting,
@@ -509,24 +566,34 @@ def _flip_rate(
     config: StudyConfig,
     compute: Compute,
     progress: EvalProgress | None = None,
-) -> float:
-    if not TEST_MODES[setting.mode].layers_train or setting.batch_size == 1:
-        return 0.0  # no batch statistics, or no other sample in the batch: nothing can flip
-    rates = []
-    for reshuffle in range(config.eval.flip_reshuffles):
-        generator = torch.Generator().manual_seed(config.seed * 1000 + reshuffle)
-        order = torch.randperm(len(data.test.y), generator=generator).to(data.test.y.device)
-        shuffled = Split(x=data.test.x[order], y=data.test.y[order])
+) -> torch.Tensor | None:
+    """Per test image (split order), how many of eval.flip_reshuffles reshuffles (independent
+    seeded permutations, :func:`order_seed` draws 1, 2, ...) change its prediction from
+    ``predictions``; None where nothing can flip: no batch statistics at test, or a test
+    batch of 1 (no other sample in it) unless the whole model is in train mode (dropout)."""
+    mode = TEST_MODES[setting.mode]
+    if not mode.layers_train or (setting.batch_size == 1 and not mode.whole_model):
+        return None
+    n, device = len(data.test.y), data.test.y.device
+    flips = torch.zeros(n, dtype=torch.long, device=device)
+    for reshuffle in range(1, config.eval.flip_reshuffles + 1):
         again = evaluate(
             model,
-            shuffled,
+            data.test,
             mode="train",
             batch_size=setting.batch_size,
             compute=compute,
             progress=progress,
+            order=seeded_order(n, order_seed(config.seed, reshuffle), device),
+            whole_model=mode.whole_model,
         )
-        rates.append((again.predictions != predictions[order]).float().mean().item())
-    return sum(rates) / len(rates)
+        flips += again.predictions != predictions  # both in the split's order
+    return flips
+
+
+def _flip_rate(flips: torch.Tensor | None, reshuffles: int) -> float:
+    """The mean fraction of test predictions a reshuffle changes (0 where none can change)."""
+    return 0.0 if flips is None else flips.sum().item() / (reshuffles * len(flips))
 
 
 @functools.cache

@@ -8,7 +8,8 @@
       runs/<run_id>/
         config.json         resolved config of the run
         history.jsonl       one JSON object per finished epoch
-        predictions.json    test predictions per test setting (for seed-to-seed baselines)
+        predictions.json    per test image: its label, the prediction of each test setting
+                            and how many reshuffles flipped it (:class:`TestOutputs`)
         result.json         status, error, train metrics, test metrics, provenance
         error.txt           traceback, when the run failed
       runs.csv              one row per run × test setting, rebuilt from runs/
@@ -79,6 +80,8 @@ RUN_COLUMNS = [
     "num_classes",
     *PROVENANCE_COLUMNS,
 ]
+# precise_variance: the estimator of precise/adabn's recomputed running variance
+# (eval.precise_variance: population or batch_average), empty for other test modes
 TEST_COLUMNS = [
     "status",
     "error",
@@ -86,6 +89,7 @@ TEST_COLUMNS = [
     "test_mode",
     "test_batch",
     "test_batch_size",
+    "precise_variance",
     "test_acc",
     "test_loss",
     "test_flip_rate",
@@ -229,11 +233,65 @@ def finish_run(folder: Path, result: dict[str, Any]) -> None:
     write_json(folder / RESULT, result)
 
 
-def read_predictions(sweep_dir: Path, run_id: str) -> dict[str, list[int]] | None:
-    """A finished run's test predictions per test_batch label (``eval``, ``same``, ...), or
-    None when the run has none recorded."""
+@dataclass(frozen=True)
+class TestOutputs:
+    """What a run's predictions.json holds: per test image, in the test split's order, what
+    the report's resampling needs (which images each setting got right, paired across runs).
+
+    The file::
+
+        {"test_labels": [int, ...],
+         "predictions": {"<setting>": [int, ...]},
+         "flips": {"<setting>": [int, ...]},
+         "flip_reshuffles": int}
+
+    ``<setting>``: the test_batch label (``eval``, ``precise``, ``same``, ``4``, ...);
+    ``<mode>:<label>`` for a mode other than ``train`` evaluated per test batch (``pix2pix:same``;
+    bnstudy.test_modes.setting_key). A setting that failed has no predictions.
+
+    labels: the test labels; None for a run written before they were stored (its file was the
+        bare ``{"<setting>": predictions}``).
+    predictions: per setting, the predicted class of each test image.
+    flips: per setting with a flip rate (norms with batch statistics at test and a test batch
+        above 1; pix2pix at any batch), how many of the ``reshuffles`` reshuffles of the test
+        set into other batches changed each image's prediction (0 to ``reshuffles``; the
+        test_flip_rate is their sum / (reshuffles × images)).
+    reshuffles: eval.flip_reshuffles of the run; None before it was stored.
+    """
+
+    __test__ = False  # not a pytest test class, despite its name
+
+    labels: list[int] | None
+    predictions: dict[str, list[int]]
+    flips: dict[str, list[int]]
+    reshuffles: int | None
+
+
+def read_test_outputs(sweep_dir: Path, run_id: str) -> TestOutputs | None:
+    """A finished run's :class:`TestOutputs` (the current or the earlier bare format), or None
+    when its predictions.json is missing or unreadable."""
     path = run_dir(sweep_dir, run_id) / PREDICTIONS
-    return json.loads(path.read_text()) if path.exists() else None
+    try:
+        stored = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    if not isinstance(stored, dict):
+        return None
+    if not isinstance(stored.get("predictions"), dict):  # {setting: predictions}, or {}
+        return TestOutputs(labels=None, predictions=stored, flips={}, reshuffles=None)
+    return TestOutputs(
+        labels=stored.get("test_labels"),
+        predictions=stored["predictions"],
+        flips=stored.get("flips", {}),
+        reshuffles=stored.get("flip_reshuffles"),
+    )
+
+
+def read_predictions(sweep_dir: Path, run_id: str) -> dict[str, list[int]] | None:
+    """A finished run's test predictions per test setting (``eval``, ``same``, ...; see
+    :class:`TestOutputs`), or None when the run has none readable."""
+    outputs = read_test_outputs(sweep_dir, run_id)
+    return None if outputs is None else outputs.predictions
 
 
 def read_result(sweep_dir: Path, run_id: str) -> dict[str, Any] | None:

@@ -16,10 +16,11 @@ a run ignores (``train.norm_batch_size`` for group norm, ``model.group.groups`` 
 is dropped from that run: cells that differ only in ignored values are one run, trained once.
 A key that every run ignores is an error.
 
-A run's identity is a short hash of its resolved config without ``name``, ``sweep`` and the
-fields left at their defaults, plus a fingerprint of the files a data set reads. Re-running a
-study skips finished runs, editing one value re-runs only the runs it changes, and a new config
-field with a default leaves every existing identity as it was. :data:`IDENTITY_VERSION` (in
+A run's identity is a short hash of its resolved config without ``name``, ``sweep``,
+``analysis`` (how the report tests, not what is run) and the fields left at their defaults,
+plus a fingerprint of the files a data set reads. Re-running a study skips finished runs,
+editing one value re-runs only the runs it changes, and a new config field with a default
+leaves every existing identity as it was. :data:`IDENTITY_VERSION` (in
 plan.json) is bumped when the meaning of a default changes.
 """
 
@@ -53,9 +54,13 @@ from bnstudy.norms import norm_spec
 from bnstudy.run import evaluation_settings, load_data, make_model
 from bnstudy.test_modes import TEST_MODES
 
-IDENTITY_VERSION = 2  # 1: hash of every field, defaults included
+# 1: hash of every field, defaults included; 3: ghost BN updates its running statistics once
+# per forward, PreciseBN/AdaBN estimate the population variance, train-mode test batches are a
+# seeded permutation of the test set and only the norms go to train mode (runs of version 2
+# measured something else)
+IDENTITY_VERSION = 3
 RESERVED = ("zip", "exclude")
-UNSWEEPABLE = ("name", "sweep")  # the study's folder and the sweep itself
+UNSWEEPABLE = ("name", "sweep", "analysis")  # the study's folder, the sweep, the report's tests
 # Bytes of float32 tensors (N·C·S^dims·4, train plus test) a generated data set may take,
 # checked when planning: far above any study's data (quickstart: 50 MB), far below what a size
 # typo asks for. Generation and standardization briefly need about twice as much.
@@ -73,9 +78,11 @@ class Run:
 
 def run_identity(config: StudyConfig) -> str:
     """Ten hex digits of the SHA-256 of the settings that affect results: the non-default
-    fields except name and sweep, and the content fingerprints of file-based data and of a
+    fields except name, sweep and analysis, and the content fingerprints of file-based data and of a
     user model's source file."""
-    settings = config.model_dump(mode="json", exclude={"name", "sweep"}, exclude_defaults=True)
+    settings = config.model_dump(
+        mode="json", exclude={"name", "sweep", "analysis"}, exclude_defaults=True
+    )
     if "model" in settings:
         settings["model"] = _flat_norm_options(settings["model"], config.model.norm)
     if config.data.root is not None:

@@ -24,7 +24,7 @@ from torch import nn
 
 from bnstudy.data import Split
 from bnstudy.device import synchronized_clock
-from bnstudy.norms import progress_layers
+from bnstudy.norms import module_spec, progress_layers
 
 LR_SCALING_POWER = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
 
@@ -468,11 +468,28 @@ def preserved_buffers(model: nn.Module) -> Iterator[None]:
             module.training = modes[owner]
 
 
+def norms_in_train_mode(model: nn.Module, whole_model: bool = False) -> None:
+    """Put ``model`` in eval mode and the layers whose norm uses batch statistics (the
+    registry's ``batch_statistics``: the BN family) in train mode, as TENT's BN adaptation does
+    (``DequanWang/tent``, ``norm.py``): dropout and every other module that acts differently in
+    training stay as at test time, so train-mode results measure the norms alone.
+    ``whole_model``: every module in train mode instead, dropout on (pix2pix, arXiv 1611.07004
+    §3.3). Sets modes only; call it inside :func:`preserved_buffers`, which restores them."""
+    if whole_model:
+        model.train()
+        return
+    model.eval()
+    for module in model.modules():
+        spec = module_spec(module)
+        if spec is not None and spec.batch_statistics:
+            module.train()
+
+
 @dataclass(frozen=True)
 class Evaluation:
     accuracy: float
     loss: float
-    predictions: torch.Tensor
+    predictions: torch.Tensor  # per sample of the split, in the split's order
 
 
 @dataclass
@@ -499,33 +516,68 @@ def evaluate(
     batch_size: int,
     compute: Compute = Compute(),
     progress: EvalProgress | None = None,
+    order: torch.Tensor | None = None,
+    whole_model: bool = False,
 ) -> Evaluation:
     """Accuracy and mean cross-entropy on ``split`` in BN ``mode``, forward passes run as
     ``compute`` says (the loss from float32 logits).
 
-    ``eval``: norms use running statistics. ``train``: norms normalize each test batch with its
-    own statistics (the pix2pix choice), so predictions depend on batch composition. Batches are
-    consecutive slices in the split's order; the last is short when ``batch_size`` does not
-    divide the split. ``progress``, if given, is kept at the batch being evaluated. The model's
-    buffers and modes are left unchanged.
+    ``eval``: the model in eval mode, norms use running statistics. ``train``: the norms with
+    batch statistics in train mode, the rest in eval mode (:func:`norms_in_train_mode`; with
+    ``whole_model`` every module, dropout on: pix2pix), so each test batch is normalized with
+    its own statistics and predictions depend on batch composition.
+
+    Batches are consecutive slices of ``order`` (a permutation of the split's indices; None:
+    the split's own order), the last one short when ``batch_size`` does not divide the split.
+    In train mode pass a seeded permutation: a split sorted by class would otherwise give
+    single-class batches. Predictions come back in the split's order whatever ``order`` is.
+    ``progress``, if given, is kept at the batch being evaluated. The model's buffers and modes
+    are left unchanged.
     """
+    if whole_model and mode != "train":
+        raise ValueError("whole_model is a train-mode choice")
+    order = _checked_order(order, len(split.y), split.y.device)
     with preserved_buffers(model):
-        model.train(mode == "train")
+        if mode == "train":
+            norms_in_train_mode(model, whole_model)
+        else:
+            model.eval()
         with compute.autocast(split.y.device):
-            logits = _batch_logits(model, split, batch_size, compute, progress or EvalProgress())
+            logits = _batch_logits(
+                model, split, batch_size, compute, progress or EvalProgress(), order
+            )
+    if order is not None:  # back to the split's order
+        logits = torch.empty_like(logits).index_copy_(0, order, logits)
     loss = F.cross_entropy(logits, split.y).item()
     predictions = logits.argmax(1)
     accuracy = (predictions == split.y).float().mean().item()
     return Evaluation(accuracy=accuracy, loss=loss, predictions=predictions)
 
 
+def _checked_order(order: torch.Tensor | None, n: int, device: torch.device) -> torch.Tensor | None:
+    """``order`` on ``device``; ValueError unless it is a permutation of ``range(n)``."""
+    if order is None:
+        return None
+    order = order.to(device)
+    if order.shape != (n,) or not torch.equal(order.sort().values, torch.arange(n, device=device)):
+        raise ValueError(f"order is not a permutation of the split's {n} indices")
+    return order
+
+
 def _batch_logits(
-    model: nn.Module, split: Split, batch_size: int, compute: Compute, progress: EvalProgress
+    model: nn.Module,
+    split: Split,
+    batch_size: int,
+    compute: Compute,
+    progress: EvalProgress,
+    order: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """The float32 logits of ``split``, batch by batch, ``progress`` at the current one."""
+    """The float32 logits of ``split`` in batches of ``batch_size`` taken along ``order`` (None:
+    the split's order), in that order; ``progress`` at the current batch."""
     slices = batch_slices(len(split.y), batch_size, drop_last=False)
     progress.batch, progress.batches, outputs = 0, len(slices), []
     for index, part in enumerate(slices, start=1):
         progress.batch, progress.samples = index, part.stop - part.start
-        outputs.append(model(compute.inputs(split.x[part])).float())
+        inputs = split.x[part] if order is None else split.x[order[part]]
+        outputs.append(model(compute.inputs(inputs)).float())
     return torch.cat(outputs)

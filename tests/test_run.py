@@ -157,8 +157,8 @@ def test_precise_mode_evaluates_recalibrated_statistics_and_keeps_the_trained_on
     assert torch.equal(trained, seen["before"])  # ...for the precise test only
     assert by_mode["precise"]["test_flip_rate"] == 0.0
     assert by_mode["train"]["test_batch_size"] == 2  # "same" = the normalization batch
-    assert set(result["predictions"]) == {"eval", "precise", "same"}
-    assert len(result["predictions"]["eval"]) == 24
+    assert set(result["predictions"]["predictions"]) == {"eval", "precise", "same"}
+    assert len(result["predictions"]["predictions"]["eval"]) == 24
 
 
 def test_noise_is_measured_at_the_normalization_batch_with_its_predictions(tiny_study):
@@ -183,23 +183,55 @@ def rows_of(x, split_x):
 
 
 def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_study, monkeypatch):
-    recomputed = []
+    recomputed, estimators = [], []
     real = run.recompute_bn_statistics
 
-    def spy(model, batches):
+    def spy(model, batches, variance):
         recomputed.append(torch.cat(list(batches)))
-        return real(model, batches)
+        estimators.append(variance)
+        return real(model, batches, variance)
 
     monkeypatch.setattr(run, "recompute_bn_statistics", spy)
     tiny_study["eval"]["test_modes"] = list(TEST_MODES)
     config = only_run(tiny_study)
     result = execute_run(config, CPU)
-    assert [t["test_mode"] for t in result["tests"]] == ["eval", "train", "precise", "adabn"]
+    assert [t["test_mode"] for t in result["tests"]] == [
+        "eval",
+        "train",
+        "precise",
+        "adabn",
+        "pix2pix",
+    ]
     assert all(t["status"] == "ok" for t in result["tests"]), result["tests"]
     data = run.load_data(config, CPU)
     precise, adabn = recomputed
     assert rows_of(precise, data.train.x) and not rows_of(precise, data.test.x)
     assert rows_of(adabn, data.test.x) and not rows_of(adabn, data.train.x)
+    # the estimator is the config's and each recomputing mode's record names it
+    assert estimators == ["population", "population"]
+    by_mode = {t["test_mode"]: t.get("precise_variance") for t in result["tests"]}
+    assert by_mode == {
+        "eval": None,
+        "train": None,
+        "precise": "population",
+        "adabn": "population",
+        "pix2pix": None,
+    }
+
+
+def test_the_batch_average_estimator_is_passed_on_and_recorded(tiny_study, monkeypatch):
+    estimators = []
+    real = run.recompute_bn_statistics
+
+    def spy(model, batches, variance):
+        estimators.append(variance)
+        return real(model, batches, variance)
+
+    monkeypatch.setattr(run, "recompute_bn_statistics", spy)
+    tiny_study["eval"].update(test_modes=["precise"], precise_variance="batch_average")
+    result = execute_run(only_run(tiny_study), CPU)
+    assert estimators == ["batch_average"]
+    assert [t["precise_variance"] for t in result["tests"]] == ["batch_average"]
 
 
 def fail_above(monkeypatch, limit, training, error=None):
@@ -385,3 +417,99 @@ def test_a_crashed_run_has_the_record_of_a_run_with_nothing_done(tiny_study):
         (t["test_mode"], t["test_batch"], t["test_batch_size"]) for t in trained["tests"]
     ]
     assert {t["status"] for t in crashed["tests"]} == {"not run"}
+
+
+# ------------------------------------------- test order, per-image outputs and the pix2pix mode
+
+
+def sign_of_mean_data(per_class=200, features=8, sort=True):
+    """Two classes in blocks (a class-sorted file) or shuffled; the class is the sign of the
+    features' mean (see sign_of_mean_model)."""
+    from bnstudy.data import Dataset, Split
+
+    generator = torch.Generator().manual_seed(3)
+    y = torch.arange(2).repeat_interleave(per_class)
+    x = torch.randn(2 * per_class, features, generator=generator) + (2.0 * y - 1)[:, None]
+    if not sort:
+        shuffle = torch.randperm(len(y), generator=torch.Generator().manual_seed(5))
+        x, y = x[shuffle], y[shuffle]
+    split = Split(x=x, y=y)
+    return Dataset(train=split, test=split, num_classes=2, in_channels=features, spatial_dims=0)
+
+
+def sign_of_mean_model(features=8):
+    """BN without affine, then the features' sum: in train mode a single-class batch loses its
+    class signal (≈ 50 %), a mixed batch keeps it."""
+    model = torch.nn.Sequential(
+        torch.nn.BatchNorm1d(features, affine=False), torch.nn.Linear(features, 2, bias=False)
+    ).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([-torch.ones(features), torch.ones(features)]))
+    return model
+
+
+def test_a_class_sorted_test_split_gives_the_train_mode_accuracy_of_the_shuffled_one(tiny_study):
+    config = only_run(tiny_study)
+    setting = run.EvalSetting("train", "20", 20)
+    tested = {
+        sort: run._test(
+            sign_of_mean_model(), sign_of_mean_data(sort=sort), setting, config, Compute()
+        )
+        for sort in (True, False)
+    }
+    accuracy = {sort: test["test_acc"] for sort, (test, *_) in tested.items()}
+    assert accuracy[False] > 0.9
+    assert abs(accuracy[True] - accuracy[False]) < 0.05  # sampling error at n = 400: ≈ 0.015
+    assert tested[True][0]["test_order_seed"] == run.order_seed(config.seed, 0)
+
+
+def test_the_test_order_and_each_reshuffle_are_distinct_permutations():
+    for seed in (0, 1, 7):
+        orders = [run.seeded_order(50, run.order_seed(seed, draw), CPU) for draw in range(4)]
+        assert all(sorted(order.tolist()) == list(range(50)) for order in orders)
+        assert len({tuple(order.tolist()) for order in orders}) == 4
+    assert not torch.equal(run.seeded_order(50, run.order_seed(0, 0), CPU), torch.arange(50))
+
+
+def test_recalibration_batches_are_not_in_file_order():
+    from bnstudy.data import Split
+
+    split = Split(x=torch.arange(100.0)[:, None], y=torch.zeros(100, dtype=torch.long))
+    batches = run._seeded_batches(split, 10, 60, seed=0)
+    drawn = torch.cat(batches).flatten()
+    assert len(batches) == 6 and len(set(drawn.tolist())) == 60
+    assert not torch.equal(drawn, torch.arange(60.0))  # not the first 60 in file order
+    assert drawn.max() >= 60  # drawn from the whole split
+
+
+def test_a_run_stores_labels_predictions_and_per_image_flips(tiny_study, tmp_path):
+    from bnstudy import store
+
+    tiny_study["eval"].update(train_mode_batch_sizes=["same", 1], flip_reshuffles=3)
+    tiny_study["eval"]["test_modes"] = ["eval", "train", "pix2pix"]
+    config = only_run(tiny_study)
+    result = execute_run(config, CPU)
+    outputs = result["predictions"]
+    labels = run.load_data(config, CPU).test.y.tolist()
+    assert outputs["test_labels"] == labels and outputs["flip_reshuffles"] == 3
+    keys = {(t["test_mode"], t["test_batch"]): t for t in result["tests"]}
+    assert set(outputs["predictions"]) == {"eval", "same", "1", "pix2pix:same", "pix2pix:1"}
+    for (mode, label), test in keys.items():
+        predictions = outputs["predictions"][run.setting_key(mode, label)]
+        correct = sum(p == y for p, y in zip(predictions, labels, strict=True))
+        assert test["status"] == "ok" and correct / len(labels) == pytest.approx(test["test_acc"])
+    # flips: train-mode settings with another sample in the batch (pix2pix: dropout too)
+    assert set(outputs["flips"]) == {"same", "pix2pix:same", "pix2pix:1"}
+    flips = outputs["flips"]["same"]
+    assert len(flips) == len(labels) and all(0 <= f <= 3 for f in flips)
+    assert sum(flips) / (3 * len(labels)) == pytest.approx(keys["train", "same"]["test_flip_rate"])
+    assert keys["eval", "eval"]["test_order_seed"] is None
+    assert keys["train", "same"]["test_order_seed"] == run.order_seed(config.seed, 0)
+    # and the store writes and reads it back
+    folder = store.run_dir(tmp_path, "r")
+    folder.mkdir(parents=True)
+    store.finish_run(folder, dict(result))
+    read = store.read_test_outputs(tmp_path, "r")
+    assert read.labels == labels and read.reshuffles == 3
+    assert read.predictions == outputs["predictions"] and read.flips == outputs["flips"]
+    assert store.read_predictions(tmp_path, "r") == outputs["predictions"]

@@ -43,3 +43,34 @@ def test_read_result_reads_each_file_once_and_none_for_a_damaged_folder(tmp_path
     reads.clear()
     assert store.read_result(tmp_path, "abc") == result
     assert sorted(path.name for path in reads) == [store.CONFIG, store.RESULT]
+
+
+def test_test_outputs_are_read_in_the_new_and_the_old_format(tmp_path):
+    folder = store.run_dir(tmp_path, "new")
+    new = {
+        "test_labels": [0, 1, 1],
+        "predictions": {"eval": [0, 1, 0], "same": [1, 1, 0]},
+        "flips": {"same": [0, 2, 3]},
+        "flip_reshuffles": 3,
+    }
+    store.write_json(folder / store.PREDICTIONS, new)
+    assert store.read_test_outputs(tmp_path, "new") == store.TestOutputs(
+        labels=[0, 1, 1],
+        predictions={"eval": [0, 1, 0], "same": [1, 1, 0]},
+        flips={"same": [0, 2, 3]},
+        reshuffles=3,
+    )
+    assert store.read_predictions(tmp_path, "new") == new["predictions"]
+    # a run written before labels and flips were stored: {label: predictions}
+    old = {"eval": [0, 1, 0], "same": [1, 1, 0]}
+    store.write_json(store.run_dir(tmp_path, "old") / store.PREDICTIONS, old)
+    assert store.read_test_outputs(tmp_path, "old") == store.TestOutputs(None, old, {}, None)
+    assert store.read_predictions(tmp_path, "old") == old
+    # a failed run's empty file, a missing one, a damaged one
+    store.write_json(store.run_dir(tmp_path, "failed") / store.PREDICTIONS, {})
+    assert store.read_test_outputs(tmp_path, "failed") == store.TestOutputs(None, {}, {}, None)
+    assert store.read_test_outputs(tmp_path, "missing") is None
+    assert store.read_predictions(tmp_path, "missing") is None
+    store.write_atomic(store.run_dir(tmp_path, "cut") / store.PREDICTIONS, '{"test_labels": [0,')
+    assert store.read_test_outputs(tmp_path, "cut") is None
+    assert store.read_predictions(tmp_path, "cut") is None

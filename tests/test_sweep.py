@@ -134,8 +134,10 @@ def test_identity_leaves_out_defaults_so_new_fields_keep_old_ids(tiny_study):
     tiny_study["eval"]["flip_reshuffles"] = 3
     _, [explicit] = plan(tiny_study, "b.yaml")
     assert plain.run_id == explicit.run_id
-    # pinned: a change here orphans every user's finished runs (bump IDENTITY_VERSION then)
-    assert plain.run_id == "4f735329d9"
+    # pinned: a change here orphans every user's finished runs (bump IDENTITY_VERSION then;
+    # version 3, ghost BN's one update per forward and the population PreciseBN, made it
+    # 27fd421a0d, from 4f735329d9)
+    assert plain.run_id == "27fd421a0d"
 
 
 def test_identity_follows_the_content_of_a_data_file(tiny_study, tmp_path):
@@ -172,7 +174,7 @@ def test_a_later_identity_version_changes_every_id(tiny_study, monkeypatch):
     import bnstudy.sweep as sweep
 
     _, [current] = plan(tiny_study, "a.yaml")
-    monkeypatch.setattr(sweep, "IDENTITY_VERSION", 3)
+    monkeypatch.setattr(sweep, "IDENTITY_VERSION", sweep.IDENTITY_VERSION + 1)
     _, [bumped] = plan(tiny_study, "a.yaml")
     assert current.run_id != bumped.run_id
 
@@ -191,15 +193,16 @@ def test_identity_survives_a_round_trip_through_config_json(tiny_study):
 @pytest.mark.parametrize(
     "norm, options, pinned",
     [
-        ("batch_manual", {"momentum": 0.01, "single_value": "beta"}, "ea6dd7f958"),
-        ("group", {"groups": 4, "eps": 1e-3}, "633e19e8a1"),
+        ("batch_manual", {"momentum": 0.01, "single_value": "beta"}, "4d7f82166b"),
+        ("group", {"groups": 4, "eps": 1e-3}, "2be8d73239"),
     ],
 )
 def test_per_norm_options_keep_the_ids_of_the_flat_keys_they_replaced(
     tiny_study, norm, options, pinned
 ):
     # pinned: the ids these runs had as model.bn_momentum / bn_single_value / norm_groups /
-    # norm_eps before options moved into model.<norm> sections
+    # norm_eps before options moved into model.<norm> sections (ea6dd7f958 and 633e19e8a1 at
+    # identity version 2), at identity version 3
     tiny_study["model"].update(norm=norm, **{norm: options})
     _, [run] = plan(tiny_study, "s.yaml")
     assert run.run_id == pinned

@@ -1,3 +1,4 @@
+import copy
 import math
 
 import pytest
@@ -114,6 +115,8 @@ def test_train_mode_outputs_depend_on_the_test_batch_but_eval_mode_ones_do_not()
 
 
 def test_ghost_batch_norm_equals_separate_bn_calls_on_the_sub_batches():
+    """Outputs and gradients of separate BN calls on the sub-batches; the running statistics
+    updated once, as one call on the whole batch updates them."""
     from bnstudy.norms.batch import BatchNorm2d, ManualBatchNorm
 
     for ghost, plain in (
@@ -121,6 +124,7 @@ def test_ghost_batch_norm_equals_separate_bn_calls_on_the_sub_batches():
         (ManualBatchNorm(3, 2), ManualBatchNorm(3, 2)),
     ):
         ghost, plain = ghost.double(), plain.double()
+        whole = copy.deepcopy(plain)
         x = (torch.randn(8, 3, 4, 4, dtype=torch.float64) * 3 + 1).requires_grad_()
         x_plain = x.detach().clone().requires_grad_()
         upstream = torch.randn(8, 3, 4, 4, dtype=torch.float64)
@@ -132,9 +136,10 @@ def test_ghost_batch_norm_equals_separate_bn_calls_on_the_sub_batches():
         expected.backward(upstream)
         torch.testing.assert_close(x.grad, x_plain.grad)
         torch.testing.assert_close(ghost.weight.grad, plain.weight.grad)
-        torch.testing.assert_close(ghost.running_mean, plain.running_mean)
-        torch.testing.assert_close(ghost.running_var, plain.running_var)
-        assert ghost.num_batches_tracked == plain.num_batches_tracked == 4
+        whole(x.detach())
+        torch.testing.assert_close(ghost.running_mean, whole.running_mean)
+        torch.testing.assert_close(ghost.running_var, whole.running_var)
+        assert ghost.num_batches_tracked == whole.num_batches_tracked == 1
         # and it differs from one call over the whole batch: the test can fail
         assert not torch.allclose(torch.nn.BatchNorm2d(3).double()(x.detach()), out.detach())
         assert ghost.norm_batch_size is None  # only while training
@@ -227,7 +232,7 @@ def test_a_short_last_batch_that_would_shrink_the_normalization_batch_is_refused
     check_ghost_remainder(101, Batching(batch_size=8))  # no ghost batches: plain BN
 
 
-def test_training_with_ghost_batches_updates_running_stats_once_per_sub_batch():
+def test_training_with_ghost_batches_updates_running_stats_once_per_forward():
     model, split = tiny_model(), tiny_split(16)
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     train(
@@ -240,7 +245,7 @@ def test_training_with_ghost_batches_updates_running_stats_once_per_sub_batch():
         position=Position(),
     )
     bn = model.features[1]
-    assert bn.num_batches_tracked == 4 * 4 and bn.norm_batch_size is None
+    assert bn.num_batches_tracked == 4 and bn.norm_batch_size is None  # not 4 × 4 sub-batches
 
 
 def epoch_lrs(schedule: Schedule) -> list[float]:
@@ -492,3 +497,90 @@ def test_fp16_reads_the_loss_scale_once_per_optimizer_step(monkeypatch):
     result = train_tiny(gn_model().float(), tiny_split(), Compute("fp16"), total=8)
     assert result.steps == 8 and result.epochs == 2 and result.skipped_steps == 0
     assert len(reads) == 8 + 2
+
+
+# ---------------------------------------------------- train mode at test: which layers, which order
+
+
+def dropout_model():
+    """A BN layer (batch statistics) and a Dropout (not a norm) in one small classifier."""
+    torch.manual_seed(0)
+    return torch.nn.Sequential(
+        torch.nn.Linear(6, 16),
+        torch.nn.BatchNorm1d(16),
+        torch.nn.ReLU(),
+        torch.nn.Dropout(0.5),
+        torch.nn.Linear(16, 3),
+    ).eval()
+
+
+def test_train_mode_at_test_puts_only_the_norms_in_train_mode_and_pix2pix_the_whole_model():
+    model = dropout_model()
+    generator = torch.Generator().manual_seed(2)
+    split = Split(x=torch.randn(40, 6, generator=generator), y=torch.randint(0, 3, (40,)))
+    modes = {"norm": [], "dropout": []}
+    model[1].register_forward_hook(lambda m, args, out: modes["norm"].append(m.training))
+    model[3].register_forward_hook(lambda m, args, out: modes["dropout"].append(m.training))
+    first, second = (evaluate(model, split, mode="train", batch_size=8) for _ in range(2))
+    assert torch.equal(first.predictions, second.predictions) and first.loss == second.loss
+    assert all(modes["norm"]) and not any(modes["dropout"])  # TENT's choice: norms only
+    modes["norm"].clear(), modes["dropout"].clear()
+    first, second = (
+        evaluate(model, split, mode="train", batch_size=8, whole_model=True) for _ in range(2)
+    )
+    assert all(modes["norm"]) and all(modes["dropout"])  # pix2pix: dropout on at test
+    assert first.loss != second.loss  # dropout's noise
+    assert not model.training and not model[1].training and not model[3].training
+
+
+def test_norms_in_train_mode_follows_the_registry():
+    from bnstudy.norms import create_norm
+    from bnstudy.train import norms_in_train_mode
+
+    model = torch.nn.Sequential(
+        create_norm("batch", 8, 2), create_norm("group", 8, 2), torch.nn.Dropout(), torch.nn.ReLU()
+    ).train()
+    norms_in_train_mode(model)
+    assert [m.training for m in model] == [True, False, False, False] and not model.training
+    norms_in_train_mode(model, whole_model=True)
+    assert all(m.training for m in model.modules())
+
+
+def sign_of_mean_task(per_class=200, features=8):
+    """A class-sorted split (class 0, then class 1) whose class is the sign of the features'
+    mean, and a model that normalizes with BN (no affine) then sums the features: a batch of
+    one class loses its class signal in train mode (BN subtracts it), a mixed batch keeps it."""
+    generator = torch.Generator().manual_seed(3)
+    y = torch.arange(2).repeat_interleave(per_class)
+    x = torch.randn(2 * per_class, features, generator=generator) + (2.0 * y - 1)[:, None]
+    model = torch.nn.Sequential(
+        torch.nn.BatchNorm1d(features, affine=False), torch.nn.Linear(features, 2, bias=False)
+    ).eval()
+    with torch.no_grad():
+        model[1].weight.copy_(torch.stack([-torch.ones(features), torch.ones(features)]))
+    return model, Split(x=x, y=y)
+
+
+def test_train_mode_test_batches_follow_the_order_and_predictions_come_back_in_split_order():
+    model, split = sign_of_mean_task()
+    n = len(split.y)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(4))
+    shuffle = torch.randperm(n, generator=torch.Generator().manual_seed(5))
+    shuffled = Split(x=split.x[shuffle], y=split.y[shuffle])
+    by_order = evaluate(model, split, mode="train", batch_size=20, order=order)
+    shuffled_by_order = evaluate(model, shuffled, mode="train", batch_size=20, order=order)
+    # the same accuracy, sorted or shuffled, within sampling error (n = 400)
+    assert by_order.accuracy > 0.9 and shuffled_by_order.accuracy > 0.9
+    assert abs(by_order.accuracy - shuffled_by_order.accuracy) < 0.05
+    # without an order the batches are the split's slices: single-class batches, chance level
+    assert evaluate(model, split, mode="train", batch_size=20).accuracy < 0.7
+    # the predictions are in the split's order: those of the permuted split, put back
+    permuted = evaluate(model, Split(split.x[order], split.y[order]), mode="train", batch_size=20)
+    assert torch.equal(by_order.predictions[order], permuted.predictions)
+    assert by_order.accuracy == (by_order.predictions == split.y).float().mean().item()
+    assert by_order.loss == pytest.approx(permuted.loss, rel=1e-6)
+    # eval mode does not depend on the order
+    assert torch.equal(
+        evaluate(model, split, mode="eval", batch_size=20, order=order).predictions,
+        evaluate(model, split, mode="eval", batch_size=20).predictions,
+    )

@@ -18,8 +18,12 @@ The knobs, with their defaults (PyTorch's) and the alternatives users meet elsew
   ``None``: cumulative average over the batches seen (PyTorch's ``momentum=None``).
 - ``eps`` = 1e-5 (Keras 1e-3): added to the variance inside the square root.
 - ``unbiased_running_var`` = True: PyTorch normalizes with the biased batch variance but stores
-  ``m/(m-1)·var`` in ``running_var``; d2l's from-scratch BN and Keras' non-fused path store the
-  biased one. At m = 1 the unbiased update is 0·inf = NaN (pytorch/pytorch#1381).
+  ``m/(m-1)·var`` in ``running_var``; Keras stores the biased one in ``moving_variance`` (Keras
+  3: ``ops.moments``; Keras 2/tf.keras: ``tf.nn.moments`` on its non-fused path, and on its
+  fused path it removes the Bessel correction that TF's ``fused_batch_norm`` applies, "to be
+  consistent with non-fused batch norm": ``_maybe_add_or_remove_bessels_correction`` in
+  ``keras/layers/normalization/batch_normalization.py``), and so does d2l's from-scratch BN. At
+  m = 1 the unbiased update is 0·inf = NaN (pytorch/pytorch#1381).
 - ``stats`` = "channel": statistics per channel over N and every spatial axis (torch, Keras conv
   BN). "activation": per channel AND position, over N only (the paper's fully connected form
   applied to every activation; the "first way" in StackOverflow q. 48320854). Then N = 1 makes
@@ -40,7 +44,14 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from bnstudy.norms.precision import at_least_float32
-from bnstudy.norms.registry import NoOptions, NormOptions, batch_axes, fixed, register_norm
+from bnstudy.norms.registry import (
+    NoOptions,
+    NormOptions,
+    batch_axes,
+    fixed,
+    module_spec,
+    register_norm,
+)
 
 
 class VirtualBatches(nn.Module):
@@ -49,20 +60,94 @@ class VirtualBatches(nn.Module):
     Ghost BN (Hoffer et al. 2017, arXiv 1705.08741; Keras' ``virtual_batch_size``) computes the
     batch statistics over consecutive sub-batches of the input instead of the whole batch: it
     is what "images per GPU" means in the GroupNorm and Batch Renorm papers. Each sub-batch is
-    one call of the wrapped forward, so outputs, gradients and running statistics are exactly
-    those of separate BN calls on the sub-batches, in order (the last one may be shorter).
-    ``None`` (the default) normalizes the whole batch; eval mode never splits. bnstudy sets the
-    attribute only while training (:func:`bnstudy.train.normalization_batch`), so train-mode
-    evaluation normalizes over the test batch it is given.
+    one call of the wrapped forward, so outputs and gradients are exactly those of separate BN
+    calls on the sub-batches (the last one may be shorter; one value per channel in a sub-batch
+    raises PyTorch's ``ValueError``, as BN does), and every sub-batch sees the running
+    statistics as they were before this forward (Batch Renorm's r and d use them).
+
+    The running statistics are updated ONCE per forward, as Keras updates them once per call:
+    one momentum step (or one term of the ``momentum=None`` cumulative average, and one
+    ``num_batches_tracked``) toward the sub-batches' statistics combined by the population rule
+    (count-weighted mean of the sub-batch means; mean of their biased variances plus the
+    variance of their means: :class:`bnstudy.precise.PopulationStatistics`), which is the mean
+    and biased variance of the whole input over the layer's statistic axes; the variance is
+    then stored in the layer's convention over the whole input's count (unbiased ``M/(M-1)``
+    for torch's BN). Updating once per sub-batch instead would take ``batch/norm_batch_size``
+    momentum steps per forward, so the running statistics' effective momentum would change
+    with the normalization batch size, a confound in a batch-size study.
+
+    ``None`` (the default) normalizes the whole batch, exactly the wrapped layer; eval mode
+    never splits. bnstudy sets the attribute only while training
+    (:func:`bnstudy.train.normalization_batch`), so train-mode evaluation normalizes over the
+    test batch it is given.
     """
 
     norm_batch_size: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         size, normalize = self.norm_batch_size, super().forward
-        if self.training and size is not None and size < x.shape[0]:
-            return torch.cat([normalize(part) for part in x.split(size)])
-        return normalize(x)
+        if not (self.training and size is not None and size < x.shape[0]):
+            return normalize(x)
+        before = {name: buffer.clone() for name, buffer in self.named_buffers(recurse=False)}
+        parts, tracked, batches = [], False, before.get("num_batches_tracked")
+        try:
+            for part in x.split(size):
+                parts.append(normalize(part))
+                # did the wrapped forward update (EvoNorm-B0 without activation does not)?
+                tracked = tracked or (batches is not None and self.num_batches_tracked != batches)
+                # fresh copies, never an in-place write: autograd saved the buffers the wrapped
+                # forward saw (torch's BN does) and checks they are unchanged at backward
+                for name, buffer in before.items():
+                    setattr(self, name, buffer.clone())
+        except BaseException:
+            for name, buffer in before.items():
+                setattr(self, name, buffer)
+            raise
+        if tracked:  # one update for the whole forward
+            self._update_running_once(x)
+        return torch.cat(parts)
+
+    @torch.no_grad()
+    def _update_running_once(self, x: torch.Tensor) -> None:
+        """One update from the whole input's mean and biased variance over the layer's axes."""
+        axes = module_spec(self).statistic_axes(self, x.dim())
+        wide = at_least_float32(x.detach())
+        count = math.prod(x.shape[a] for a in axes)
+        mean = wide.mean(dim=axes) if getattr(self, "running_mean", None) is not None else None
+        update_running_statistics(self, mean, wide.var(dim=axes, unbiased=False), count)
+
+
+def stores_unbiased_variance(module: nn.Module) -> bool:
+    """Whether ``module``'s ``running_var`` holds the unbiased variance ``m/(m-1)·var`` (torch's
+    BN, Batch Renorm, EvoNorm-B0, ``batch_manual`` by default) or the biased one
+    (``unbiased_running_var=False``: ``batch_keras``, ``running_var: biased``)."""
+    return getattr(module, "unbiased_running_var", True)
+
+
+@torch.no_grad()
+def update_running_statistics(
+    module: nn.Module, mean: torch.Tensor | None, var: torch.Tensor, count: int
+) -> None:
+    """One update of a BN-family layer's running statistics toward a batch's ``mean`` and BIASED
+    ``var`` over ``count`` values, as torch's BN does it: ``num_batches_tracked += 1``;
+    ``running = (1 - m)·running + m·batch`` with ``m = momentum``, or ``1/num_batches_tracked``
+    (cumulative average) when momentum is None; the variance stored in the layer's convention
+    (:func:`stores_unbiased_variance`). ``mean`` None: the layer has no running mean
+    (EvoNorm-B0). Running statistics whose shape differs from the batch's (per-activation
+    statistics before the first training batch) are allocated as zeros and ones first.
+    """
+    if mean is not None and module.running_mean.shape != mean.shape:
+        module.running_mean = torch.zeros_like(mean)
+        module.running_var = torch.ones_like(var)
+    module.num_batches_tracked += 1
+    step = module.momentum
+    weight = 1.0 / module.num_batches_tracked.item() if step is None else step
+    if stores_unbiased_variance(module):
+        # at count == 1 this is 0·inf = NaN, what the unbiased estimator gives (torch#1381)
+        var = var * (count / (count - 1) if count > 1 else math.inf)
+    if mean is not None:
+        module.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
+    module.running_var.mul_(1 - weight).add_(var, alpha=weight)
 
 
 class BatchNorm1d(VirtualBatches, nn.BatchNorm1d):
@@ -151,21 +236,8 @@ class _ManualBatchNormCore(nn.Module):
             )
         mean = x.mean(dim=axes)
         var = x.var(dim=axes, unbiased=False)
-        self._update_running(mean.detach(), var.detach(), count)
+        update_running_statistics(self, mean.detach(), var.detach(), count)
         return mean, var
-
-    @torch.no_grad()
-    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
-        if self.running_mean.shape != mean.shape:  # per-activation: allocate on first batch
-            self.running_mean = torch.zeros_like(mean)
-            self.running_var = torch.ones_like(var)
-        self.num_batches_tracked += 1
-        weight = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-        if self.unbiased_running_var:
-            # at count == 1 this is 0·inf = NaN, what the unbiased estimator gives (torch#1381)
-            var = var * (count / (count - 1) if count > 1 else math.inf)
-        self.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
-        self.running_var.mul_(1 - weight).add_(var, alpha=weight)
 
 
 class ManualBatchNorm(VirtualBatches, _ManualBatchNormCore):

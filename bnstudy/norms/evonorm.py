@@ -40,7 +40,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bnstudy.norms.batch import BatchOptions, VirtualBatches
+from bnstudy.norms.batch import BatchOptions, VirtualBatches, update_running_statistics
 from bnstudy.norms.precision import at_least_float32
 from bnstudy.norms.registry import GroupOptions, batch_axes, fixed, group_axes, register_norm
 
@@ -158,14 +158,8 @@ class _EvoNormB0Core(nn.Module):
                 f"Expected more than 1 value per channel when training, got input size {x.size()}"
             )
         var = x.var(dim=(0, *range(2, x.dim())), unbiased=False)
-        self._update_running(var.detach(), count)
+        update_running_statistics(self, None, var.detach(), count)
         return var
-
-    @torch.no_grad()
-    def _update_running(self, var: torch.Tensor, count: int) -> None:
-        self.num_batches_tracked += 1
-        weight = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-        self.running_var.mul_(1 - weight).add_(var * (count / (count - 1)), alpha=weight)
 
 
 class EvoNormB0(VirtualBatches, _EvoNormB0Core):

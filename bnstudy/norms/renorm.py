@@ -38,8 +38,9 @@ Batch Renorm baseline, arXiv 1803.08494, used r_max 1.5 and d_max 0.5.)
 The correction belongs to training steps only. Outside them (``progress`` None: at
 construction, and after the loop resets it) train mode is plain batch statistics, r = 1 and
 d = 0: so train-mode testing normalizes with each test batch's statistics, and PreciseBN/AdaBN
-recalibration averages plain per-batch statistics, as for BN (with the correction, each layer
-would be renormalized toward the running statistics the recalibration has just reset).
+recalibration runs its batches through plain BN, as for BN (with the correction, each layer's
+output, the next layer's input, would be renormalized toward running statistics that the
+recalibration is replacing).
 
 Momentum: 0.1 by default, torch BN's, not the paper's alpha = 0.01. Like the schedule, alpha
 counts steps: its moving averages forget their initial values (0 and 1) over about 1/alpha =
@@ -60,7 +61,7 @@ import torch
 from pydantic import Field, model_validator
 from torch import nn
 
-from bnstudy.norms.batch import BatchOptions, VirtualBatches
+from bnstudy.norms.batch import BatchOptions, VirtualBatches, update_running_statistics
 from bnstudy.norms.precision import at_least_float32
 from bnstudy.norms.registry import batch_axes, fixed, register_norm
 
@@ -179,7 +180,7 @@ class _BatchRenormCore(nn.Module):
         var = x.var(dim=axes, unbiased=False)
         std = torch.sqrt(var + self.eps)
         r, d = self._corrections(mean.detach(), std.detach())
-        self._update_running(mean.detach(), var.detach(), count)
+        update_running_statistics(self, mean.detach(), var.detach(), count)
         x_hat = (x - mean.reshape(channel)) / std.reshape(channel)
         return x_hat * r.reshape(channel) + d.reshape(channel)
 
@@ -193,26 +194,19 @@ class _BatchRenormCore(nn.Module):
         d = ((mean - self.running_mean) / running_std).clamp(-d_max, d_max)
         return r, d
 
-    @torch.no_grad()
-    def _update_running(self, mean: torch.Tensor, var: torch.Tensor, count: int) -> None:
-        self.num_batches_tracked += 1
-        weight = 1.0 / self.num_batches_tracked.item() if self.momentum is None else self.momentum
-        unbiased = var * (count / (count - 1))
-        self.running_mean.mul_(1 - weight).add_(mean, alpha=weight)
-        self.running_var.mul_(1 - weight).add_(unbiased, alpha=weight)
-
 
 class BatchRenorm(VirtualBatches, _BatchRenormCore):
     """Batch Renorm over inputs of shape (N, C, *spatial), torch BN's running statistics.
 
-    ``BatchRenorm(num_features, spatial_dims, *, eps=1e-5, momentum=0.01, r_max=3.0,
+    ``BatchRenorm(num_features, spatial_dims, *, eps=1e-5, momentum=0.1, r_max=3.0,
     d_max=5.0, schedule="fractions", relax_start=0.05, d_max_at=0.25, r_max_at=0.4)``.
     ``spatial_dims`` fixes the input rank (0 for (N, C) inputs). ``r_max``/``d_max`` are the
     final clipping limits; with the ``fractions`` schedule they are reached at the fractions
     ``r_max_at``/``d_max_at`` of the run (module docstring). :meth:`clip_limits` gives the
     limits now. In training it normalizes in ghost batches when ``norm_batch_size`` is set
-    (:class:`VirtualBatches`); each ghost batch sees the running statistics left by the one
-    before it, as separate calls would.
+    (:class:`VirtualBatches`): every ghost batch computes its r and d from the running
+    statistics as they were before the forward, and the running statistics are updated once
+    per forward, from all the ghost batches together.
     """
 
 

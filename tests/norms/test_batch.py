@@ -1,10 +1,12 @@
 """ManualBatchNorm against torch.nn.BatchNorm*d (float64) and the seeds' worked examples."""
 
+import copy
+
 import pytest
 import torch
 
 from bnstudy.norms import create_norm
-from bnstudy.norms.batch import ManualBatchNorm
+from bnstudy.norms.batch import BatchOptions, ManualBatchNorm
 
 TORCH_BN = {
     0: torch.nn.BatchNorm1d,
@@ -188,3 +190,91 @@ def test_seed_worked_example_2d():
         torch.testing.assert_close(
             out[sample, channel], torch.tensor(values, dtype=torch.float64), atol=1e-4, rtol=0
         )
+
+
+# ghost batches: one update of the running statistics per forward, from all the sub-batches
+
+GHOST_LAYERS = {
+    "torch": lambda momentum: create_norm("batch", 3, 2, BatchOptions(momentum=momentum)),
+    "manual_unbiased": lambda momentum: ManualBatchNorm(3, 2, momentum=momentum),
+    "manual_biased": lambda momentum: ManualBatchNorm(
+        3, 2, momentum=momentum, unbiased_running_var=False
+    ),
+}
+
+
+def one_update_from_the_pooled_values(
+    x, parts, running_mean, running_var, tracked, momentum, unbiased
+):
+    """The reference, written out: pool the sub-batches' values, one momentum step."""
+    values = torch.cat([part.transpose(0, 1).reshape(x.shape[1], -1) for part in parts], dim=1)
+    count = values.shape[1]
+    mean = values.sum(1) / count
+    var = ((values - mean[:, None]) ** 2).sum(1) / (count - 1 if unbiased else count)
+    tracked += 1
+    weight = 1 / tracked if momentum is None else momentum
+    return (1 - weight) * running_mean + weight * mean, (1 - weight) * running_var + weight * var
+
+
+@pytest.mark.parametrize("kind", GHOST_LAYERS)
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("shape, size", [((8, 3, 4, 4), 2), ((8, 3, 1, 1), 2), ((6, 3, 2, 3), 4)])
+def test_ghost_batches_update_the_running_statistics_once_from_all_sub_batches(
+    kind, momentum, shape, size
+):
+    torch.manual_seed(0)
+    layer = GHOST_LAYERS[kind](momentum).double().train()
+    with torch.no_grad():  # running statistics and a count that are not the defaults
+        layer.running_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
+        layer.running_var.copy_(torch.tensor([2.0, 0.5, 3.0]))
+        layer.num_batches_tracked.fill_(3)
+    before = copy.deepcopy(layer)
+    x = torch.randn(shape, dtype=torch.float64) * torch.tensor([1.0, 3.0, 0.5]).reshape(1, 3, 1, 1)
+    x = x + torch.randn(shape[0], 1, 1, 1, dtype=torch.float64) * 2  # per-sample offsets
+    layer.norm_batch_size = size
+    out = layer(x)
+    parts = list(x.split(size))
+    # outputs: each sub-batch normalized alone, as one call of the layer before this forward
+    expected = torch.cat([copy.deepcopy(before)(part) for part in parts])
+    torch.testing.assert_close(out, expected)
+    unbiased = kind != "manual_biased"
+    mean, var = one_update_from_the_pooled_values(
+        x, parts, before.running_mean, before.running_var, 3, momentum, unbiased
+    )
+    torch.testing.assert_close(layer.running_mean, mean, atol=1e-12, rtol=1e-12)
+    torch.testing.assert_close(layer.running_var, var, atol=1e-12, rtol=1e-12)
+    assert layer.num_batches_tracked == 4  # one step, not one per sub-batch
+
+
+def test_ghost_batches_with_per_activation_statistics_pool_over_the_samples():
+    layer = ManualBatchNorm(2, 2, stats="activation", momentum=None).double()
+    x = torch.randn(6, 2, 3, 3, dtype=torch.float64)
+    layer.norm_batch_size = 2
+    layer(x)
+    assert layer.running_mean.shape == (2, 3, 3) and layer.num_batches_tracked == 1
+    torch.testing.assert_close(layer.running_mean, x.mean(0))
+    torch.testing.assert_close(layer.running_var, x.var(0))
+
+
+def test_a_sub_batch_that_raises_leaves_the_running_statistics_as_they_were():
+    layer = create_norm("batch", 3, 2).double()
+    layer.norm_batch_size = 2
+    layer(torch.randn(4, 3, 1, 1, dtype=torch.float64))
+    state = copy.deepcopy(layer.state_dict())
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        layer(torch.randn(3, 3, 1, 1, dtype=torch.float64))  # the last sub-batch: 1 value
+    for key, value in layer.state_dict().items():
+        torch.testing.assert_close(value, state[key], msg=key)
+
+
+def test_without_a_split_the_layer_is_torchs_exactly():
+    torch.manual_seed(1)
+    ghost = create_norm("batch", 3, 2).double()
+    plain = torch.nn.BatchNorm2d(3).double()
+    for size in (None, 8, 16):
+        ghost.norm_batch_size = size
+        x = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+        assert torch.equal(ghost(x), plain(x))
+        assert torch.equal(ghost.running_mean, plain.running_mean)
+        assert torch.equal(ghost.running_var, plain.running_var)
+    assert ghost.num_batches_tracked == plain.num_batches_tracked == 3

@@ -155,3 +155,29 @@ def test_wrong_rank_is_a_clear_error():
     for module in (EvoNormS0(8, 2), EvoNormB0(8, 2)):
         with pytest.raises(ValueError, match="expected a 4D input, got shape"):
             module(torch.randn(2, 8, 3))
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_b0_ghost_batches_update_the_running_variance_once_from_all_sub_batches(momentum):
+    torch.manual_seed(6)
+    module = params(EvoNormB0(4, 2, momentum=momentum).double(), 4)
+    with torch.no_grad():
+        module.running_var.copy_(torch.tensor([2.0, 0.5, 1.0, 3.0]))
+    before = module.running_var.clone()
+    x = torch.randn(8, 4, 3, 3, dtype=torch.float64) + torch.randn(8, 1, 1, 1) * 2
+    module.norm_batch_size = 2
+    out = module(x)
+    expected = torch.cat([b0_by_hand(part, module, batch_var(part)) for part in x.split(2)])
+    torch.testing.assert_close(out, expected)
+    weight = 1.0 if momentum is None else momentum  # momentum None: the first batch counted
+    pooled = x.var(dim=(0, 2, 3), unbiased=True)
+    torch.testing.assert_close(module.running_var, (1 - weight) * before + weight * pooled)
+    assert module.num_batches_tracked == 1
+
+
+def test_b0_without_activation_never_updates_its_running_variance_ghost_or_not():
+    module = EvoNormB0(4, 2, activation=False).double()
+    module.norm_batch_size = 2
+    module(torch.randn(8, 4, 3, 3, dtype=torch.float64))
+    assert torch.equal(module.running_var, torch.ones(4, dtype=torch.float64))
+    assert module.num_batches_tracked == 0

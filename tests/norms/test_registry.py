@@ -144,29 +144,35 @@ def test_unknown_norm_lists_the_known_names():
 
 
 @pytest.mark.parametrize("name", [n for n, s in NORMS.items() if s.batch_statistics])
-def test_ghost_batches_equal_separate_calls_for_every_batch_statistic_norm(name):
+def test_ghost_batches_equal_separate_calls_and_update_once_for_every_batch_statistic_norm(name):
+    """Outputs and gradients: separate calls on the sub-batches, each from the state before the
+    forward. Running statistics: one update, the one a single call on the whole batch makes."""
     torch.manual_seed(3)
     ghost = create_norm(name, 3, 2).double().train()
     for parameter in ghost.parameters():  # non-trivial affine parameters
         parameter.data.uniform_(0.5, 1.5)
+    for buffer in ghost.buffers():  # non-default running statistics (r and d depend on them)
+        if buffer.is_floating_point():
+            buffer.uniform_(0.5, 1.5)
     for layer in progress_layers(ghost):  # inside a training step, late in the run
         layer.set_progress(1.0)
-    plain = copy.deepcopy(ghost)
     x = (torch.randn(8, 3, 2, 2, dtype=torch.float64) * 3 + 1).requires_grad_()
-    x_plain = x.detach().clone().requires_grad_()
     upstream = torch.randn(8, 3, 2, 2, dtype=torch.float64)
+    plain = [copy.deepcopy(ghost) for _ in range(4)]
+    whole = copy.deepcopy(ghost)
+    whole(x.detach())  # the running statistics of one update from the whole batch
+    x_plain = x.detach().clone().requires_grad_()
     ghost.norm_batch_size = 2
     out = ghost(x)
-    expected = torch.cat([plain(part) for part in x_plain.split(2)])
+    expected = torch.cat([layer(part) for layer, part in zip(plain, x_plain.split(2), strict=True)])
     torch.testing.assert_close(out, expected)
     out.backward(upstream)
     expected.backward(upstream)
     torch.testing.assert_close(x.grad, x_plain.grad)
-    for (key, mine), (_, theirs) in zip(
-        ghost.named_parameters(), plain.named_parameters(), strict=True
-    ):
-        torch.testing.assert_close(mine.grad, theirs.grad, msg=key)
-    for (key, mine), (_, theirs) in zip(ghost.named_buffers(), plain.named_buffers(), strict=True):
+    for key, mine in ghost.named_parameters():
+        theirs = sum(dict(layer.named_parameters())[key].grad for layer in plain)
+        torch.testing.assert_close(mine.grad, theirs, msg=key)
+    for (key, mine), (_, theirs) in zip(ghost.named_buffers(), whole.named_buffers(), strict=True):
         torch.testing.assert_close(mine, theirs, msg=key)
     whole = copy.deepcopy(ghost)
     whole.norm_batch_size = None

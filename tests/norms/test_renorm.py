@@ -246,3 +246,27 @@ def test_outside_training_steps_train_mode_is_plain_batch_statistics():
     torch.testing.assert_close(renorm(x), bn(x))  # progress None: r = 1, d = 0
     renorm.set_progress(0.5)
     assert not torch.allclose(renorm(x), bn(x))
+
+
+def test_ghost_batches_see_the_running_statistics_from_before_the_forward_and_update_once():
+    torch.manual_seed(5)
+    layer = affine(BatchRenorm(3, 2, schedule="fixed", r_max=1.5, d_max=0.5).double(), 3)
+    with torch.no_grad():  # running statistics far from the batches': r and d are clipped
+        layer.running_mean.copy_(torch.tensor([1.0, -2.0, 0.0]))
+        layer.running_var.copy_(torch.tensor([4.0, 0.2, 1.0]))
+    layer.set_progress(1.0)
+    running_mean, running_var = layer.running_mean.clone(), layer.running_var.clone()
+    x = torch.randn(8, 3, 2, 2, dtype=torch.float64) * 2 + 0.5
+    layer.norm_batch_size = 2
+    out = layer(x)
+    expected = torch.cat(
+        [
+            by_hand(part, running_mean, running_var, layer.weight, layer.bias, 1.5, 0.5)[0]
+            for part in x.split(2)
+        ]
+    )
+    torch.testing.assert_close(out, expected)
+    axes = (0, 2, 3)
+    torch.testing.assert_close(layer.running_mean, 0.9 * running_mean + 0.1 * x.mean(axes))
+    torch.testing.assert_close(layer.running_var, 0.9 * running_var + 0.1 * x.var(axes))
+    assert layer.num_batches_tracked == 1
