@@ -14,14 +14,19 @@ Comparisons are paired where the design pairs them, accuracies in percentage poi
 - a batch-statistic norm against a batch-independent one (a control) at the same seed, axis
   value and other factors (same data order and initialization seed).
 
-Each comparison is the per-pair difference, its mean and 95% t-interval over pairs
-(:mod:`bnstudy.stats`). A :class:`Finding` states a claim with a direction and gets a verdict
-(:func:`verdict`); :func:`build_findings` collects them in :class:`FindingGroup` s, one per type,
-and :func:`findings_markdown` writes them out.
+Each comparison is the mean of the per-pair differences with a 95% bootstrap interval that
+resamples seeds and test images, pairing both (:mod:`bnstudy.resampling`), and two tests from
+the same replicates: the difference from 0 and the equivalence within ±margin. A
+:class:`Finding` states a claim with a direction (or claims equality); :func:`build_findings`
+collects them in :class:`FindingGroup` s, one per type, adjusts their p-values for multiple
+testing (:func:`adjust`: Holm over the primary claims the study names, Benjamini–Hochberg over
+the rest) and decides each verdict on the adjusted p-values (:func:`decide`);
+:func:`findings_markdown` writes them out.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -30,16 +35,21 @@ from itertools import combinations, product
 import numpy as np
 import pandas as pd
 
+from bnstudy.config import AnalysisConfig
 from bnstudy.norms import NORMS, uses_batch_statistics
 from bnstudy.outcomes import OK, counts_text
+from bnstudy.resampling import Resampler, arm, arms_of
 from bnstudy.stats import (
     DIFFERENCE,
     FIRST,
     SECOND,
-    interval_table,
-    one_way_anova,
+    Bootstrap,
+    Estimate,
+    benjamini_hochberg,
+    bootstrap_estimate,
+    holm,
     paired_difference,
-    t_interval,
+    replicate_estimate,
 )
 from bnstudy.test_modes import TEST_MODES
 
@@ -71,40 +81,60 @@ PRE_TRAINING = ("min_values_per_stat", "init_zero_fraction", "init_output_std")
 
 # Verdicts and rules.
 SUPPORTED, CONTRADICTED = "supported", "contradicted"
-FLAT, DRIFT, NOT_TESTABLE = "no drift detected", "drift", "not testable"
-FLAT_BY_CONSTRUCTION = "flat by construction"
-ONE_MODEL = "one trained model per seed serves every value"
-ALPHA = 0.05  # controls check: drift if the ANOVA p-value is below this
-NOISE_BAND = (0.67, 1.5)  # noise law: a prediction fits if the ratio's interval lies within
-PP, POINTS, TIMES = "pp", "points", "×"  # signed difference, unsigned pp, ratio
+EQUIVALENT = "equivalent"  # within ±margin, by two one-sided tests
+FLAT, DRIFT = "flat", "drift"  # the controls check's words for equal and different
+NOT_APPLICABLE = "not applicable: one trained model per seed serves every value"
+NOT_TESTABLE = "not testable"
+AT_CHANCE_MARGIN = 5.0  # pp: a seed within this of chance (100 / classes) is stuck at chance
+PP, POINTS, TIMES, NUMBER = "pp", "points", "×", "number"  # signed pp, pp, ratio, signed
+METHOD = (
+    "Uncertainty from a two-level bootstrap ({resamples} replicates, random seed {seed}; "
+    "analysis.bootstrap_resamples, analysis.bootstrap_seed): each replicate draws the seeds "
+    "(or runs) and the test images with replacement, one draw of images shared by every seed "
+    "and by both arms of a comparison (seeds and images are crossed: Owen 2007, the "
+    "pigeonhole bootstrap); where a run's predictions were not stored, seeds only. Its "
+    "standard error × √(n/(n−1)) gives t statistics with n − 1 degrees of freedom (n = seeds "
+    "or pairs): 95% intervals (cut at 0 and 100 for accuracies), p = two-sided p-value of no "
+    "difference, p≡ = equivalence within ±{margin} pp (two one-sided tests, "
+    "analysis.equivalence_margin; ±{slope_margin} for the noise exponent). Multiple testing: "
+    "Holm over the primary claims ({primary}), Benjamini–Hochberg over all other findings, "
+    "each test kind adjusted on its own; verdicts use the adjusted p-values (adj) at α = "
+    "{alpha}."
+)
 DIRECTIONAL_RULE = (
-    "Verdict: supported if the 95% t-interval of the paired difference excludes 0 in the "
-    "claimed direction, contradicted if it excludes 0 in the other direction, else not "
-    "resolved at n = number of pairs."
+    "Verdict: supported if the adjusted p-value of no difference is below α and the estimate "
+    "has the claimed sign, contradicted if it has the other sign; else equivalent within "
+    "±margin if the adjusted equivalence p-value is below α; else not resolved at n = number "
+    "of pairs."
 )
 CONTROLS_RULE = (
-    "Each batch-independent norm, eval mode: one-way ANOVA of test accuracy across the values "
-    "of the batch axis (and the optimizer setups, batch_size × accumulate, where a study has "
-    f"several) with seeds as replicates; drift if p < {ALPHA}, else no drift detected (at a "
-    "few seeds only large drifts are detected: read the range); not testable if there is one "
-    "value or every value has fewer than 2 seeds; flat by construction if one trained model per "
-    "seed serves every value. Range = max − min of the per-value means."
+    "Each batch-independent norm in eval mode, at each value of the batch axis (and optimizer "
+    "setup, batch_size × accumulate) against its value at the largest one, paired by seed (a "
+    "seed-blocked comparison): drift if the adjusted p-value of no difference is below α, "
+    "flat (within ±margin) if the adjusted equivalence p-value is, else not resolved at n; a "
+    "non-significant difference is never read as flat. Not applicable when one trained model "
+    "per seed serves every value (identical by construction); not testable with fewer than 2 "
+    "seeds."
 )
 NOISE_RULE = (
-    "Per run, the measured noise of BN batch means (bn_mean_noise) divided by each prediction; "
-    "mean and 95% t-interval over the seeds at each normalization batch size of 2 or more (at "
-    "1 image per batch the between-image prediction is the measurement itself). Supported if "
-    "the between-image ratio's interval lies "
-    f"within [{NOISE_BAND[0]}, {NOISE_BAND[1]}] and the values-law ratio's interval lies above "
-    f"{NOISE_BAND[1]}; contradicted if the between-image ratio's interval lies entirely outside "
-    f"[{NOISE_BAND[0]}, {NOISE_BAND[1]}]; else not resolved."
+    "Per batch-statistic norm: the exponent of batch-mean noise (bn_mean_noise) in images per "
+    "statistic, the slope of log noise against log images over all runs (least squares), "
+    "resampling seeds (every run of a drawn seed); supported (equivalent to −0.5 within "
+    "±{slope_margin}) if the adjusted equivalence p-value is below α, contradicted if the "
+    "adjusted p-value of slope = −0.5 is, else not resolved. Independent images predict −0.5; "
+    "so does the 1/√values law at a fixed image size, which differs in level: the second "
+    "claim compares, per run at 2 or more images, how far (|log ratio|) the measurement lies "
+    "from each prediction, averaged per seed: supported if it lies closer to the between-image "
+    "prediction (difference < 0). " + DIRECTIONAL_RULE
 )
 FLIP_RULE = (
     "Baseline of a run: the mean, over the other seeds of its cell, of the fraction of test "
     "images whose predictions in the same test setting differ from its own (what training "
-    "randomness alone changes). Difference = the run's train-mode flip rate − its baseline; "
-    "interval over runs (the runs share seeds, so it is somewhat narrow). Test batches of one "
-    "image are left out (nothing else in the batch: no flip by construction). " + DIRECTIONAL_RULE
+    "randomness alone changes). Difference = the run's train-mode flip rate − its baseline, "
+    "mean over the runs of the cell; resampled by seed (a drawn seed against the other "
+    "distinct seeds drawn) and by test image (shared by flips and disagreements). Test batches "
+    "of one image are left out (nothing else in the batch: no flip by construction). "
+    + DIRECTIONAL_RULE
 )
 CONTROLS_TITLE = "Controls check: batch-independent norms must be flat along the batch axis"
 DRIFT_WARNING = (
@@ -115,6 +145,9 @@ NOISE_COLUMNS = ("bn_mean_noise", "bn_mean_noise_between_images", "bn_mean_noise
 BETWEEN_RATIO, VALUES_RATIO = "between_ratio", "values_ratio"
 BASELINE = "baseline"
 FLIP_TITLE = "Flip rate vs seed-to-seed disagreement (claim flip − baseline < 0)"
+DEFAULT_ANALYSIS = AnalysisConfig()
+DEFAULT_BOOTSTRAP = Bootstrap()
+ARM = "arm"  # accuracy_rows: the run's test setting, as bnstudy.resampling.arm names it
 
 Predictions = Callable[[str], dict[str, list[int]] | None]  # run_id -> predictions per label
 
@@ -124,7 +157,13 @@ class Finding:
     """One line of findings: ``subject: claim: measure = estimate [low, high], n → verdict``.
 
     ``estimate``, ``low`` and ``high`` are in ``unit`` (NaN: not shown); ``detail`` carries the
-    numbers behind the estimate in words."""
+    numbers behind the estimate in words. ``key`` names the finding for ``analysis.primary``
+    (e.g. ``recovery/batch@1``). A testable finding carries its raw p-values: ``pvalue`` of no
+    difference from ``null`` and ``pvalue_equivalent`` of equivalence within ``null ± margin``;
+    ``direction`` is the claimed sign of estimate − null (+1, −1) or 0 for a claim of equality;
+    ``words`` are the verdicts for (as claimed, the opposite): supported/contradicted, or for a
+    claim of equality e.g. flat/drift. :func:`adjust` fills the adjusted p-values and
+    ``primary``, and :func:`decide` the verdict; a finding without p-values keeps its own."""
 
     subject: str
     claim: str
@@ -133,9 +172,24 @@ class Finding:
     low: float
     high: float
     n: int
-    verdict: str
+    verdict: str = ""
     unit: str = PP
     detail: str = ""
+    key: str = ""
+    direction: int = 0
+    null: float = 0.0
+    margin: float = math.nan
+    pvalue: float = math.nan
+    pvalue_equivalent: float = math.nan
+    adjusted: float = math.nan
+    adjusted_equivalent: float = math.nan
+    primary: bool = False
+    words: tuple[str, str] = (SUPPORTED, CONTRADICTED)
+
+    @property
+    def testable(self) -> bool:
+        """Whether the finding has a p-value to adjust."""
+        return not (math.isnan(self.pvalue) and math.isnan(self.pvalue_equivalent))
 
     def interval(self) -> str:
         """``estimate unit [low, high]``, e.g. ``-2.6 pp [-5.6, +0.4]``; without the bounds when
@@ -147,37 +201,143 @@ class Finding:
             text += f" [{_number(self.low, self.unit)}, {_number(self.high, self.unit)}]"
         return text
 
+    def pvalues(self) -> str:
+        """``p = raw (adj adjusted); p≡ = raw (adj adjusted)`` for the tests it has."""
+        parts = []
+        for name, raw, adjusted in (
+            ("p", self.pvalue, self.adjusted),
+            ("p≡", self.pvalue_equivalent, self.adjusted_equivalent),
+        ):
+            if not math.isnan(raw):
+                parts.append(f"{name} = {_p(raw)} (adj {_p(adjusted)})")
+        return "; ".join(parts)
+
     def describe(self) -> str:
         """The line without its verdict."""
         text = f"{self.subject}: {self.claim}"
         if self.interval():
             text += f": {self.measure} = {self.interval()}"
         text += f", n = {self.n}"
+        if self.pvalues():
+            text += f"; {self.pvalues()}"
         return text + (f" ({self.detail})" if self.detail else "")
+
+
+def _p(value: float) -> str:
+    """A p-value with 2 significant digits, ``<0.001`` below that, ``–`` if NaN."""
+    if math.isnan(value):
+        return "–"
+    return "<0.001" if value < 0.001 else f"{value:.2g}"
+
+
+def estimate_finding(estimate: Estimate, **fields: object) -> Finding:
+    """A testable finding from a bootstrap :class:`bnstudy.stats.Estimate` and the other
+    :class:`Finding` fields."""
+    return Finding(
+        estimate=estimate.mean,
+        low=estimate.low,
+        high=estimate.high,
+        n=estimate.n,
+        pvalue=estimate.pvalue,
+        pvalue_equivalent=estimate.pvalue_equivalent,
+        **fields,
+    )
+
+
+def decide(finding: Finding, alpha: float) -> str:
+    """The verdict of a testable finding from its adjusted p-values: for a directional claim
+    the first of (as claimed / the opposite, by the estimate's sign, if the difference is
+    significant), ``equivalent within ±margin``, ``not resolved at n``; for a claim of equality
+    ``words[0] (within ±margin)`` if equivalent, ``words[1]`` if different, else not resolved.
+    A finding without p-values keeps its verdict."""
+    if not finding.testable:
+        return finding.verdict or f"not resolved at n = {finding.n}"
+    differs = finding.adjusted < alpha
+    equivalent = finding.adjusted_equivalent < alpha
+    within = f"within {_margin_text(finding.margin, finding.unit)}"
+    as_claimed, opposite = finding.words
+    if finding.direction:
+        if differs:
+            side = math.copysign(1, finding.estimate - finding.null)
+            return as_claimed if side == finding.direction else opposite
+        if equivalent:
+            return f"{EQUIVALENT} {within}"
+    else:
+        if equivalent:
+            return f"{as_claimed} ({within})"
+        if differs:
+            return opposite
+    return f"not resolved at n = {finding.n}"
+
+
+def _margin_text(margin: float, unit: str) -> str:
+    """``±1.0 pp``, ``±0.10``: an equivalence margin in ``unit``."""
+    if unit in (PP, POINTS):
+        return f"±{margin:.1f} pp"
+    return f"±{margin:.2f}{_unit_suffix(unit)}"
+
+
+def adjust(groups: list[FindingGroup], analysis: AnalysisConfig) -> list[FindingGroup]:
+    """The groups with every testable finding's p-values adjusted and its verdict decided:
+    findings whose key matches a pattern of ``analysis.primary`` are primary and adjusted by
+    Holm (family-wise error), the others by Benjamini–Hochberg (false discovery rate); the
+    difference and the equivalence tests are adjusted apart. Then each group's notes are
+    written from its decided findings."""
+    found = [(g, i, f) for g, group in enumerate(groups) for i, f in enumerate(group.findings)]
+    primary = [
+        any(fnmatch.fnmatchcase(f.key, pattern) for pattern in analysis.primary)
+        for _, _, f in found
+    ]
+    adjusted: dict[str, list[float]] = {"adjusted": [], "adjusted_equivalent": []}
+    for name, raw in (("adjusted", "pvalue"), ("adjusted_equivalent", "pvalue_equivalent")):
+        values = np.array([getattr(f, raw) for _, _, f in found], dtype=float)
+        mask = np.array(primary, dtype=bool)
+        result = np.full(values.shape, np.nan)
+        result[mask] = holm(values[mask])
+        result[~mask] = benjamini_hochberg(values[~mask])
+        adjusted[name] = result.tolist()
+    decided = [list(group.findings) for group in groups]
+    for index, (g, i, finding) in enumerate(found):
+        finding = replace(
+            finding,
+            primary=primary[index],
+            adjusted=adjusted["adjusted"][index],
+            adjusted_equivalent=adjusted["adjusted_equivalent"][index],
+        )
+        decided[g][i] = replace(finding, verdict=decide(finding, analysis.alpha))
+    return [
+        replace(group, findings=mine, notes=group.annotate(mine) if group.annotate else group.notes)
+        for group, mine in zip(groups, decided, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
 class FindingGroup:
     """The findings of one type under a heading, with the rule their verdicts follow, notes
-    (interpretation lines), or why there are none."""
+    (interpretation lines), or why there are none. ``annotate`` writes the notes from the
+    decided findings (:func:`adjust`), where they depend on the verdicts."""
 
     title: str
     rule: str
     findings: list[Finding] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     skipped: str = ""
+    annotate: Callable[[list[Finding]], list[str]] | None = None
 
 
 def _number(value: float, unit: str) -> str:
-    """A number in ``unit``: signed pp or pp with 1 decimal, a ratio with 2 decimals."""
+    """A number in ``unit``: signed pp or pp with 1 decimal, a ratio or a plain number with 2
+    decimals (a plain number signed)."""
     if unit == PP:
         return f"{value:+.1f}"
+    if unit == NUMBER:
+        return f"{value:+.2f}"
     return f"{value:.1f}" if unit == POINTS else f"{value:.2f}"
 
 
 def _unit_suffix(unit: str) -> str:
-    """What follows a number in ``unit``: `` pp`` or ``×``."""
-    return "×" if unit == TIMES else " pp"
+    """What follows a number in ``unit``: `` pp``, ``×`` or nothing (a plain number)."""
+    return {TIMES: "×", NUMBER: ""}.get(unit, " pp")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -439,14 +599,16 @@ def _environment_label(env: dict[str, object]) -> str:
 
 def accuracy_rows(df: pd.DataFrame) -> pd.DataFrame:
     """The ok rows with a test accuracy, on the batch axis, with ``acc`` (test accuracy in
-    percent) and ``setting`` (:func:`setting_name`)."""
+    percent), ``setting`` (:func:`setting_name`) and ``arm`` (the run's test setting, whose
+    stored predictions :mod:`bnstudy.resampling` reads)."""
     df = along_axis(df)
     axis = batch_axis(df)
     ok = df[df["status"].eq(OK) & df["test_acc"].notna()]
     names = [
         setting_name(m, b, axis) for m, b in zip(ok["test_mode"], ok["test_batch"], strict=True)
     ]
-    return ok.assign(**{ACC: 100 * ok["test_acc"], "setting": names})
+    arms = arms_of(ok)
+    return ok.assign(**{ACC: 100 * ok["test_acc"], "setting": names, ARM: arms})
 
 
 def _mode_comparisons(settings: list[tuple[str, str]]) -> list[tuple[tuple, tuple]]:
@@ -488,7 +650,7 @@ def mode_pairs(df: pd.DataFrame) -> pd.DataFrame:
     keys = ["run_id", "seed", *series_columns(df), axis]
     frames = [
         paired_difference(
-            rows, "setting", ACC, keys, (setting_name(*a, axis), setting_name(*b, axis))
+            rows, "setting", ACC, keys, (setting_name(*a, axis), setting_name(*b, axis)), ARM
         ).assign(**_comparison_columns(a, b, axis))
         for a, b in _mode_comparisons(ordered_settings(rows))
     ]
@@ -513,7 +675,9 @@ def control_pairs(df: pd.DataFrame) -> pd.DataFrame:
     ):
         name = setting_name(*setting, axis)
         bn = rows[rows["norm"].eq(norm) & rows["setting"].eq(name)]
-        pairs = paired_difference(pd.concat([bn, controls]), "norm", ACC, keys, (norm, control))
+        pairs = paired_difference(
+            pd.concat([bn, controls]), "norm", ACC, keys, (norm, control), ARM
+        )
         columns = _comparison_columns(setting, (EVAL, EVAL), axis)
         columns["comparison"] = f"{norm} ({name}) − {control}"
         frames.append(pairs.assign(norm=norm, control=control, **columns))
@@ -527,29 +691,84 @@ def _concat(frames: list[pd.DataFrame], keys: list[str]) -> pd.DataFrame:
     return pd.concat(frames, ignore_index=True)
 
 
-def comparison_table(pairs: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
-    """Per ``keys`` group of ``pairs``: the mean, std, n and t-interval (``ci_low``,
-    ``ci_high``) of the difference, and the means of ``first`` and ``second``."""
+FIRST_ARM, SECOND_ARM = f"{FIRST}_{ARM}", f"{SECOND}_{ARM}"  # pair columns: each side's arm
+ESTIMATE_COLUMNS = ("mean", "ci_low", "ci_high", "n", "pvalue", "pvalue_equivalent", "images")
+CHANCE_COLUMNS = (
+    f"{FIRST}_at_chance",
+    f"{SECOND}_at_chance",
+    f"{FIRST}_median",
+    f"{SECOND}_median",
+)
+
+
+def chance_level(df: pd.DataFrame) -> float:
+    """Chance accuracy in percent, 100 / the fewest classes in the table; NaN if unknown."""
+    if "num_classes" not in df.columns or df["num_classes"].isna().all():
+        return math.nan
+    return 100 / float(df["num_classes"].min())
+
+
+def at_chance(values: pd.Series, chance: float) -> int:
+    """How many accuracies (percent) lie within AT_CHANCE_MARGIN of ``chance``: seeds stuck
+    at chance, which make a cell's seeds bimodal beside ones that learned."""
+    return int((values < chance + AT_CHANCE_MARGIN).sum()) if not math.isnan(chance) else 0
+
+
+def comparison_table(
+    pairs: pd.DataFrame,
+    keys: list[str],
+    resampler: Resampler | None = None,
+    chance: float = math.nan,
+) -> pd.DataFrame:
+    """Per ``keys`` group of ``pairs``: the mean paired difference with its bootstrap interval
+    (``ci_low``, ``ci_high``), n pairs, the p-values of no difference and of equivalence within
+    the resampler's margin (``margin``, pp), ``images`` (test images resampled; 1: seeds only),
+    the std of the per-pair differences,
+    the means of ``first`` and ``second``, and per side the seeds at ``chance`` (percent;
+    :func:`at_chance`) and the median. Each side's arm (``first_arm``, ``second_arm``) names
+    the stored predictions to resample; without them (or without a ``resampler``) seeds only."""
+    resampler = resampler or Resampler(None)
+    columns = [*keys, *ESTIMATE_COLUMNS, "std", FIRST, SECOND, *CHANCE_COLUMNS, "margin"]
     if pairs.empty:
-        return pd.DataFrame(columns=[*keys, "mean", "std", "n", "ci_low", "ci_high", FIRST, SECOND])
-    intervals = interval_table(pairs, DIFFERENCE, keys)
-    means = pairs.groupby(keys, dropna=False, sort=False)[[FIRST, SECOND]].mean().reset_index()
-    return intervals.merge(means, on=keys)
+        return pd.DataFrame(columns=columns)
+    rows = []
+    for cell, group in pairs.groupby(keys, dropna=False, sort=False):
+        cell = cell if isinstance(cell, tuple) else (cell,)
+        arms = [
+            group[column] if column in group else [""] * len(group)
+            for column in (FIRST_ARM, SECOND_ARM)
+        ]
+        estimate = resampler.difference(
+            "|".join(map(str, cell)),
+            (list(arms[0]), group[FIRST].tolist()),
+            (list(arms[1]), group[SECOND].tolist()),
+        )
+        sides = (group[FIRST], group[SECOND])
+        chances = [at_chance(values, chance) for values in sides]
+        medians = [values.median() for values in sides]
+        means = [values.mean() for values in sides]
+        std = group[DIFFERENCE].std() if DIFFERENCE in group else np.nan
+        rows.append(
+            (*cell, *_estimate_values(estimate), std, *means, *chances, *medians, resampler.margin)
+        )
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _estimate_values(estimate: Estimate) -> tuple:
+    """An estimate's values in ESTIMATE_COLUMNS order."""
+    return (
+        estimate.mean,
+        estimate.low,
+        estimate.high,
+        estimate.n,
+        estimate.pvalue,
+        estimate.pvalue_equivalent,
+        estimate.images,
+    )
 
 
 # ---------------------------------------------------------------------------------------------
 # Findings.
-
-
-def verdict(low: float, high: float, direction: int, n: int) -> str:
-    """``supported`` if the interval [low, high] excludes 0 on the side of ``direction`` (+1:
-    the claim is difference > 0, −1: < 0), ``contradicted`` if it excludes 0 on the other side,
-    else ``not resolved at n = <n>`` (also when the bounds are NaN)."""
-    if direction * low > 0 and direction * high > 0:
-        return SUPPORTED
-    if direction * low < 0 and direction * high < 0:
-        return CONTRADICTED
-    return f"not resolved at n = {n}"
 
 
 def _where(row: pd.Series, series: list[str], axis: str) -> str:
@@ -558,12 +777,37 @@ def _where(row: pd.Series, series: list[str], axis: str) -> str:
     return f"{label} @ {AXIS_SHORT[axis]} {int(row[axis])}"
 
 
+def _cell(row: pd.Series, series: list[str], axis: str) -> str:
+    """``<norm>[,key=value]@<axis value>`` (``@any`` without one): a cell in a finding key."""
+    label = series_labels(row.to_frame().T, series).iloc[0]
+    return f"{label}@{'any' if pd.isna(row[axis]) else int(row[axis])}"
+
+
+def finding_key(family: str, *parts: object) -> str:
+    """``family/part/part``: a finding's key, without spaces (``recovery/batch@1``)."""
+    return "/".join([family, *(str(p).replace(", ", ",").replace(" ", "") for p in parts)])
+
+
 def _difference_finding(
-    row: pd.Series, subject: str, claim: str, direction: int, names: tuple[str, str]
+    row: pd.Series,
+    subject: str,
+    claim: str,
+    direction: int,
+    names: tuple[str, str],
+    key: str,
 ) -> Finding:
     """A finding from a row of :func:`comparison_table`: ``claim`` is that first − second has
     the sign of ``direction``; ``names`` name the first and the second."""
     first, second = names
+    detail = f"{first} {row[FIRST]:.1f}%, {second} {row[SECOND]:.1f}%"
+    for name, side in ((first, FIRST), (second, SECOND)):
+        if row.get(f"{side}_at_chance", 0) > 0:
+            detail += (
+                f"; {name}: {int(row[f'{side}_at_chance'])} of {int(row['n'])} seeds at chance, "
+                f"median {row[f'{side}_median']:.1f}%"
+            )
+    if row.get("images", 1) == 1:
+        detail += "; seeds only (no stored predictions)"
     return Finding(
         subject=subject,
         claim=claim,
@@ -572,8 +816,12 @@ def _difference_finding(
         low=row["ci_low"],
         high=row["ci_high"],
         n=int(row["n"]),
-        verdict=verdict(row["ci_low"], row["ci_high"], direction, int(row["n"])),
-        detail=f"{first} {row[FIRST]:.1f}%, {second} {row[SECOND]:.1f}%",
+        detail=detail,
+        key=key,
+        direction=direction,
+        margin=row.get("margin", math.nan),
+        pvalue=row["pvalue"],
+        pvalue_equivalent=row["pvalue_equivalent"],
     )
 
 
@@ -587,26 +835,32 @@ def _modes(row: pd.Series) -> tuple[str, str]:
     return row["first_mode"], row["second_mode"]
 
 
-def _mode_table(df: pd.DataFrame) -> pd.DataFrame:
+def _mode_table(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
     """:func:`comparison_table` of :func:`mode_pairs` per series, axis value and comparison,
     sorted by series and axis value."""
     series = [*series_columns(df), batch_axis(df)]
     keys = [*series, "comparison", "first_mode", "second_mode", "test_batch"]
-    return sort_by(comparison_table(mode_pairs(df), keys), series)
+    table = comparison_table(mode_pairs(df), keys, resampler, chance_level(df))
+    return sort_by(table, series)
 
 
-def eval_collapse_findings(df: pd.DataFrame) -> FindingGroup:
+def eval_collapse_findings(df: pd.DataFrame, resampler: Resampler | None = None) -> FindingGroup:
     """Per batch-statistic norm, axis value and train-mode test batch: claim eval − train < 0
     (the eval-mode collapse), paired per run."""
     group = "Eval-mode collapse: BN eval mode below train mode (claim eval − train < 0, per run)"
-    table = _mode_table(df)
+    table = _mode_table(df, resampler)
     rows = table[table["first_mode"].eq(EVAL) & table["second_mode"].eq(TRAIN)]
     if rows.empty:
         return FindingGroup(group, DIRECTIONAL_RULE, skipped=_mode_skip(df, TRAIN))
     series, axis = series_columns(df), batch_axis(df)
     findings = [
         _difference_finding(
-            row, _where(row, series, axis), f"eval mode below {_second(row)}", -1, _modes(row)
+            row,
+            _where(row, series, axis),
+            f"eval mode below {_second(row)}",
+            -1,
+            _modes(row),
+            finding_key("collapse", _cell(row, series, axis), row["test_batch"]),
         )
         for _, row in rows.iterrows()
     ]
@@ -632,7 +886,9 @@ def _shown(table: pd.DataFrame, mode_column: str, modes: tuple[str, ...]) -> pd.
     return table[table[mode_column].isin(modes) | at_reference]
 
 
-def control_findings(df: pd.DataFrame, mode: str = EVAL) -> FindingGroup:
+def control_findings(
+    df: pd.DataFrame, mode: str = EVAL, resampler: Resampler | None = None
+) -> FindingGroup:
     """Per batch-statistic norm in test ``mode`` (eval, or train at the reference test batch),
     control and axis value: claim BN − control < 0, paired by seed."""
     group = f"BN ({mode} mode) below the batch-independent controls (claim BN − control < 0, "
@@ -643,7 +899,8 @@ def control_findings(df: pd.DataFrame, mode: str = EVAL) -> FindingGroup:
         return FindingGroup(group, DIRECTIONAL_RULE, skipped=_control_skip(df, mode))
     axis, series = batch_axis(df), series_columns(df)
     keys = [*series, axis, "control", "comparison", "setting", "first_mode", "test_batch"]
-    table = _shown(sort_by(comparison_table(pairs, keys), [*series, axis]), "first_mode", (EVAL,))
+    table = comparison_table(pairs, keys, resampler, chance_level(df))
+    table = _shown(sort_by(table, [*series, axis]), "first_mode", (EVAL,))
     findings = [
         _difference_finding(
             row,
@@ -651,10 +908,19 @@ def control_findings(df: pd.DataFrame, mode: str = EVAL) -> FindingGroup:
             f"{row['setting']} below {row['control']}",
             -1,
             (row["norm"], row["control"]),
+            finding_key(
+                "control", _cell(row, series, axis), _setting_key(row), f"vs-{row['control']}"
+            ),
         )
         for _, row in table.iterrows()
     ]
     return FindingGroup(group, DIRECTIONAL_RULE, findings)
+
+
+def _setting_key(row: pd.Series) -> str:
+    """A comparison row's first test setting in a key: its mode, or ``train:<test batch>``."""
+    mode = row["first_mode"]
+    return f"{mode}:{row['test_batch']}" if TEST_MODES[mode].per_test_batch else mode
 
 
 def _control_skip(df: pd.DataFrame, mode: str) -> str:
@@ -675,7 +941,7 @@ RECOVERY_RULE = (
     "Reference: BN (batch) in eval mode at the largest value of the batch axis, per seed. Per "
     "norm (and axis value, for norms with batch statistics; the others trained once per seed "
     "serve every value): eval-mode accuracy − the reference's at the same seed (same data "
-    "order and initialization seed); mean and 95% t-interval over seeds; the share is the "
+    "order and initialization seed), mean over seeds; the share is the "
     "norm's mean accuracy as a percentage of the reference's. Claim: it falls short of the "
     "reference. " + DIRECTIONAL_RULE
 )
@@ -688,20 +954,22 @@ def recovery_pairs(df: pd.DataFrame) -> pd.DataFrame:
     rows = _eval_rows(df)
     axis, others = batch_axis(df), other_factors(df)
     reference = rows[rows["norm"].eq(REFERENCE_NORM)]
+    columns = ["comparison", "norm", *others, axis, "seed", "run_id", FIRST, SECOND, DIFFERENCE]
     if reference.empty:
-        return pd.DataFrame(columns=["comparison", "norm", *others, axis, "seed", FIRST, SECOND])
+        return pd.DataFrame(columns=[*columns, FIRST_ARM, SECOND_ARM])
     top = int(reference[axis].max())
     keys = ["seed", *others]
-    second = reference[reference[axis].eq(top)][[*keys, ACC]].rename(columns={ACC: SECOND})
+    second = reference[reference[axis].eq(top)][[*keys, ACC, ARM]]
+    second = second.rename(columns={ACC: SECOND, ARM: SECOND_ARM})
     # a run without an axis value (trained once per seed) counts once, not at every value
     shared = rows["run_id"].isin(df.loc[df[axis].isna(), "run_id"])
     once = rows[shared].drop_duplicates("run_id").assign(**{axis: np.nan})
     runs = pd.concat([rows[~shared], once], ignore_index=True)
     runs = runs[~(runs["norm"].eq(REFERENCE_NORM) & runs[axis].eq(top))]
-    pairs = runs.merge(second, on=keys).rename(columns={ACC: FIRST})
+    pairs = runs.merge(second, on=keys).rename(columns={ACC: FIRST, ARM: FIRST_ARM})
     pairs[DIFFERENCE] = pairs[FIRST] - pairs[SECOND]
     pairs["comparison"] = f"norm − {_reference_name(axis, top)}"
-    return pairs[["comparison", "norm", *others, axis, "seed", "run_id", FIRST, SECOND, DIFFERENCE]]
+    return pairs[[*columns, FIRST_ARM, SECOND_ARM]]
 
 
 def _eval_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -722,27 +990,30 @@ def _reference_name(axis: str, top: int) -> str:
     return f"{REFERENCE_NORM} @ {AXIS_SHORT[axis]} {top}"
 
 
-def recovery_table(df: pd.DataFrame) -> pd.DataFrame:
+def recovery_table(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
     """:func:`comparison_table` of :func:`recovery_pairs` per norm, other factors and axis value
     (NaN: every value), in registry order, with ``share`` = first / second in percent."""
     pairs = recovery_pairs(df)
     keys = [*series_columns(df), batch_axis(df)]
-    table = sort_by(comparison_table(pairs, keys), keys)
+    table = sort_by(comparison_table(pairs, keys, resampler, chance_level(df)), keys)
     return table.assign(share=100 * table[FIRST] / table[SECOND])
 
 
-def recovery_findings(df: pd.DataFrame) -> FindingGroup:
+def recovery_findings(df: pd.DataFrame, resampler: Resampler | None = None) -> FindingGroup:
     """Per norm (and axis value): claim it falls short of BN at the largest batch-axis value
     (first − second < 0), paired by seed; notes say where each batch-statistic norm stops
     being shown short."""
-    table = recovery_table(df)
+    table = recovery_table(df, resampler)
     if table.empty:
         return FindingGroup(RECOVERY_TITLE, RECOVERY_RULE, skipped=recovery_skip(df))
     axis, series = batch_axis(df), series_columns(df)
     reference = recovery_reference(df)
     findings = [_recovery_finding(row, series, axis, reference) for _, row in table.iterrows()]
     return FindingGroup(
-        RECOVERY_TITLE, RECOVERY_RULE, findings, _recovery_notes(table, findings, series, axis)
+        RECOVERY_TITLE,
+        RECOVERY_RULE,
+        findings,
+        annotate=lambda decided: _recovery_notes(table, decided, series, axis),
     )
 
 
@@ -752,7 +1023,12 @@ def _recovery_finding(row: pd.Series, series: list[str], axis: str, reference: s
         "any " + AXIS_SHORT[axis] if pd.isna(row[axis]) else f"{AXIS_SHORT[axis]} {int(row[axis])}"
     )
     finding = _difference_finding(
-        row, f"{label} @ {where}", f"falls short of {reference}", -1, (label, reference)
+        row,
+        f"{label} @ {where}",
+        f"falls short of {reference}",
+        -1,
+        (label, reference),
+        finding_key("recovery", _cell(row, series, axis)),
     )
     return replace(finding, detail=finding.detail + f"; {row['share']:.1f}% of it")
 
@@ -762,11 +1038,12 @@ def _recovery_notes(
 ) -> list[str]:
     """Per batch-statistic series: the smallest axis value from which it is not shown short."""
     short = pd.Series([f.verdict == SUPPORTED for f in findings], index=table.index)
+    decided = pd.Series(findings, index=table.index)
     labels = series_labels(table, series)
     notes = []
     for label in dict.fromkeys(labels[table[axis].notna()]):
         mine = table[labels.eq(label)]
-        shown_short = short[mine.index]
+        shown_short, found = short[mine.index], decided[mine.index].tolist()
         values = mine[axis].astype(int).tolist()
         last_short = max((v for v, s in zip(values, shown_short, strict=True) if s), default=None)
         if last_short is None:
@@ -777,8 +1054,14 @@ def _recovery_notes(
             )
         else:
             first_ok = min(v for v in values if v > last_short)
+            above = [f for f, v in zip(found, values, strict=True) if v > last_short]
+            how = (
+                "equivalent to it" + above[0].verdict.removeprefix(EQUIVALENT)
+                if all(f.verdict.startswith(EQUIVALENT) for f in above)
+                else "not shown short"
+            )
             notes.append(
-                f"{label}: shown short up to {AXIS_SHORT[axis]} {last_short}, not from "
+                f"{label}: shown short up to {AXIS_SHORT[axis]} {last_short}, {how} from "
                 f"{first_ok} up"
             )
     return notes
@@ -791,57 +1074,71 @@ def recovery_skip(df: pd.DataFrame) -> str:
     return f"no seed has ok eval-mode results for {REFERENCE_NORM} and another norm"
 
 
-def _control_check(rows: pd.DataFrame, subject: str, axis: str, setup: list[str]) -> Finding:
-    """The controls check (CONTROLS_RULE) of one control's ok eval-mode rows (accuracy ``acc``)
-    across the values of the batch axis and the optimizer ``setup`` columns; n = runs."""
+def _control_checks(
+    rows: pd.DataFrame, label: str, axis: str, setup: list[str], resampler: Resampler
+) -> list[Finding]:
+    """The controls check (CONTROLS_RULE) of one control's ok eval-mode rows (accuracy ``acc``,
+    ``arm``): each cell of the batch axis and the optimizer ``setup`` columns against the cell
+    at the largest axis value, paired by seed."""
     claim = f"flat along the {AXIS_LABELS[axis]}" + (f" and {', '.join(setup)}" if setup else "")
-    cells = rows.groupby([axis, *setup], dropna=False)[ACC]
-    means, counts = cells.mean(), cells.count()
-    if len(means) == 1 and rows[axis].isna().all():
-        seeds = int(rows["seed"].nunique())
-        return Finding(
-            subject,
-            claim,
-            "",
-            math.nan,
-            math.nan,
-            math.nan,
-            seeds,
-            FLAT_BY_CONSTRUCTION,
-            detail=ONE_MODEL,
+    key = finding_key("controls", label)
+    seeds = int(rows["seed"].nunique())
+    if rows[axis].isna().all() and (not setup or rows[setup].nunique().max() <= 1):
+        return [
+            Finding(label, claim, "", math.nan, math.nan, math.nan, seeds, NOT_APPLICABLE, key=key)
+        ]
+    cells = dict(tuple(rows.groupby([axis, *setup], dropna=False, sort=True)))
+    if len(cells) < 2:
+        return [
+            Finding(label, claim, "", math.nan, math.nan, math.nan, seeds, NOT_TESTABLE, key=key)
+        ]
+    *others, top = cells
+    reference = cells[top]
+    findings = []
+    for cell in others:
+        pairs = cells[cell].merge(reference, on="seed", suffixes=("", "_reference"))
+        name, reference_name = _setup_name(cell, axis, setup), _setup_name(top, axis, setup)
+        estimate = resampler.difference(
+            f"{key}|{name}",
+            (pairs[ARM].tolist(), pairs[ACC].tolist()),
+            (pairs[f"{ARM}_reference"].tolist(), pairs[f"{ACC}_reference"].tolist()),
         )
-    if len(means) < 2 or counts.max() < 2:
-        status, detail = NOT_TESTABLE, f"{len(means)} value(s), at most {counts.max()} seed(s) each"
-    else:
-        pvalue = one_way_anova(group for _, group in cells).pvalue
-        status = DRIFT if pvalue < ALPHA else f"{FLAT} at n = {counts.min()} per value"
-        detail = (
-            f"ANOVA p = {pvalue:.3g} over {len(means)} values with {counts.min()}–{counts.max()} "
-            f"seeds each; means {means.min():.1f}–{means.max():.1f}%"
+        finding = estimate_finding(
+            estimate,
+            subject=f"{label} @ {name}",
+            claim=claim,
+            measure=f"{name} − {reference_name}",
+            detail=f"{name} {pairs[ACC].mean():.1f}%, {reference_name} "
+            f"{pairs[f'{ACC}_reference'].mean():.1f}%",
+            key=finding_key("controls", label, name),
+            margin=resampler.margin,
+            words=(FLAT, DRIFT),
         )
-    spread = float(means.max() - means.min())
-    return Finding(
-        subject,
-        claim,
-        "range of the per-value means",
-        spread,
-        math.nan,
-        math.nan,
-        len(rows),
-        status,
-        unit=POINTS,
-        detail=detail,
-    )
+        findings.append(finding if estimate.n >= 2 else replace(finding, verdict=NOT_TESTABLE))
+    return findings
 
 
-def controls_check(df: pd.DataFrame) -> FindingGroup:
-    """The controls check (CONTROLS_RULE), one finding per batch-independent norm (and other
-    non-optimizer factors) in eval mode, across the batch axis and the optimizer setups
-    (batch_size, accumulate) it was trained with; call on the table as loaded, before
-    :func:`along_axis`."""
+def _setup_name(cell: tuple, axis: str, setup: list[str]) -> str:
+    """``norm batch 4[, accumulate 2]``: a cell of the controls check."""
+    values = cell if isinstance(cell, tuple) else (cell,)
+    parts = [] if pd.isna(values[0]) else [f"{AXIS_SHORT[axis]} {int(values[0])}"]
+    parts += [f"{column} {int(value)}" for column, value in zip(setup, values[1:], strict=True)]
+    return ", ".join(parts)
+
+
+def controls_check(df: pd.DataFrame, resampler: Resampler | None = None) -> FindingGroup:
+    """The controls check (CONTROLS_RULE), per batch-independent norm (and other non-optimizer
+    factors) in eval mode, across the batch axis and the optimizer setups (batch_size,
+    accumulate) it was trained with; call on the table as loaded, before :func:`along_axis`."""
     group = CONTROLS_TITLE
     ok = df[df["status"].eq(OK) & df["test_mode"].eq(EVAL) & df["test_acc"].notna()]
-    rows = ok[~batch_stat_mask(ok)].assign(**{ACC: lambda r: 100 * r["test_acc"]})
+    rows = ok[~batch_stat_mask(ok)]
+    rows = rows.assign(
+        **{
+            ACC: 100 * rows["test_acc"],
+            ARM: [arm(r, EVAL) for r in rows["run_id"]],
+        }
+    )
     if rows.empty:
         return FindingGroup(group, CONTROLS_RULE, skipped=_controls_skip(df))
     axis = batch_axis(df)
@@ -849,8 +1146,11 @@ def controls_check(df: pd.DataFrame) -> FindingGroup:
     setup = [c for c in series_columns(df) if c in OPTIMIZER_COLUMNS]
     labels = series_labels(rows, series)
     findings = [
-        _control_check(rows[labels.eq(label)], label, axis, setup)
+        finding
         for label in series_labels(sort_by(rows[series].drop_duplicates(), series), series)
+        for finding in _control_checks(
+            rows[labels.eq(label)], label, axis, setup, resampler or Resampler(None)
+        )
     ]
     return FindingGroup(group, CONTROLS_RULE, findings)
 
@@ -868,120 +1168,228 @@ def drift_warning(groups: Iterable[FindingGroup]) -> str | None:
     return f"{DRIFT_WARNING}. Drifting: {', '.join(drifting)}." if drifting else None
 
 
-def precise_findings(df: pd.DataFrame) -> FindingGroup:
+ESTIMATORS = {  # eval.precise_variance -> what precise mode's variance is
+    "population": "population variance (mean of batch variances + variance of batch means)",
+    "batch_average": "average of per-batch variances (what the running average converges to)",
+}
+
+
+def precise_estimator(df: pd.DataFrame) -> str:
+    """Which variance estimator the table's precise/adabn rows used (eval.precise_variance),
+    in words; tables from before it was recorded used the average of per-batch variances."""
+    rows = df[df["test_mode"].isin([PRECISE, "adabn"])]
+    if "precise_variance" not in df.columns or rows["precise_variance"].isna().all():
+        return ESTIMATORS["batch_average"] + ", as every run before bnstudy recorded it"
+    names = [str(name) for name in rows["precise_variance"].dropna().unique()]
+    return "; ".join(ESTIMATORS.get(name, name) for name in sorted(names))
+
+
+def precise_findings(df: pd.DataFrame, resampler: Resampler | None = None) -> FindingGroup:
     """Per batch-statistic norm and axis value: claim precise − eval > 0 (PreciseBN recovers the
     eval-mode collapse) and precise − train < 0 (at the reference train-mode test batch), paired
     per run, with a one-line interpretation per norm at its smallest axis value."""
-    group = "PreciseBN: population statistics recomputed with frozen weights"
-    table = _mode_table(df)
+    group = (
+        "PreciseBN: population statistics recomputed with frozen weights (estimator: "
+        f"{precise_estimator(df)})"
+    )
+    table = _mode_table(df, resampler)
     rows = _shown(table[table["first_mode"].eq(PRECISE)], "second_mode", (EVAL,))
     if rows.empty:
         return FindingGroup(group, DIRECTIONAL_RULE, skipped=_mode_skip(df, PRECISE))
     series, axis = series_columns(df), batch_axis(df)
-    findings = [_precise_finding(row, _where(row, series, axis)) for _, row in rows.iterrows()]
-    return FindingGroup(group, DIRECTIONAL_RULE, findings, _precise_notes(rows, series, axis))
+    findings = [_precise_finding(row, series, axis) for _, row in rows.iterrows()]
+    return FindingGroup(
+        group,
+        DIRECTIONAL_RULE,
+        findings,
+        annotate=lambda decided: _precise_notes(rows, decided, series, axis),
+    )
 
 
-def _precise_finding(row: pd.Series, subject: str) -> Finding:
+def _precise_finding(row: pd.Series, series: list[str], axis: str) -> Finding:
     """precise − eval (claim > 0) or precise − train (claim < 0) of one table row."""
+    subject, cell = _where(row, series, axis), _cell(row, series, axis)
     if row["second_mode"] == EVAL:
         claim = "precise recovers the eval-mode collapse"
-        return _difference_finding(row, subject, claim, 1, _modes(row))
+        key = finding_key("precise", cell, "vs-eval")
+        return _difference_finding(row, subject, claim, 1, _modes(row), key)
     claim = f"precise stays below {_second(row)}"
-    return _difference_finding(row, subject, claim, -1, _modes(row))
+    key = finding_key("precise", cell, f"vs-train:{row['test_batch']}")
+    return _difference_finding(row, subject, claim, -1, _modes(row), key)
 
 
-def _precise_notes(rows: pd.DataFrame, series: list[str], axis: str) -> list[str]:
-    """Per series, :func:`_interpret` of its precise findings at its smallest axis value."""
+def _precise_notes(
+    rows: pd.DataFrame, decided: list[Finding], series: list[str], axis: str
+) -> list[str]:
+    """Per series, :func:`_interpret` of its decided precise findings at its smallest axis
+    value."""
+    found_at = pd.Series(decided, index=rows.index)
     notes = []
     for label, cell in rows.groupby(series_labels(rows, series), sort=False):
         smallest = cell[cell[axis].eq(cell[axis].min())]
-        found = {row["second_mode"]: _precise_finding(row, "") for _, row in smallest.iterrows()}
+        found = {row["second_mode"]: found_at[i] for i, row in smallest.iterrows()}
         where = f"{label} @ {AXIS_SHORT[axis]} {int(smallest[axis].iloc[0])}"
         notes.append(f"{where}: {_interpret(found.get(EVAL), found.get(TRAIN))}")
     return notes
 
 
 def _interpret(recover: Finding | None, below: Finding | None) -> str:
-    """What precise − eval (``recover``) and precise − train (``below``) say about the eval-mode
-    collapse: train/test inconsistency if precise stays below train mode (supported); EMA noise
-    if precise recovers (supported) and is not shown below train mode; else not resolved."""
-    if below is not None and below.verdict == SUPPORTED:
-        return (
-            f"precise stays {-below.estimate:.1f} pp below train mode: the collapse is train/test "
-            "inconsistency (batch statistics differ from population statistics), not EMA noise."
-        )
-    if recover is not None and recover.verdict == SUPPORTED:
-        return (
-            f"precise recovers {recover.estimate:.1f} pp and is not shown to stay below train "
-            "mode: the collapse was mostly noise in the running (EMA) statistics."
-        )
-    n = min((f.n for f in (recover, below) if f is not None), default=0)
-    return f"not resolved at n = {n}."
+    """What the decided precise − eval (``recover``) and precise − train (``below``) findings
+    say about eval mode's loss, each only as far as its verdict goes."""
+    sentences = []
+    if recover is not None:
+        if recover.verdict == SUPPORTED:
+            sentences.append(
+                f"population statistics recover {recover.estimate:.1f} pp over the running "
+                "average: part of eval mode's loss is in the running (EMA) statistics"
+            )
+        elif recover.verdict.startswith(EQUIVALENT):
+            sentences.append(
+                "population statistics do no better than the running average "
+                f"({recover.verdict}): the EMA is not what loses accuracy"
+            )
+        elif recover.verdict == CONTRADICTED:
+            sentences.append(
+                f"population statistics are {-recover.estimate:.1f} pp worse than the running "
+                "average"
+            )
+    if below is not None:
+        if below.verdict == SUPPORTED:
+            sentences.append(
+                f"even population statistics stay {-below.estimate:.1f} pp below train mode: "
+                "the network relies on statistics that differ between its training batches "
+                "and the population (train/test inconsistency)"
+            )
+        elif below.verdict.startswith(EQUIVALENT):
+            sentences.append(f"population statistics match train mode ({below.verdict})")
+        elif below.verdict == CONTRADICTED:
+            sentences.append(f"population statistics beat train mode by {below.estimate:.1f} pp")
+    if not sentences:
+        n = min((f.n for f in (recover, below) if f is not None), default=0)
+        return f"not resolved at n = {n}."
+    return "; ".join(sentences) + "."
+
+
+PREDICTED_EXPONENT = -0.5  # noise of a mean over k independent images ∝ k^(−1/2)
 
 
 def noise_ratios(df: pd.DataFrame) -> pd.DataFrame:
     """One row per ok run of a batch-statistic norm with noise measurements: series columns, the
-    axis value, ``between_ratio`` = bn_mean_noise / between-image prediction and
-    ``values_ratio`` = bn_mean_noise / values-law prediction."""
+    axis value, ``seed``, the measured noise (``bn_mean_noise``), ``between_ratio`` =
+    bn_mean_noise / between-image prediction and ``values_ratio`` = bn_mean_noise / values-law
+    prediction."""
     df = along_axis(df)
     series, axis = series_columns(df), batch_axis(df)
     runs = df[df["status"].eq(OK) & batch_stat_mask(df)].drop_duplicates("run_id")
     runs = runs.dropna(subset=list(NOISE_COLUMNS))
     measured, between, values = (runs[col] for col in NOISE_COLUMNS)
-    return runs[[*series, axis]].assign(
+    return runs[[*series, axis, "seed", NOISE_COLUMNS[0]]].assign(
         **{BETWEEN_RATIO: measured / between, VALUES_RATIO: measured / values}
     )
 
 
-def _noise_verdict(between: tuple, values: tuple) -> str:
-    """NOISE_RULE applied to the intervals of the two ratios."""
-    low, high = NOISE_BAND
-    if between.low >= low and between.high <= high and values.low > high:
-        return SUPPORTED
-    if between.high < low or between.low > high:
-        return CONTRADICTED
-    return f"not resolved at n = {between.n}"
-
-
-def noise_findings(df: pd.DataFrame) -> FindingGroup:
-    """Per batch-statistic norm (and other factors): the noise law (NOISE_RULE), over its runs
-    at every axis value."""
+def noise_findings(
+    df: pd.DataFrame, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, slope_margin: float = 0.1
+) -> FindingGroup:
+    """Per batch-statistic norm (and other factors): the exponent of its batch-mean noise in
+    images per statistic, and whether its level follows the between-image prediction rather
+    than the values law (NOISE_RULE)."""
     group = "Noise law: BN batch-mean noise follows 1/√images, not 1/√values"
+    rule = NOISE_RULE.format(slope_margin=slope_margin)
     present = all(col in df.columns for col in NOISE_COLUMNS)
     ratios = noise_ratios(df) if present else pd.DataFrame()
     if ratios.empty:
         reason = f"no ok run of a batch-statistic norm has values of {', '.join(NOISE_COLUMNS)}"
-        return FindingGroup(group, NOISE_RULE, skipped=reason)
+        return FindingGroup(group, rule, skipped=reason)
     series, axis = series_columns(df), batch_axis(df)
-    ratios = ratios[ratios[axis].gt(1)]
     labels = series_labels(ratios, series)
-    findings = [
-        _noise_finding(cell, f"{label} @ {AXIS_SHORT[axis]} {int(value)}")
-        for label in dict.fromkeys(labels)
-        for value, cell in ratios[labels.eq(label)].groupby(axis)
-    ]
-    return FindingGroup(group, NOISE_RULE, findings)
+    findings = []
+    for label in dict.fromkeys(labels):
+        runs = ratios[labels.eq(label)]
+        findings.append(_exponent_finding(runs, label, axis, bootstrap, slope_margin))
+        findings.append(_level_finding(runs[runs[axis].gt(1)], label, bootstrap))
+    return FindingGroup(group, rule, findings)
 
 
-def _noise_finding(runs: pd.DataFrame, subject: str) -> Finding:
-    """The noise-law finding of one norm's runs at one axis value."""
-    between, values = t_interval(runs[BETWEEN_RATIO]), t_interval(runs[VALUES_RATIO])
-    detail = (
-        f"measured / values-law prediction {_number(values.mean, TIMES)}{TIMES} "
-        f"[{_number(values.low, TIMES)}, {_number(values.high, TIMES)}]"
+def _exponent_finding(
+    runs: pd.DataFrame, label: str, axis: str, bootstrap: Bootstrap, margin: float
+) -> Finding:
+    """The log-log slope of measured noise against images per statistic over ``runs``, with
+    seeds resampled (every run of a drawn seed), tested against −0.5."""
+    runs = runs[runs[NOISE_COLUMNS[0]].gt(0)]
+    x, y = np.log(runs[axis].to_numpy(float)), np.log(runs[NOISE_COLUMNS[0]].to_numpy(float))
+    seeds, seed_index = np.unique(runs["seed"].to_numpy(), return_inverse=True)
+    key = finding_key("noise", label, "exponent")
+    fields = dict(
+        subject=label,
+        claim=f"noise ∝ images^{PREDICTED_EXPONENT:+.1f}",
+        measure="slope of log noise vs log images per statistic",
+        unit=NUMBER,
+        key=key,
+        null=PREDICTED_EXPONENT,
+        margin=margin,
+        detail=_noise_levels(runs, axis),
     )
-    return Finding(
-        subject,
-        "noise follows 1/√images",
-        "measured / between-image prediction",
-        between.mean,
-        between.low,
-        between.high,
-        between.n,
-        _noise_verdict(between, values),
-        unit=TIMES,
-        detail=detail,
+    if np.unique(x).size < 2 or seeds.size < 2:
+        return Finding(
+            estimate=math.nan,
+            low=math.nan,
+            high=math.nan,
+            n=int(seeds.size),
+            verdict=NOT_TESTABLE,
+            **fields,
+        )
+    rng = bootstrap.rng(key)
+    counts = rng.multinomial(seeds.size, np.full(seeds.size, 1 / seeds.size), bootstrap.resamples)
+    replicates = _weighted_slopes(x, y, counts[:, seed_index])
+    slope = float(_weighted_slopes(x, y, np.ones((1, x.size)))[0])
+    estimate = replicate_estimate(
+        slope, replicates, bootstrap, int(seeds.size), 1, PREDICTED_EXPONENT, margin
+    )
+    return estimate_finding(estimate, **fields)
+
+
+def _weighted_slopes(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Least-squares slopes of y on x, one per row of ``weights`` (NaN where x does not vary
+    among the weighted points)."""
+    total = weights.sum(1, keepdims=True)
+    x_mean, y_mean = (weights @ x)[:, None] / total, (weights @ y)[:, None] / total
+    spread = (weights * (x - x_mean) ** 2).sum(1)
+    covariance = (weights * (x - x_mean) * (y - y_mean)).sum(1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(spread > 1e-12, covariance / spread, np.nan)
+
+
+def _noise_levels(runs: pd.DataFrame, axis: str) -> str:
+    """``mean noise 0.31 at 1 → 0.06 at 32``: the measured noise at the smallest and largest
+    axis values."""
+    means = runs.groupby(axis)[NOISE_COLUMNS[0]].mean()
+    if means.empty:
+        return ""
+    first, last = means.index[0], means.index[-1]
+    return f"mean noise {means[first]:.3f} at {int(first)} → {means[last]:.3f} at {int(last)}"
+
+
+def _level_finding(runs: pd.DataFrame, label: str, bootstrap: Bootstrap) -> Finding:
+    """Whether measured noise lies closer (in |log ratio|) to the between-image prediction
+    than to the values law, per seed averaged over its runs at 2 or more images."""
+    closer = np.abs(np.log(runs[BETWEEN_RATIO])) - np.abs(np.log(runs[VALUES_RATIO]))
+    per_seed = closer.groupby(runs["seed"]).mean()
+    key = finding_key("noise", label, "level")
+    estimate = bootstrap_estimate(per_seed.to_numpy(), bootstrap, key)
+    between, values = (np.exp(np.log(runs[col]).mean()) for col in (BETWEEN_RATIO, VALUES_RATIO))
+    return estimate_finding(
+        estimate,
+        subject=label,
+        claim="its level follows independent images, not independent values",
+        measure="|log(measured / between-image)| − |log(measured / values law)|",
+        unit=NUMBER,
+        key=key,
+        direction=-1,
+        detail=(
+            f"measured / between-image prediction {between:.2f}×, / values law {values:.2f}× "
+            "(geometric means over runs at 2 or more images)"
+        ),
     )
 
 
@@ -1025,9 +1433,12 @@ def run_disagreement(predictions: dict[str, list[int]]) -> dict[str, float]:
     return {run_id: float(np.mean(r)) for run_id, r in rates.items() if r}
 
 
-def flip_findings(df: pd.DataFrame, baseline: pd.DataFrame) -> FindingGroup:
+def flip_findings(
+    df: pd.DataFrame, baseline: pd.DataFrame, resampler: Resampler | None = None
+) -> FindingGroup:
     """Per batch-statistic norm, axis value and train-mode test batch: claim the train-mode flip
-    rate is below the seed-to-seed baseline (flip − baseline < 0)."""
+    rate is below the seed-to-seed baseline (flip − baseline < 0), resampled by seed and test
+    image (:meth:`bnstudy.resampling.Resampler.flip_excess`)."""
     group = FLIP_TITLE
     df = along_axis(df)
     series, axis = series_columns(df), batch_axis(df)
@@ -1039,12 +1450,16 @@ def flip_findings(df: pd.DataFrame, baseline: pd.DataFrame) -> FindingGroup:
     )
     if train.empty:
         return FindingGroup(group, FLIP_RULE, skipped=_flip_skip(df, baseline))
-    pairs = train.assign(
-        **{FIRST: 100 * train["test_flip_rate"], SECOND: train[BASELINE]},
-    ).assign(**{DIFFERENCE: lambda p: p[FIRST] - p[SECOND]})
+    resampler = resampler or Resampler(None)
     keys = [*series, axis, "test_batch"]
-    table = sort_by(comparison_table(pairs, keys), keys)
-    findings = [_flip_finding(row, _where(row, series, axis), axis) for _, row in table.iterrows()]
+    findings = []
+    for _, cell in sort_by(train, keys).groupby(keys, sort=False, dropna=False):
+        row = cell.iloc[0]
+        key = finding_key("flip", _cell(row, series, axis), row["test_batch"])
+        arms = arms_of(cell)
+        estimate = resampler.flip_excess(key, arms, (100 * cell["test_flip_rate"]).tolist())
+        means = (100 * cell["test_flip_rate"].mean(), cell[BASELINE].mean())
+        findings.append(_flip_finding(row, estimate, means, series, axis, key))
     return FindingGroup(group, FLIP_RULE, findings)
 
 
@@ -1057,61 +1472,152 @@ def _flip_skip(df: pd.DataFrame, baseline: pd.DataFrame) -> str:
     return "no batch-statistic norm has a train-mode flip rate in a cell with a baseline"
 
 
-def _flip_finding(row: pd.Series, subject: str, axis: str) -> Finding:
-    """The flip-rate finding of one row of the flip comparison table."""
+def _flip_finding(
+    row: pd.Series,
+    estimate: Estimate,
+    means: tuple[float, float],
+    series: list[str],
+    axis: str,
+    key: str,
+) -> Finding:
+    """The flip-rate finding of one cell (``row`` its first run) from its estimate and the
+    mean flip rate and baseline (percent)."""
     setting = setting_name(TRAIN, row["test_batch"], axis)
-    return Finding(
-        subject,
-        f"reshuffling test batches ({setting}) flips fewer predictions than changing the seed",
-        "flip − baseline",
-        row["mean"],
-        row["ci_low"],
-        row["ci_high"],
-        int(row["n"]),
-        verdict(row["ci_low"], row["ci_high"], -1, int(row["n"])),
-        detail=f"flip {row[FIRST]:.1f}%, seeds disagree on {row[SECOND]:.1f}%",
+    return estimate_finding(
+        estimate,
+        subject=_where(row, series, axis),
+        claim=f"reshuffling test batches ({setting}) flips fewer predictions than changing "
+        "the seed",
+        measure="flip − baseline",
+        detail=f"flip {means[0]:.1f}%, seeds disagree on {means[1]:.1f}%",
+        key=key,
+        direction=-1,
     )
 
 
-def build_findings(df: pd.DataFrame, baseline: pd.DataFrame | None = None) -> list[FindingGroup]:
+def build_findings(
+    df: pd.DataFrame,
+    baseline: pd.DataFrame | None = None,
+    resampler: Resampler | None = None,
+    analysis: AnalysisConfig = DEFAULT_ANALYSIS,
+) -> list[FindingGroup]:
     """All finding groups of a runs table as loaded (before :func:`along_axis`), in order:
     recovery against BN at its largest batch, eval-mode collapse, BN vs controls in eval and in
     train mode, controls check, PreciseBN, noise law, and flip rate against the seed-to-seed
-    ``baseline`` (:func:`flip_baseline`; skipped without one). Every group is skipped, saying
-    so, when no run is ok (a sweep that has just started, or whose runs all failed)."""
+    ``baseline`` (:func:`flip_baseline`; skipped without one); p-values adjusted and verdicts
+    decided by ``analysis`` (:func:`adjust`). ``resampler`` reads the runs' stored predictions
+    (seeds only without one). Every group is skipped, saying so, when no run is ok (a sweep
+    that has just started, or whose runs all failed)."""
+    if resampler is None:
+        resampler = Resampler(
+            None,
+            Bootstrap(analysis.bootstrap_resamples, analysis.bootstrap_seed),
+            analysis.equivalence_margin,
+        )
     groups = [
-        recovery_findings(df),
-        eval_collapse_findings(df),
-        control_findings(df, EVAL),
-        control_findings(df, TRAIN),
-        controls_check(df),
-        precise_findings(df),
-        noise_findings(df),
+        recovery_findings(df, resampler),
+        eval_collapse_findings(df, resampler),
+        control_findings(df, EVAL, resampler),
+        control_findings(df, TRAIN, resampler),
+        controls_check(df, resampler),
+        precise_findings(df, resampler),
+        noise_findings(df, resampler.bootstrap, analysis.noise_slope_margin),
     ]
     if baseline is None:
         groups.append(FindingGroup(FLIP_TITLE, FLIP_RULE, skipped="no predictions were read"))
     else:
-        groups.append(flip_findings(df, baseline))
+        groups.append(flip_findings(df, baseline, resampler))
     if df["status"].eq(OK).any():
-        return groups
+        return adjust(groups, analysis)
     skipped = f"no ok runs ({counts_line(df)})"
     return [FindingGroup(group.title, group.rule, skipped=skipped) for group in groups]
 
 
-def findings_markdown(title: str, intro: str, groups: list[FindingGroup]) -> str:
-    """findings.md: title, the controls-drift warning if any control drifts, ``intro`` (what was
-    run), then per group a heading, its rule, one line per finding and the notes (or why the
-    group is empty)."""
+def method_text(analysis: AnalysisConfig) -> str:
+    """How the intervals, tests and adjustments were computed (METHOD) for ``analysis``."""
+    primary = ", ".join(analysis.primary) if analysis.primary else "none declared"
+    return METHOD.format(
+        resamples=analysis.bootstrap_resamples,
+        seed=analysis.bootstrap_seed,
+        margin=analysis.equivalence_margin,
+        slope_margin=analysis.noise_slope_margin,
+        primary=primary,
+        alpha=analysis.alpha,
+    )
+
+
+def claim_sentence(finding: Finding) -> str:
+    """A decided finding in one sentence: where, the claim, the estimate with its interval,
+    the adjusted p-value and the verdict."""
+    test = finding.adjusted if not math.isnan(finding.adjusted) else finding.adjusted_equivalent
+    adjusted = f", adjusted p = {_p(test)}" if not math.isnan(test) else ""
+    measured = f": {finding.measure} = {finding.interval()}" if finding.interval() else ""
+    return (
+        f"{finding.subject}: {finding.claim}{measured} (n = {finding.n}{adjusted}) → "
+        f"{finding.verdict}"
+    )
+
+
+def answer(groups: list[FindingGroup]) -> list[str]:
+    """The study's answer in a few sentences: each primary claim (:func:`claim_sentence`);
+    where BN stops reaching its own large-batch accuracy (the recovery notes of ``batch``); and
+    the best batch-independent alternative, by its mean, against BN at its largest batch."""
+    found = [f for g in groups for f in g.findings]
+    lines = [f"Primary: {claim_sentence(f)}" for f in found if f.primary]
+    recovery = next((g for g in groups if g.title == RECOVERY_TITLE and not g.skipped), None)
+    if recovery is None:
+        return lines
+    lines += [
+        f"Where BN breaks (eval mode): {note}"
+        for note in recovery.notes
+        if note.startswith(f"{REFERENCE_NORM}:")
+    ]
+    alternatives = [
+        f for f in recovery.findings if f.key.endswith("@any") and not math.isnan(f.estimate)
+    ]
+    if alternatives:
+        best = max(alternatives, key=lambda f: f.estimate)
+        lines.append(f"Best batch-independent alternative: {claim_sentence(best)}")
+    return lines
+
+
+def findings_markdown(
+    title: str,
+    intro: str,
+    groups: list[FindingGroup],
+    method: str = "",
+    completeness: str = "",
+) -> str:
+    """findings.md: title, the controls-drift warning if any control drifts, ``completeness``
+    (planned against present runs), ``intro`` (what was run), the answer (:func:`answer`),
+    ``method`` (how intervals, tests and adjustments were computed), then per group a heading,
+    its rule, one line per finding with its key, raw and adjusted p-values and verdict, and the
+    notes (or why the group is empty)."""
     lines = [f"# {title}", ""]
     warning = drift_warning(groups)
     if warning:
         lines += [f"> **Warning — {warning}**", ""]
+    if completeness:
+        lines += [completeness, ""]
     lines += [intro, ""]
+    summary = answer(groups)
+    if summary:
+        lines += ["## The answer", "", *(f"- {line}" for line in summary), ""]
+    if method:
+        lines += ["## How intervals and verdicts are computed", "", method, ""]
     for group in groups:
         lines += [f"## {group.title}", "", group.rule, ""]
         if group.skipped:
             lines += [f"Skipped: {group.skipped}.", ""]
             continue
-        lines += [f"- {f.describe()} → **{f.verdict}**" for f in group.findings]
+        lines += [_markdown_line(f) for f in group.findings]
         lines += ["", *(f"*{note}*" for note in group.notes), ""] if group.notes else [""]
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _markdown_line(finding: Finding) -> str:
+    """One finding in findings.md: the line, its verdict, its key (primary ones marked)."""
+    key = f" `{finding.key}`" if finding.key else ""
+    return f"- {finding.describe()} → **{finding.verdict}**{key}" + (
+        " (primary)" if finding.primary else ""
+    )

@@ -61,6 +61,7 @@ from bnstudy.findings import (
     uses_batch_stats,
 )
 from bnstudy.outcomes import FAILURES
+from bnstudy.resampling import Resampler, arms_of
 from bnstudy.stats import FIRST, SECOND, interval_table
 from bnstudy.test_modes import TEST_MODES
 
@@ -174,31 +175,46 @@ def seed_stats(frame: pd.DataFrame, column: str, keys: list[str]) -> pd.DataFram
     return sort_by(_named(interval_table(frame, column, keys), column), keys)
 
 
-def accuracy_table(df: pd.DataFrame) -> pd.DataFrame:
+def accuracy_table(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
     """Test accuracy in percent over ok seeds per norm (and other factors), axis value and test
-    setting: ``acc_mean``, ``acc_std``, ``acc_ci_low``, ``acc_ci_high`` and ``n`` (0 where
-    every seed failed)."""
+    setting: ``acc_mean``, ``acc_std``, ``n`` (0 where every seed failed) and the bootstrap
+    interval over seeds and test images ``acc_ci_low``, ``acc_ci_high`` (the report's,
+    :class:`bnstudy.resampling.Resampler`; seeds only without one)."""
     df = along_axis(df)
     keys = [*series_columns(df), batch_axis(df), *SETTING_COLUMNS]
-    return seed_stats(df.assign(acc=100 * measured(df, "test_acc")), "acc", keys)
+    rows = df.assign(acc=100 * measured(df, "test_acc"))
+    table = seed_stats(rows, "acc", keys)
+    resampler = resampler or Resampler(None)
+    ok = rows[rows["acc"].notna()]
+    bounds = {}
+    for cell, group in ok.groupby(keys, dropna=False, sort=False):
+        arms = arms_of(group)
+        key = "summary|" + "|".join(map(str, cell))
+        estimate = resampler.level(key, arms, group["acc"].tolist())
+        bounds[cell] = (estimate.low, estimate.high)
+    cells = list(table[keys].itertuples(index=False, name=None))
+    table["acc_ci_low"] = [bounds.get(c, (np.nan, np.nan))[0] for c in cells]
+    table["acc_ci_high"] = [bounds.get(c, (np.nan, np.nan))[1] for c in cells]
+    return table
 
 
-def mode_differences(df: pd.DataFrame) -> pd.DataFrame:
+def mode_differences(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
     """Paired test-mode differences (:func:`bnstudy.findings.mode_pairs`) of the batch-statistic
     norms: per series, axis value and comparison, ``diff_mean``, ``diff_std``,
-    ``diff_ci_low``, ``diff_ci_high`` (pp) and ``n`` runs, sorted."""
+    ``diff_ci_low``, ``diff_ci_high`` (pp, the findings' bootstrap interval) and ``n`` runs,
+    sorted."""
     keys = [*series_columns(df), batch_axis(df)]
     comparison = ["comparison", "first_mode", "second_mode", "test_batch"]
-    table = comparison_table(mode_pairs(df), [*keys, *comparison]).drop(columns=[FIRST, SECOND])
-    return sort_by(_named(table, "diff"), keys)
+    table = comparison_table(mode_pairs(df), [*keys, *comparison], resampler)
+    return sort_by(_named(table.drop(columns=[FIRST, SECOND]), "diff"), keys)
 
 
-def compute_gap(df: pd.DataFrame) -> pd.DataFrame:
+def compute_gap(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
     """Eval-mode minus train-mode test accuracy in percentage points, paired per run for each
     train-mode test_batch, of the norms that use batch statistics: gap_mean, gap_std,
     gap_ci_low, gap_ci_high and n (runs) per norm (and other factors), axis value and
     test_batch. Positive means running statistics beat batch statistics."""
-    return _gap(mode_differences(df))
+    return _gap(mode_differences(df, resampler))
 
 
 def _gap(table: pd.DataFrame) -> pd.DataFrame:
@@ -480,13 +496,14 @@ def _chance_handles(levels: list[float]) -> list[Line2D]:
 
 
 @styled
-def plot_accuracy_vs_batch_size(df: pd.DataFrame) -> Figure:
+def plot_accuracy_vs_batch_size(df: pd.DataFrame, resampler: Resampler | None = None) -> Figure:
     """Test accuracy (%) along the batch axis: one panel per test setting, one line per norm
-    (and other factors) with the mean over seeds and its 95% t-interval band, an 'x' at the
+    (and other factors) with the mean over seeds and its 95% interval band (the report's
+    bootstrap over seeds and test images, :func:`accuracy_table`), an 'x' at the
     bottom of the panel where no seed produced a result, and a dashed chance line at
     100 / number of classes where the table records it."""
     _require("the runs table has no rows yet" if df.empty else None)
-    table = accuracy_table(df)
+    table = accuracy_table(df, resampler)
     series, axis, colors = figure_layout(df)
     labels = series_labels(table, series)
     chance = chance_levels(df)
@@ -539,13 +556,14 @@ def gap_skip_reason(df: pd.DataFrame, differences: pd.DataFrame | None = None) -
 
 
 @styled
-def plot_test_mode_gap(df: pd.DataFrame) -> Figure:
+def plot_test_mode_gap(df: pd.DataFrame, resampler: Resampler | None = None) -> Figure:
     """Paired test-mode differences (pp) along the batch axis for the norms that use batch
     statistics (for the others every test mode is the same computation): one panel per
     comparison (eval − train per train-mode test batch, then precise − eval and precise − train
-    where measured), one line per norm with the mean over runs and its 95% t-interval band, and
-    a zero line. Raises NothingToPlot if no run has both eval- and train-mode results."""
-    table = mode_differences(df)
+    where measured), one line per norm with the mean over runs and its 95% interval band (the
+    findings'), and a zero line. Raises NothingToPlot if no run has both eval- and train-mode
+    results."""
+    table = mode_differences(df, resampler)
     _require(gap_skip_reason(df, table))
     layout = figure_layout(df)
     table = table.assign(rank=_comparison_rank(table)).sort_values("rank", kind="stable")
@@ -691,14 +709,14 @@ def plot_noise_law(df: pd.DataFrame) -> Figure:
 
 
 @styled
-def plot_recovery(df: pd.DataFrame) -> Figure:
+def plot_recovery(df: pd.DataFrame, resampler: Resampler | None = None) -> Figure:
     """One panel along the batch axis: per norm, eval-mode accuracy minus BN's at its largest
-    axis value (:func:`bnstudy.findings.recovery_table`), mean and t-interval over seeds: a
+    axis value (:func:`bnstudy.findings.recovery_table`), mean and the findings' interval: a
     line with a band for norms with batch statistics; a dashed level with its interval as a
     bar at the right margin for those trained once per seed (a band across the panel would hide
     the others). Raises NothingToPlot when there is nothing to compare (no BN runs, or no other
     norm)."""
-    table = recovery_table(df)
+    table = recovery_table(df, resampler)
     _require(recovery_skip(df) if table.empty else None)
     layout = figure_layout(df)
     series, axis, colors = layout

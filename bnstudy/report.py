@@ -39,17 +39,20 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+import yaml
 from matplotlib.figure import Figure
+from pydantic import ValidationError
 
 from bnstudy import plots, store
+from bnstudy.config import AnalysisConfig
 from bnstudy.findings import (
     AXIS_LABELS,
     CONTRADICTED,
     CONTROLS_TITLE,
     DRIFT,
+    EQUIVALENT,
     EVAL,
     FLAT,
-    FLAT_BY_CONSTRUCTION,
     NORM_BATCH_SIZE,
     PRECISE,
     SETTING_COLUMNS,
@@ -58,9 +61,12 @@ from bnstudy.findings import (
     Finding,
     FindingGroup,
     along_axis,
+    answer,
+    at_chance,
     batch_axis,
     batch_stat_mask,
     build_findings,
+    chance_level,
     control_pairs,
     count_text,
     design_text,
@@ -69,6 +75,7 @@ from bnstudy.findings import (
     findings_markdown,
     flip_baseline,
     measured,
+    method_text,
     mode_pairs,
     ordered_norms,
     other_factors,
@@ -82,11 +89,13 @@ from bnstudy.findings import (
     training_budget,
     uses_batch_stats,
 )
-from bnstudy.outcomes import DIVERGED, ERROR, FAILURES, OK
-from bnstudy.stats import DIFFERENCE, FIRST, SECOND, t_half_width
+from bnstudy.outcomes import DIVERGED, ERROR, FAILURES, OK, counts_text
+from bnstudy.resampling import Resampler, arms_of
+from bnstudy.stats import DIFFERENCE, FIRST, SECOND, Bootstrap
 from bnstudy.test_modes import TEST_MODES
 
 RUNS_CSV = "runs.csv"
+STUDY_YAML = "study.yaml"
 REPORT_DIR = "report"
 FINDINGS_MD = "findings.md"
 PAIRED_CSV = "paired.csv"
@@ -103,15 +112,21 @@ BATCH_STATS_PNG = "batch_statistics.png"
 NOISE_PNG = "noise_law.png"
 HEADLINE = ACCURACY_PNG  # the figure the page shows right after the findings
 BAND = "the mean over seeds with its 95% t-interval as a band (none for one seed)"
+BOOTSTRAP_BAND = (
+    "the mean over seeds with its 95% interval as a band (the findings' bootstrap over seeds "
+    "and test images; none for one seed)"
+)
 
 
 class FigureInputs(NamedTuple):
     """What the figures are drawn from: the runs table, the runs' histories
-    (:func:`history_table`) and the flip-rate baseline (:func:`bnstudy.findings.flip_baseline`)."""
+    (:func:`history_table`), the flip-rate baseline (:func:`bnstudy.findings.flip_baseline`)
+    and the resampler of the findings' intervals."""
 
     df: pd.DataFrame
     history: pd.DataFrame
     baseline: pd.DataFrame
+    resampler: Resampler | None = None
 
 
 class ReportFigure(NamedTuple):
@@ -127,17 +142,17 @@ class ReportFigure(NamedTuple):
 FIGURES = {
     ACCURACY_PNG: ReportFigure(
         "Test accuracy along the batch axis",
-        f"Test accuracy per test setting, {BAND}; dashed grey: chance (100 / number of "
+        f"Test accuracy per test setting, {BOOTSTRAP_BAND}; dashed grey: chance (100 / number of "
         "classes, where the runs table records it); x = no seed produced a result.",
-        lambda i: plots.plot_accuracy_vs_batch_size(i.df),
+        lambda i: plots.plot_accuracy_vs_batch_size(i.df, i.resampler),
     ),
     RECOVERY_PNG: ReportFigure(
         "Recovery of BN's large-batch accuracy",
         "Per norm, eval-mode test accuracy minus BN's at its largest batch, paired by seed, in "
-        f"percentage points, {BAND}. Norms with batch statistics vary along the axis; the "
-        "others, trained once per seed, are dashed levels with their interval as a bar at the "
-        "right margin. 0 (black): the reference.",
-        lambda i: plots.plot_recovery(i.df),
+        f"percentage points, {BOOTSTRAP_BAND}. Norms with batch statistics vary along the "
+        "axis; the others, trained once per seed, are dashed levels with their interval as a "
+        "bar at the right margin. 0 (black): the reference.",
+        lambda i: plots.plot_recovery(i.df, i.resampler),
     ),
     LEARNING_PNG: ReportFigure(
         "Learning curves",
@@ -149,9 +164,9 @@ FIGURES = {
     GAP_PNG: ReportFigure(
         "Test-mode differences, paired per run",
         "Per run, test accuracy in one test setting minus another (eval − train per train-mode "
-        f"test batch; precise − eval where measured) in percentage points, {BAND}; positive = "
-        "the first setting is better.",
-        lambda i: plots.plot_test_mode_gap(i.df),
+        "test batch; precise − eval where measured) in percentage points, "
+        f"{BOOTSTRAP_BAND}; positive = the first setting is better.",
+        lambda i: plots.plot_test_mode_gap(i.df, i.resampler),
     ),
     FLIP_PNG: ReportFigure(
         "Train-mode flip rate",
@@ -237,6 +252,7 @@ SUMMARY_STATS = {
     **{f"n_{failure}": (f"is_{failure}", "sum") for failure in FAILURES},
 }
 CI_COLUMNS = ("test_acc_ci_low", "test_acc_ci_high")
+SPREAD_COLUMNS = ("test_acc_median", "n_at_chance")  # bimodal seeds: the median, how many failed
 # Display columns of summary.md / index.html: header -> (metric, scale, number format); shown
 # as mean [95% CI] where summary.csv has the interval, else mean ± std where it has the std,
 # else the mean.
@@ -253,15 +269,17 @@ COUNT_COLUMNS = ("n", *(f"n_{failure}" for failure in FAILURES))
 SHOWN_IF_ANY = tuple(f"n_{failure}" for failure in FAILURES if failure not in (ERROR, DIVERGED))
 BUDGET_KEYS = ("train.steps", "train.samples")  # set, either replaces train.epochs
 SUMMARY_NOTE = (
-    "Test accuracy in percent as mean [95% t-interval] over seeds (ok runs only; no interval "
-    "for one seed); n = ok seeds. Per-seed values are in runs.csv (accuracies there are "
+    "Test accuracy in percent as mean [95% bootstrap interval over seeds and test images] (ok "
+    "runs only; no interval for one seed; where some seeds are stuck at chance, how many and "
+    "the median); n = ok seeds. Per-seed values are in runs.csv (accuracies there are "
     "fractions). flip = test predictions that change when the test set is reshuffled into "
     "other batches; min values/stat = fewest values any norm statistic averages over (1 = "
     "degenerate)."
 )
 PIVOT_NOTE = (
-    "Test accuracy in %, mean [95% t-interval] over n = {n} seeds per cell (n given where it is "
-    "fewer; no interval for one seed). Norms without running statistics compute the same in "
+    "Test accuracy in %, mean [95% bootstrap interval over seeds and test images] over n = {n} "
+    "seeds per cell (n given where it is fewer; no interval for one seed; seeds stuck at chance "
+    "counted, with the median). Norms without running statistics compute the same in "
     "every test mode: one column each."
 )
 PIVOT_HEADING = "Test accuracy by batch size, norm and test mode"
@@ -279,7 +297,7 @@ VERDICT_CLASSES = {  # verdict prefix -> CSS class of its cell
     CONTRADICTED: "no",
     DRIFT: "bad",
     FLAT: "yes",
-    FLAT_BY_CONSTRUCTION: "yes",
+    EQUIVALENT: "yes",
 }
 
 PAGE_STYLE = """
@@ -304,6 +322,10 @@ img { max-width: 100%; height: auto; }
 figure { margin: 0.5em 0 1.5em; }
 .warning { border: 2px solid #c00; background: #fee; padding: 0.5em 1em; font-weight: bold; }
 details { margin: 0.3em 0 1em; }
+.answer { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start; }
+.answer .claims { flex: 1 1 26em; } .answer .headline { flex: 1 1 34em; }
+.answer li { margin-bottom: 0.4em; }
+.completeness { border: 2px solid #b45309; background: #fff7ed; padding: 0.5em 1em; }
 summary { cursor: pointer; color: #333; }
 @media (max-width: 900px) { table { font-size: 0.8em; } th, td { padding: 2px 4px; } }
 """
@@ -365,13 +387,14 @@ def factor_columns(df: pd.DataFrame) -> list[str]:
 # Tables.
 
 
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """Per factor group on the batch axis: mean, std and 95% t-interval (``test_acc_ci_low``,
-    ``test_acc_ci_high``) over seeds of test_acc; mean and std of test_loss and train_acc; the
-    mean of samples_per_sec and the DIAGNOSTICS (ok rows only, except the diagnostics measured
-    before training, which count failed runs too); n (ok seeds with a test accuracy), and
-    n_<outcome> (failed seeds) per outcome of bnstudy.outcomes.FAILURES. Groups where every
-    seed failed are kept with n = 0."""
+def summarize(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
+    """Per factor group on the batch axis: mean, std and 95% bootstrap interval over seeds and
+    test images (``test_acc_ci_low``, ``test_acc_ci_high``; :mod:`bnstudy.resampling`, seeds
+    only without stored predictions) of test_acc, its median and ``n_at_chance`` (seeds stuck
+    at chance); mean and std of test_loss and train_acc; the mean of samples_per_sec and the
+    DIAGNOSTICS (ok rows only, except the diagnostics measured before training, which count
+    failed runs too); n (ok seeds with a test accuracy), and n_<outcome> (failed seeds) per
+    outcome of bnstudy.outcomes.FAILURES. Groups where every seed failed are kept with n = 0."""
     df = along_axis(df)
     factors = factor_columns(df)
     data = df.assign(
@@ -379,11 +402,34 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
         **{f"is_{failure}": df["status"].eq(failure) for failure in FAILURES},
     )
     summary = data.groupby(factors, dropna=False).agg(**SUMMARY_STATS).reset_index()
-    half = t_half_width(summary["test_acc_std"], summary["n"])
+    intervals = _accuracy_intervals(data, factors, resampler or Resampler(None), chance_level(df))
     at = summary.columns.get_loc("test_acc_std") + 1
-    summary.insert(at, CI_COLUMNS[0], summary["test_acc_mean"] - half)
-    summary.insert(at + 1, CI_COLUMNS[1], summary["test_acc_mean"] + half)
+    for offset, column in enumerate((*CI_COLUMNS, *SPREAD_COLUMNS)):
+        summary.insert(at + offset, column, intervals[column].to_numpy())
     return sort_by(summary, factors)
+
+
+def _accuracy_intervals(
+    data: pd.DataFrame, factors: list[str], resampler: Resampler, chance: float
+) -> pd.DataFrame:
+    """Per factor group (in groupby order): the bootstrap interval of test_acc (fractions), its
+    median, and the seeds within AT_CHANCE_MARGIN of ``chance`` (percent)."""
+    rows = []
+    for cell, group in data.groupby(factors, dropna=False):
+        ok = group[group["test_acc"].notna()]
+        values = 100 * ok["test_acc"]
+        arms = arms_of(ok)
+        key = "summary|" + "|".join(map(str, cell if isinstance(cell, tuple) else (cell,)))
+        estimate = resampler.level(key, arms, values.tolist())
+        rows.append(
+            (
+                estimate.low / 100,
+                estimate.high / 100,
+                values.median() / 100,
+                at_chance(values, chance),
+            )
+        )
+    return pd.DataFrame(rows, columns=[*CI_COLUMNS, *SPREAD_COLUMNS])
 
 
 def _mean_pm_std(mean: float, std: float, scale: float, fmt: str) -> str:
@@ -419,10 +465,11 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
     """Display version of :func:`summarize`: factor columns, DISPLAY_COLUMNS (test accuracy as
     ``mean [low, high]`` in percent with 1 decimal, loss and train accuracy as mean ± std,
     samples/s rounded, flip rate in percent, values per statistic rounded), then the counts."""
-    hidden = {*SUMMARY_STATS, *CI_COLUMNS}
+    hidden = {*SUMMARY_STATS, *CI_COLUMNS, *SPREAD_COLUMNS}
     table = summary[[col for col in summary.columns if col not in hidden]].copy()
     for header, (metric, scale, fmt) in DISPLAY_COLUMNS.items():
         table[header] = _display(summary, metric, scale, fmt)
+    table["test acc (%) [95% CI]"] += [_bimodal_text(row) for _, row in summary.iterrows()]
     for col in COUNT_COLUMNS:
         if col not in SHOWN_IF_ANY or summary[col].any():
             table[col] = summary[col]
@@ -430,11 +477,23 @@ def format_summary(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _pivot_cell(row: pd.Series, n: int) -> str:
-    """A pivot cell: accuracy in percent as mean [low, high], with its n if fewer than ``n``."""
+    """A pivot cell: accuracy in percent as mean [low, high], with its n if fewer than ``n``,
+    and the seeds at chance with the median where some seeds are and others are not."""
     if row["n"] == 0:
         return NO_RESULT
     text = _mean_ci(row["test_acc_mean"], *row[list(CI_COLUMNS)], 100, ".1f")
-    return text + (f" (n = {int(row['n'])})" if row["n"] < n else "")
+    text += f" (n = {int(row['n'])})" if row["n"] < n else ""
+    return text + _bimodal_text(row)
+
+
+def _bimodal_text(row: pd.Series) -> str:
+    """`` — 2 of 5 seeds at chance, median 97.1``: where a cell's seeds are bimodal."""
+    failed = int(row.get("n_at_chance", 0) or 0)
+    if not 0 < failed < row["n"]:
+        return ""
+    return (
+        f" — {failed} of {int(row['n'])} seeds at chance, median {100 * row['test_acc_median']:.1f}"
+    )
 
 
 def _pivot_columns(summary: pd.DataFrame, df: pd.DataFrame) -> pd.Series:
@@ -517,8 +576,9 @@ def run_settings(sweep_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
         if not (folder / store.CONFIG).is_file():
             continue
         record = json.loads((folder / store.CONFIG).read_text())
-        if (folder / store.RESULT).is_file():
-            record["provenance"] = json.loads((folder / store.RESULT).read_text())["provenance"]
+        result = store.read_result(sweep_dir, run_id)  # None when missing or damaged
+        if result is not None:
+            record["provenance"] = result["provenance"]
         rows.append({"run_id": run_id, **record})
     flat = pd.json_normalize(rows) if rows else pd.DataFrame(columns=["run_id"])
     return flat.map(lambda v: "/".join(map(str, v)) if isinstance(v, list) else v)
@@ -822,60 +882,84 @@ def _verdict_class(verdict: str) -> str:
 
 
 FINDINGS_HEAD = (
-    '<colgroup><col style="width: 17%"><col style="width: 42%"><col style="width: 18%">'
-    '<col style="width: 5%"><col style="width: 18%"></colgroup>'
-    "<tr><th>where</th><th>claim</th><th>estimate [95% CI]</th><th>n</th><th>verdict</th></tr>"
+    '<colgroup><col style="width: 16%"><col style="width: 38%"><col style="width: 16%">'
+    '<col style="width: 4%"><col style="width: 12%"><col style="width: 14%"></colgroup>'
+    "<tr><th>where</th><th>claim</th><th>estimate [95% CI]</th><th>n</th>"
+    "<th>p (adjusted)</th><th>verdict</th></tr>"
 )
 
 
 def _finding_row(finding: Finding) -> str:
     """A finding as a table row: where, the claim with its measure and numbers below it, the
-    estimate with its interval, n, and the verdict coloured by its class."""
-    detail = "; ".join(part for part in (finding.measure, finding.detail) if part)
+    estimate with its interval, n, raw and adjusted p-values, and the verdict coloured by its
+    class (primary claims marked)."""
+    detail = "; ".join(part for part in (finding.measure, finding.detail, finding.key) if part)
     verdict = _verdict_class(finding.verdict)
+    primary = " <b>primary</b>" if finding.primary else ""
     return (
-        f"<tr><td>{html.escape(finding.subject)}</td><td>{html.escape(finding.claim)}"
+        f"<tr><td>{html.escape(finding.subject)}{primary}</td><td>{html.escape(finding.claim)}"
         f' <span class="detail">({html.escape(detail)})</span></td>'
         f"<td>{html.escape(finding.interval())}</td><td>{finding.n}</td>"
+        f'<td class="detail">{html.escape(finding.pvalues())}</td>'
         f'<td class="verdict {verdict}">{html.escape(finding.verdict)}</td></tr>'
     )
 
 
-def _group_html(group: FindingGroup) -> list[str]:
-    """A finding group: heading, a table of its findings, and its notes."""
+def _group_html(group: FindingGroup, open_: bool = False) -> list[str]:
+    """A finding group, folded: its title and verdict tally as the summary, then a table of
+    its findings and its notes."""
     return [
-        f"<h3>{html.escape(group.title)}</h3>",
+        f"<details{' open' if open_ else ''}><summary><b>{html.escape(group.title)}</b> — "
+        f"{html.escape(_verdict_tally([group]))}</summary>",
         f'<table class="findings">{FINDINGS_HEAD}',
         *map(_finding_row, group.findings),
         "</table>",
         *(f'<p class="note">{html.escape(note)}</p>' for note in group.notes),
+        "</details>",
     ]
 
 
 def _verdict_tally(groups: list[FindingGroup]) -> str:
-    """``N findings: a supported or flat, b contradicted, ...``."""
+    """``N findings: a supported, flat or equivalent, b contradicted, ...``."""
     counts = Counter(_verdict_class(f.verdict) for g in groups for f in g.findings)
-    return (
-        f"{counts.total()} findings: {counts['yes']} supported or flat, {counts['no']} "
-        f"contradicted, {counts['bad']} drifting controls, {counts['open']} not resolved or not "
-        "testable."
-    )
+    parts = [
+        f"{counts['yes']} supported, flat or equivalent",
+        f"{counts['no']} contradicted",
+        *([f"{counts['bad']} drifting"] if counts["bad"] else []),
+        f"{counts['open']} not resolved or not testable",
+    ]
+    return f"{counts.total()} findings: {', '.join(parts)}."
 
 
-def _findings_html(groups: list[FindingGroup]) -> list[str]:
-    """The findings: a tally of the verdicts, the controls check first, then the other groups,
-    a line naming the groups with nothing to test and why, and the rules folded away."""
+def _answer_html(groups: list[FindingGroup], figure: list[str]) -> list[str]:
+    """The answer first: the primary claims and where BN breaks and what to use instead
+    (:func:`bnstudy.findings.answer`), beside the headline ``figure``."""
+    lines = answer(groups) or ["No primary claim and no BN recovery to report (see Findings)."]
+    items = "".join(f"<li>{html.escape(line)}</li>" for line in lines)
+    return [
+        '<section id="answer"><h2>The answer</h2><div class="answer">',
+        f'<div class="claims"><ul>{items}</ul></div><div class="headline">',
+        *figure,
+        "</div></div></section>",
+    ]
+
+
+def _findings_html(groups: list[FindingGroup], method: str) -> list[str]:
+    """The findings: a tally of the verdicts and how they are decided, then each group folded
+    (the controls check first, open when a control drifts), a line naming the groups with
+    nothing to test and why, and the rules folded away."""
     tested = sorted((g for g in groups if not g.skipped), key=lambda g: g.title != CONTROLS_TITLE)
     skipped = "; ".join(f"{g.title} ({g.skipped})" for g in groups if g.skipped)
     rules = (f"<dt>{html.escape(g.title)}</dt><dd>{html.escape(g.rule)}</dd>" for g in tested)
     parts = [
-        '<section id="findings"><h2>Findings</h2>',
+        '<section id="findings"><h2>All findings</h2>',
         f"<p>{html.escape(_verdict_tally(tested))} Also as "
         f'<a href="{FINDINGS_MD}">{FINDINGS_MD}</a>; every paired difference is in '
         f'<a href="{PAIRED_CSV}">{PAIRED_CSV}</a>.</p>',
+        f'<p class="note">{html.escape(method)}</p>',
     ]
     for group in tested:
-        parts += _group_html(group)
+        parts += _group_html(group, open_=any(f.verdict == DRIFT for f in group.findings))
     if skipped:
         parts.append(f'<p class="note">Nothing to test: {html.escape(skipped)}.</p>')
     parts += ['<details><summary>How each verdict is decided</summary><dl class="rule">', *rules]
@@ -929,23 +1013,37 @@ def _tables_html(table: pd.DataFrame, failures: pd.DataFrame) -> list[str]:
     return parts
 
 
+class PageParts(NamedTuple):
+    """What index.html says besides the tables: what was run, the findings, how they were
+    decided, whether the sweep is complete, and the figures written (PNG -> why skipped)."""
+
+    setup: dict[str, str]
+    groups: list[FindingGroup]
+    method: str
+    completeness: str
+    figures: dict[str, str | None]
+
+
 def _report_page(
     title: str,
     df: pd.DataFrame,
-    setup: dict[str, str],
-    groups: list[FindingGroup],
+    parts: PageParts,
     pivot: tuple[pd.DataFrame, int],
     summary: pd.DataFrame,
-    figures: dict[str, str | None],
 ) -> str:
-    """index.html: the controls-drift warning if any, what was run, the findings, the headline
-    figure, the ``pivot`` table with its n (:func:`accuracy_pivot`), the other figures, the
-    ``summary`` table (:func:`format_summary`) and the failed runs."""
+    """index.html: the controls-drift warning if any, what is missing, the answer beside the
+    headline figure, what was run, the findings folded by group, the ``pivot`` table with its
+    n (:func:`accuracy_pivot`), the other figures, the ``summary`` table
+    (:func:`format_summary`) and the failed runs."""
+    groups, figures = parts.groups, parts.figures
     warning = drift_warning(groups)
     notes = _caption_notes(df)
     body = [f'<div class="warning">Warning — {html.escape(warning)}</div>'] if warning else []
-    body += [*_setups_html([], [setup]), *_findings_html(groups)]
-    body += _report_figure_html(HEADLINE, figures[HEADLINE], notes.get(HEADLINE, ""))
+    if parts.completeness:
+        body.append(f'<p class="completeness">{html.escape(parts.completeness)}</p>')
+    headline = _report_figure_html(HEADLINE, figures[HEADLINE], notes.get(HEADLINE, ""))
+    body += _answer_html(groups, headline)
+    body += [*_setups_html([], [parts.setup]), *_findings_html(groups, parts.method)]
     body += _pivot_html(*pivot)
     for png, reason in figures.items():
         if png != HEADLINE:
@@ -959,6 +1057,61 @@ def _setup_markdown(rows: dict[str, str]) -> str:
     return "\n".join(f"- **{heading}:** {text}" for heading, text in rows.items())
 
 
+def study_analysis(sweep_dir: Path) -> AnalysisConfig:
+    """The ``analysis`` section of the study as run (``study.yaml``), or the defaults when the
+    sweep folder has none."""
+    path = Path(sweep_dir) / STUDY_YAML
+    raw = yaml.safe_load(path.read_text(encoding="utf-8")) if path.is_file() else None
+    section = (raw or {}).get("analysis") or {}
+    try:
+        return AnalysisConfig.model_validate(section)
+    except ValidationError as error:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        raise ValueError(f"{path}: analysis: {problems}") from None
+
+
+def sweep_resampler(sweep_dir: Path, analysis: AnalysisConfig) -> Resampler:
+    """The resampler of a sweep: its runs' stored test outputs, ``analysis``'s bootstrap and
+    equivalence margin."""
+    return Resampler(
+        lambda run_id: store.read_test_outputs(sweep_dir, run_id),
+        Bootstrap(analysis.bootstrap_resamples, analysis.bootstrap_seed),
+        analysis.equivalence_margin,
+    )
+
+
+def completeness(sweep_dir: Path) -> str:
+    """Planned against present runs, naming each planned run without a result (missing,
+    damaged: what is wrong, or running) and each failed one; empty for a folder without a
+    plan (a runs table alone) or a complete sweep without failures."""
+    if not (Path(sweep_dir) / store.PLAN).is_file():
+        return ""
+    status = store.sweep_status(sweep_dir)
+    planned = len(status.missing) + sum(status.counts.values())
+    if not status.missing and not status.failures:
+        return ""
+    text = f"{sum(status.counts.values())} of {planned} planned runs have a result"
+    text += f" ({counts_text(status.counts)})." if status.counts else "."
+    for entry in status.missing:
+        run_id = entry["run_id"]
+        why = (
+            f"damaged: {status.damaged[run_id]}"
+            if run_id in status.damaged
+            else "running"
+            if run_id in status.running
+            else "missing"
+        )
+        text += f" {run_id} ({_swept_text(entry)}): {why}."
+    for entry in status.failures:
+        text += f" {entry['run_id']} ({_swept_text(entry)}): {entry['status']}, {entry['error']}."
+    return text
+
+
+def _swept_text(entry: dict) -> str:
+    """``model.norm=batch, seed=3``: a planned run's swept values."""
+    return ", ".join(f"{key}={value}" for key, value in entry.get("swept", {}).items())
+
+
 def write_report(sweep_dir: Path) -> Path:
     """Write ``sweep_dir/report/`` (index.html, findings.md, paired.csv, summary.csv,
     summary.md, figures) from ``sweep_dir/runs.csv`` and the run folders (configs, provenance,
@@ -969,15 +1122,23 @@ def write_report(sweep_dir: Path) -> Path:
     out.mkdir(exist_ok=True)
     name = _sweep_name(df, sweep_dir)
     title = f"bnstudy report: {name}"
+    analysis = study_analysis(sweep_dir)
+    resampler = sweep_resampler(sweep_dir, analysis)
     baseline = flip_baseline(df, lambda run_id: store.read_predictions(sweep_dir, run_id))
-    groups = build_findings(df, baseline)
-    setup = setup_rows(sweep_dir, df)
+    groups = build_findings(df, baseline, resampler, analysis)
+    setup, method, missing = (
+        setup_rows(sweep_dir, df),
+        method_text(analysis),
+        completeness(sweep_dir),
+    )
     (out / FINDINGS_MD).write_text(
-        findings_markdown(f"bnstudy findings: {name}", _setup_markdown(setup), groups),
+        findings_markdown(
+            f"bnstudy findings: {name}", _setup_markdown(setup), groups, method, missing
+        ),
         encoding="utf-8",
     )
     paired_table(df).to_csv(out / PAIRED_CSV, index=False, float_format=CSV_FLOATS)
-    summary = summarize(df)
+    summary = summarize(df, resampler)
     summary.to_csv(out / SUMMARY_CSV, index=False)
     pivot, n = accuracy_pivot(summary, df)
     shown = format_summary(summary)
@@ -986,9 +1147,10 @@ def write_report(sweep_dir: Path) -> Path:
         f"{SUMMARY_NOTE}\n\n{_markdown_table(shown)}",
         encoding="utf-8",
     )
-    inputs = FigureInputs(df, history_table(sweep_dir, df), baseline)
+    inputs = FigureInputs(df, history_table(sweep_dir, df), baseline, resampler)
     figures = _write_figures({png: partial(f.draw, inputs) for png, f in FIGURES.items()}, out)
-    page = _report_page(title, df, setup, groups, (pivot, n), shown, figures)
+    parts = PageParts(setup, groups, method, missing, figures)
+    page = _report_page(title, df, parts, (pivot, n), shown)
     (out / INDEX_HTML).write_text(page, encoding="utf-8")
     return out
 

@@ -108,3 +108,65 @@ def test_one_way_anova_not_testable() -> None:
         assert math.isnan(result.statistic) and math.isnan(result.pvalue), groups
     # no spread within groups but different means: certain drift
     assert stats.one_way_anova([[1.0, 1.0], [2.0, 2.0]]).pvalue == 0.0
+
+
+def test_holm_and_benjamini_hochberg_against_hand_computation() -> None:
+    p = [0.01, 0.04, 0.03, math.nan, 0.005]
+    # Holm, m = 4: 0.005·4, 0.01·3, 0.03·2, then max(0.04·1, 0.06)
+    assert np.allclose(stats.holm(p), [0.03, 0.06, 0.06, np.nan, 0.02], equal_nan=True)
+    # BH: 0.005·4/1, 0.01·4/2, 0.03·4/3, 0.04·4/4, then the running minimum from the top
+    assert np.allclose(
+        stats.benjamini_hochberg(p), [0.02, 0.04, 0.04, np.nan, 0.02], equal_nan=True
+    )
+    assert stats.holm([]).size == 0 and stats.holm([0.9, 0.8]).max() == 1
+
+
+def test_bootstrap_of_seeds_only_is_the_paired_t_test() -> None:
+    values = np.array([-30.0, -21.0, -12.0])
+    estimate = stats.bootstrap_estimate(values, stats.Bootstrap(4000), "k", margin=1.0)
+    assert estimate.mean == pytest.approx(-21) and (estimate.n, estimate.images) == (3, 1)
+    expected = scipy.stats.ttest_1samp(values, 0).pvalue  # 0.057
+    assert estimate.pvalue == pytest.approx(expected, abs=0.01)
+    interval = stats.t_interval(values)
+    assert (estimate.low, estimate.high) == pytest.approx((interval.low, interval.high), abs=1)
+    assert estimate.pvalue_equivalent > 0.5
+
+
+def test_accuracy_intervals_stay_within_0_and_100() -> None:
+    # one seed perfect, one at 50 %: the t-interval runs past 100; an accuracy's stops there
+    values = np.array([100.0, 50.0])
+    assert stats.t_interval(values).high > 100
+    estimate = stats.bootstrap_estimate(values, stats.Bootstrap(), "k", bounds=(0, 100))
+    assert (estimate.low, estimate.high) == (0, 100)
+
+
+def test_resampling_images_widens_the_interval_and_is_reproducible() -> None:
+    rng = np.random.default_rng(0)
+    # 5 seeds each right on exactly 90 of 100 images: no seed-to-seed variation at all
+    correct = np.stack([100.0 * (rng.permutation(100) < 90) for _ in range(5)])
+    seeds_only = stats.bootstrap_estimate(correct.mean(1), stats.Bootstrap(), "k")
+    crossed = stats.bootstrap_estimate(correct, stats.Bootstrap(), "k")
+    assert seeds_only.high - seeds_only.low == 0
+    assert crossed.high - crossed.low > 2 and crossed.images == 100
+    assert stats.bootstrap_estimate(correct, stats.Bootstrap(), "k") == crossed
+    assert stats.bootstrap_estimate(correct, stats.Bootstrap(seed=1), "k") != crossed
+
+
+def test_crossed_replicates_share_the_image_draw_across_seeds() -> None:
+    # every seed right on the same 50 of 100 images: a draw shared by all seeds keeps the
+    # between-image variance (std 5 pp for 100 images); drawing within each seed would shrink
+    # it by √5
+    correct = np.tile(100.0 * (np.arange(100) < 50), (5, 1))
+    replicates = stats.crossed_replicates(correct, 4000, np.random.default_rng(0))
+    assert replicates.std() == pytest.approx(5.0, rel=0.1)
+
+
+def test_equivalence_within_the_margin() -> None:
+    close = stats.bootstrap_estimate(
+        np.array([0.1, -0.1, 0.05, 0.0, -0.05]), stats.Bootstrap(), "k", margin=1.0
+    )
+    assert close.pvalue_equivalent < 0.01 and close.pvalue > 0.5
+    far = stats.bootstrap_estimate(
+        np.array([3.0, 2.0, 4.0, 3.5, 2.5]), stats.Bootstrap(), "k", margin=1.0
+    )
+    assert far.pvalue_equivalent > 0.5 and far.pvalue < 0.01

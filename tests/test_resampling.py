@@ -1,0 +1,66 @@
+"""Tests for bnstudy.resampling: evidence from stored predictions, paired across arms."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+
+from bnstudy.resampling import Resampler, arm
+from bnstudy.stats import Bootstrap
+
+
+@dataclass(frozen=True)
+class Outputs:
+    labels: list[int] | None
+    predictions: dict[str, list[int]]
+    flips: dict[str, list[int]]
+    reshuffles: int | None
+
+
+def outputs_of(runs: dict[str, Outputs]) -> Resampler:
+    return Resampler(runs.get, Bootstrap(1000), margin=1.0)
+
+
+def test_both_arms_of_a_comparison_are_resampled_on_the_same_images() -> None:
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 2, 200).tolist()
+    runs = {
+        f"r{seed}": Outputs(labels, {"eval": rng.integers(0, 2, 200).tolist()}, {}, None)
+        for seed in range(4)
+    }
+    runs |= {
+        f"c{seed}": Outputs(labels, {"eval": runs[f"r{seed}"].predictions["eval"]}, {}, None)
+        for seed in range(4)
+    }
+    resampler = outputs_of(runs)
+    first = ([arm(f"r{s}", "eval") for s in range(4)], [0.0] * 4)
+    same = ([arm(f"c{s}", "eval") for s in range(4)], [0.0] * 4)
+    # identical predictions: every paired replicate is exactly 0, although each arm varies
+    difference = resampler.difference("k", first, same)
+    assert (difference.mean, difference.low, difference.high) == (0, 0, 0)
+    assert difference.images == 200 and difference.pvalue_equivalent < 0.01
+    level = resampler.level("k", *first)
+    assert level.high - level.low > 5
+
+
+def test_runs_without_stored_outputs_fall_back_to_seeds() -> None:
+    resampler = outputs_of({})
+    estimate = resampler.level("k", [arm("a", "eval"), arm("b", "eval")], [90.0, 92.0])
+    assert estimate.images == 1 and estimate.mean == pytest.approx(91)
+
+
+def test_flip_excess_against_the_seed_to_seed_disagreement() -> None:
+    labels = [0] * 10
+    predictions = {0: [0] * 10, 1: [0] * 8 + [1] * 2, 2: [0] * 5 + [1] * 5}
+    runs = {
+        f"r{s}": Outputs(labels, {"same": p}, {"same": [1] * 10}, 10)
+        for s, p in predictions.items()
+    }
+    resampler = outputs_of(runs)
+    arms = [arm(f"r{s}", "same") for s in predictions]
+    estimate = resampler.flip_excess("k", arms, [0.0, 0.0, 0.0])
+    # per-image flips 1 of 10 reshuffles = 10 %; disagreements 20, 50, 30 % → baseline 33.3 %
+    assert estimate.mean == pytest.approx(10 - 100 / 3)
+    assert estimate.low < estimate.mean < estimate.high
