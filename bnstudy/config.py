@@ -344,10 +344,14 @@ class EvalConfig(_Section):
     # converges to (pycls, torch.optim.swa_utils.update_bn), smaller at small batches. The
     # pair separates "EMA noise" (batch_average) from "wrong estimator" (population)
     precise_variance: Literal["population", "batch_average"] = "population"
+    # seed of the permutation of the test split that makes the train-mode test batches (never
+    # the file order, which may be sorted by class); the same for every run, so that runs of
+    # different seeds are tested on the same batches and their disagreement is training alone
+    test_order_seed: int = Field(0, ge=0)
     # train mode: the test set is reshuffled this many times into other batches (independent
-    # seeded permutations, bnstudy.run.order_seed); the flip rate is the mean fraction of
-    # predictions that change (predictions.json counts the changes per image)
-    flip_reshuffles: int = Field(3, ge=1)
+    # seeded permutations per run, bnstudy.run.reshuffle_seed); the flip rate is the mean
+    # fraction of predictions that change (predictions.json counts the changes per image)
+    flip_reshuffles: int = Field(3, ge=1, lt=1000)
 
     @field_validator("test_modes")
     @classmethod

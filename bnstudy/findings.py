@@ -38,7 +38,7 @@ import pandas as pd
 from bnstudy.config import AnalysisConfig
 from bnstudy.norms import NORMS, uses_batch_statistics
 from bnstudy.outcomes import OK, counts_text
-from bnstudy.resampling import Resampler, arm, arms_of
+from bnstudy.resampling import DEFAULT_BOOTSTRAP, Resampler, arm, arms_of
 from bnstudy.stats import (
     DIFFERENCE,
     FIRST,
@@ -98,8 +98,10 @@ METHOD = (
     "difference, p≡ = equivalence within ±{margin} pp (two one-sided tests, "
     "analysis.equivalence_margin; ±{slope_margin} for the noise exponent). Multiple testing: "
     "Holm over the primary claims ({primary}), Benjamini–Hochberg over all other findings, "
-    "each test kind adjusted on its own; verdicts use the adjusted p-values (adj) at α = "
-    "{alpha}."
+    "both tests of a finding in its family, which counts at most one true null per finding; "
+    "verdicts use the adjusted p-values (adj) at α = "
+    "{alpha}. An equivalence verdict at α is the 90% interval inside ±margin: a 95% interval "
+    "may reach past it."
 )
 DIRECTIONAL_RULE = (
     "Verdict: supported if the adjusted p-value of no difference is below α and the estimate "
@@ -146,7 +148,6 @@ BETWEEN_RATIO, VALUES_RATIO = "between_ratio", "values_ratio"
 BASELINE = "baseline"
 FLIP_TITLE = "Flip rate vs seed-to-seed disagreement (claim flip − baseline < 0)"
 DEFAULT_ANALYSIS = AnalysisConfig()
-DEFAULT_BOOTSTRAP = Bootstrap()
 ARM = "arm"  # accuracy_rows: the run's test setting, as bnstudy.resampling.arm names it
 
 Predictions = Callable[[str], dict[str, list[int]] | None]  # run_id -> predictions per label
@@ -280,29 +281,29 @@ def _margin_text(margin: float, unit: str) -> str:
 def adjust(groups: list[FindingGroup], analysis: AnalysisConfig) -> list[FindingGroup]:
     """The groups with every testable finding's p-values adjusted and its verdict decided:
     findings whose key matches a pattern of ``analysis.primary`` are primary and adjusted by
-    Holm (family-wise error), the others by Benjamini–Hochberg (false discovery rate); the
-    difference and the equivalence tests are adjusted apart. Then each group's notes are
-    written from its decided findings."""
+    Holm (family-wise error), the others by Benjamini–Hochberg (false discovery rate). Both
+    tests of a finding (difference, equivalence) are members of its family, so the error rate
+    holds over every verdict the family can give; as at most one of a finding's two nulls is
+    true (no difference lies within the margin), the family counts its findings, not its tests,
+    as the most true nulls (Shaffer 1986). Then each group's notes are written from its
+    decided findings."""
     found = [(g, i, f) for g, group in enumerate(groups) for i, f in enumerate(group.findings)]
-    primary = [
-        any(fnmatch.fnmatchcase(f.key, pattern) for pattern in analysis.primary)
-        for _, _, f in found
-    ]
-    adjusted: dict[str, list[float]] = {"adjusted": [], "adjusted_equivalent": []}
-    for name, raw in (("adjusted", "pvalue"), ("adjusted_equivalent", "pvalue_equivalent")):
-        values = np.array([getattr(f, raw) for _, _, f in found], dtype=float)
-        mask = np.array(primary, dtype=bool)
-        result = np.full(values.shape, np.nan)
-        result[mask] = holm(values[mask])
-        result[~mask] = benjamini_hochberg(values[~mask])
-        adjusted[name] = result.tolist()
+    primary = np.array(
+        [any(fnmatch.fnmatchcase(f.key, p) for p in analysis.primary) for _, _, f in found],
+        dtype=bool,
+    )
+    raw = np.array([(f.pvalue, f.pvalue_equivalent) for _, _, f in found], dtype=float)
+    adjusted = np.full(raw.shape, np.nan)
+    for members, method in ((primary, holm), (~primary, benjamini_hochberg)):
+        claims = int((~np.isnan(raw[members])).any(axis=1).sum())  # one true null each at most
+        adjusted[members] = method(raw[members].ravel(), claims).reshape(-1, 2)
     decided = [list(group.findings) for group in groups]
     for index, (g, i, finding) in enumerate(found):
         finding = replace(
             finding,
-            primary=primary[index],
-            adjusted=adjusted["adjusted"][index],
-            adjusted_equivalent=adjusted["adjusted_equivalent"][index],
+            primary=bool(primary[index]),
+            adjusted=float(adjusted[index, 0]),
+            adjusted_equivalent=float(adjusted[index, 1]),
         )
         decided[g][i] = replace(finding, verdict=decide(finding, analysis.alpha))
     return [
@@ -1096,7 +1097,9 @@ def _control_checks(
     reference = cells[top]
     findings = []
     for cell in others:
-        pairs = cells[cell].merge(reference, on="seed", suffixes=("", "_reference"))
+        pairs = cells[cell].merge(
+            reference, on="seed", suffixes=("", "_reference"), validate="one_to_one"
+        )
         name, reference_name = _setup_name(cell, axis, setup), _setup_name(top, axis, setup)
         estimate = resampler.difference(
             f"{key}|{name}",
@@ -1275,7 +1278,8 @@ PREDICTED_EXPONENT = -0.5  # noise of a mean over k independent images ∝ k^(�
 
 def noise_ratios(df: pd.DataFrame) -> pd.DataFrame:
     """One row per ok run of a batch-statistic norm with noise measurements: series columns, the
-    axis value, ``seed``, the measured noise (``bn_mean_noise``), ``between_ratio`` =
+    axis value, ``seed``, ``images`` (per statistic in the noise measurement: noise_images,
+    else the axis value), the measured noise (``bn_mean_noise``), ``between_ratio`` =
     bn_mean_noise / between-image prediction and ``values_ratio`` = bn_mean_noise / values-law
     prediction."""
     df = along_axis(df)
@@ -1283,13 +1287,17 @@ def noise_ratios(df: pd.DataFrame) -> pd.DataFrame:
     runs = df[df["status"].eq(OK) & batch_stat_mask(df)].drop_duplicates("run_id")
     runs = runs.dropna(subset=list(NOISE_COLUMNS))
     measured, between, values = (runs[col] for col in NOISE_COLUMNS)
+    images = runs["noise_images"] if "noise_images" in runs else pd.Series(np.nan, runs.index)
     return runs[[*series, axis, "seed", NOISE_COLUMNS[0]]].assign(
-        **{BETWEEN_RATIO: measured / between, VALUES_RATIO: measured / values}
+        images=images.fillna(runs[axis]),
+        **{BETWEEN_RATIO: measured / between, VALUES_RATIO: measured / values},
     )
 
 
 def noise_findings(
-    df: pd.DataFrame, bootstrap: Bootstrap = DEFAULT_BOOTSTRAP, slope_margin: float = 0.1
+    df: pd.DataFrame,
+    bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
+    slope_margin: float = DEFAULT_ANALYSIS.noise_slope_margin,
 ) -> FindingGroup:
     """Per batch-statistic norm (and other factors): the exponent of its batch-mean noise in
     images per statistic, and whether its level follows the between-image prediction rather
@@ -1301,23 +1309,23 @@ def noise_findings(
     if ratios.empty:
         reason = f"no ok run of a batch-statistic norm has values of {', '.join(NOISE_COLUMNS)}"
         return FindingGroup(group, rule, skipped=reason)
-    series, axis = series_columns(df), batch_axis(df)
-    labels = series_labels(ratios, series)
+    labels = series_labels(ratios, series_columns(df))
     findings = []
     for label in dict.fromkeys(labels):
         runs = ratios[labels.eq(label)]
-        findings.append(_exponent_finding(runs, label, axis, bootstrap, slope_margin))
-        findings.append(_level_finding(runs[runs[axis].gt(1)], label, bootstrap))
+        findings.append(_exponent_finding(runs, label, bootstrap, slope_margin))
+        findings.append(_level_finding(runs[runs["images"].gt(1)], label, bootstrap))
     return FindingGroup(group, rule, findings)
 
 
 def _exponent_finding(
-    runs: pd.DataFrame, label: str, axis: str, bootstrap: Bootstrap, margin: float
+    runs: pd.DataFrame, label: str, bootstrap: Bootstrap, margin: float
 ) -> Finding:
     """The log-log slope of measured noise against images per statistic over ``runs``, with
-    seeds resampled (every run of a drawn seed), tested against −0.5."""
+    seeds resampled (every run of a drawn seed), tested against −0.5. Each number of images
+    is its own trained network: the slope is across networks, as the study varies them."""
     runs = runs[runs[NOISE_COLUMNS[0]].gt(0)]
-    x, y = np.log(runs[axis].to_numpy(float)), np.log(runs[NOISE_COLUMNS[0]].to_numpy(float))
+    x, y = np.log(runs["images"].to_numpy(float)), np.log(runs[NOISE_COLUMNS[0]].to_numpy(float))
     seeds, seed_index = np.unique(runs["seed"].to_numpy(), return_inverse=True)
     key = finding_key("noise", label, "exponent")
     fields = dict(
@@ -1328,7 +1336,7 @@ def _exponent_finding(
         key=key,
         null=PREDICTED_EXPONENT,
         margin=margin,
-        detail=_noise_levels(runs, axis),
+        detail=_noise_levels(runs),
     )
     if np.unique(x).size < 2 or seeds.size < 2:
         return Finding(
@@ -1360,10 +1368,10 @@ def _weighted_slopes(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.nd
         return np.where(spread > 1e-12, covariance / spread, np.nan)
 
 
-def _noise_levels(runs: pd.DataFrame, axis: str) -> str:
-    """``mean noise 0.31 at 1 → 0.06 at 32``: the measured noise at the smallest and largest
-    axis values."""
-    means = runs.groupby(axis)[NOISE_COLUMNS[0]].mean()
+def _noise_levels(runs: pd.DataFrame) -> str:
+    """``mean noise 0.310 at 1 → 0.060 at 32``: the measured noise at the fewest and the most
+    images per statistic."""
+    means = runs.groupby("images")[NOISE_COLUMNS[0]].mean()
     if means.empty:
         return ""
     first, last = means.index[0], means.index[-1]
@@ -1373,6 +1381,8 @@ def _noise_levels(runs: pd.DataFrame, axis: str) -> str:
 def _level_finding(runs: pd.DataFrame, label: str, bootstrap: Bootstrap) -> Finding:
     """Whether measured noise lies closer (in |log ratio|) to the between-image prediction
     than to the values law, per seed averaged over its runs at 2 or more images."""
+    ratios = runs[[BETWEEN_RATIO, VALUES_RATIO]]
+    runs = runs[(ratios > 0).all(axis=1) & np.isfinite(ratios).all(axis=1)]
     closer = np.abs(np.log(runs[BETWEEN_RATIO])) - np.abs(np.log(runs[VALUES_RATIO]))
     per_seed = closer.groupby(runs["seed"]).mean()
     key = finding_key("noise", label, "level")
@@ -1457,7 +1467,7 @@ def flip_findings(
         row = cell.iloc[0]
         key = finding_key("flip", _cell(row, series, axis), row["test_batch"])
         arms = arms_of(cell)
-        estimate = resampler.flip_excess(key, arms, (100 * cell["test_flip_rate"]).tolist())
+        estimate = resampler.flip_excess(arms, (100 * cell["test_flip_rate"]).tolist())
         means = (100 * cell["test_flip_rate"].mean(), cell[BASELINE].mean())
         findings.append(_flip_finding(row, estimate, means, series, axis, key))
     return FindingGroup(group, FLIP_RULE, findings)
@@ -1533,10 +1543,14 @@ def build_findings(
     return [FindingGroup(group.title, group.rule, skipped=skipped) for group in groups]
 
 
-def method_text(analysis: AnalysisConfig) -> str:
-    """How the intervals, tests and adjustments were computed (METHOD) for ``analysis``."""
+def method_text(analysis: AnalysisConfig, groups: Iterable[FindingGroup] = ()) -> str:
+    """How the intervals, tests and adjustments were computed (METHOD) for ``analysis``, and
+    the patterns of ``analysis.primary`` that match no finding of ``groups`` (a typo would
+    otherwise leave the primary family silently empty)."""
     primary = ", ".join(analysis.primary) if analysis.primary else "none declared"
-    return METHOD.format(
+    keys = [f.key for group in groups for f in group.findings]
+    unmatched = [p for p in analysis.primary if not any(fnmatch.fnmatchcase(k, p) for k in keys)]
+    text = METHOD.format(
         resamples=analysis.bootstrap_resamples,
         seed=analysis.bootstrap_seed,
         margin=analysis.equivalence_margin,
@@ -1544,13 +1558,19 @@ def method_text(analysis: AnalysisConfig) -> str:
         primary=primary,
         alpha=analysis.alpha,
     )
+    if unmatched:
+        text += f" Primary patterns that match no finding: {', '.join(unmatched)}."
+    return text
 
 
 def claim_sentence(finding: Finding) -> str:
     """A decided finding in one sentence: where, the claim, the estimate with its interval,
-    the adjusted p-value and the verdict."""
-    test = finding.adjusted if not math.isnan(finding.adjusted) else finding.adjusted_equivalent
-    adjusted = f", adjusted p = {_p(test)}" if not math.isnan(test) else ""
+    the adjusted p-value of the test that decided it (equivalence for a verdict within a
+    margin) and the verdict."""
+    within = "within ±" in finding.verdict
+    test = finding.adjusted_equivalent if within else finding.adjusted
+    name = "equivalence p" if within else "p"
+    adjusted = f", adjusted {name} = {_p(test)}" if not math.isnan(test) else ""
     measured = f": {finding.measure} = {finding.interval()}" if finding.interval() else ""
     return (
         f"{finding.subject}: {finding.claim}{measured} (n = {finding.n}{adjusted}) → "

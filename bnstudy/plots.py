@@ -185,17 +185,14 @@ def accuracy_table(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.D
     rows = df.assign(acc=100 * measured(df, "test_acc"))
     table = seed_stats(rows, "acc", keys)
     resampler = resampler or Resampler(None)
-    ok = rows[rows["acc"].notna()]
-    bounds = {}
-    for cell, group in ok.groupby(keys, dropna=False, sort=False):
-        arms = arms_of(group)
+    bounds = []
+    for cell, group in rows[rows["acc"].notna()].groupby(keys, dropna=False, sort=False):
         key = "summary|" + "|".join(map(str, cell))
-        estimate = resampler.level(key, arms, group["acc"].tolist())
-        bounds[cell] = (estimate.low, estimate.high)
-    cells = list(table[keys].itertuples(index=False, name=None))
-    table["acc_ci_low"] = [bounds.get(c, (np.nan, np.nan))[0] for c in cells]
-    table["acc_ci_high"] = [bounds.get(c, (np.nan, np.nan))[1] for c in cells]
-    return table
+        estimate = resampler.level(key, arms_of(group), group["acc"].tolist())
+        bounds.append((*cell, estimate.low, estimate.high))
+    bounds = pd.DataFrame(bounds, columns=[*keys, "acc_ci_low", "acc_ci_high"])
+    intervals = table.drop(columns=["acc_ci_low", "acc_ci_high"]).merge(bounds, how="left")
+    return intervals[table.columns]  # NaN keys match NaN in a merge
 
 
 def mode_differences(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:

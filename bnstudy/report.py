@@ -1128,7 +1128,7 @@ def write_report(sweep_dir: Path) -> Path:
     groups = build_findings(df, baseline, resampler, analysis)
     setup, method, missing = (
         setup_rows(sweep_dir, df),
-        method_text(analysis),
+        method_text(analysis, groups),
         completeness(sweep_dir),
     )
     (out / FINDINGS_MD).write_text(

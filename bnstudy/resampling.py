@@ -14,22 +14,17 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from itertools import combinations
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from bnstudy.stats import (
-    Bootstrap,
-    Estimate,
-    bootstrap_estimate,
-    image_draws,
-    replicate_estimate,
-)
+from bnstudy.config import AnalysisConfig
+from bnstudy.stats import Bootstrap, Estimate, bootstrap_estimate
 from bnstudy.test_modes import setting_key
 
 DEFAULT_BOOTSTRAP = Bootstrap()
+DEFAULT_MARGIN = AnalysisConfig.model_fields["equivalence_margin"].default  # pp
 ARM_SEPARATOR = "\x1f"  # between run_id and test_batch label in an arm's name
 
 
@@ -58,16 +53,20 @@ class Resampler:
     """Bootstraps accuracies and paired differences over seeds and test images.
 
     ``read`` returns a run's stored outputs (None when it has none); ``bootstrap`` says how to
-    resample; ``margin`` (pp) is the equivalence margin of accuracy differences."""
+    resample; ``margin`` (pp) is the equivalence margin of accuracy differences. A quantity's
+    random draws are seeded by what it is computed from (its arms, or its values), so the same
+    runs get the same interval wherever they appear (a control repeated along the batch axis,
+    the summary table and a figure), and each is computed once."""
 
     def __init__(
         self,
         read: Callable[[str], Outputs | None] | None,
         bootstrap: Bootstrap = DEFAULT_BOOTSTRAP,
-        margin: float = 1.0,
+        margin: float = DEFAULT_MARGIN,
     ) -> None:
         self.read, self.bootstrap, self.margin = read, bootstrap, margin
         self._outputs: dict[str, Outputs | None] = {}
+        self._estimates: dict[str, Estimate] = {}
 
     def outputs(self, run_id: str) -> Outputs | None:
         """The run's stored outputs, read once."""
@@ -75,29 +74,56 @@ class Resampler:
             self._outputs[run_id] = self.read(run_id) if self.read else None
         return self._outputs[run_id]
 
-    def correct(self, name: str) -> np.ndarray | None:
-        """Per test image, 100 if the arm ``name`` (:func:`arm`) predicted it right, else 0;
-        None without stored labels and predictions."""
+    def _labelled(self, name: str) -> tuple[np.ndarray, np.ndarray] | None:
+        """The arm's predictions and the run's test labels, or None when either is missing or
+        their lengths differ (a damaged file)."""
         run_id, label = name.split(ARM_SEPARATOR, 1)
         outputs = self.outputs(run_id)
         if outputs is None or outputs.labels is None or label not in outputs.predictions:
             return None
-        predicted = np.asarray(outputs.predictions[label])
-        return 100.0 * (predicted == np.asarray(outputs.labels))
+        predicted, labels = np.asarray(outputs.predictions[label]), np.asarray(outputs.labels)
+        return (predicted, labels) if predicted.shape == labels.shape else None
+
+    def correct(self, name: str) -> np.ndarray | None:
+        """Per test image, 100 if the arm ``name`` (:func:`arm`) predicted it right, else 0;
+        None without stored labels and predictions."""
+        labelled = self._labelled(name)
+        return None if labelled is None else 100.0 * (labelled[0] == labelled[1])
+
+    def _aligned(self, arms: Sequence[str]) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Predictions and labels of every arm when all have them on one test set (the same
+        labels in the same order), else None: then images cannot be paired."""
+        found = [self._labelled(name) for name in arms]
+        if not found or any(f is None for f in found):
+            return None
+        labels = found[0][1]
+        return found if all(np.array_equal(f[1], labels) for f in found) else None
 
     def evidence(self, arms: Sequence[str], values: Sequence[float]) -> np.ndarray:
-        """Seeds × images of the ``arms`` when every one has stored outputs of one length, else
-        the per-seed ``values`` as one column."""
-        rows = [self.correct(name) for name in arms]
-        if rows and all(r is not None for r in rows) and len({len(r) for r in rows}) == 1:
-            return np.stack(rows)
-        return np.asarray(values, dtype=float).reshape(-1, 1)
+        """Seeds × images (100 right, 0 wrong) of the ``arms`` when all have stored outputs on
+        one test set, else the per-seed ``values`` as one column."""
+        found = self._aligned(arms)
+        if found is None:
+            return np.asarray(values, dtype=float).reshape(-1, 1)
+        return np.stack([100.0 * (predicted == labels) for predicted, labels in found])
+
+    def _cached(self, kind: str, parts: Sequence[object], compute: Callable[[str], Estimate]):
+        """The estimate of ``kind`` from ``parts`` (arms, or values where arms are missing),
+        computed once with draws seeded by them."""
+        key = kind + "|" + "|".join(map(str, parts))
+        if key not in self._estimates:
+            self._estimates[key] = compute(key)
+        return self._estimates[key]
 
     def level(self, key: str, arms: Sequence[str], values: Sequence[float]) -> Estimate:
         """Mean accuracy (pp) of ``arms`` (one per seed) with its interval; ``values`` are their
-        accuracies, used when outputs are missing."""
-        return bootstrap_estimate(
-            self.evidence(arms, values), self.bootstrap, key, bounds=(0.0, 100.0)
+        accuracies, used when outputs are missing. ``key`` names it where arms are missing."""
+        evidence = self.evidence(arms, values)
+        parts = arms if evidence.shape[1] > 1 else [key, *values]
+        return self._cached(
+            "level",
+            parts,
+            lambda seed: bootstrap_estimate(evidence, self.bootstrap, seed, bounds=(0.0, 100.0)),
         )
 
     def difference(
@@ -107,85 +133,58 @@ class Resampler:
         second: tuple[Sequence[str], Sequence[float]],
     ) -> Estimate:
         """Mean paired difference first − second (pp) of two lists of arms, paired by position
-        (the same seed, or the same run), with the tests against 0 and within ±margin."""
-        a, b = self.evidence(*first), self.evidence(*second)
-        if a.shape != b.shape:  # one side lacks outputs: both sides by their accuracies
-            a = np.asarray(first[1], dtype=float).reshape(-1, 1)
-            b = np.asarray(second[1], dtype=float).reshape(-1, 1)
-        return bootstrap_estimate(
-            a - b, self.bootstrap, key, margin=self.margin, bounds=(-100.0, 100.0)
+        (the same seed, or the same run), with the tests against 0 and within ±margin; images
+        are paired when both sides have stored outputs on one test set, else seeds only."""
+        paired = self._aligned([*first[0], *second[0]]) is not None
+        a, b = (
+            self.evidence(*side) if paired else np.asarray(side[1], dtype=float).reshape(-1, 1)
+            for side in (first, second)
+        )
+        parts = [*first[0], "−", *second[0]] if paired else [key, *first[1], "−", *second[1]]
+        return self._cached(
+            "difference",
+            parts,
+            lambda seed: bootstrap_estimate(
+                a - b, self.bootstrap, seed, margin=self.margin, bounds=(-100.0, 100.0)
+            ),
         )
 
-    def flip_excess(self, key: str, arms: Sequence[str], flip_rates: Sequence[float]) -> Estimate:
+    def flip_excess(self, arms: Sequence[str], flip_rates: Sequence[float]) -> Estimate:
         """Mean over runs (seeds of one cell) of flip rate − seed-to-seed disagreement (pp).
 
-        A run's disagreement is the mean over the other seeds of the fraction of test images
-        whose predictions in the arm's setting differ. Resampled as the other quantities:
-        seeds with replacement (a drawn seed is compared with the other distinct seeds drawn)
-        and test images, shared by the flips and the disagreements; a run's flip rate is
-        resampled by image where its per-image flip counts were stored. NaN without stored
-        predictions for every arm."""
-        predictions = [self._predictions(name) for name in arms]
-        if len(arms) < 2 or any(p is None for p in predictions):
-            return Estimate(math.nan, math.nan, math.nan, math.nan, math.nan, len(arms), 0)
+        Per run and test image: the share of reshuffles that changed the image's prediction
+        (the run's flip rate where per-image counts were not stored) minus the share of the
+        other seeds whose prediction of it differs from this run's; its mean is the run's flip
+        rate minus its baseline. These per-run excesses (seeds × images) are resampled as every
+        other quantity. Needs stored predictions of every arm on one test set and 3 seeds (with
+        2 the two runs' baselines are one number, and a seed resample holding one of them has
+        none): NaN otherwise."""
+        found = self._aligned(arms)
+        if found is None or len(arms) < 3:
+            nan = math.nan
+            return Estimate(nan, nan, nan, nan, nan, len(arms), 0)
+        predicted = np.stack([predictions for predictions, _ in found])
         flips = np.stack(
-            [self._flips(name, rate) for name, rate in zip(arms, flip_rates, strict=True)]
+            [
+                self._flips(name, rate, predicted.shape[1])
+                for name, rate in zip(arms, flip_rates, strict=True)
+            ]
         )
-        predicted = np.stack(predictions)
-        pairs = list(combinations(range(len(arms)), 2))
-        disagree = np.stack([100.0 * (predicted[a] != predicted[b]) for a, b in pairs])
-        estimate = _flip_excess(flips.mean(1), disagree.mean(1), pairs, np.ones(len(arms)))
-        replicates = self._flip_replicates(key, flips, disagree, pairs)
-        return replicate_estimate(
-            estimate, replicates, self.bootstrap, len(arms), disagree.shape[1]
+        others = len(arms) - 1
+        disagree = np.stack(
+            [100.0 * (predicted != row).sum(0) / others for row in predicted]
+        )  # per run and image: the share of the other seeds that predict it otherwise
+        excess = flips - disagree
+        return self._cached(
+            "flip", arms, lambda seed: bootstrap_estimate(excess, self.bootstrap, seed)
         )
 
-    def _predictions(self, name: str) -> np.ndarray | None:
-        run_id, label = name.split(ARM_SEPARATOR, 1)
-        outputs = self.outputs(run_id)
-        if outputs is None or label not in outputs.predictions:
-            return None
-        return np.asarray(outputs.predictions[label])
-
-    def _flips(self, name: str, rate: float) -> np.ndarray:
+    def _flips(self, name: str, rate: float, images: int) -> np.ndarray:
         """Per image, the percentage of reshuffles that changed the arm's prediction; the run's
         flip rate (percent) at every image when per-image counts were not stored."""
         run_id, label = name.split(ARM_SEPARATOR, 1)
         outputs = self.outputs(run_id)
         counts = outputs.flips.get(label) if outputs is not None else None
-        images = len(self._predictions(name))
         if counts is None or not outputs.reshuffles or len(counts) != images:
             return np.full(images, rate)
         return 100.0 * np.asarray(counts, dtype=float) / outputs.reshuffles
-
-    def _flip_replicates(
-        self, key: str, flips: np.ndarray, disagree: np.ndarray, pairs: list[tuple[int, int]]
-    ) -> np.ndarray:
-        seeds = len(flips)
-        rng, resamples = self.bootstrap.rng(key), self.bootstrap.resamples
-        counts = rng.multinomial(seeds, np.full(seeds, 1 / seeds), size=resamples)
-        columns, drawn = image_draws(np.vstack([flips, disagree]), resamples, rng)
-        means = columns @ drawn.T / flips.shape[1]  # quantities × replicates
-        return np.array(
-            [
-                _flip_excess(means[:seeds, b], means[seeds:, b], pairs, counts[b])
-                for b in range(resamples)
-            ]
-        )
-
-
-def _flip_excess(
-    flips: np.ndarray, disagree: np.ndarray, pairs: list[tuple[int, int]], counts: np.ndarray
-) -> float:
-    """Σ_s counts_s · (flips_s − mean over the other drawn seeds t of disagree_st) / Σ counts;
-    NaN when a drawn seed has no other distinct seed drawn."""
-    seeds = len(flips)
-    matrix = np.zeros((seeds, seeds))
-    for value, (a, b) in zip(disagree, pairs, strict=True):
-        matrix[a, b] = matrix[b, a] = value
-    drawn = counts > 0
-    others = drawn.sum() - drawn  # distinct other seeds drawn, per seed
-    if np.any(others[drawn] == 0):
-        return math.nan
-    baseline = (matrix @ drawn) / np.where(others > 0, others, 1)
-    return float(np.sum(counts * (flips - baseline)) / counts.sum())

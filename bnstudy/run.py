@@ -62,9 +62,10 @@ from bnstudy.train import (
 )
 
 NOISE_SAMPLES = 1024  # training samples, in batches of the statistics batch, for the noise
-# seeds of a run's test-order permutations, per run seed: the train-mode test batches' order
-# (draw 0) and the flip rate's reshuffles (draws 1, 2, ...): see order_seed
+# seeds of the flip rate's reshuffles, per run seed (see reshuffle_seed), above 2**32 so that
+# they never meet eval.test_order_seed, the one order of the train-mode test batches
 ORDER_SEEDS_PER_RUN = 1000
+RESHUFFLE_SEEDS = 2**32
 
 
 @dataclass(frozen=True)
@@ -459,16 +460,17 @@ def _test(
     without a flip rate), both in the test split's order.
 
     Where the norms use batch statistics at test (``layers_train``), the test batches follow a
-    seeded permutation of the test split (``test_order_seed``, :func:`order_seed` draw 0), not
-    its file order, which may be sorted by class; elsewhere the order does not matter and is
-    the split's (``test_order_seed`` None).
+    seeded permutation of the test split (``test_order_seed``: eval.test_order_seed, the same
+    for every run, so that runs of different seeds are tested on the same batches), not its
+    file order, which may be sorted by class; elsewhere the order does not matter and is the
+    split's (``test_order_seed`` None).
 
     ``test_flip_rate`` is the mean fraction of test predictions that change when the test set
     is reshuffled into different batches (eval.flip_reshuffles times; 0 in eval mode; in train
     mode a sample's prediction depends on the other samples of its batch)."""
     mode, device = TEST_MODES[setting.mode], data.test.y.device
     progress, stage = EvalProgress(), "recalibration" if mode.population else "evaluation"
-    seed = order_seed(config.seed, 0) if mode.layers_train else None
+    seed = config.eval.test_order_seed if mode.layers_train else None
     try:
         with preserved_buffers(model), compute.autocast(device):  # recalibration included
             if mode.population is not None:
@@ -544,12 +546,12 @@ def _estimator(setting: EvalSetting, config: StudyConfig) -> dict[str, Any]:
     return {"precise_variance": config.eval.precise_variance}
 
 
-def order_seed(seed: int, draw: int) -> int:
-    """The seed of test-order permutation ``draw`` of a run with seed ``seed``: draw 0 orders
-    the train-mode test batches, draw r = 1, 2, ... is the flip rate's r-th reshuffle. The
-    draws of a run have distinct seeds, so they are independent permutations (for fewer than
-    :data:`ORDER_SEEDS_PER_RUN` draws)."""
-    return seed * ORDER_SEEDS_PER_RUN + draw
+def reshuffle_seed(seed: int, reshuffle: int) -> int:
+    """The seed of the flip rate's ``reshuffle``-th permutation (1, 2, ...) of the test set in
+    a run with seed ``seed``: distinct for every run seed and reshuffle (fewer than
+    :data:`ORDER_SEEDS_PER_RUN`), and apart from eval.test_order_seed, so each is a permutation
+    independent of the test order and of the others."""
+    return RESHUFFLE_SEEDS + seed * ORDER_SEEDS_PER_RUN + reshuffle
 
 
 def seeded_order(n: int, seed: int, device: torch.device) -> torch.Tensor:
@@ -568,7 +570,7 @@ def _flips(
     progress: EvalProgress | None = None,
 ) -> torch.Tensor | None:
     """Per test image (split order), how many of eval.flip_reshuffles reshuffles (independent
-    seeded permutations, :func:`order_seed` draws 1, 2, ...) change its prediction from
+    seeded permutations, :func:`reshuffle_seed`) change its prediction from
     ``predictions``; None where nothing can flip: no batch statistics at test, or a test
     batch of 1 (no other sample in it) unless the whole model is in train mode (dropout)."""
     mode = TEST_MODES[setting.mode]
@@ -584,7 +586,7 @@ def _flips(
             batch_size=setting.batch_size,
             compute=compute,
             progress=progress,
-            order=seeded_order(n, order_seed(config.seed, reshuffle), device),
+            order=seeded_order(n, reshuffle_seed(config.seed, reshuffle), device),
             whole_model=mode.whole_model,
         )
         flips += again.predictions != predictions  # both in the split's order

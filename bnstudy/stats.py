@@ -1,17 +1,19 @@
-"""Statistics for the report: t confidence intervals, paired differences, one-way ANOVA, the
-two-level bootstrap over seeds and test images with the tests it gives (difference from a null,
-equivalence within a margin), and adjustments for multiple testing (Holm, Benjamini–Hochberg).
+"""Statistics for the report: the two-level bootstrap over seeds and test images with the
+tests it gives (difference from a null, equivalence within a margin), adjustments for multiple
+testing (Holm, Benjamini–Hochberg), paired differences, and per-seed t-intervals for the
+figures' diagnostics.
 
-Every t-interval here is the two-sided Student-t interval for a mean over independent replicates
+A t-interval here is the two-sided Student-t interval for a mean over independent replicates
 (seeds): ``mean ± t_{(1+c)/2, n-1} · s / √n`` with ``s`` the sample standard deviation (ddof 1)
 and ``c`` the confidence (0.95). It is undefined, NaN, for n < 2. NaN values are dropped first.
+Accuracies and their differences get the bootstrap (:func:`bootstrap_estimate`) instead.
 """
 
 from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -25,22 +27,6 @@ CONFIDENCE = 0.95
 FIRST, SECOND, DIFFERENCE = "first", "second", "difference"  # columns of paired_difference
 
 
-class Interval(NamedTuple):
-    """A mean with the bounds of its t-interval and the number of values it is over."""
-
-    mean: float
-    low: float
-    high: float
-    n: int
-
-
-class AnovaResult(NamedTuple):
-    """One-way ANOVA: the F statistic and its p-value (NaN when not testable)."""
-
-    statistic: float
-    pvalue: float
-
-
 def t_half_width(std: object, n: object, confidence: float = CONFIDENCE) -> np.ndarray:
     """Half-width ``t_{(1+c)/2, n-1} · std / √n`` of the t-interval, elementwise over arrays of
     standard deviations and counts; NaN where n < 2."""
@@ -50,19 +36,6 @@ def t_half_width(std: object, n: object, confidence: float = CONFIDENCE) -> np.n
     degrees = np.where(n >= 2, n - 1, np.nan)
     quantile = scipy.stats.t.ppf((1 + confidence) / 2, degrees)
     return quantile * np.asarray(std, dtype=float) / np.sqrt(np.where(n >= 2, n, np.nan))
-
-
-def t_interval(values: Iterable[float], confidence: float = CONFIDENCE) -> Interval:
-    """Mean of the non-NaN ``values`` with its t-interval and their count; NaN bounds for n < 2,
-    NaN mean for n = 0."""
-    x = np.asarray(list(values), dtype=float)
-    x = x[~np.isnan(x)]
-    if x.size == 0:
-        return Interval(np.nan, np.nan, np.nan, 0)
-    mean = float(x.mean())
-    std = float(x.std(ddof=1)) if x.size > 1 else np.nan
-    half = float(t_half_width(std, x.size, confidence))
-    return Interval(mean, mean - half, mean + half, int(x.size))
 
 
 def interval_table(
@@ -100,22 +73,6 @@ def paired_difference(
     pairs = first.merge(second, on=list(pair_on), validate="one_to_one")
     pairs[DIFFERENCE] = pairs[FIRST] - pairs[SECOND]
     return pairs.dropna(subset=[DIFFERENCE]).reset_index(drop=True)
-
-
-def one_way_anova(groups: Iterable[Iterable[float]]) -> AnovaResult:
-    """One-way ANOVA (``scipy.stats.f_oneway``) across ``groups`` of replicate values, NaNs and
-    empty groups dropped. Not testable (NaN, NaN) with fewer than 2 groups or when no group has
-    2 values. Identical values everywhere give (NaN, NaN); zero spread within groups but
-    different means gives (inf, 0)."""
-    arrays = [np.asarray(list(g), dtype=float) for g in groups]
-    arrays = [a[~np.isnan(a)] for a in arrays]
-    arrays = [a for a in arrays if a.size]
-    if len(arrays) < 2 or max(a.size for a in arrays) < 2:
-        return AnovaResult(np.nan, np.nan)
-    import scipy.stats
-
-    result = scipy.stats.f_oneway(*arrays)
-    return AnovaResult(float(result.statistic), float(result.pvalue))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -193,11 +150,9 @@ def bootstrap_estimate(
     null: float = 0.0,
     margin: float = math.nan,
     bounds: tuple[float, float] = (-math.inf, math.inf),
-    replicates: np.ndarray | None = None,
 ) -> Estimate:
     """The :class:`Estimate` (:func:`replicate_estimate`) of the mean of ``values`` (seeds ×
-    images, or a vector of per-seed values) from :func:`crossed_replicates` (or the given
-    ``replicates`` of a statistic whose estimate is the mean of ``values``). NaN interval and
+    images, or a vector of per-seed values) from :func:`crossed_replicates`. NaN interval and
     p-values for fewer than 2 seeds."""
     values = np.asarray(values, dtype=float)
     values = values.reshape(len(values), -1) if values.size else values.reshape(0, 1)
@@ -205,8 +160,7 @@ def bootstrap_estimate(
     estimate = float(values.mean()) if values.size else math.nan
     if n < 2:
         return Estimate(estimate, math.nan, math.nan, math.nan, math.nan, n, images)
-    if replicates is None:
-        replicates = crossed_replicates(values, bootstrap.resamples, bootstrap.rng(key))
+    replicates = crossed_replicates(values, bootstrap.resamples, bootstrap.rng(key))
     return replicate_estimate(estimate, replicates, bootstrap, n, images, null, margin, bounds)
 
 
@@ -255,29 +209,38 @@ def replicate_estimate(
     return Estimate(estimate, low, high, min(1.0, pvalue), equivalent, n, images)
 
 
-def holm(pvalues: Sequence[float]) -> np.ndarray:
+def holm(pvalues: Sequence[float], true_nulls: int | None = None) -> np.ndarray:
     """Holm's step-down adjustment (Holm 1979): controls the family-wise error rate. The i-th
-    smallest of m p-values becomes max over j ≤ i of min(1, (m − j + 1)·p_(j)). NaN stays NaN
-    and does not count in m."""
-    p = np.asarray(pvalues, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    present = np.flatnonzero(~np.isnan(p))
-    order = present[np.argsort(p[present], kind="stable")]
+    smallest of m p-values becomes max over j ≤ i of min(1, min(k, m − j + 1)·p_(j)), with k
+    (``true_nulls``, default m) the most hypotheses that can be true at once: Shaffer's (1986)
+    bound, e.g. k = m/2 when the family holds, per claim, a test of no difference and one of
+    equivalence, of which at most one null is true. NaN stays NaN and does not count in m."""
+    p, order = _ordered(pvalues)
     m = order.size
-    scaled = (m - np.arange(m)) * p[order]
+    bound = m if true_nulls is None else min(true_nulls, m)
+    scaled = np.minimum(bound, m - np.arange(m)) * p[order]
+    adjusted = np.full(p.shape, np.nan)
     adjusted[order] = np.minimum(1, np.maximum.accumulate(scaled))
     return adjusted
 
 
-def benjamini_hochberg(pvalues: Sequence[float]) -> np.ndarray:
+def benjamini_hochberg(pvalues: Sequence[float], true_nulls: int | None = None) -> np.ndarray:
     """Benjamini–Hochberg's step-up adjustment (1995): controls the false discovery rate. The
-    i-th smallest of m p-values becomes min over j ≥ i of min(1, m·p_(j)/j). NaN stays NaN and
-    does not count in m."""
-    p = np.asarray(pvalues, dtype=float)
-    adjusted = np.full(p.shape, np.nan)
-    present = np.flatnonzero(~np.isnan(p))
-    order = present[np.argsort(p[present], kind="stable")]
+    i-th smallest of m p-values becomes min over j ≥ i of min(1, k·p_(j)/j), with k
+    (``true_nulls``, default m) an upper bound on the true hypotheses: the false discovery rate
+    is then at most α·m₀/k ≤ α (Benjamini & Hochberg 2000's adaptive form with a known bound).
+    NaN stays NaN and does not count in m."""
+    p, order = _ordered(pvalues)
     m = order.size
-    scaled = m * p[order] / np.arange(1, m + 1)
+    bound = m if true_nulls is None else min(true_nulls, m)
+    scaled = bound * p[order] / np.arange(1, m + 1)
+    adjusted = np.full(p.shape, np.nan)
     adjusted[order] = np.minimum(1, np.minimum.accumulate(scaled[::-1])[::-1])
     return adjusted
+
+
+def _ordered(pvalues: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """The p-values as an array and the positions of the non-NaN ones, smallest first."""
+    p = np.asarray(pvalues, dtype=float)
+    present = np.flatnonzero(~np.isnan(p))
+    return p, present[np.argsort(p[present], kind="stable")]

@@ -918,3 +918,16 @@ def test_the_report_reads_the_analysis_of_the_study_as_run(sweep: Path, tmp_path
     (copy / "study.yaml").write_text(yaml.safe_dump(study))
     with pytest.raises(ValueError, match=r"study.yaml: analysis: alpha"):
         report.study_analysis(copy)
+
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "results" / "example" / "quickstart"
+
+
+def test_the_shipped_example_study_recomputes_to_its_own_findings(tmp_path: Path) -> None:
+    # the per-run data shipped beside the quickstart's report is all `bnstudy report` needs
+    copy = tmp_path / "quickstart"
+    shutil.copytree(EXAMPLE, copy, ignore=shutil.ignore_patterns("report"))
+    out = report.write_report(copy)
+    for name in ("findings.md", "summary.md"):
+        shipped = (EXAMPLE / "report" / name).read_text(encoding="utf-8")
+        assert (out / name).read_text(encoding="utf-8") == shipped, name

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -60,7 +61,40 @@ def test_flip_excess_against_the_seed_to_seed_disagreement() -> None:
     }
     resampler = outputs_of(runs)
     arms = [arm(f"r{s}", "same") for s in predictions]
-    estimate = resampler.flip_excess("k", arms, [0.0, 0.0, 0.0])
+    estimate = resampler.flip_excess(arms, [0.0, 0.0, 0.0])
     # per-image flips 1 of 10 reshuffles = 10 %; disagreements 20, 50, 30 % → baseline 33.3 %
     assert estimate.mean == pytest.approx(10 - 100 / 3)
     assert estimate.low < estimate.mean < estimate.high
+
+
+def test_flip_excess_needs_three_seeds() -> None:
+    labels = [0] * 10
+    runs = {f"r{s}": Outputs(labels, {"same": [s % 2] * 10}, {}, None) for s in range(2)}
+    estimate = outputs_of(runs).flip_excess([arm(f"r{s}", "same") for s in range(2)], [5.1, 24.9])
+    assert estimate.n == 2 and math.isnan(estimate.mean) and math.isnan(estimate.pvalue)
+
+
+def test_the_same_runs_get_the_same_interval_wherever_they_appear() -> None:
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 3, 50).tolist()
+    runs = {
+        f"g{s}": Outputs(labels, {"eval": rng.integers(0, 3, 50).tolist()}, {}, None)
+        for s in range(3)
+    }
+    resampler = outputs_of(runs)
+    arms = [arm(f"g{s}", "eval") for s in range(3)]
+    # a control repeated at two axis values: different names, one interval
+    assert resampler.level("at 4", arms, [0, 0, 0]) == resampler.level("at 32", arms, [0, 0, 0])
+    fresh = outputs_of(runs).level("elsewhere", arms, [0, 0, 0])
+    assert fresh == resampler.level("at 4", arms, [0, 0, 0])
+
+
+def test_predictions_on_another_test_set_are_not_paired_by_image() -> None:
+    short = Outputs([0, 1], {"eval": [0, 1, 1]}, {}, None)  # damaged: lengths differ
+    other = Outputs([1, 0, 0], {"eval": [1, 0, 0]}, {}, None)  # another test set
+    good = Outputs([0, 1, 1], {"eval": [0, 1, 0]}, {}, None)
+    resampler = outputs_of({"a": good, "b": short, "c": other})
+    assert resampler.correct(arm("b", "eval")) is None
+    for pair in (["a", "b"], ["a", "c"]):
+        arms = [arm(run, "eval") for run in pair]
+        assert resampler.evidence(arms, [60.0, 70.0]).shape == (2, 1)  # seeds only

@@ -460,15 +460,16 @@ def test_a_class_sorted_test_split_gives_the_train_mode_accuracy_of_the_shuffled
     accuracy = {sort: test["test_acc"] for sort, (test, *_) in tested.items()}
     assert accuracy[False] > 0.9
     assert abs(accuracy[True] - accuracy[False]) < 0.05  # sampling error at n = 400: ≈ 0.015
-    assert tested[True][0]["test_order_seed"] == run.order_seed(config.seed, 0)
+    assert tested[True][0]["test_order_seed"] == config.eval.test_order_seed
 
 
 def test_the_test_order_and_each_reshuffle_are_distinct_permutations():
     for seed in (0, 1, 7):
-        orders = [run.seeded_order(50, run.order_seed(seed, draw), CPU) for draw in range(4)]
+        seeds = [0] + [run.reshuffle_seed(seed, draw) for draw in range(1, 4)]
+        orders = [run.seeded_order(50, order_seed, CPU) for order_seed in seeds]
         assert all(sorted(order.tolist()) == list(range(50)) for order in orders)
         assert len({tuple(order.tolist()) for order in orders}) == 4
-    assert not torch.equal(run.seeded_order(50, run.order_seed(0, 0), CPU), torch.arange(50))
+    assert not torch.equal(run.seeded_order(50, 0, CPU), torch.arange(50))
 
 
 def test_recalibration_batches_are_not_in_file_order():
@@ -504,7 +505,7 @@ def test_a_run_stores_labels_predictions_and_per_image_flips(tiny_study, tmp_pat
     assert len(flips) == len(labels) and all(0 <= f <= 3 for f in flips)
     assert sum(flips) / (3 * len(labels)) == pytest.approx(keys["train", "same"]["test_flip_rate"])
     assert keys["eval", "eval"]["test_order_seed"] is None
-    assert keys["train", "same"]["test_order_seed"] == run.order_seed(config.seed, 0)
+    assert keys["train", "same"]["test_order_seed"] == config.eval.test_order_seed
     # and the store writes and reads it back
     folder = store.run_dir(tmp_path, "r")
     folder.mkdir(parents=True)
