@@ -192,6 +192,7 @@ def accuracy_table(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.D
         bounds.append((*cell, estimate.low, estimate.high))
     bounds = pd.DataFrame(bounds, columns=[*keys, "acc_ci_low", "acc_ci_high"])
     intervals = table.drop(columns=["acc_ci_low", "acc_ci_high"]).merge(bounds, how="left")
+    intervals = intervals.astype({"acc_ci_low": float, "acc_ci_high": float})
     return intervals[table.columns]  # NaN keys match NaN in a merge
 
 
