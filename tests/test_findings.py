@@ -14,7 +14,7 @@ per seed), seeds 0, 1, 2, test settings eval, train (same) and precise. Accuraci
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 import pandas as pd
 import pytest
@@ -23,6 +23,7 @@ import scipy.stats
 from bnstudy import findings
 from bnstudy.config import AnalysisConfig
 from bnstudy.resampling import Resampler
+from bnstudy.store import TestOutputs as StoredOutputs
 
 T_975_2 = 4.302652729749462  # t quantile 0.975 at 2 degrees of freedom
 
@@ -314,20 +315,10 @@ def fake_predictions(run_id: str) -> dict[str, list[int]] | None:
     return {"same": PREDICTIONS[int(run_id[-1])], "eval": [0] * 10}
 
 
-@dataclass(frozen=True)
-class FakeOutputs:
-    """Stored test outputs as bnstudy.store reads them."""
-
-    labels: list[int] | None
-    predictions: dict[str, list[int]]
-    flips: dict[str, list[int]]
-    reshuffles: int | None
-
-
-def fake_outputs(run_id: str) -> FakeOutputs | None:
+def fake_outputs(run_id: str) -> StoredOutputs | None:
     """:func:`fake_predictions` with labels, no per-image flips."""
     predictions = fake_predictions(run_id)
-    return FakeOutputs([0] * 10, predictions, {}, None) if predictions else None
+    return StoredOutputs([0] * 10, predictions, {}, None) if predictions else None
 
 
 def test_seed_disagreement() -> None:

@@ -3,24 +3,17 @@
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
 
 from bnstudy.resampling import Resampler, arm
 from bnstudy.stats import Bootstrap
-
-
-@dataclass(frozen=True)
-class Outputs:
-    labels: list[int] | None
-    predictions: dict[str, list[int]]
-    flips: dict[str, list[int]]
-    reshuffles: int | None
+from bnstudy.store import TestOutputs as Outputs
 
 
 def outputs_of(runs: dict[str, Outputs]) -> Resampler:
+    """A resampler over the stored outputs ``runs`` (run_id -> outputs)."""
     return Resampler(runs.get, Bootstrap(1000), margin=1.0)
 
 
