@@ -926,7 +926,7 @@ def _verdict_tally(groups: list[FindingGroup]) -> str:
         f"{counts['yes']} supported, flat or equivalent",
         f"{counts['no']} contradicted",
         *([f"{counts['bad']} drifting"] if counts["bad"] else []),
-        f"{counts['open']} not resolved or not testable",
+        f"{counts['open']} not resolved, not testable or not applicable",
     ]
     return f"{counts.total()} findings: {', '.join(parts)}."
 
