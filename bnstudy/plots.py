@@ -6,7 +6,9 @@ leave no global state behind; :func:`save_figure` writes one out.
 The x axis of every figure is the study's batch axis (:func:`bnstudy.findings.batch_axis`), log
 2, ticks at its values; a norm without batch statistics in a normalization-batch study is drawn
 at every axis value from its one model per seed. Lines are means over seeds, bands and bars their
-95% t-intervals (none for one seed); an 'x' at the bottom of a panel marks an axis value where no
+95% intervals (none for one seed): for accuracies and their paired differences the findings'
+bootstrap over seeds and test images (given a resampler; seeds only without), for the
+diagnostics t-intervals over seeds; an 'x' at the bottom of a panel marks an axis value where no
 seed has a value. A norm has one colour in every figure of a report. Panels are drawn only where
 the quantity can vary: differences between test modes only for norms with running statistics,
 and a diagnostic that is the same in every run is left out (:func:`constant_panels` names it).
@@ -816,7 +818,8 @@ def _comparison_xlabel(table: pd.DataFrame) -> str:
 def plot_comparison(studies: dict[str, pd.DataFrame]) -> Figure:
     """Test accuracy (%) of several studies (label -> runs table) overlaid along their batch
     axes: one panel per test setting any study has; per study and norm (and other factors) the
-    mean over seeds with its t-interval band, colour per norm, line style and marker per study;
+    mean over seeds with its interval band over seeds (:func:`accuracy_table`), colour per norm,
+    line style and marker per study;
     chance lines at each study's 100 / number of classes. Raises NothingToPlot if no study's
     table has rows."""
     _require(None if studies else "no study to compare")

@@ -3,16 +3,21 @@ tables, figures, one HTML page; and compare studies on one page.
 
 :func:`write_report` writes ``results/<name>/report/``::
 
-    index.html                  one page, offline (no scripts, no external files): what was run
-                                (data, model, training, testing, budget, machine and software),
-                                the findings with their verdicts (controls check first), the
-                                headline figure, the accuracy pivot table, the other figures,
-                                and the full summary table and failed runs at the bottom
-    findings.md                 what was run, a controls-drift warning if any, and one line per
-                                finding with its numbers, 95% CI, n and verdict (bnstudy.findings)
+    index.html                  one page, offline (no scripts, no external files): what is
+                                missing, the answer (primary claims, where BN breaks, the best
+                                alternative) beside the headline figure, what was run (data,
+                                model, training, testing, budget, machine and software), every
+                                finding folded by group with raw and adjusted p-values, the
+                                accuracy pivot table, the other figures, and the full summary
+                                table and failed runs at the bottom
+    findings.md                 planned against present runs, what was run, the answer, how the
+                                intervals and verdicts are computed, and one line per finding
+                                with its numbers, 95% interval, n, raw and adjusted p-values,
+                                verdict and key (bnstudy.findings)
     paired.csv                  every paired difference behind the findings, one row per pair
-    summary.csv                 per cell: n, mean, std and 95% t-interval of the test accuracy
-                                (a fraction), means of the other metrics and diagnostics, counts
+    summary.csv                 per cell: n, mean, std, 95% bootstrap interval (seeds and test
+                                images), median and seeds at chance of the test accuracy (a
+                                fraction), means of the other metrics and diagnostics, counts
     summary.md                  the accuracy pivot table, then the summary table, accuracies in
                                 percent as mean [low, high]
     *.png                       the figures of bnstudy.plots (FIGURES lists them)
@@ -237,8 +242,9 @@ DIAGNOSTICS = (
 FAILURE_COLUMNS = ("run_id", "norm", "batch_size", "norm_batch_size", "seed", "status")
 FAILURE_COLUMNS += ("error_at", "error")
 
-# Column registry of summary.csv: output column -> (input column, aggregation); the t-interval
-# bounds test_acc_ci_low / test_acc_ci_high follow test_acc_std.
+# Column registry of summary.csv: output column -> (input column, aggregation); the bootstrap
+# interval test_acc_ci_low / test_acc_ci_high, test_acc_median and n_at_chance follow
+# test_acc_std.
 SUMMARY_STATS = {
     "test_acc_mean": ("test_acc", "mean"),
     "test_acc_std": ("test_acc", "std"),
