@@ -119,7 +119,7 @@ class Resampler:
         """Mean accuracy (pp) of ``arms`` (one per seed) with its interval; ``values`` are their
         accuracies, used when outputs are missing. ``key`` names it where arms are missing."""
         evidence = self.evidence(arms, values)
-        parts = arms if evidence.shape[1] > 1 else [key, *values]
+        parts = _parts(arms, evidence.shape[1] > 1, [key, *values])
         return self._cached(
             "level",
             parts,
@@ -140,7 +140,8 @@ class Resampler:
             self.evidence(*side) if paired else np.asarray(side[1], dtype=float).reshape(-1, 1)
             for side in (first, second)
         )
-        parts = [*first[0], "−", *second[0]] if paired else [key, *first[1], "−", *second[1]]
+        arms = [*first[0], "−", *second[0]]
+        parts = _parts(arms, paired, [key, *first[1], "−", *second[1]])
         return self._cached(
             "difference",
             parts,
@@ -188,3 +189,12 @@ class Resampler:
         if counts is None or not outputs.reshuffles or len(counts) != images:
             return np.full(images, rate)
         return 100.0 * np.asarray(counts, dtype=float) / outputs.reshuffles
+
+
+def _parts(arms: Sequence[str], images: bool, unnamed: list[object]) -> list[object]:
+    """What seeds a quantity's draws: its arms (marked when only seeds are resampled), or, for
+    a table without run ids, ``unnamed`` (the caller's key and the values)."""
+    named = bool(arms) and all(ARM_SEPARATOR in name for name in arms if name != "−")
+    if not named:
+        return unnamed
+    return list(arms) if images else ["seeds", *arms]

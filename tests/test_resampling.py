@@ -91,3 +91,12 @@ def test_predictions_on_another_test_set_are_not_paired_by_image() -> None:
     for pair in (["a", "b"], ["a", "c"]):
         arms = [arm(run, "eval") for run in pair]
         assert resampler.evidence(arms, [60.0, 70.0]).shape == (2, 1)  # seeds only
+
+
+def test_without_stored_outputs_the_same_runs_still_get_the_same_interval() -> None:
+    # seeds only (no predictions.json), named by different callers: one interval
+    resampler = outputs_of({})
+    arms = [arm(f"r{s}", "eval") for s in range(4)]
+    values = [90.0, 92.0, 85.0, 95.0]
+    summary, figure = resampler.level("summary|a", arms, values), resampler.level("b", arms, values)
+    assert summary == figure and summary.images == 1
