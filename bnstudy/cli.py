@@ -27,7 +27,7 @@ from bnstudy.config import (
 from bnstudy.device import resolve_devices
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.norms import NORMS, create_norm
-from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, OOM, counts_text
+from bnstudy.results import CRASHED, DIVERGED, ERROR, OOM, counts_text
 from bnstudy.run import load_data, model_for_data, statistics_batch
 from bnstudy.study import (
     STAGGER_SECONDS,

@@ -31,7 +31,7 @@ from bnstudy.data import DATASETS
 from bnstudy.external import check_model_name, is_external
 from bnstudy.models import MODELS
 from bnstudy.norms import NORMS, NormOptions, uses_batch_statistics
-from bnstudy.test_modes import TEST_MODES
+from bnstudy.results import DEFAULT_TEST_MODES, TEST_MODES
 
 
 class Problem(NamedTuple):
@@ -321,13 +321,13 @@ class TrainConfig(_Section):
 
 
 class EvalConfig(_Section):
-    # names in bnstudy.test_modes.TEST_MODES: eval (running statistics), train (each test
+    # names in bnstudy.results.TEST_MODES: eval (running statistics), train (each test
     # batch's statistics: only the norm layers in train mode, dropout off, as TENT), precise
     # (population statistics recomputed on the training set, PreciseBN), adabn (recomputed on
     # the test set, AdaBN), pix2pix (the whole model in train mode at test, dropout on, pix2pix
     # arXiv 1611.07004 §3.3; at each train_mode_batch_sizes entry); the trained statistics are
     # kept. Train-mode test batches are a seeded permutation of the test split (run seed)
-    test_modes: list[str] = Field(["eval", "train"], min_length=1)
+    test_modes: list[str] = Field(list(DEFAULT_TEST_MODES), min_length=1)
     # test batch sizes for train and pix2pix mode; "same" = the run's normalization batch
     # size; a number must not exceed the test split (checked when planning: it would be one
     # smaller batch)

@@ -36,9 +36,9 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.config import AnalysisConfig
-from bnstudy.norms import NORMS, uses_batch_statistics
-from bnstudy.outcomes import OK, counts_text
+from bnstudy.norm_catalog import ordered_norms, uses_batch_statistics
 from bnstudy.resampling import DEFAULT_BOOTSTRAP, Resampler, arm, arms_of
+from bnstudy.results import OK, TEST_MODES, counts_text
 from bnstudy.stats import (
     DIFFERENCE,
     FIRST,
@@ -51,9 +51,8 @@ from bnstudy.stats import (
     paired_difference,
     replicate_estimate,
 )
-from bnstudy.test_modes import TEST_MODES
 
-# Vocabulary of runs.csv (the outcomes, ok and the failures, are in bnstudy.outcomes).
+# Vocabulary of runs.csv (the outcomes, ok and the failures, are in bnstudy.results).
 EVAL, TRAIN, PRECISE, SAME = "eval", "train", "precise", "same"
 NORM_BATCH_SIZE, BATCH_SIZE = "norm_batch_size", "batch_size"
 AXIS_LABELS = {
@@ -349,7 +348,7 @@ def _unit_suffix(unit: str) -> str:
 def uses_batch_stats(norm: object) -> bool:
     """Whether the norm named ``norm`` normalizes with batch statistics (the BN family); the
     others compute the same thing at every batch size and are the study's controls."""
-    return isinstance(norm, str) and uses_batch_statistics(norm)
+    return uses_batch_statistics(norm)
 
 
 def batch_stat_mask(df: pd.DataFrame) -> pd.Series:
@@ -409,12 +408,6 @@ def shared_norms(df: pd.DataFrame) -> list[str]:
     value (call before :func:`along_axis`)."""
     missing = df[batch_axis(df)].isna().groupby(df["norm"]).all()
     return ordered_norms(missing.index[missing])
-
-
-def ordered_norms(norms: Iterable[str]) -> list[str]:
-    """Distinct ``norms`` in registry order, unknown names after them alphabetically."""
-    present = set(norms)
-    return [n for n in NORMS if n in present] + sorted(present - set(NORMS))
 
 
 def axis_values(df: pd.DataFrame, axis: str | None = None) -> list[int]:

@@ -62,10 +62,9 @@ from bnstudy.findings import (
     test_batch_rank,
     uses_batch_stats,
 )
-from bnstudy.outcomes import FAILURES
 from bnstudy.resampling import Resampler, arms_of
+from bnstudy.results import FAILURES, TEST_MODES
 from bnstudy.stats import FIRST, SECOND, interval_table
-from bnstudy.test_modes import TEST_MODES
 
 FIGURE_DPI = 100
 # Text sizes in points: at FIGURE_DPI a three-panel figure is shown at about its pixel width on

@@ -94,10 +94,9 @@ from bnstudy.findings import (
     training_budget,
     uses_batch_stats,
 )
-from bnstudy.outcomes import DIVERGED, ERROR, FAILURES, OK, counts_text
 from bnstudy.resampling import Resampler, arms_of
+from bnstudy.results import DIVERGED, ERROR, FAILURES, OK, TEST_MODES, counts_text
 from bnstudy.stats import DIFFERENCE, FIRST, SECOND, Bootstrap
-from bnstudy.test_modes import TEST_MODES
 
 RUNS_CSV = "runs.csv"
 STUDY_YAML = "study.yaml"
@@ -271,7 +270,7 @@ DISPLAY_COLUMNS = {
     "min values/stat": ("min_values_per_stat", 1, ".0f"),
 }
 COUNT_COLUMNS = ("n", *(f"n_{failure}" for failure in FAILURES))
-# display tables leave these out when every count is 0 (as bnstudy.outcomes.counts_text does)
+# display tables leave these out when every count is 0 (as bnstudy.results.counts_text does)
 SHOWN_IF_ANY = tuple(f"n_{failure}" for failure in FAILURES if failure not in (ERROR, DIVERGED))
 BUDGET_KEYS = ("train.steps", "train.samples")  # set, either replaces train.epochs
 SUMMARY_NOTE = (
@@ -400,7 +399,7 @@ def summarize(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFr
     at chance); mean and std of test_loss and train_acc; the mean of samples_per_sec and the
     DIAGNOSTICS (ok rows only, except the diagnostics measured before training, which count
     failed runs too); n (ok seeds with a test accuracy), and n_<outcome> (failed seeds) per
-    outcome of bnstudy.outcomes.FAILURES. Groups where every seed failed are kept with n = 0."""
+    outcome of bnstudy.results.FAILURES. Groups where every seed failed are kept with n = 0."""
     df = along_axis(df)
     factors = factor_columns(df)
     data = df.assign(
@@ -561,7 +560,7 @@ def paired_table(df: pd.DataFrame) -> pd.DataFrame:
 
 
 def failure_table(df: pd.DataFrame) -> pd.DataFrame:
-    """One row per failed run (an outcome of bnstudy.outcomes.FAILURES) with the FAILURE_COLUMNS
+    """One row per failed run (an outcome of bnstudy.results.FAILURES) with the FAILURE_COLUMNS
     the table has, sorted by norm, batch size and seed."""
     failed = df[df["status"].isin(FAILURES)].drop_duplicates("run_id")
     columns = [col for col in FAILURE_COLUMNS if col in failed.columns]

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.config import AnalysisConfig
+from bnstudy.results import setting_key
 from bnstudy.stats import Bootstrap, Estimate, bootstrap_estimate
-from bnstudy.test_modes import setting_key
 
 DEFAULT_BOOTSTRAP = Bootstrap()
 DEFAULT_MARGIN = AnalysisConfig.model_fields["equivalence_margin"].default  # pp
@@ -39,7 +39,7 @@ class Outputs(Protocol):
 
 def arm(run_id: str, key: object) -> str:
     """The name of one arm of a comparison: a run's test setting, by its key in the run's
-    predictions.json (:func:`bnstudy.test_modes.setting_key`)."""
+    predictions.json (:func:`bnstudy.results.setting_key`)."""
     return f"{run_id}{ARM_SEPARATOR}{key}"
 
 

@@ -3,7 +3,7 @@ model in every test setting; return the result record.
 
 A failure inside a run is an outcome, not a crash: an exception becomes status ``error`` with
 its message verbatim and where it happened, a non-finite loss becomes ``diverged``, running out
-of memory becomes ``oom`` (bnstudy.outcomes), and the memory is freed for the next run.
+of memory becomes ``oom`` (bnstudy.results), and the memory is freed for the next run.
 """
 
 from __future__ import annotations
@@ -41,9 +41,8 @@ from bnstudy.device import (
 from bnstudy.external import build_external, is_external
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm, create_norm_act, norm_spec
-from bnstudy.outcomes import CRASHED, DIVERGED, ERROR, NOT_RUN, OK, OOM
 from bnstudy.precise import recompute_bn_statistics
-from bnstudy.test_modes import TEST_MODES, setting_key
+from bnstudy.results import CRASHED, DIVERGED, ERROR, NOT_RUN, OK, OOM, TEST_MODES, setting_key
 from bnstudy.train import (
     Batching,
     Compute,
@@ -70,7 +69,7 @@ RESHUFFLE_SEEDS = 2**32
 
 @dataclass(frozen=True)
 class EvalSetting:
-    """One way of evaluating a trained model: test ``mode`` (bnstudy.test_modes) at a test
+    """One way of evaluating a trained model: test ``mode`` (bnstudy.results) at a test
     ``batch_size``.
 
     ``label`` is the mode's name for modes evaluated once, else the configured test batch size
@@ -82,7 +81,7 @@ class EvalSetting:
 
     @property
     def key(self) -> str:
-        """The setting's name in predictions.json (bnstudy.test_modes.setting_key)."""
+        """The setting's name in predictions.json (bnstudy.results.setting_key)."""
         return setting_key(self.mode, self.label)
 
 

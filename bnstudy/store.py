@@ -27,16 +27,18 @@ import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 import yaml
 
 from bnstudy.claims import HOST, Claim, pid_alive, read_claim
-from bnstudy.config import StudyConfig
-from bnstudy.norms import NORMS, uses_batch_statistics
-from bnstudy.outcomes import FAILURES, OK
-from bnstudy.sweep import IDENTITY_VERSION, Run, swept_keys
+from bnstudy.norm_catalog import NORM_NAMES, uses_batch_statistics
+from bnstudy.results import COLUMNS, FAILURES, OK, columns_of
+
+if TYPE_CHECKING:  # planning imports torch; reading results never does
+    from bnstudy.config import StudyConfig
+    from bnstudy.sweep import Run
 
 RESULT = "result.json"
 CONFIG = "config.json"
@@ -45,83 +47,14 @@ PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
 TABLE = "runs.csv"
 
-# Where and how a run computed, from its provenance (bnstudy.run._provenance): device_name
-# (GPU name, or CPU model and AVX-512), torch version, device (cpu, cuda:N), cuda (the CUDA
-# version torch was built with), cpu_capability (torch's CPU kernel set: AVX2, AVX512, ...),
-# precision, channels_last and deterministic as in effect, bnstudy_commit (git commit of the
-# source, +dirty; empty outside a checkout), peak_memory_mib (CUDA: the run's peak of
-# allocated tensors, its data on the device included; CPU: the process's peak resident set).
-# Runs from before these were recorded have them empty.
-PROVENANCE_TEXT_COLUMNS = [
-    "device_name",
-    "torch",
-    "device",
-    "cuda",
-    "cpu_capability",
-    "precision",
-    "bnstudy_commit",
-]
-PROVENANCE_COLUMNS = [*PROVENANCE_TEXT_COLUMNS, "channels_last", "deterministic", "peak_memory_mib"]
-# Columns of runs.csv before the swept keys; the rest of a row comes from the run's result.
-# norm_batch_size: samples per BN statistic, empty for norms without batch statistics;
-# optimizer_batch_size = batch_size × accumulate; then the PROVENANCE_COLUMNS.
-RUN_COLUMNS = [
-    "run_id",
-    "name",
-    "dataset",
-    "model",
-    "norm",
-    "batch_size",
-    "norm_batch_size",
-    "accumulate",
-    "optimizer_batch_size",
-    "lr",
-    "seed",
-    "num_classes",
-    *PROVENANCE_COLUMNS,
-]
-# precise_variance: the estimator of precise/adabn's recomputed running variance
-# (eval.precise_variance: population or batch_average), empty for other test modes
-TEST_COLUMNS = [
-    "status",
-    "error",
-    "error_at",
-    "test_mode",
-    "test_batch",
-    "test_batch_size",
-    "precise_variance",
-    "test_acc",
-    "test_loss",
-    "test_flip_rate",
-]
-# skipped_steps: fp16 optimizer steps skipped for inf/NaN gradients (bnstudy.train)
-TRAIN_COLUMNS = [
-    "train_loss",
-    "train_acc",
-    "epochs",
-    "steps",
-    "train_seconds",
-    "samples_per_sec",
-    "skipped_steps",
-]
-# Per-run diagnostics (bnstudy.diagnostics); init_* are taken before training.
-DIAGNOSTIC_COLUMNS = [
-    "min_values_per_stat",
-    "bn_min_var",
-    "bn_mean_noise",
-    "bn_mean_noise_between_images",
-    "bn_mean_noise_values_law",
-    "noise_images",
-    "bn_var_noise",
-    "output_std",
-    "zero_fraction",
-    "beta_fraction",
-    "output_change",
-    "init_output_std",
-    "init_zero_fraction",
-    "init_beta_fraction",
-    "init_output_change",
-]
+# The columns of runs.csv by where their values come from (bnstudy.results.COLUMNS), in
+# table order; swept keys follow them.
+RUN_COLUMNS = [*columns_of("run"), *columns_of("provenance")]
+TEST_COLUMNS = columns_of("test")
+TRAIN_COLUMNS = columns_of("train")
+DIAGNOSTIC_COLUMNS = columns_of("diagnostics")
+PROVENANCE_COLUMNS = columns_of("provenance")
+PROVENANCE_TEXT_COLUMNS = [c for c in PROVENANCE_COLUMNS if COLUMNS[c].dtype == "str"]
 
 
 _UMASK = os.umask(0)
@@ -176,6 +109,8 @@ def prepare_sweep(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
 def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
     """Record the study and its expanded runs (what ``status`` compares against), with the
     identity version their run ids were computed with."""
+    from bnstudy.sweep import IDENTITY_VERSION, swept_keys  # planning: torch is loaded
+
     write_atomic(
         sweep_dir / "study.yaml", yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
     )
@@ -199,7 +134,7 @@ def read_plan(sweep_dir: Path) -> list[dict[str, Any]]:
 def resolved_config(config: StudyConfig) -> dict[str, Any]:
     """A run's config as config.json holds it: every field, with only its own norm's options
     section (the others are at their defaults and unused)."""
-    others = {name for name in NORMS if name != config.model.norm}
+    others = {name for name in NORM_NAMES if name != config.model.norm}
     return config.model_dump(mode="json", exclude={"model": others})
 
 
@@ -247,7 +182,7 @@ class TestOutputs:
 
     ``<setting>``: the test_batch label (``eval``, ``precise``, ``same``, ``4``, ...);
     ``<mode>:<label>`` for a mode other than ``train`` evaluated per test batch (``pix2pix:same``;
-    bnstudy.test_modes.setting_key). A setting that failed has no predictions.
+    bnstudy.results.setting_key). A setting that failed has no predictions.
 
     labels: the test labels; None for a run written before they were stored (its file was the
         bare ``{"<setting>": predictions}``).

@@ -51,8 +51,8 @@ from bnstudy.data.synthetic import NATIVE_SIZE
 from bnstudy.external import source_fingerprint
 from bnstudy.models import InputShape
 from bnstudy.norms import norm_spec
+from bnstudy.results import TEST_MODES
 from bnstudy.run import evaluation_settings, load_data, make_model
-from bnstudy.test_modes import TEST_MODES
 
 # 1: hash of every field, defaults included; 3: ghost BN updates its running statistics once
 # per forward, PreciseBN/AdaBN estimate the population variance, train-mode test batches are a

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 from bnstudy import __version__
 from bnstudy.cli import app
 from bnstudy.norms import NORMS
-from bnstudy.test_modes import TEST_MODES
+from bnstudy.results import TEST_MODES
 
 runner = CliRunner()
 

@@ -4,9 +4,9 @@ import pytest
 import torch
 
 from bnstudy import run
+from bnstudy.results import TEST_MODES
 from bnstudy.run import evaluation_settings, execute_run
 from bnstudy.sweep import plan
-from bnstudy.test_modes import TEST_MODES
 from bnstudy.train import Compute
 
 CPU = torch.device("cpu")

@@ -306,7 +306,6 @@ def _manual_at_one_value(module: nn.Module) -> str:
     modules=(_BatchNorm,),
     statistic_axes=batch_axes,
     at_one_value=fixed("PyTorch raises, TF gives β"),
-    batch_statistics=True,
     running_statistics=True,
     spatial_dims=(0, 1, 2, 3),
     legacy_keys=BATCH_LEGACY_KEYS,
@@ -324,7 +323,6 @@ def _batch(channels: int, spatial_dims: int, options: BatchOptions) -> nn.Module
     modules=(ManualBatchNorm,),
     statistic_axes=_manual_axes,
     at_one_value=_manual_at_one_value,
-    batch_statistics=True,
     running_statistics=True,
     spatial_dims=(0, 1, 2, 3),
     legacy_keys={
@@ -355,7 +353,6 @@ def _batch_manual(channels: int, spatial_dims: int, options: ManualBatchOptions)
     modules=(ManualBatchNorm,),
     statistic_axes=_manual_axes,
     at_one_value=_manual_at_one_value,
-    batch_statistics=True,
     running_statistics=True,
     spatial_dims=(0, 1, 2, 3),
 )

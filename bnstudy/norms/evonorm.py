@@ -181,7 +181,6 @@ class EvoNormB0(VirtualBatches, _EvoNormB0Core):
     modules=(EvoNormB0,),
     statistic_axes=batch_axes,
     at_one_value=fixed("raises, as PyTorch's BN"),
-    batch_statistics=True,
     running_statistics=True,
     fused_activation=True,
     spatial_dims=(0, 1, 2, 3),

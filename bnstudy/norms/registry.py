@@ -20,6 +20,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 from torch import nn
 
+from bnstudy.norm_catalog import NORM_NAMES, uses_batch_statistics
+
 # Axes of an (N, C, *spatial) input that one statistic averages over; axis 1 stands for the
 # C/G channels of a group (the module has ``num_groups``).
 StatisticAxes = Callable[[nn.Module, int], tuple[int, ...]]
@@ -95,8 +97,6 @@ class NormSpec:
         registration order).
     statistic_axes: what one statistic averages over (:data:`StatisticAxes`).
     at_one_value: what the module does in training with one value per statistic.
-    batch_statistics: training statistics mix the samples of a batch: the normalization batch
-        size (ghost batches) applies and train and eval mode differ.
     running_statistics: keeps running estimates that eval mode uses (PreciseBN recomputes them).
     fused_activation: the module includes the activation that replaces the ReLU after it.
     needs_progress: the module's behaviour depends on the fraction of training done
@@ -115,13 +115,18 @@ class NormSpec:
     modules: tuple[type[nn.Module], ...]
     statistic_axes: StatisticAxes
     at_one_value: Callable[[nn.Module], str]
-    batch_statistics: bool = False
     running_statistics: bool = False
     fused_activation: bool = False
     needs_progress: bool = False
     conv: Mapping[int, type[nn.Module]] | None = None
     spatial_dims: tuple[int, ...] = (1, 2, 3)
     legacy_keys: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def batch_statistics(self) -> bool:
+        """Training statistics mix the samples of a batch: the normalization batch size (ghost
+        batches) applies and train and eval mode differ (:mod:`bnstudy.norm_catalog`)."""
+        return uses_batch_statistics(self.name)
 
 
 NORMS: dict[str, NormSpec] = {}
@@ -135,6 +140,8 @@ def register_norm(**fields: Any) -> Callable[[Callable[..., nn.Module]], Callabl
         spec = NormSpec(build=build, **fields)
         if spec.name in NORMS or spec.name in RESERVED_NAMES:
             raise ValueError(f"norm name {spec.name!r} is taken")
+        if spec.name not in NORM_NAMES:
+            raise ValueError(f"norm {spec.name!r}: add its name to bnstudy.norm_catalog")
         NORMS[spec.name] = spec
         return build
 
@@ -146,12 +153,6 @@ def norm_spec(name: str) -> NormSpec:
     if name not in NORMS:
         raise ValueError(f"unknown norm {name!r}; known: {', '.join(NORMS)}")
     return NORMS[name]
-
-
-def uses_batch_statistics(name: str) -> bool:
-    """Whether norm ``name`` normalizes with statistics over the samples of a batch (BN family):
-    the others compute the same thing at every batch size, so they are a study's controls."""
-    return name in NORMS and NORMS[name].batch_statistics
 
 
 def create_norm(

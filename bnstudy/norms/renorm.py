@@ -238,7 +238,6 @@ class RenormOptions(BatchOptions):
     modules=(BatchRenorm,),
     statistic_axes=batch_axes,
     at_one_value=fixed("raises, as PyTorch's BN"),
-    batch_statistics=True,
     running_statistics=True,
     needs_progress=True,
     spatial_dims=(0, 1, 2, 3),

@@ -8,7 +8,7 @@ import pytest
 from test_report import make_runs, write_runs
 
 from bnstudy import findings, report, store
-from bnstudy.outcomes import counts_text
+from bnstudy.results import counts_text
 
 
 def test_counts_name_oom_and_other_outcomes_only_when_present():
