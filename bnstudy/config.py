@@ -18,7 +18,6 @@ from typing import Annotated, Any, Literal, NamedTuple, Union, get_args, get_ori
 import yaml
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     ValidationError,
     ValidationInfo,
@@ -27,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from bnstudy.analysis_config import AnalysisConfig, Section
 from bnstudy.data import DATASETS
 from bnstudy.external import check_model_name, is_external
 from bnstudy.models import MODELS
@@ -58,11 +58,7 @@ class ConfigError(Exception):
         return [problem.line() for problem in self.problems]
 
 
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
-
-
-class DataConfig(_Section):
+class DataConfig(Section):
     # data set (bnstudy.data.DATASETS): synthetic2d | synthetic3d | cifar10 | medmnist3d |
     # imagefolder | npz
     name: str = "synthetic2d"
@@ -148,7 +144,7 @@ class DataConfig(_Section):
         return layout
 
 
-class _ModelSettings(_Section):
+class _ModelSettings(Section):
     # architecture: a built-in name (bnstudy.models.MODELS), torchvision:<name> (a torchvision
     # classification or video model), or <module.path>:<factory> (your own; bnstudy.external
     # gives the factory contract)
@@ -225,7 +221,7 @@ MOVED_KEYS = {
 }
 
 
-class TrainConfig(_Section):
+class TrainConfig(Section):
     # samples per forward/backward pass, at most the training split's size (checked when
     # planning, bnstudy.sweep); an optimizer step sees batch_size × accumulate
     batch_size: int = Field(32, ge=1)
@@ -320,7 +316,7 @@ class TrainConfig(_Section):
         return self.batch_size * self.accumulate
 
 
-class EvalConfig(_Section):
+class EvalConfig(Section):
     # names in bnstudy.results.TEST_MODES: eval (running statistics), train (each test
     # batch's statistics: only the norm layers in train mode, dropout off, as TENT), precise
     # (population statistics recomputed on the training set, PreciseBN), adabn (recomputed on
@@ -377,29 +373,7 @@ class EvalConfig(_Section):
         return value
 
 
-class AnalysisConfig(_Section):
-    """How the report decides its verdicts (bnstudy.findings); not part of a run's identity."""
-
-    # the claims the study is designed to answer, as shell-style patterns over finding keys
-    # (findings.md lists each finding's key, e.g. "recovery/batch@1", "collapse/*"): Holm's
-    # adjustment controls the family-wise error over them; every other finding is adjusted by
-    # Benjamini-Hochberg (false discovery rate). Verdicts use the adjusted p-values
-    primary: list[str] = []
-    alpha: float = Field(0.05, gt=0, lt=1)  # level of every test, after adjustment
-    # equivalence margin in percentage points of test accuracy: "no effect" (flat controls,
-    # equal test modes or norms) is a claim only when two one-sided tests put the difference
-    # within ±margin
-    equivalence_margin: float = Field(1.0, gt=0)
-    # noise law: margin around the predicted exponent −0.5 of batch-mean noise vs images per
-    # statistic (log-log slope) within which the law is supported
-    noise_slope_margin: float = Field(0.1, gt=0)
-    # bootstrap replicates over seeds and test images, and the seed of their random draws (the
-    # same runs give the same intervals)
-    bootstrap_resamples: int = Field(2000, ge=100)
-    bootstrap_seed: int = 0
-
-
-class StudyConfig(_Section):
+class StudyConfig(Section):
     # results/<name>/: a folder name on any filesystem (at most 100 characters)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
     seed: int = 0  # seeds weight init and batch order of a run

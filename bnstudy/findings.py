@@ -35,7 +35,7 @@ from itertools import combinations, product
 import numpy as np
 import pandas as pd
 
-from bnstudy.config import AnalysisConfig
+from bnstudy.analysis_config import AnalysisConfig
 from bnstudy.norm_catalog import ordered_norms, uses_batch_statistics
 from bnstudy.resampling import DEFAULT_BOOTSTRAP, Resampler, arm, arms_of
 from bnstudy.results import OK, TEST_MODES, counts_text

@@ -49,7 +49,7 @@ from matplotlib.figure import Figure
 from pydantic import ValidationError
 
 from bnstudy import plots, store
-from bnstudy.config import AnalysisConfig
+from bnstudy.analysis_config import AnalysisConfig
 from bnstudy.findings import (
     AXIS_LABELS,
     CONTRADICTED,

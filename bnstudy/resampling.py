@@ -19,7 +19,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from bnstudy.config import AnalysisConfig
+from bnstudy.analysis_config import AnalysisConfig
 from bnstudy.results import setting_key
 from bnstudy.stats import Bootstrap, Estimate, bootstrap_estimate
 
