@@ -11,7 +11,6 @@ from bnstudy.data.core import Dataset, _build_dataset, _positive
 from bnstudy.data.files import _check_image_size, _read_npz, _require_root
 
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
-LAYOUTS = ("channels_first", "channels_last")
 _FEW_CHANNELS = 4  # a last axis this small, after larger ones, is most likely the channels
 
 
