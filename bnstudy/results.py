@@ -146,6 +146,9 @@ def setting_key(mode: str, label: str) -> str:
 # Columns of runs.csv: one row per run × test setting.
 
 
+Part = Literal["run", "config", "result", "provenance", "test", "train", "diagnostics"]
+
+
 @dataclass(frozen=True)
 class Column:
     """One column of ``runs.csv``.
@@ -154,37 +157,42 @@ class Column:
     dtype: what a value is: ``str``, ``int``, ``float`` or ``bool``; empty when unknown
         (a run from before it was recorded, or a value that does not apply).
     meaning: what it holds, with its unit.
-    part: where a run's value comes from: ``run`` (its config, computed in
-        :func:`bnstudy.store.run_fields`), ``provenance``, ``train``, ``diagnostics`` (those
-        sections of result.json) or ``test`` (each entry of its ``tests``).
+    part: where a run's value comes from: ``config`` or ``result`` (``key``, a dotted path in
+        its config.json or result.json), ``run`` (derived from both by
+        :func:`bnstudy.store.run_rows`), ``provenance``, ``train``, ``diagnostics`` (the entry
+        ``name`` of that section of result.json) or ``test`` (of each entry of its ``tests``).
+    key: the dotted path, for ``config`` and ``result`` columns.
     """
 
     name: str
     dtype: str
     meaning: str
-    part: Literal["run", "provenance", "test", "train", "diagnostics"]
+    part: Part
+    key: str | None = None
 
 
 COLUMNS: dict[str, Column] = {}
 
 
-def _column(name: str, dtype: str, meaning: str, part: str) -> str:
-    COLUMNS[name] = Column(name, dtype, meaning, part)  # type: ignore[arg-type]
+def _column(name: str, dtype: str, meaning: str, part: Part, key: str | None = None) -> str:
+    COLUMNS[name] = Column(name, dtype, meaning, part, key)
     return name
 
 
-def columns_of(part: str) -> list[str]:
-    """The columns whose values come from ``part`` of a run, in table order."""
-    return [column.name for column in COLUMNS.values() if column.part == part]
+def columns_of(*parts: Part) -> list[str]:
+    """The columns whose values come from one of ``parts``, in table order."""
+    return [column.name for column in COLUMNS.values() if column.part in parts]
 
 
 # Declaration order is the table's order; swept keys follow these columns.
 RUN_ID = _column("run_id", "str", "the run's identity: a hash of its resolved config", "run")
-NAME = _column("name", "str", "the study's name", "run")
-DATASET = _column("dataset", "str", "data.name", "run")
-MODEL = _column("model", "str", "model.name", "run")
-NORM = _column("norm", "str", "model.norm, a name in bnstudy.norms.NORMS", "run")
-BATCH_SIZE = _column("batch_size", "int", "train.batch_size: images per forward pass", "run")
+NAME = _column("name", "str", "the study's name", "config", "name")
+DATASET = _column("dataset", "str", "the data set, data.name", "config", "data.name")
+MODEL = _column("model", "str", "the architecture, model.name", "config", "model.name")
+NORM = _column("norm", "str", "model.norm, a name in bnstudy.norm_catalog", "config", "model.norm")
+BATCH_SIZE = _column(
+    "batch_size", "int", "train.batch_size: images per forward pass", "config", "train.batch_size"
+)
 NORM_BATCH_SIZE = _column(
     "norm_batch_size",
     "int",
@@ -195,9 +203,15 @@ ACCUMULATE = _column("accumulate", "int", "train.accumulate: forward passes per 
 OPTIMIZER_BATCH_SIZE = _column(
     "optimizer_batch_size", "int", "images per optimizer step: batch_size × accumulate", "run"
 )
-LR = _column("lr", "float", "the learning rate used, after train.lr_scaling", "run")
-SEED = _column("seed", "int", "the run's seed: initialization and data order", "run")
-NUM_CLASSES = _column("num_classes", "int", "classes of the data set (chance = 100 / it)", "run")
+LR = _column("lr", "float", "the learning rate used, after train.lr_scaling", "result", "train.lr")
+SEED = _column("seed", "int", "the run's seed: initialization and data order", "config", "seed")
+NUM_CLASSES = _column(
+    "num_classes",
+    "int",
+    "classes of the data set (chance = 100 / it)",
+    "result",
+    "data.num_classes",
+)
 # Where and how a run computed, from its provenance (bnstudy.run); runs from before these
 # were recorded have them empty.
 DEVICE_NAME = _column(

@@ -34,7 +34,16 @@ import yaml
 
 from bnstudy.claims import HOST, Claim, pid_alive, read_claim
 from bnstudy.norm_catalog import NORM_NAMES, uses_batch_statistics
-from bnstudy.results import COLUMNS, FAILURES, OK, columns_of
+from bnstudy.results import (
+    ACCUMULATE,
+    COLUMNS,
+    FAILURES,
+    NORM_BATCH_SIZE,
+    OK,
+    OPTIMIZER_BATCH_SIZE,
+    RUN_ID,
+    columns_of,
+)
 
 if TYPE_CHECKING:  # planning imports torch; reading results never does
     from bnstudy.config import StudyConfig
@@ -49,7 +58,7 @@ TABLE = "runs.csv"
 
 # The columns of runs.csv by where their values come from (bnstudy.results.COLUMNS), in
 # table order; swept keys follow them.
-RUN_COLUMNS = [*columns_of("run"), *columns_of("provenance")]
+RUN_COLUMNS = columns_of("run", "config", "result", "provenance")
 TEST_COLUMNS = columns_of("test")
 TRAIN_COLUMNS = columns_of("train")
 DIAGNOSTIC_COLUMNS = columns_of("diagnostics")
@@ -290,7 +299,7 @@ def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
         return []
     config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
     base = {
-        **_run_fields(entry["run_id"], config, result),
+        **run_fields(entry["run_id"], config, result),
         **result["train"],
         **result["diagnostics"],
     }
@@ -298,26 +307,45 @@ def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     return [{**base, **_test_fields(result, test)} for test in result["tests"]]
 
 
-def _run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
-    train = config["train"]
-    accumulate = train.get("accumulate", 1)
-    return {
-        "run_id": run_id,
-        "name": config["name"],
-        "dataset": config["data"]["name"],
-        "model": config["model"]["name"],
-        "norm": config["model"]["norm"],
-        "batch_size": train["batch_size"],
-        "norm_batch_size": (train.get("norm_batch_size") or train["batch_size"])
-        if uses_batch_statistics(config["model"]["norm"])
-        else None,
-        "accumulate": accumulate,
-        "optimizer_batch_size": train["batch_size"] * accumulate,
-        "lr": result["train"].get("lr"),
-        "seed": config["seed"],
-        "num_classes": result.get("data", {}).get("num_classes"),
-        **{key: result["provenance"].get(key) for key in PROVENANCE_COLUMNS},
+def run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:
+    """The columns of a run's rows that hold for all its test settings and are not a section
+    of result.json: those read from its config.json and result.json at their key
+    (:class:`bnstudy.results.Column`), its provenance, and the ones derived here (``run``)."""
+    sources = {"config": config, "result": result}
+    read = {
+        column.name: _at(sources[column.part], column.key)
+        for column in COLUMNS.values()
+        if column.part in sources and column.key is not None
     }
+    provenance = {name: result["provenance"].get(name) for name in PROVENANCE_COLUMNS}
+    return {
+        RUN_ID: run_id,
+        **read,
+        **_derived(config["model"]["norm"], config["train"]),
+        **provenance,
+    }
+
+
+def _derived(norm: str, train: dict[str, Any]) -> dict[str, Any]:
+    """The batch columns: samples per BN statistic (empty for norms without batch
+    statistics), accumulation (1 for configs from before it) and the optimizer batch."""
+    accumulate = train.get("accumulate", 1)
+    per_statistic = train.get("norm_batch_size") or train["batch_size"]
+    return {
+        NORM_BATCH_SIZE: per_statistic if uses_batch_statistics(norm) else None,
+        ACCUMULATE: accumulate,
+        OPTIMIZER_BATCH_SIZE: train["batch_size"] * accumulate,
+    }
+
+
+def _at(record: dict[str, Any], key: str) -> Any:
+    """The value at dotted ``key`` of ``record``; None where a level is missing (a file from
+    before the value was recorded)."""
+    for part in key.split("."):
+        if not isinstance(record, dict):
+            return None
+        record = record.get(part)
+    return record
 
 
 def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
@@ -354,7 +382,7 @@ class RunTable:
         """Write ``runs.csv`` (planned order, swept keys after the fixed columns)."""
         entries = self.planned.values()
         swept = list(dict.fromkeys(key for entry in entries for key in entry["swept"]))
-        columns = RUN_COLUMNS + TEST_COLUMNS + TRAIN_COLUMNS + DIAGNOSTIC_COLUMNS
+        columns = list(COLUMNS)
         columns += [key for key in swept if key not in columns]
         rows = [row for run_id in self.planned for row in self.rows[run_id]]
         table = pd.DataFrame(rows, columns=columns)

@@ -116,3 +116,37 @@ def test_table_columns_come_from_provenance_and_old_results_leave_them_empty(tmp
     [row] = store.table_rows(tmp_path, [{"run_id": run_id, "swept": {}}])
     for key in store.PROVENANCE_COLUMNS:
         assert row[key] == provenance.get(key)
+
+
+def test_runs_csv_has_the_declared_columns_in_order_then_the_swept_keys():
+    from pathlib import Path
+
+    from bnstudy.results import COLUMNS
+
+    example = Path(__file__).parents[1] / "results/example/quickstart"
+    header = pd.read_csv(example / store.TABLE, nrows=0).columns.tolist()
+    swept = json.loads((example / store.PLAN).read_text())["swept_keys"]
+    assert header == list(COLUMNS) + [key for key in swept if key not in COLUMNS]
+    for column in COLUMNS.values():
+        assert column.dtype in {"str", "int", "float", "bool"} and column.meaning
+        assert (column.key is not None) == (column.part in {"config", "result"})
+
+
+def test_a_declared_config_column_is_read_from_every_run(tmp_path, monkeypatch):
+    """Adding a column is one entry in bnstudy.results: the table reads it at its key."""
+    from bnstudy import results
+
+    columns = dict(results.COLUMNS)
+    columns["weight_decay"] = results.Column(
+        "weight_decay", "float", "L2 penalty", "config", "train.weight_decay"
+    )
+    monkeypatch.setattr(store, "COLUMNS", columns)
+    model = {"name": "cnn", "norm": "group"}
+    config = {"name": "s", "seed": 0, "data": {"name": "d"}, "model": model}
+    config["train"] = {"batch_size": 8}
+    result = {"train": {}, "provenance": {}}
+    row = store.run_fields(
+        "abc", config | {"train": {"batch_size": 8, "weight_decay": 5e-4}}, result
+    )
+    assert row["weight_decay"] == 5e-4 and row["norm_batch_size"] is None
+    assert store.run_fields("abc", config, result)["weight_decay"] is None  # an older run
