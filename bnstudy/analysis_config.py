@@ -15,7 +15,8 @@ class Section(BaseModel):
 
 
 class AnalysisConfig(Section):
-    """How the report decides its verdicts (bnstudy.findings); not part of a run's identity."""
+    """How the report decides its verdicts (bnstudy.report.verdicts); not part of a run's
+    identity."""
 
     # the claims the study is designed to answer, as shell-style patterns over finding keys
     # (findings.md lists each finding's key, e.g. "recovery/batch@1", "collapse/*"): Holm's

@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import enum
-import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
-import torch
 import typer
 from rich.console import Console
 from rich.markup import escape
@@ -16,27 +14,13 @@ from rich.table import Table
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import bnstudy
-from bnstudy import claims, store
-from bnstudy.cluster import ClusterError, SlurmSettings, submit
-from bnstudy.config import (
-    ConfigError,
-    StudyConfig,
-    apply_overrides,
-    read_config_file,
-)
-from bnstudy.device import resolve_devices
-from bnstudy.diagnostics import LayerReport, layer_reports
-from bnstudy.norms import NORMS, create_norm
+from bnstudy.claims import LEASE_SECONDS
+from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS, RunOptions
 from bnstudy.results import CRASHED, DIVERGED, ERROR, OOM, counts_text
-from bnstudy.run import load_data, model_for_data, statistics_batch
-from bnstudy.study import (
-    STAGGER_SECONDS,
-    Interrupted,
-    SetupFailures,
-    pending_runs,
-    run_study,
-)
-from bnstudy.sweep import Run, order_runs, plan, swept_keys
+
+if TYPE_CHECKING:  # the library's modules load in the commands that need them (torch)
+    from bnstudy.launch import Inspection, Listing, Ran, Submitted
+    from bnstudy.overview import Overview, ReportAge
 
 
 class _FlagsWithoutType:
@@ -95,7 +79,8 @@ def main_callback(
     the test-time mode of small conv nets, and measure it."""
 
 
-def _fail(lines: list[str]) -> None:
+def _fail(lines: list[str]) -> NoReturn:
+    """Say each problem on its own line and exit with code 2."""
     for line in lines:
         err.print(f"[red]error:[/red] {escape(line)}")
     raise typer.Exit(code=2)
@@ -167,7 +152,7 @@ def run(
             help="Seconds without a heartbeat after which another process's claim on a run "
             "is stale and taken over (claims of dead processes on this host at once).",
         ),
-    ] = claims.LEASE_SECONDS,
+    ] = LEASE_SECONDS,
     retry: Annotated[
         list[Retry] | None,
         typer.Option(help="Also rerun the runs with this outcome (repeatable)."),
@@ -179,7 +164,7 @@ def run(
             help="Stop launching after this many runs in a row fail before training "
             "(missing data, bad device, import error); 0: never.",
         ),
-    ] = 3,
+    ] = MAX_SETUP_FAILURES,
     executor: Annotated[
         Executor,
         typer.Option(
@@ -206,124 +191,100 @@ def run(
     """Run a study: every run of the sweep not finished yet and not claimed by another live
     process (several `bnstudy run` of one study share the work), then rebuild runs.csv. With
     --executor slurm, submit those runs to a cluster instead."""
+    from bnstudy.cluster import SlurmSettings
+    from bnstudy.launch import LaunchError, Stopped, launch
+
+    slurm = SlurmSettings(
+        slurm_partition,
+        slurm_gpus_per_task,
+        slurm_cpus_per_task,
+        slurm_mem_gb,
+        slurm_time,
+        slurm_array_parallelism,
+        slurm_account,
+        slurm_qos,
+        slurm_constraint,
+    )
+    options = RunOptions(
+        config=config,
+        overrides=tuple(overrides or ()),
+        out_root=out_root,
+        devices=device,
+        order=order.value,
+        dry_run=dry_run,
+        jobs=jobs,
+        stagger=stagger,
+        lease=lease,
+        retry=tuple(outcome.value for outcome in retry or ()),
+        max_setup_failures=max_setup_failures,
+        executor=executor.value,
+        slurm=slurm,
+    )
     try:
-        raw = apply_overrides(read_config_file(config), overrides or [])
-        study, runs = plan(raw, str(config))
-    except ConfigError as error:
-        _fail(error.lines())
-    sweep_dir = out_root / study.name
-    again = [outcome.value for outcome in retry or []]
-    if dry_run:
-        out.print(_plan_table(runs, sweep_dir, order.value, again))
-        return
-    if executor is not Executor.local:
-        settings = SlurmSettings(
-            slurm_partition,
-            slurm_gpus_per_task,
-            slurm_cpus_per_task,
-            slurm_mem_gb,
-            slurm_time,
-            slurm_array_parallelism,
-            slurm_account,
-            slurm_qos,
-            slurm_constraint,
-        )
-        cluster = "slurm" if executor is Executor.slurm else "local"
-        _submit(sweep_dir, study, runs, device, lease, again, settings, cluster)
-        return
-    try:
-        targets = resolve_devices(device)
-    except ValueError as error:
-        _fail([f"--devices: {error}"])
-    if jobs is not None and jobs < len(targets):
-        _fail([f"--jobs {jobs} is fewer than the {len(targets)} devices listed in --devices"])
-    try:
-        counts, trained = run_study(
-            study,
-            runs,
-            out_root,
-            targets,
-            order.value,
-            err,
-            jobs,
-            lease,
-            again,
-            max_setup_failures,
-            stagger,
-        )
-    except SetupFailures as error:
-        _fail([str(error)])
-    except OSError as error:  # --out unwritable or a file, disk full, ...
-        where = error.filename or sweep_dir
-        _fail(
-            [
-                f"{where}: {error.strerror or error}: fix it (--out, free space) and rerun the "
-                "same command; finished runs are kept"
-            ]
-        )
-    except Interrupted as stop:
-        done = store.sweep_status(sweep_dir)
+        launched = launch(options, err)
+    except LaunchError as error:
+        _fail(error.lines)
+    except Stopped as stop:
         err.print(
             f"interrupted: {stop.trained} runs trained by this process; "
-            f"{len(runs) - len(done.missing)} of {len(runs)} done. Resume with the same "
+            f"{stop.done} of {stop.planned} done. Resume with the same "
             f"command (bnstudy run {config} ...); finished runs are kept"
         )
         raise typer.Exit(code=130) from None
-    summary = counts_text(counts)
+    _print_launched(launched)
+
+
+def _print_launched(launched: Listing | Submitted | Ran) -> None:
+    """What ``run`` did: the runs listed, submitted or trained."""
+    from bnstudy.launch import Listing, Submitted
+
+    if isinstance(launched, Listing):
+        out.print(_plan_table(launched))
+    elif isinstance(launched, Submitted):
+        _print_submitted(launched)
+    else:
+        _print_ran(launched)
+
+
+def _print_ran(ran: Ran) -> None:
     out.print(
-        f"{study.name}: {len(runs)} runs: {summary} ({trained} trained by this process) "
-        f"-> {sweep_dir / store.TABLE}"
+        f"{ran.name}: {ran.planned} runs: {counts_text(ran.counts)} ({ran.trained} trained by "
+        f"this process) -> {ran.table}"
     )
-    _print_failures(store.sweep_status(sweep_dir))
-    out.print(f"see the results: bnstudy report {sweep_dir}")
+    _print_failures(ran.status.failures)
+    out.print(f"see the results: bnstudy report {ran.sweep_dir}")
 
 
-def _print_failures(status: store.SweepStatus) -> None:
-    for entry in status.failures:
+def _print_failures(failures: list[dict[str, Any]]) -> None:
+    for entry in failures:
         out.print(f"  {entry['status']} {entry['run_id']} {_values(entry)}: {entry['error']}")
 
 
-def _submit(
-    sweep_dir: Path,
-    study: StudyConfig,
-    runs: list[Run],
-    device: str,
-    lease: float,
-    retry: list[str],
-    settings: SlurmSettings,
-    cluster: str,
-) -> None:
-    """Submit the runs still to do and say what was submitted, what was left out and why,
-    and how to follow the jobs."""
-    try:
-        submission = submit(sweep_dir, study, runs, device, lease, retry, settings, cluster)
-    except (ClusterError, ValueError) as error:
-        _fail([str(error)])
-    except OSError as error:
-        _fail([f"{error.filename or sweep_dir}: {error.strerror or error}"])
-    finished = len(runs) - len(pending_runs(sweep_dir, runs, retry))
-    left_out = [f"{finished} finished"]
+def _print_submitted(submitted: Submitted) -> None:
+    """What was submitted, what was left out and why, and how to follow the jobs."""
+    submission, sweep_dir = submitted.submission, submitted.sweep_dir
+    left_out = [f"{submitted.finished} finished"]
     left_out += [f"{run_id} claimed by {c.describe()}" for run_id, c in submission.claimed.items()]
     left_out += [f"{run_id} still in job {job}" for run_id, job in submission.queued.items()]
     if not submission.run_ids:
-        out.print(f"{study.name}: nothing to submit: " + "; ".join(left_out))
+        out.print(f"{submitted.name}: nothing to submit: " + "; ".join(left_out))
         return
     ids = ", ".join(submission.job_ids)
-    what = f"SLURM job {ids}" if cluster == "slurm" else f"local jobs (pids {ids})"
+    slurm = submitted.cluster == "slurm"
+    what = f"SLURM job {ids}" if slurm else f"local jobs (pids {ids})"
     out.print(
-        f"{study.name}: submitted {len(submission.run_ids)} runs as {what}, at most "
-        f"{settings.array_parallelism} at a time; logs in {sweep_dir / 'slurm'}/<job id>/"
+        f"{submitted.name}: submitted {len(submission.run_ids)} runs as {what}, at most "
+        f"{submitted.settings.array_parallelism} at a time; logs in {sweep_dir / 'slurm'}/<job id>/"
     )
     out.print("left out: " + "; ".join(left_out))
-    follow = f"; squeue -j {ids}; cancel with scancel {ids}" if cluster == "slurm" else ""
+    follow = f"; squeue -j {ids}; cancel with scancel {ids}" if slurm else ""
     out.print(f"follow with: bnstudy status {sweep_dir}{follow}")
 
 
-def _plan_table(runs: list[Run], sweep_dir: Path, order: str, retry: list[str]) -> Table:
-    todo = {run.run_id for run in pending_runs(sweep_dir, runs, retry)}
-    keys = swept_keys(runs)
+def _plan_table(listing: Listing) -> Table:
+    runs, keys, todo = listing.runs, listing.keys, listing.todo
     table = Table("#", "run_id", *keys, "state", title=f"{len(runs)} runs ({len(todo)} to run)")
-    for index, run in enumerate(order_runs(runs, order), start=1):
+    for index, run in enumerate(runs, start=1):
         state = "to run" if run.run_id in todo else "done"
         table.add_row(
             str(index), run.run_id, *(str(run.swept.get(k, "(unused)")) for k in keys), state
@@ -347,24 +308,18 @@ def inspect(
     """Will BN work with this shape at this batch size? Per norm layer, without training: input
     shape, the axes its statistics reduce over, values and images per statistic, and what to
     expect in train mode and in eval mode."""
+    from bnstudy.launch import LaunchError, inspect_study
+
     try:
-        raw = apply_overrides(read_config_file(config), overrides or [])
-        raw.pop("sweep", None)  # the same RawStudy: it knows which override set each key
-        study, _ = plan(raw, str(config))
-    except ConfigError as error:
-        _fail(error.lines())
-    size = batch_size or statistics_batch(study)
-    try:
-        data = load_data(study, torch.device("cpu"))
-        model = model_for_data(study, data)
-    except (OSError, ValueError) as error:
-        _fail([f"{config}: {type(error).__name__}: {error}"])
-    reports = layer_reports(model, torch.zeros(size, *data.train.x.shape[1:]))
-    out.print(_layer_table(study, size, reports))
+        inspection = inspect_study(config, overrides or [], batch_size)
+    except LaunchError as error:
+        _fail(error.lines)
+    out.print(_layer_table(inspection))
 
 
-def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]) -> Table:
-    title = f"{study.model.name} with {study.model.norm} norm at batch size {batch_size}"
+def _layer_table(inspection: Inspection) -> Table:
+    model = inspection.study.model
+    title = f"{model.name} with {model.norm} norm at batch size {inspection.batch_size}"
     table = Table(
         "layer",
         "type",
@@ -375,7 +330,7 @@ def _layer_table(study: StudyConfig, batch_size: int, reports: list[LayerReport]
         "verdict",
         title=title,
     )
-    for r in reports:
+    for r in inspection.layers:
         shape = "×".join(map(str, r.input_shape))
         table.add_row(r.name, r.kind, shape, r.axes, str(r.values), str(r.images), r.verdict)
     return table
@@ -386,6 +341,8 @@ def norms() -> None:
     """The registered norms: what one statistic averages over, whether it uses batch and
     running statistics, what it does with one value per statistic, and its options
     (`model.<norm>.<option>` in a study file)."""
+    from bnstudy.norm_table import norm_rows
+
     table = Table(
         "norm",
         "averages",
@@ -395,25 +352,15 @@ def norms() -> None:
         "options",
         title="norms (bnstudy.norms)",
     )
-    for name, spec in NORMS.items():
-        module = create_norm(name, 8, 2)
-        options = ", ".join(f"{k}={v}" for k, v in spec.options().model_dump().items())
-        yes = {True: "yes", False: "no"}
-        extras = [
-            word
-            for flag, word in (
-                (spec.fused_activation, "fuses its activation"),
-                (spec.conv is not None, "standardizes the convs"),
-            )
-            if flag
-        ]
+    yes = {True: "yes", False: "no"}
+    for row in norm_rows():
         table.add_row(
-            name,
-            "; ".join([spec.summary, *extras]),
-            yes[spec.batch_statistics],
-            yes[spec.running_statistics],
-            spec.at_one_value(module),
-            options or "-",
+            row.name,
+            row.averages,
+            yes[row.batch_statistics],
+            yes[row.running_statistics],
+            row.at_one_value,
+            row.options or "-",
         )
     out.print(table)
 
@@ -423,49 +370,48 @@ def status(sweep_dir: SweepDir) -> None:
     """Counts of run outcomes; the failed runs with their errors; the runs in flight, with who
     trains them (host, pid, device, heartbeat age); the runs still missing (stale claims and
     damaged folders marked); whether the report is current."""
+    from bnstudy.overview import sweep_overview
+
     try:
-        status = store.sweep_status(sweep_dir)
+        overview = sweep_overview(sweep_dir)
     except FileNotFoundError as error:
         _fail([str(error)])
-    live = {r for r, claim in status.running.items() if not claims.is_stale(claim)}
-    total = sum(status.counts.values()) + len(status.missing)
+    status, live = overview.status, overview.live
     parts = [f"{status.counts[s]} {s}" for s in sorted(status.counts)]
     parts += [f"{len(live)} running", f"{len(status.missing) - len(live)} missing"]
-    out.print(f"{sweep_dir}: {total} planned: " + ", ".join(parts))
+    out.print(f"{sweep_dir}: {overview.planned} planned: " + ", ".join(parts))
     if status.stale:
         out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
-    _print_failures(status)
+    _print_failures(status.failures)
     for entry in status.missing:
         run_id = entry["run_id"]
         state = "running" if run_id in live else "missing"
-        out.print(f"  {state} {run_id} {_values(entry)}{_missing_note(status, run_id)}")
-    out.print(_report_freshness(sweep_dir))
+        out.print(f"  {state} {run_id} {_values(entry)}{_missing_note(overview, run_id)}")
+    out.print(_report_line(sweep_dir, overview.report))
 
 
-def _report_freshness(sweep_dir: Path) -> str:
-    """Whether the report holds every finished run: written after the newest result."""
-    from bnstudy.report import INDEX_HTML, REPORT_DIR
-
-    page = sweep_dir / REPORT_DIR / INDEX_HTML
-    if not page.exists():
+def _report_line(sweep_dir: Path, report: ReportAge) -> str:
+    """Whether the report holds every finished run."""
+    if not report.written:
         return f"report: not written yet (bnstudy report {sweep_dir})"
-    written = page.stat().st_mtime
-    newer = sum(path.stat().st_mtime > written for path in sweep_dir.glob("runs/*/result.json"))
-    if newer:
-        results = "result" if newer == 1 else "results"
-        return f"report: {page} is stale: {newer} newer {results} (bnstudy report {sweep_dir})"
-    return f"report: {page} is up to date"
+    if report.newer:
+        results = "result" if report.newer == 1 else "results"
+        return (
+            f"report: {report.page} is stale: {report.newer} newer {results} "
+            f"(bnstudy report {sweep_dir})"
+        )
+    return f"report: {report.page} is up to date"
 
 
 def _values(entry: dict[str, Any]) -> str:
     return " ".join(f"{key}={value}" for key, value in entry["swept"].items())
 
 
-def _missing_note(status: store.SweepStatus, run_id: str) -> str:
+def _missing_note(overview: Overview, run_id: str) -> str:
+    status = overview.status
     if run_id in status.running:
-        claim = status.running[run_id]
-        state = "stale claim" if claims.is_stale(claim) else "by"
-        return f" ({state} {claim.describe()})"
+        state = "by" if run_id in overview.live else "stale claim"
+        return f" ({state} {status.running[run_id].describe()})"
     if run_id in status.damaged:
         return f" (damaged, will be retrained: {status.damaged[run_id]})"
     return ""
@@ -491,21 +437,13 @@ def report(
 ) -> None:
     """Write the report of a sweep to `<sweep_dir>/report/`: what was run, the findings with
     their verdicts, figures and tables in index.html. With several sweep folders, compare them."""
-    from bnstudy.report import INDEX_HTML, REPORT_DIR, write_comparison, write_report
+    from bnstudy.overview import write_reports
 
-    if len(sweep_dirs) == 1 and out_dir is not None:
-        _fail([f"--out is for a comparison; one sweep's report goes to {REPORT_DIR}/ in it"])
     try:
-        for sweep_dir in sweep_dirs:
-            store.write_table(sweep_dir)
-        if len(sweep_dirs) == 1:
-            folder = write_report(sweep_dirs[0])
-        else:
-            common = Path(os.path.commonpath([d.absolute() for d in sweep_dirs]))
-            folder = write_comparison(sweep_dirs, out_dir or common / "comparison")
+        page = write_reports(sweep_dirs, out_dir)
     except (FileNotFoundError, ValueError) as error:
         _fail([str(error)])
-    out.print(f"report: {folder / INDEX_HTML}")
+    out.print(f"report: {page}")
 
 
 def main() -> None:

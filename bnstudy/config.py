@@ -345,7 +345,7 @@ class EvalConfig(Section):
     # different seeds are tested on the same batches and their disagreement is training alone
     test_order_seed: int = Field(0, ge=0)
     # train mode: the test set is reshuffled this many times into other batches (independent
-    # seeded permutations per run, bnstudy.run.reshuffle_seed); the flip rate is the mean
+    # seeded permutations per run, bnstudy.evaluation.reshuffle_seed); the flip rate is the mean
     # fraction of predictions that change (predictions.json counts the changes per image)
     flip_reshuffles: int = Field(3, ge=1, lt=1000)
 
@@ -381,7 +381,7 @@ class StudyConfig(Section):
     model: ModelConfig = ModelConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    analysis: AnalysisConfig = AnalysisConfig()  # the report's statistics (bnstudy.findings)
+    analysis: AnalysisConfig = AnalysisConfig()  # the report's statistics (bnstudy.report.verdicts)
     sweep: dict[str, Any] = {}  # key path -> values; see bnstudy.sweep
 
     @model_validator(mode="before")

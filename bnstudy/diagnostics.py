@@ -33,6 +33,7 @@ from torch import nn
 
 from bnstudy.device import is_out_of_memory
 from bnstudy.norms import module_spec
+from bnstudy.results import BETA_FRACTION, OUTPUT_CHANGE, OUTPUT_STD, ZERO_FRACTION
 from bnstudy.train import norms_in_train_mode, preserved_buffers
 
 NOISY_BELOW = 16  # values per statistic under which batch statistics count as noisy
@@ -252,13 +253,12 @@ def output_probe(model: nn.Module, probe: torch.Tensor, other: torch.Tensor) -> 
         if handle is not None:
             handle.remove()
     if output is None or changed is None:
-        nan = math.nan
-        return {"output_std": nan, "zero_fraction": nan, "beta_fraction": nan, "output_change": nan}
+        return dict.fromkeys((OUTPUT_STD, ZERO_FRACTION, BETA_FRACTION, OUTPUT_CHANGE), math.nan)
     return {
-        "output_std": output.float().std().item() if output.numel() > 1 else 0.0,
-        "zero_fraction": (output == 0).float().mean().item(),
-        "beta_fraction": _beta_fraction(last_norm, captured[0] if captured else None),
-        "output_change": (output - changed).abs().max().item(),
+        OUTPUT_STD: output.float().std().item() if output.numel() > 1 else 0.0,
+        ZERO_FRACTION: (output == 0).float().mean().item(),
+        BETA_FRACTION: _beta_fraction(last_norm, captured[0] if captured else None),
+        OUTPUT_CHANGE: (output - changed).abs().max().item(),
     }
 
 

@@ -27,8 +27,7 @@ from rich.table import Table
 
 from bnstudy import store
 from bnstudy.config import TrainConfig
-from bnstudy.findings import EPOCH, SAME, SAMPLE, STEP, count_text, training_budget
-from bnstudy.results import OK
+from bnstudy.results import EPOCH, OK, SAME, SAMPLE, STEP, count_text, training_budget
 from bnstudy.sweep import Run
 
 

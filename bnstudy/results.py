@@ -50,6 +50,7 @@ same thing. A run stores its predictions per test setting under :func:`setting_k
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Literal
 
@@ -69,6 +70,29 @@ def counts_text(counts: dict[str, int]) -> str:
     rest = sorted(status for status in counts if status not in always and counts[status])
     shown = [*always, *sorted(rest, key=lambda status: status != OOM)]
     return ", ".join(f"{counts.get(status, 0)} {status}" for status in shown)
+
+
+# ---------------------------------------------------------------------------------------------
+# A run's length.
+
+EPOCH, STEP, SAMPLE = "epoch", "step", "sample"  # units of a run's length (training_budget)
+
+
+def training_budget(epochs: int, steps: float | None, samples: float | None) -> tuple[int, str]:
+    """What sets a run's length, as (amount, unit): ``steps`` optimizer steps or ``samples``
+    training samples when set (they replace epochs, bnstudy.config.TrainConfig), else
+    ``epochs`` passes over the training split. None and NaN are unset."""
+    for amount, unit in ((steps, STEP), (samples, SAMPLE)):
+        if amount is not None and not (isinstance(amount, float) and math.isnan(amount)):
+            return int(amount), unit
+    return int(epochs), EPOCH
+
+
+def count_text(count: object, noun: str) -> str:
+    """``count noun`` with an s unless the count is ``1`` (``1 epoch``, ``4 steps``, ``1, 2
+    epochs``); empty without a count."""
+    text = str(count)
+    return f"{text} {noun}{'' if text == '1' else 's'}" if text else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -212,7 +236,7 @@ NUM_CLASSES = _column(
     "result",
     "data.num_classes",
 )
-# Where and how a run computed, from its provenance (bnstudy.run); runs from before these
+# Where and how a run computed, from its provenance (bnstudy.record); runs from before these
 # were recorded have them empty.
 DEVICE_NAME = _column(
     "device_name", "str", "GPU name, or CPU model and whether it has AVX-512", "provenance"

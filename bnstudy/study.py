@@ -16,6 +16,7 @@ from rich.console import Console
 from bnstudy import claims, store
 from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
+from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
 from bnstudy.progress import SweepView
 from bnstudy.run import crashed_record, execute_run
 from bnstudy.sweep import Run, order_runs
@@ -47,9 +48,6 @@ def _needs_training(sweep_dir: Path, run: Run, retry: Collection[str]) -> bool:
     return result is None or result["status"] in retry
 
 
-STAGGER_SECONDS = 1.0  # between the starts of the first workers
-
-
 def run_study(
     study: StudyConfig,
     runs: list[Run],
@@ -60,7 +58,7 @@ def run_study(
     jobs: int | None = None,
     lease: float = claims.LEASE_SECONDS,
     retry: Collection[str] = (),
-    max_setup_failures: int = 3,
+    max_setup_failures: int = MAX_SETUP_FAILURES,
     stagger: float = STAGGER_SECONDS,
 ) -> tuple[Counter, int]:
     """Run every run of the study that has no result (or an outcome in ``retry``) and that no

@@ -14,7 +14,9 @@
 The runs are the Cartesian product of the axes (each zip group is one axis). A swept value that
 a run ignores (``train.norm_batch_size`` for group norm, ``model.group.groups`` for batch norm)
 is dropped from that run: cells that differ only in ignored values are one run, trained once.
-A key that every run ignores is an error.
+A key that every run ignores is an error. Each run is also built once without training
+(bnstudy.preflight: its data against its batch sizes, its model), so that a run that cannot
+be built is a problem of the plan, not an error of every run.
 
 A run's identity is a short hash of its resolved config without ``name``, ``sweep``,
 ``analysis`` (how the report tests, not what is run) and the fields left at their defaults,
@@ -33,11 +35,8 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-import torch
-
 from bnstudy.config import (
     ConfigError,
-    DataConfig,
     StudyConfig,
     check_key_path,
     check_study,
@@ -46,13 +45,10 @@ from bnstudy.config import (
     set_path,
     within,
 )
-from bnstudy.data import DATASETS, data_fingerprint
-from bnstudy.data.synthetic import NATIVE_SIZE
+from bnstudy.data import data_fingerprint
 from bnstudy.external import source_fingerprint
-from bnstudy.models import InputShape
 from bnstudy.norms import norm_spec
-from bnstudy.results import TEST_MODES
-from bnstudy.run import evaluation_settings, load_data, make_model
+from bnstudy.preflight import build_problem
 
 # 1: hash of every field, defaults included; 3: ghost BN updates its running statistics once
 # per forward, PreciseBN/AdaBN estimate the population variance, train-mode test batches are a
@@ -61,10 +57,6 @@ from bnstudy.run import evaluation_settings, load_data, make_model
 IDENTITY_VERSION = 3
 RESERVED = ("zip", "exclude")
 UNSWEEPABLE = ("name", "sweep", "analysis")  # the study's folder, the sweep, the report's tests
-# Bytes of float32 tensors (N·C·S^dims·4, train plus test) a generated data set may take,
-# checked when planning: far above any study's data (quickstart: 50 MB), far below what a size
-# typo asks for. Generation and standardization briefly need about twice as much.
-GENERATED_BYTES_LIMIT = 16 * 2**30
 
 
 @dataclass(frozen=True)
@@ -303,7 +295,8 @@ def _resolve(
     base: dict[str, Any], swept: dict[str, Any], known: list[tuple[str, str]]
 ) -> tuple[Run | None, list[tuple[str, str]]]:
     """The run of the swept values, or its problems other than the ``known`` ones of the study
-    (unless a swept value is the problem)."""
+    (unless a swept value is the problem), its config's or those of building it
+    (bnstudy.preflight.build_problem)."""
     raw = json.loads(json.dumps(base))
     for key, value in swept.items():
         set_path(raw, key.split("."), value)
@@ -311,7 +304,7 @@ def _resolve(
     if config is None:
         new = [(k, m) for k, m in problems if (k, m) not in known or _owner(k, swept)]
         return None, [_blame(key, message, swept) for key, message in new]
-    problem = _build_problem(config)
+    problem = build_problem(config)
     if problem:
         keys = (problem.key, *problem.alternatives)
         key = next((k for k in keys if _owner(k, swept) is not None), problem.key)
@@ -344,130 +337,3 @@ def _under(key: str, prefixes: tuple[str, ...]) -> bool:
 
 def _describe(swept: dict[str, Any]) -> str:
     return ", ".join(f"{key}={value}" for key, value in swept.items())
-
-
-@dataclass(frozen=True)
-class _Problem:
-    """A problem found by building a run: its key path, message, the key paths it depends on
-    (which of the run's swept values to name), and other keys as much to blame as ``key``
-    (the first of them that is swept is named when ``key`` is not)."""
-
-    key: str
-    message: str
-    depends: tuple[str, ...]
-    alternatives: tuple[str, ...] = ()
-
-
-@dataclass(frozen=True)
-class _DataFacts:
-    """What planning needs to know of a run's data: input shape, classes, split sizes."""
-
-    shape: InputShape
-    num_classes: int
-    train_size: int
-    test_size: int
-
-
-def _build_problem(config: StudyConfig) -> _Problem | None:
-    """Check the data's size against the batch sizes, and build the run's model once on the
-    CPU to catch errors such as groups not dividing a width before any run starts; a data set
-    read from files is loaded for it (once per process: the runs reuse it), so a missing or
-    malformed file is a problem here, not an error in every run."""
-    facts = _data_facts(config)
-    if isinstance(facts, _Problem):
-        return facts
-    return _split_problem(config, facts) or _model_problem(config, facts)
-
-
-def _data_facts(config: StudyConfig) -> _DataFacts | _Problem:
-    spec = DATASETS[config.data.name]
-    if not spec.needs_root:
-        return _generated_facts(config.data)
-    try:
-        data = load_data(config, torch.device("cpu"))
-    except (OSError, ValueError) as error:
-        return _Problem("data", f"{config.data.root}: {error}", ("data",))
-    shape = InputShape(data.in_channels, data.spatial_dims, data.train.x.shape[-1])
-    return _DataFacts(shape, data.num_classes, len(data.train.y), len(data.test.y))
-
-
-def _generated_facts(data: DataConfig) -> _DataFacts | _Problem:
-    """The facts of generated data, or a problem when its float32 tensors would take more than
-    GENERATED_BYTES_LIMIT (a size typo must not become a huge allocation in every run)."""
-    spec = DATASETS[data.name]
-    shape = InputShape(spec.in_channels, spec.spatial_dims, data.image_size or NATIVE_SIZE)
-    given = (data.train_size, data.test_size)
-    train, test = (n or default for n, default in zip(given, spec.default_sizes, strict=True))
-    need = (train + test) * shape.channels * shape.size**shape.spatial_dims * 4
-    if need <= GENERATED_BYTES_LIMIT:
-        return _DataFacts(shape, spec.num_classes, train, test)
-    set_keys = [f"data.{k}" for k in ("image_size", "train_size", "test_size") if getattr(data, k)]
-    key, *others = set_keys or ["data"]  # what to lower: the image size first, unless swept
-    sample = "×".join(map(str, (shape.channels, *(shape.size,) * shape.spatial_dims)))
-    return _Problem(
-        key,
-        f"{train} + {test} generated samples of {sample} take {_binary(need)} as float32, "
-        f"over the {_binary(GENERATED_BYTES_LIMIT)} limit "
-        "(bnstudy.sweep.GENERATED_BYTES_LIMIT): lower data.image_size, or data.train_size / "
-        "data.test_size",
-        ("data",),
-        tuple(others),
-    )
-
-
-def _binary(size: int) -> str:
-    """Bytes in GiB, TiB or PiB with three significant digits: ``16 GiB``, ``655 TiB``."""
-    for power, unit in ((50, "PiB"), (40, "TiB")):
-        if size >= 2**power:
-            return f"{size / 2**power:.3g} {unit}"
-    return f"{size / 2**30:.3g} GiB"
-
-
-def _split_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:
-    """A training pass larger than the training split would be one short batch, so the batch
-    size studied would not be the one trained with; a train-mode test batch size larger than
-    the test split likewise (``same`` as the run resolves it: its statistics batch). Only a
-    single pass is checked: the passes of an accumulated step may add up to more than the
-    split (each epoch then ends its step early, as any epoch's last step may). Eval-mode test
-    batches larger than the split are one batch: harmless."""
-    batch = config.train.batch_size
-    if batch > facts.train_size:
-        return _Problem(
-            "train.batch_size",
-            f"{batch} is larger than the training split ({facts.train_size} samples): a pass "
-            f"would be one batch of {facts.train_size} (none with train.drop_last); lower "
-            "train.batch_size or raise data.train_size",
-            ("train.batch_size", "data"),
-        )
-    return _test_batch_problem(config, facts.test_size)
-
-
-def _test_batch_problem(config: StudyConfig, test_size: int) -> _Problem | None:
-    """A train-mode test batch larger than the test split, ``same`` resolved as the run
-    resolves it (bnstudy.run.evaluation_settings)."""
-    settings = [s for s in evaluation_settings(config) if TEST_MODES[s.mode].per_test_batch]
-    too_big = next((s for s in settings if s.batch_size > test_size), None)
-    if too_big is None:
-        return None
-    label = too_big.label
-    what, fix, depends = label, "lower it", ("eval", "data")
-    if label == "same":  # set by the training batches: name the run's values that set it
-        what = f"same (the statistics batch, {too_big.batch_size})"
-        fix, depends = "test at a number instead", ("eval", "data", "train", "model.norm")
-    return _Problem(
-        "eval.train_mode_batch_sizes",
-        f"{what} is larger than the test split ({test_size} samples): train mode would test "
-        f"one batch of {test_size} labelled {label}; {fix} or raise data.test_size",
-        depends,
-    )
-
-
-def _model_problem(config: StudyConfig, facts: _DataFacts) -> _Problem | None:
-    try:
-        make_model(config.model, facts.shape, facts.num_classes)
-    except ValueError as error:
-        return _Problem("model", str(error), ("model", "data"))
-    except Exception as error:  # noqa: BLE001 - a user factory that breaks its contract
-        message = f"{config.model.name}: {type(error).__name__}: {error}"
-        return _Problem("model", message, ("model", "data"))
-    return None

@@ -31,7 +31,9 @@ from bnstudy.device import (
     synchronized_clock,
 )
 from bnstudy.models import InputShape
-from bnstudy.run import cpu_capability, cpu_name, make_model, run_compute
+from bnstudy.preflight import make_model
+from bnstudy.record import cpu_capability, cpu_name
+from bnstudy.run import run_compute
 from bnstudy.train import Batching, Position, Schedule, train
 
 IMAGE, CHANNELS, CLASSES = 32, 3, 10

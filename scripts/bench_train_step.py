@@ -18,7 +18,8 @@ import torch
 
 from bnstudy.config import ModelConfig
 from bnstudy.models import InputShape
-from bnstudy.run import cpu_name, make_model
+from bnstudy.preflight import make_model
+from bnstudy.record import cpu_name
 from bnstudy.train import normalization_batch
 
 

@@ -1,5 +1,7 @@
 import os
 import re
+import subprocess
+import sys
 
 import pandas as pd
 import pytest
@@ -21,6 +23,13 @@ def invoke(*args):
 def test_version():
     result = invoke("--version")
     assert result.exit_code == 0 and __version__ in result.output
+
+
+def test_the_command_line_and_the_report_load_without_torch():
+    code = "import sys, bnstudy.cli, bnstudy.report; print('torch' in sys.modules)"
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == "False"
 
 
 def test_help_offers_shell_completion_and_shows_flags_without_a_type():

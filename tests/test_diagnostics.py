@@ -15,7 +15,7 @@ from bnstudy.diagnostics import (
 from bnstudy.models import InputShape
 from bnstudy.norms import NORMS, create_norm
 from bnstudy.norms.batch import ManualBatchOptions
-from bnstudy.run import make_model
+from bnstudy.preflight import make_model
 
 
 @pytest.mark.parametrize(

@@ -18,7 +18,7 @@ from bnstudy.models import InputShape
 from bnstudy.norms import create_norm, module_spec
 from bnstudy.norms.registry import GroupOptions
 from bnstudy.norms.weight_standardization import WSConv2d
-from bnstudy.run import make_model
+from bnstudy.preflight import make_model
 
 IMAGES = InputShape(3, 2, 16)
 

@@ -4,7 +4,7 @@ import torch
 from bnstudy.config import ModelConfig
 from bnstudy.models import InputShape
 from bnstudy.norms import NORMS
-from bnstudy.run import make_model
+from bnstudy.preflight import make_model
 
 
 @pytest.mark.parametrize("dims", [1, 2, 3])

@@ -1,4 +1,4 @@
-"""Tests for bnstudy.report and bnstudy.plots on a small synthetic runs.csv, and on one real
+"""Tests for bnstudy.report (tables, figures, page) on a small synthetic runs.csv, and on one real
 tiny sweep (run folders with config.json, result.json and history.jsonl) for what the page says
 was run, the learning curves and the comparison of studies.
 
@@ -43,7 +43,9 @@ from matplotlib.figure import Figure
 from rich.console import Console
 from test_findings import PREDICTIONS, batch_size_runs, nbs_runs
 
-from bnstudy import plots, report, store
+from bnstudy import report, store
+from bnstudy.report import drawing, figure_data, figures
+from bnstudy.report.figure_data import BATCH_STATS_PANELS, COLLAPSE_PANELS
 from bnstudy.study import run_study
 from bnstudy.sweep import plan
 
@@ -316,7 +318,7 @@ def test_norm_order_puts_batch_variants_after_batch(runs: pd.DataFrame) -> None:
 
 
 def test_gap_matches_hand_computation(runs: pd.DataFrame) -> None:
-    gap = plots.compute_gap(runs)
+    gap = figure_data.compute_gap(runs)
     # batch norm, batch size 4, test batch 1: seed 0 gap 20 pp, seed 1 gap 21 pp
     bn = cell(gap, norm="batch", batch_size=4, test_batch="1")
     assert bn["gap_mean"] == pytest.approx(20.5)
@@ -338,7 +340,8 @@ def test_paired_csv_has_one_row_per_pair(built: Path) -> None:
 
 
 def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataFrame) -> None:
-    accuracy = plots.plot_accuracy_vs_batch_size(runs.assign(num_classes=10))
+    classes = runs.assign(num_classes=10)
+    accuracy = figures.plot_accuracy_vs_batch_size(classes, figure_data.accuracy_data(classes))
     assert titles(accuracy) == [
         "eval mode (running stats)",
         "train mode (batch stats, test batch = training batch)",
@@ -350,7 +353,7 @@ def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataF
         assert ax.get_ylabel() == "test accuracy (%)"
     chance = [line for line in accuracy.axes[0].get_lines() if line.get_linestyle() == "--"]
     assert [list(line.get_ydata()) for line in chance] == [[10.0, 10.0]]
-    gap = plots.plot_test_mode_gap(runs)
+    gap = figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))
     assert titles(gap) == [
         "eval mode − train mode (test batch = training batch)",
         "eval mode − train mode (test batch = 1)",
@@ -364,7 +367,7 @@ def legend_labels(figure: Figure) -> list[str]:
 
 
 def test_accuracy_bands_are_95_percent_intervals(runs: pd.DataFrame) -> None:
-    eval_panel = plots.plot_accuracy_vs_batch_size(runs).axes[0]
+    eval_panel = figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs)).axes[0]
     band = eval_panel.collections[0]  # batch norm's band: batch sizes 4 and 16
     (path,) = band.get_paths()
     low, high = path.vertices[:, 1].min(), path.vertices[:, 1].max()
@@ -374,15 +377,15 @@ def test_accuracy_bands_are_95_percent_intervals(runs: pd.DataFrame) -> None:
 
 
 def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> None:
-    collapse = plots.plot_output_collapse(runs)
+    collapse = figures.plot_run_panels(runs, figure_data.panel_data(runs, COLLAPSE_PANELS))
     assert [ax.get_title() for ax in collapse.axes] == [
         "output std",
         "fraction of outputs exactly 0",
     ]
-    statistics = plots.plot_batch_statistics(runs)
+    statistics = figures.plot_run_panels(runs, figure_data.panel_data(runs, BATCH_STATS_PANELS))
     assert len(statistics.axes) == 3
     assert statistics.axes[0].get_yscale() == "log"
-    flip = plots.plot_flip_rate(runs)
+    flip = figures.plot_flip_rate(runs, *figure_data.flip_data(runs))
     assert titles(flip) == [
         "train mode (batch stats, test batch = training batch)",
         "train mode (batch stats, test batch = 1)",
@@ -403,7 +406,7 @@ def mean_lines(ax, color: str, linestyle: str) -> list:
 def test_diagnostic_plots_show_init_of_failed_runs_and_skip_unmeasured_norms(
     runs: pd.DataFrame,
 ) -> None:
-    zeros = plots.plot_output_collapse(runs).axes[1]
+    zeros = figures.plot_run_panels(runs, figure_data.panel_data(runs, COLLAPSE_PANELS)).axes[1]
     # batch norm (C0): at init all outputs are 0 at batch size 1 (a run that then errored)
     (init,) = mean_lines(zeros, "C0", "--")
     assert list(init.get_xdata()) == [1, 4, 16]
@@ -412,7 +415,7 @@ def test_diagnostic_plots_show_init_of_failed_runs_and_skip_unmeasured_norms(
     assert math.isnan(trained.get_ydata()[0])
     assert list(trained.get_ydata()[1:]) == pytest.approx([0.15, 0.15])
     # batch-statistic noise: only batch norm has it; group norm (C1) draws nothing
-    noise = plots.plot_batch_statistics(runs).axes[1]
+    noise = figures.plot_run_panels(runs, figure_data.panel_data(runs, BATCH_STATS_PANELS)).axes[1]
     (line,) = mean_lines(noise, "C0", "-")
     assert list(line.get_ydata()[1:]) == pytest.approx([0.55, 0.3])
     assert not any(line.get_color() == "C1" for line in noise.get_lines())
@@ -443,9 +446,10 @@ def test_whole_norm_errored(tmp_path: Path) -> None:
     instance = summary[summary["norm"] == "instance"]
     assert len(instance) == len(BATCH_SIZES) * len(SETTINGS)
     assert (instance["n"] == 0).all() and (instance["n_error"] == 2).all()
-    accuracy = plots.plot_accuracy_vs_batch_size(runs)
-    assert legend_labels(accuracy) == ["batch", "group", "instance", plots.NO_VALUE_LABEL]
-    assert legend_labels(plots.plot_test_mode_gap(runs)) == ["batch"]
+    accuracy = figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs))
+    assert legend_labels(accuracy) == ["batch", "group", "instance", drawing.NO_VALUE_LABEL]
+    gap = figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))
+    assert legend_labels(gap) == ["batch"]
 
 
 def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
@@ -458,9 +462,9 @@ def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
     assert page.count("Plot skipped: the sweep has no train-mode test rows.") == 2
     assert_png(out / "output_collapse.png")
     runs = report.load_runs(sweep_dir / "runs.csv")
-    assert len(plots.plot_accuracy_vs_batch_size(runs).axes) == 1
-    with pytest.raises(plots.NothingToPlot, match="no train-mode test rows"):
-        plots.plot_test_mode_gap(runs)
+    assert len(figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs)).axes) == 1
+    with pytest.raises(figure_data.NothingToPlot, match="no train-mode test rows"):
+        figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))
 
 
 def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
@@ -479,8 +483,9 @@ def test_runs_table_without_diagnostics_still_reports(tmp_path: Path) -> None:
     summary = pd.read_csv(out / "summary.csv")
     assert summary["test_flip_rate_mean"].isna().all()
     assert summary["init_output_std_mean"].isna().all()
-    with pytest.raises(plots.NothingToPlot, match="no values of init_output_std, output_std"):
-        plots.plot_output_collapse(report.load_runs(sweep_dir / "runs.csv"))
+    loaded = report.load_runs(sweep_dir / "runs.csv")
+    with pytest.raises(figure_data.NothingToPlot, match="no values of init_output_std, output_std"):
+        figures.plot_run_panels(loaded, figure_data.panel_data(loaded, COLLAPSE_PANELS))
 
 
 def test_failed_run_without_test_setting_counts_in_every_setting(tmp_path: Path) -> None:
@@ -529,17 +534,17 @@ def test_norm_batch_study_broadcasts_controls_in_the_summary(nbs_report: Path) -
 
 def test_norm_batch_study_plots_along_the_norm_batch_axis(tmp_path: Path) -> None:
     runs = report.load_runs(write_runs(tmp_path / "nbs", nbs_runs()) / "runs.csv")
-    accuracy = plots.plot_accuracy_vs_batch_size(runs)
+    accuracy = figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs))
     xlabel = accuracy.axes[0].get_xlabel().replace("\n", " ")
     assert xlabel == "normalization batch size (samples per BN statistic)"
     assert legend_labels(accuracy)[1] == "group (one model per seed)"
     assert legend_labels(accuracy)[-1] == "chance (100 / classes)"  # the table has num_classes
-    assert titles(plots.plot_test_mode_gap(runs)) == [
+    assert titles(figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))) == [
         "eval mode − train mode (test batch = normalization batch)",
         "precise mode − eval mode",
         "precise mode − train mode (test batch = normalization batch)",
     ]
-    noise = plots.plot_noise_law(runs).axes[0]
+    noise = figures.plot_noise_law(runs, figure_data.noise_data(runs)).axes[0]
     assert (noise.get_xscale(), noise.get_yscale()) == ("log", "log")
     styles = [line.get_linestyle() for line in noise.get_lines()]
     assert sorted(s for s in styles if s != "None") == ["-", "--", ":"]  # measured, predictions
@@ -696,7 +701,7 @@ def test_learning_curves_are_drawn_from_the_histories(sweep: Path) -> None:
     runs = report.load_runs(sweep / "runs.csv")
     history = report.history_table(sweep, runs)
     assert len(history) == 6 and list(history["step"].unique()) == [6]  # 6 runs × 1 epoch
-    figure = plots.plot_learning_curves(history, runs)
+    figure = figures.plot_learning_curves(runs, figure_data.learning_data(history, runs))
     assert titles(figure) == ["norm batch 2", "norm batch 4"] * 2
     assert [ax.get_ylabel() for ax in figure.axes] == ["train loss"] * 2 + [
         "train accuracy (%)"
@@ -710,20 +715,22 @@ def test_learning_curves_are_drawn_from_the_histories(sweep: Path) -> None:
 
 def test_chance_line_where_the_table_records_the_classes(sweep: Path) -> None:
     runs = report.load_runs(sweep / "runs.csv")
-    for ax in plots.plot_accuracy_vs_batch_size(runs).axes:
+    for ax in figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs)).axes:
         chance = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert [list(line.get_ydata()) for line in chance] == [[10.0, 10.0]]
-    assert not plots.chance_levels(runs.drop(columns="num_classes"))
+    assert not figure_data.chance_levels(runs.drop(columns="num_classes"))
 
 
 def test_panels_are_drawn_only_where_the_quantity_can_vary(sweep: Path) -> None:
     # the tiny sweep: no output is ever exactly 0, and GroupNorm has no running statistics
     runs = report.load_runs(sweep / "runs.csv")
-    assert plots.constant_panels(runs, plots.COLLAPSE_PANELS) == {
+    assert figure_data.constant_panels(runs, COLLAPSE_PANELS) == {
         "fraction of outputs exactly 0": 0.0
     }
-    assert titles(plots.plot_output_collapse(runs)) == ["output std"]
-    assert legend_labels(plots.plot_test_mode_gap(runs)) == ["batch"]  # not group
+    collapse = figures.plot_run_panels(runs, figure_data.panel_data(runs, COLLAPSE_PANELS))
+    assert titles(collapse) == ["output std"]
+    gap = figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))
+    assert legend_labels(gap) == ["batch"]  # not group
     page = (sweep / "report" / "index.html").read_text(encoding="utf-8")
     assert "Not drawn, the same in every run: fraction of outputs exactly 0 (0)." in page
     assert page.count("Not drawn: group (no running statistics") == 2  # gap and flip rate
@@ -761,9 +768,8 @@ def test_comparison_of_two_studies_renders(sweep: Path, tmp_path: Path) -> None:
     assert report.study_labels(folders, [runs, runs]) == ["cpu/tiny", "gpu/tiny"]
     assert report.study_labels([sweep, sweep], [runs, runs]) == ["tiny #1", "tiny #2"]
     # a normalization-batch study beside an optimizer-batch study: each along its own axis
-    figure = plots.plot_comparison(
-        {"A": runs, "B": report.load_runs(write_runs(other, make_runs()) / "runs.csv")}
-    )
+    studies = {"A": runs, "B": report.load_runs(write_runs(other, make_runs()) / "runs.csv")}
+    figure = figures.plot_comparison(studies, figure_data.comparison_data(studies))
     assert legend_labels(figure) == ["batch", "group", "A", "B", "chance (100 / classes)"]
     assert "train mode (batch stats, test batch = the x value)" in titles(figure)
     xlabel = figure.axes[0].get_xlabel().replace("\n", " ")
@@ -801,15 +807,16 @@ def test_a_table_without_ok_runs_still_reports(tmp_path: Path, table: str) -> No
 def test_a_comparison_of_studies_without_runs_says_so(tmp_path: Path) -> None:
     folders = [write_runs(tmp_path / name, pd.DataFrame(columns=STORE_COLUMNS)) for name in "ab"]
     studies = {d.name: report.load_runs(d / "runs.csv") for d in folders}
-    with pytest.raises(plots.NothingToPlot, match="no study has runs yet"):
-        plots.plot_comparison(studies)
+    with pytest.raises(figure_data.NothingToPlot, match="no study has runs yet"):
+        figures.plot_comparison(studies, figure_data.comparison_data(studies))
     out = report.write_comparison(folders, tmp_path / "compare")
     assert "Plot skipped: no study has runs yet." in parse_page_text(out / "index.html")
     one = {
         "a": studies["a"],
         "full": report.load_runs(write_runs(tmp_path / "c", make_runs()) / "runs.csv"),
     }
-    assert legend_labels(plots.plot_comparison(one))[-1] == "full"  # the empty study has no line
+    figure = figures.plot_comparison(one, figure_data.comparison_data(one))
+    assert legend_labels(figure)[-1] == "full"  # the empty study has no line
 
 
 def parse_page_text(path: Path) -> str:
@@ -858,7 +865,7 @@ def test_flip_baseline_is_drawn_on_the_panel_of_its_test_batch(runs: pd.DataFram
             "pairs": [1, 1],
         }
     )
-    flip = plots.plot_flip_rate(runs, baseline)
+    flip = figures.plot_flip_rate(runs, *figure_data.flip_data(runs, baseline))
     dotted = [
         [list(line.get_ydata()) for line in ax.get_lines() if line.get_linestyle() == ":"]
         for ax in flip.axes
@@ -872,7 +879,7 @@ def test_learning_curves_spread_the_controls_when_bn_is_ok_at_one_value_only() -
     runs = runs.assign(status=runs["status"].mask(failed, "error"))
     ok = runs[runs["status"].eq("ok")].drop_duplicates("run_id")
     history = ok.assign(epoch=1, steps=10, step=10, train_loss=1.0, train_acc=0.5)
-    figure = plots.plot_learning_curves(history, runs)
+    figure = figures.plot_learning_curves(runs, figure_data.learning_data(history, runs))
     assert titles(figure) == ["norm batch 1", "norm batch 4", "norm batch 16"] * 2
     # group and none, trained once per seed, in every panel; BN only where it is ok
     assert [len(ax.get_lines()) for ax in figure.axes] == [2, 3, 2] * 2

@@ -7,7 +7,8 @@ import pandas as pd
 import pytest
 from test_report import make_runs, write_runs
 
-from bnstudy import findings, report, store
+from bnstudy import report, store
+from bnstudy.report import design, runs_table
 from bnstudy.results import counts_text
 
 
@@ -37,7 +38,7 @@ def loaded(tmp_path, runs: pd.DataFrame) -> pd.DataFrame:
 
 def test_oom_runs_are_counted_listed_and_left_out_of_the_means(tmp_path):
     runs = loaded(tmp_path, with_oom(make_runs()))
-    assert "1 oom" in findings.counts_line(runs)
+    assert "1 oom" in runs_table.counts_line(runs)
     summary = report.summarize(runs)
     at_16 = summary["norm"].eq("group") & summary["batch_size"].eq(16)
     cell = summary[at_16 & summary["test_batch"].eq("eval")].iloc[0]
@@ -58,7 +59,7 @@ def test_a_study_without_oom_shows_no_oom_column(tmp_path):
 
 def test_environments_are_listed_with_their_run_counts():
     runs = make_runs()
-    assert findings.environments(runs) == []
+    assert design.environments(runs) == []
     gpu = runs["seed"].eq(0)
     runs = runs.assign(
         device_name="AMD EPYC 7B13, no AVX-512",
@@ -74,7 +75,7 @@ def test_environments_are_listed_with_their_run_counts():
         "bf16",
     ]
     per_seed = runs.drop_duplicates("run_id")["seed"].value_counts()
-    assert findings.environments(runs) == [
+    assert design.environments(runs) == [
         ("NVIDIA H100 80GB HBM3 (torch 2.14.1+cu130, CUDA 13.0, bf16)", per_seed[0]),
         ("AMD EPYC 7B13, no AVX-512 (torch 2.14.1+cu130, AVX2 kernels, fp32)", per_seed[1]),
     ]
@@ -83,7 +84,7 @@ def test_environments_are_listed_with_their_run_counts():
 def test_an_old_table_lists_device_and_torch_only():
     runs = make_runs().assign(device_name="AMD EPYC, no AVX-512", torch="2.11.0")
     count = runs["run_id"].nunique()
-    assert findings.environments(runs) == [("AMD EPYC, no AVX-512 (torch 2.11.0)", count)]
+    assert design.environments(runs) == [("AMD EPYC, no AVX-512 (torch 2.11.0)", count)]
 
 
 @pytest.mark.parametrize("recorded", [True, False])

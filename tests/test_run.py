@@ -3,9 +3,10 @@ import math
 import pytest
 import torch
 
-from bnstudy import run
-from bnstudy.results import TEST_MODES
-from bnstudy.run import evaluation_settings, execute_run
+from bnstudy import evaluation, preflight, record, run
+from bnstudy.preflight import evaluation_settings
+from bnstudy.results import TEST_MODES, setting_key
+from bnstudy.run import execute_run
 from bnstudy.sweep import plan
 from bnstudy.train import Compute
 
@@ -135,12 +136,10 @@ def test_eval_mode_flip_rate_is_zero_and_train_mode_flip_rate_is_a_fraction(tiny
 def test_precise_mode_evaluates_recalibrated_statistics_and_keeps_the_trained_ones(
     tiny_study, monkeypatch
 ):
-    import bnstudy.run as run_module
-
     tiny_study["eval"]["test_modes"] = ["eval", "precise", "train"]
     tiny_study["train"]["norm_batch_size"] = 2
     seen = {}
-    real = run_module._recalibrate
+    real = evaluation._recalibrate
 
     def spy(model, data, config):
         seen["before"] = model.features[1].running_mean.clone()
@@ -148,7 +147,7 @@ def test_precise_mode_evaluates_recalibrated_statistics_and_keeps_the_trained_on
         seen["after"] = model.features[1].running_mean.clone()
         seen["model"] = model
 
-    monkeypatch.setattr(run_module, "_recalibrate", spy)
+    monkeypatch.setattr(evaluation, "_recalibrate", spy)
     result = execute_run(only_run(tiny_study), CPU)
     by_mode = {t["test_mode"]: t for t in result["tests"]}
     assert result["status"] == "ok" and by_mode["precise"]["status"] == "ok"
@@ -184,14 +183,14 @@ def rows_of(x, split_x):
 
 def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_study, monkeypatch):
     recomputed, estimators = [], []
-    real = run.recompute_bn_statistics
+    real = evaluation.recompute_bn_statistics
 
     def spy(model, batches, variance):
         recomputed.append(torch.cat(list(batches)))
         estimators.append(variance)
         return real(model, batches, variance)
 
-    monkeypatch.setattr(run, "recompute_bn_statistics", spy)
+    monkeypatch.setattr(evaluation, "recompute_bn_statistics", spy)
     tiny_study["eval"]["test_modes"] = list(TEST_MODES)
     config = only_run(tiny_study)
     result = execute_run(config, CPU)
@@ -203,7 +202,7 @@ def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_stud
         "pix2pix",
     ]
     assert all(t["status"] == "ok" for t in result["tests"]), result["tests"]
-    data = run.load_data(config, CPU)
+    data = preflight.load_data(config, CPU)
     precise, adabn = recomputed
     assert rows_of(precise, data.train.x) and not rows_of(precise, data.test.x)
     assert rows_of(adabn, data.test.x) and not rows_of(adabn, data.train.x)
@@ -221,13 +220,13 @@ def test_every_test_mode_runs_and_adabn_recomputes_from_the_test_split(tiny_stud
 
 def test_the_batch_average_estimator_is_passed_on_and_recorded(tiny_study, monkeypatch):
     estimators = []
-    real = run.recompute_bn_statistics
+    real = evaluation.recompute_bn_statistics
 
     def spy(model, batches, variance):
         estimators.append(variance)
         return real(model, batches, variance)
 
-    monkeypatch.setattr(run, "recompute_bn_statistics", spy)
+    monkeypatch.setattr(evaluation, "recompute_bn_statistics", spy)
     tiny_study["eval"].update(test_modes=["precise"], precise_variance="batch_average")
     result = execute_run(only_run(tiny_study), CPU)
     assert estimators == ["batch_average"]
@@ -278,7 +277,7 @@ def test_other_errors_stay_errors(tiny_study, monkeypatch):
 
 def test_out_of_memory_in_one_test_setting_is_that_settings_outcome(tiny_study, monkeypatch):
     freed = []
-    monkeypatch.setattr(run, "free_memory", freed.append)
+    monkeypatch.setattr(evaluation, "free_memory", freed.append)
     fail_above(monkeypatch, 10, training=False)  # eval mode tests in batches of 12
     result = execute_run(only_run(tiny_study), CPU)
     by_mode = {t["test_mode"]: t for t in result["tests"]}
@@ -316,7 +315,7 @@ def test_provenance_records_versions_hardware_numerics_and_memory(tiny_study):
 
     provenance = execute_run(only_run(tiny_study), CPU)["provenance"]
     assert provenance["torch"] == torch.__version__ and provenance["device"] == "cpu"
-    assert provenance["device_name"] == run.cpu_name() == provenance["cpu"]
+    assert provenance["device_name"] == record.cpu_name() == provenance["cpu"]
     assert provenance["device_name"].endswith("AVX-512")
     assert provenance["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
     assert provenance["cuda"] == torch.version.cuda and provenance["cuda_capability"] is None
@@ -338,11 +337,11 @@ def test_the_source_commit_is_none_outside_a_checkout(monkeypatch, tmp_path):
     (tmp_path / "bnstudy").mkdir()
     (tmp_path / "bnstudy" / "__init__.py").write_text("")
     monkeypatch.setattr(bnstudy, "__file__", str(tmp_path / "bnstudy" / "__init__.py"))
-    run.source_commit.cache_clear()
+    record.source_commit.cache_clear()
     try:
-        assert run.source_commit() is None
+        assert record.source_commit() is None
     finally:
-        run.source_commit.cache_clear()
+        record.source_commit.cache_clear()
 
 
 @pytest.mark.parametrize("precision", ["bf16", "fp16"])
@@ -366,8 +365,8 @@ def test_beta_outputs_are_recognized_under_bf16(tiny_study):
     tiny_study["data"]["image_size"] = 2
     tiny_study["model"].update(norm="batch_manual", batch_manual={"single_value": "beta"})
     config = only_run(tiny_study)
-    data = run.load_data(config, CPU)
-    model = run.model_for_data(config, data)
+    data = preflight.load_data(config, CPU)
+    model = preflight.model_for_data(config, data)
     last = diagnostics.norm_layers(model)[-1][1]
     with torch.no_grad():
         last.bias.copy_(torch.linspace(0.1, 0.9, len(last.bias)))  # not bf16 numbers
@@ -390,7 +389,7 @@ def test_a_deterministic_run_on_the_cpu_matches_the_default_and_restores_the_fla
 
 def test_runs_that_differ_only_in_augmentation_share_the_loaded_data(tiny_study):
     _, runs = plan({**tiny_study, "sweep": {"data.augment": ["none", "crop", "crop_flip"]}}, "a")
-    loaded = [run.load_data(r.config, torch.device("cpu")) for r in runs]
+    loaded = [preflight.load_data(r.config, torch.device("cpu")) for r in runs]
     assert len(runs) == 3 and all(data is loaded[0] for data in loaded)
 
 
@@ -398,11 +397,11 @@ def test_provenance_names_the_gpu_as_the_machine_numbers_it(monkeypatch):
     # a pool worker on the machine's GPU 3 sees it alone, as cuda (device.worker_environment)
     monkeypatch.setattr(torch.cuda, "get_device_name", lambda device: "a GPU")
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device: (9, 0))
-    monkeypatch.setattr(run, "peak_memory", lambda device: {})
+    monkeypatch.setattr(record, "peak_memory", lambda device: {})
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "3")
-    assert run._provenance(torch.device("cuda"), 0.0, Compute(), {})["device"] == "cuda:3"
+    assert record.provenance(torch.device("cuda"), 0.0, Compute(), {})["device"] == "cuda:3"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    assert run._provenance(torch.device("cuda:1"), 0.0, Compute(), {})["device"] == "cuda:1"
+    assert record.provenance(torch.device("cuda:1"), 0.0, Compute(), {})["device"] == "cuda:1"
 
 
 def test_a_crashed_run_has_the_record_of_a_run_with_nothing_done(tiny_study):
@@ -450,9 +449,9 @@ def sign_of_mean_model(features=8):
 
 def test_a_class_sorted_test_split_gives_the_train_mode_accuracy_of_the_shuffled_one(tiny_study):
     config = only_run(tiny_study)
-    setting = run.EvalSetting("train", "20", 20)
+    setting = preflight.EvalSetting("train", "20", 20)
     tested = {
-        sort: run._test(
+        sort: evaluation.evaluate_setting(
             sign_of_mean_model(), sign_of_mean_data(sort=sort), setting, config, Compute()
         )
         for sort in (True, False)
@@ -465,18 +464,18 @@ def test_a_class_sorted_test_split_gives_the_train_mode_accuracy_of_the_shuffled
 
 def test_the_test_order_and_each_reshuffle_are_distinct_permutations():
     for seed in (0, 1, 7):
-        seeds = [0] + [run.reshuffle_seed(seed, draw) for draw in range(1, 4)]
-        orders = [run.seeded_order(50, order_seed, CPU) for order_seed in seeds]
+        seeds = [0] + [evaluation.reshuffle_seed(seed, draw) for draw in range(1, 4)]
+        orders = [evaluation.seeded_order(50, order_seed, CPU) for order_seed in seeds]
         assert all(sorted(order.tolist()) == list(range(50)) for order in orders)
         assert len({tuple(order.tolist()) for order in orders}) == 4
-    assert not torch.equal(run.seeded_order(50, 0, CPU), torch.arange(50))
+    assert not torch.equal(evaluation.seeded_order(50, 0, CPU), torch.arange(50))
 
 
 def test_recalibration_batches_are_not_in_file_order():
     from bnstudy.data import Split
 
     split = Split(x=torch.arange(100.0)[:, None], y=torch.zeros(100, dtype=torch.long))
-    batches = run._seeded_batches(split, 10, 60, seed=0)
+    batches = evaluation.seeded_batches(split, 10, 60, seed=0)
     drawn = torch.cat(batches).flatten()
     assert len(batches) == 6 and len(set(drawn.tolist())) == 60
     assert not torch.equal(drawn, torch.arange(60.0))  # not the first 60 in file order
@@ -491,12 +490,12 @@ def test_a_run_stores_labels_predictions_and_per_image_flips(tiny_study, tmp_pat
     config = only_run(tiny_study)
     result = execute_run(config, CPU)
     outputs = result["predictions"]
-    labels = run.load_data(config, CPU).test.y.tolist()
+    labels = preflight.load_data(config, CPU).test.y.tolist()
     assert outputs["test_labels"] == labels and outputs["flip_reshuffles"] == 3
     keys = {(t["test_mode"], t["test_batch"]): t for t in result["tests"]}
     assert set(outputs["predictions"]) == {"eval", "same", "1", "pix2pix:same", "pix2pix:1"}
     for (mode, label), test in keys.items():
-        predictions = outputs["predictions"][run.setting_key(mode, label)]
+        predictions = outputs["predictions"][setting_key(mode, label)]
         correct = sum(p == y for p, y in zip(predictions, labels, strict=True))
         assert test["status"] == "ok" and correct / len(labels) == pytest.approx(test["test_acc"])
     # flips: train-mode settings with another sample in the batch (pix2pix: dropout too)

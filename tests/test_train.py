@@ -7,7 +7,7 @@ import torch
 from bnstudy.config import ModelConfig
 from bnstudy.data import Split
 from bnstudy.models import InputShape
-from bnstudy.run import make_model
+from bnstudy.preflight import make_model
 from bnstudy.train import (
     Batching,
     Compute,

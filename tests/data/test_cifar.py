@@ -108,7 +108,7 @@ def test_cifar10_download_runs_before_the_fingerprint(
     import torchvision.datasets.cifar as tv_cifar
 
     from bnstudy.config import validate_study
-    from bnstudy.run import load_data
+    from bnstudy.preflight import load_data
 
     calls = []
 
@@ -146,7 +146,7 @@ def test_cifar10_fingerprint_covers_the_files_torchvision_reads(tmp_path, write_
 
 def test_a_run_with_cifar_missing_reports_where_and_how(tiny_study, tmp_path):
     from bnstudy.config import validate_study
-    from bnstudy.run import load_data
+    from bnstudy.preflight import load_data
 
     tiny_study["data"] = {"name": "cifar10", "root": str(tmp_path)}
     with pytest.raises(FileNotFoundError) as err:

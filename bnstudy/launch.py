@@ -1,0 +1,189 @@
+"""What ``bnstudy run`` and ``bnstudy inspect`` do with a study file, as library calls that
+return what the command line prints: plan the study with its overrides, then list its runs,
+submit those still to do to a cluster, train them here, or look at its norm layers without
+training. A problem the user must fix raises :class:`LaunchError`, one line per problem."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from rich.console import Console
+
+from bnstudy import store
+from bnstudy.cluster import ClusterError, SlurmSettings, Submission, submit
+from bnstudy.config import ConfigError, StudyConfig, apply_overrides, read_config_file
+from bnstudy.device import resolve_devices
+from bnstudy.diagnostics import LayerReport, layer_reports
+from bnstudy.options import CLUSTERS, LOCAL, RunOptions
+from bnstudy.preflight import load_data, model_for_data, statistics_batch
+from bnstudy.study import Interrupted, SetupFailures, pending_runs, run_study
+from bnstudy.sweep import Run, order_runs, plan, swept_keys
+
+
+class LaunchError(Exception):
+    """The command cannot go on: an invalid study file, override or option, unreadable data,
+    or an environment to fix (no cluster, an unwritable folder); ``lines``, one per problem."""
+
+    def __init__(self, lines: list[str]) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+class Stopped(Exception):
+    """Ctrl-C stopped the training: ``trained`` runs were trained by this process, and
+    ``done`` of the ``planned`` runs have a result (finished runs are kept)."""
+
+    def __init__(self, trained: int, done: int, planned: int) -> None:
+        super().__init__(f"interrupted after {trained} runs")
+        self.trained, self.done, self.planned = trained, done, planned
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A dry run: the runs in run order, the config keys the sweep varies, and the run_ids
+    still to run (no result, or an outcome to retry)."""
+
+    runs: list[Run]
+    keys: list[str]
+    todo: set[str]
+
+
+@dataclass(frozen=True)
+class Submitted:
+    """The runs still to do, submitted to ``cluster`` (bnstudy.cluster's name) with
+    ``settings``; ``finished``: the planned runs left out because they have a result."""
+
+    name: str
+    sweep_dir: Path
+    cluster: str
+    settings: SlurmSettings
+    submission: Submission
+    finished: int
+
+
+@dataclass(frozen=True)
+class Ran:
+    """The runs trained here: the outcome counts of the ``planned`` runs, how many of them this
+    process trained, the sweep's table, and its status afterwards (failures included)."""
+
+    name: str
+    sweep_dir: Path
+    planned: int
+    counts: Counter
+    trained: int
+    table: Path
+    status: store.SweepStatus
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What each norm layer of the study's model sees at ``batch_size`` samples per statistic."""
+
+    study: StudyConfig
+    batch_size: int
+    layers: list[LayerReport]
+
+
+def launch(options: RunOptions, console: Console) -> Listing | Submitted | Ran:
+    """Plan the study of ``options``, then list its runs (a dry run), submit those still to do
+    to a cluster, or train them here with their progress on ``console``. Raises
+    :class:`LaunchError`, and :class:`Stopped` on Ctrl-C."""
+    study, runs = _plan(options.config, options.overrides)
+    sweep_dir = options.out_root / study.name
+    if options.dry_run:
+        todo = pending_runs(sweep_dir, runs, options.retry)
+        return Listing(order_runs(runs, options.order), swept_keys(runs), {r.run_id for r in todo})
+    if options.executor != LOCAL:
+        return _submit(sweep_dir, study, runs, options)
+    return _train(sweep_dir, study, runs, options, console)
+
+
+def inspect_study(config: Path, overrides: list[str], batch_size: int | None = None) -> Inspection:
+    """The norm layers of the study's model, built without training (its sweep ignored), at
+    ``batch_size`` samples per statistic (default: the study's statistics batch). Raises
+    :class:`LaunchError`."""
+    study, _ = _plan(config, overrides, with_sweep=False)
+    size = batch_size or statistics_batch(study)
+    try:
+        data = load_data(study, torch.device("cpu"))
+        model = model_for_data(study, data)
+    except (OSError, ValueError) as error:
+        raise LaunchError([f"{config}: {type(error).__name__}: {error}"]) from None
+    layers = layer_reports(model, torch.zeros(size, *data.train.x.shape[1:]))
+    return Inspection(study, size, layers)
+
+
+def _plan(
+    config: Path, overrides: tuple[str, ...] | list[str], with_sweep: bool = True
+) -> tuple[StudyConfig, list[Run]]:
+    """The study in ``config`` with ``overrides``, and its runs (one without ``with_sweep``)."""
+    try:
+        raw = apply_overrides(read_config_file(config), list(overrides))
+        if not with_sweep:
+            raw.pop("sweep", None)  # the same RawStudy: it knows which override set each key
+        return plan(raw, str(config))
+    except ConfigError as error:
+        raise LaunchError(error.lines()) from None
+
+
+def _submit(sweep_dir: Path, study: StudyConfig, runs: list[Run], options: RunOptions) -> Submitted:
+    """Submit the runs still to do as one job array on the cluster of ``options.executor``."""
+    settings = options.slurm or SlurmSettings()
+    cluster = CLUSTERS[options.executor]
+    args = (options.devices, options.lease, options.retry, settings, cluster)
+    try:
+        submission = submit(sweep_dir, study, runs, *args)
+    except (ClusterError, ValueError) as error:
+        raise LaunchError([str(error)]) from None
+    except OSError as error:
+        raise LaunchError([f"{error.filename or sweep_dir}: {error.strerror or error}"]) from None
+    finished = len(runs) - len(pending_runs(sweep_dir, runs, options.retry))
+    return Submitted(study.name, sweep_dir, cluster, settings, submission, finished)
+
+
+def _train(
+    sweep_dir: Path, study: StudyConfig, runs: list[Run], options: RunOptions, console: Console
+) -> Ran:
+    """Train the runs still to do here, on the devices of ``options``."""
+    devices = _devices(options)
+    try:
+        counts, trained = run_study(
+            study,
+            runs,
+            options.out_root,
+            devices,
+            options.order,
+            console,
+            options.jobs,
+            options.lease,
+            options.retry,
+            options.max_setup_failures,
+            options.stagger,
+        )
+    except SetupFailures as error:
+        raise LaunchError([str(error)]) from None
+    except OSError as error:  # --out unwritable or a file, disk full, ...
+        where = error.filename or sweep_dir
+        fix = "fix it (--out, free space) and rerun the same command; finished runs are kept"
+        raise LaunchError([f"{where}: {error.strerror or error}: {fix}"]) from None
+    except Interrupted as stop:
+        done = len(runs) - len(store.sweep_status(sweep_dir).missing)
+        raise Stopped(stop.trained, done, len(runs)) from None
+    status = store.sweep_status(sweep_dir)
+    return Ran(study.name, sweep_dir, len(runs), counts, trained, sweep_dir / store.TABLE, status)
+
+
+def _devices(options: RunOptions) -> list[torch.device]:
+    """The devices of ``options.devices``, at least one per job."""
+    try:
+        devices = resolve_devices(options.devices)
+    except ValueError as error:
+        raise LaunchError([f"--devices: {error}"]) from None
+    if options.jobs is not None and options.jobs < len(devices):
+        raise LaunchError(
+            [f"--jobs {options.jobs} is fewer than the {len(devices)} devices listed in --devices"]
+        )
+    return devices
