@@ -437,7 +437,7 @@ def report(
 ) -> None:
     """Write the report of a sweep to `<sweep_dir>/report/`: what was run, the findings with
     their verdicts, figures and tables in index.html. With several sweep folders, compare them."""
-    from bnstudy.overview import write_reports
+    from bnstudy.report import write_reports
 
     try:
         page = write_reports(sweep_dirs, out_dir)

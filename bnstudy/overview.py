@@ -1,14 +1,13 @@
-"""Where a sweep stands and its report, for ``bnstudy status`` and ``bnstudy report``: read
-from and written to the sweep folders, without torch."""
+"""Where a sweep stands, for ``bnstudy status``: its runs' outcomes, the runs in flight and
+missing, and whether its report holds every finished run; read from the sweep folder without
+torch or the report's libraries."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from bnstudy import claims, store
-from bnstudy.report import INDEX_HTML, REPORT_DIR, write_comparison, write_report
 
 
 @dataclass(frozen=True)
@@ -44,26 +43,9 @@ def sweep_overview(sweep_dir: Path) -> Overview:
 
 def report_age(sweep_dir: Path) -> ReportAge:
     """Whether the report holds every finished run: written after the newest result."""
-    page = sweep_dir / REPORT_DIR / INDEX_HTML
+    page = sweep_dir / store.REPORT_DIR / store.INDEX_HTML
     if not page.exists():
         return ReportAge(page, False, 0)
     written = page.stat().st_mtime
     newer = sum(path.stat().st_mtime > written for path in sweep_dir.glob("runs/*/result.json"))
     return ReportAge(page, True, newer)
-
-
-def write_reports(sweep_dirs: list[Path], out_dir: Path | None = None) -> Path:
-    """Rebuild the table of each sweep, then write the report of one sweep (to its report
-    folder) or the comparison of several (to ``out_dir``, default: ``comparison/`` in the
-    folder that holds them all); return the page written. Raises FileNotFoundError for a folder
-    that is not a sweep, and ValueError for an ``out_dir`` given with one sweep."""
-    if len(sweep_dirs) == 1 and out_dir is not None:
-        raise ValueError(
-            f"--out is for a comparison; one sweep's report goes to {REPORT_DIR}/ in it"
-        )
-    for sweep_dir in sweep_dirs:
-        store.write_table(sweep_dir)
-    if len(sweep_dirs) == 1:
-        return write_report(sweep_dirs[0]) / INDEX_HTML
-    common = Path(os.path.commonpath([d.absolute() for d in sweep_dirs]))
-    return write_comparison(sweep_dirs, out_dir or common / "comparison") / INDEX_HTML

@@ -19,10 +19,10 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
+from scipy.special import stdtr, stdtrit
 
-# Student's t through scipy.special (stdtr: the CDF, stdtrit: its inverse; what scipy.stats.t
-# computes, without importing scipy.stats, which takes twice as long), imported where used:
-# `bnstudy run` imports this module (bnstudy.progress) without computing anything.
+# Student's t through scipy.special (stdtr: the CDF, stdtrit: its inverse): what scipy.stats.t
+# computes, without importing scipy.stats, which takes twice as long.
 
 CONFIDENCE = 0.95
 FIRST, SECOND, DIFFERENCE = "first", "second", "difference"  # columns of paired_difference
@@ -31,8 +31,6 @@ FIRST, SECOND, DIFFERENCE = "first", "second", "difference"  # columns of paired
 def t_half_width(std: object, n: object, confidence: float = CONFIDENCE) -> np.ndarray:
     """Half-width ``t_{(1+c)/2, n-1} · std / √n`` of the t-interval, elementwise over arrays of
     standard deviations and counts; NaN where n < 2."""
-    from scipy.special import stdtrit
-
     n = np.asarray(n, dtype=float)
     degrees = np.where(n >= 2, n - 1, np.nan)
     quantile = stdtrit(degrees, (1 + confidence) / 2)
@@ -191,8 +189,6 @@ def replicate_estimate(
     replicates = replicates[~np.isnan(replicates)]
     if replicates.size == 0 or n < 2:
         return Estimate(estimate, math.nan, math.nan, math.nan, math.nan, n, images)
-    from scipy.special import stdtr, stdtrit
-
     error = float(replicates.std()) * math.sqrt(n / (n - 1))
     half = float(stdtrit(n - 1, (1 + bootstrap.confidence) / 2)) * error
     low, high = max(estimate - half, bounds[0]), min(estimate + half, bounds[1])

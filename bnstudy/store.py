@@ -13,6 +13,7 @@
         result.json         status, error, train metrics, test metrics, provenance
         error.txt           traceback, when the run failed
       runs.csv              one row per run × test setting, rebuilt from runs/
+      report/index.html     the report (bnstudy.report), with its tables and figures
 
 Run folders are the source of truth: ``result.json`` is written last and atomically, so a run
 is finished exactly when it exists, and a killed sweep resumes where it stopped.
@@ -55,6 +56,8 @@ HISTORY = "history.jsonl"
 PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
 TABLE = "runs.csv"
+REPORT_DIR = "report"
+INDEX_HTML = "index.html"
 
 # The columns of runs.csv by where their values come from (bnstudy.results.COLUMNS), in
 # table order; swept keys follow them.

@@ -941,3 +941,28 @@ def test_the_shipped_example_study_recomputes_to_its_own_findings(tmp_path: Path
     for name in ("findings.md", "summary.md"):
         shipped = (EXAMPLE / "report" / name).read_text(encoding="utf-8")
         assert (out / name).read_text(encoding="utf-8") == shipped, name
+
+
+def test_figures_drawn_aside_are_written_and_their_errors_raised_here(tmp_path):
+    """The report draws part of its figures in a forked process: what it writes, the reasons
+    for a skipped figure, and an exception while drawing come back as if drawn here."""
+
+    def line() -> Figure:
+        figure = Figure(figsize=(2, 2))
+        figure.add_subplot().plot([0, 1], [1, 0])
+        return figure
+
+    def nothing() -> Figure:
+        raise figure_data.NothingToPlot("no rows")
+
+    (tmp_path / "stale.png").write_bytes(b"old")
+    wait = drawing.write_figures_aside({"line.png": line, "stale.png": nothing}, tmp_path)
+    assert wait() == {"line.png": None, "stale.png": "no rows"}
+    assert matplotlib.image.imread(tmp_path / "line.png").shape[:2] == (200, 200)
+    assert not (tmp_path / "stale.png").exists()
+
+    def broken() -> Figure:
+        raise KeyError("test_acc")
+
+    with pytest.raises(KeyError, match="test_acc"):
+        drawing.write_figures_aside({"broken.png": broken}, tmp_path)()

@@ -23,17 +23,14 @@ Modules, each importing only those above it:
 
 from __future__ import annotations
 
-from bnstudy.report.comparison import study_labels, write_comparison
+from bnstudy.report.comparison import study_labels, write_comparison, write_reports
 from bnstudy.report.design import completeness, setup_rows
 from bnstudy.report.load import history_table, load_runs, study_analysis, sweep_resampler
 from bnstudy.report.page import write_report
-from bnstudy.report.page_parts import INDEX_HTML, REPORT_DIR
 from bnstudy.report.runs_table import factor_columns
 from bnstudy.report.tables import accuracy_pivot, failure_table, format_summary, summarize
 
 __all__ = [
-    "INDEX_HTML",
-    "REPORT_DIR",
     "accuracy_pivot",
     "completeness",
     "factor_columns",
@@ -48,4 +45,5 @@ __all__ = [
     "sweep_resampler",
     "write_comparison",
     "write_report",
+    "write_reports",
 ]

@@ -9,15 +9,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from bnstudy import store
 from bnstudy.report import figures
 from bnstudy.report.design import setup_rows
 from bnstudy.report.drawing import write_figures
 from bnstudy.report.figure_data import comparison_data
-from bnstudy.report.load import RUNS_CSV, load_runs, sweep_name
-from bnstudy.report.page import ACCURACY_PNG, BAND
+from bnstudy.report.load import load_runs, sweep_name
+from bnstudy.report.page import ACCURACY_PNG, BAND, write_report
 from bnstudy.report.page_parts import (
-    INDEX_HTML,
-    REPORT_DIR,
     figure_html,
     html_page,
     pivot_html,
@@ -49,7 +48,7 @@ def study_labels(sweep_dirs: list[Path], frames: list[pd.DataFrame]) -> list[str
 
 def _study_heading(label: str, sweep_dir: Path, out_dir: Path) -> str:
     """A study's label as HTML, linked (relative to ``out_dir``) to its report if it has one."""
-    page = Path(sweep_dir) / REPORT_DIR / INDEX_HTML
+    page = Path(sweep_dir) / store.REPORT_DIR / store.INDEX_HTML
     if not page.is_file():
         return html.escape(label)
     return f'<a href="{html.escape(os.path.relpath(page, out_dir))}">{html.escape(label)}</a>'
@@ -63,7 +62,7 @@ def write_comparison(sweep_dirs: list[Path], out_dir: Path) -> Path:
     study's accuracy pivot table. Returns ``out_dir``."""
     if len(sweep_dirs) < 2:
         raise ValueError(f"a comparison needs at least two studies, got {len(sweep_dirs)}")
-    frames = [load_runs(Path(d) / RUNS_CSV) for d in sweep_dirs]
+    frames = [load_runs(Path(d) / store.TABLE) for d in sweep_dirs]
     labels = study_labels(sweep_dirs, frames)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -79,5 +78,22 @@ def write_comparison(sweep_dirs: list[Path], out_dir: Path) -> Path:
     for index, (label, df) in enumerate(zip(labels, frames, strict=True), start=1):
         body += pivot_html(*accuracy_pivot(summarize(df), df), label, f"pivot-{index}")
     page = html_page(f"bnstudy comparison: {', '.join(labels)}", body)
-    (out_dir / INDEX_HTML).write_text(page, encoding="utf-8")
+    (out_dir / store.INDEX_HTML).write_text(page, encoding="utf-8")
     return out_dir
+
+
+def write_reports(sweep_dirs: list[Path], out_dir: Path | None = None) -> Path:
+    """Rebuild the table of each sweep, then write the report of one sweep (to its report
+    folder) or the comparison of several (to ``out_dir``, default: ``comparison/`` in the
+    folder that holds them all); return the page written. Raises FileNotFoundError for a folder
+    that is not a sweep, and ValueError for an ``out_dir`` given with one sweep."""
+    if len(sweep_dirs) == 1 and out_dir is not None:
+        raise ValueError(
+            f"--out is for a comparison; one sweep's report goes to {store.REPORT_DIR}/ in it"
+        )
+    for sweep_dir in sweep_dirs:
+        store.write_table(sweep_dir)
+    if len(sweep_dirs) == 1:
+        return write_report(sweep_dirs[0]) / store.INDEX_HTML
+    common = Path(os.path.commonpath([d.absolute() for d in sweep_dirs]))
+    return write_comparison(sweep_dirs, out_dir or common / "comparison") / store.INDEX_HTML

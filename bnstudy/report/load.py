@@ -49,7 +49,6 @@ from bnstudy.results import (
 )
 from bnstudy.stats import Bootstrap
 
-RUNS_CSV = "runs.csv"
 STUDY_YAML = "study.yaml"
 # Reading runs.csv (its columns: bnstudy.results): the columns kept as text, those a report
 # needs, and the metrics and diagnostics it summarizes.

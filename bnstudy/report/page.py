@@ -46,7 +46,7 @@ from bnstudy.norm_catalog import ordered_norms, uses_batch_statistics
 from bnstudy.report import figures
 from bnstudy.report.controls import drift_warning
 from bnstudy.report.design import completeness, setup_markdown, setup_rows
-from bnstudy.report.drawing import write_figures
+from bnstudy.report.drawing import write_figures, write_figures_aside
 from bnstudy.report.figure_data import (
     BATCH_STATS_PANELS,
     COLLAPSE_PANELS,
@@ -62,7 +62,6 @@ from bnstudy.report.figure_data import (
 from bnstudy.report.findings import build_findings, findings_markdown
 from bnstudy.report.flips import flip_baseline
 from bnstudy.report.load import (
-    RUNS_CSV,
     history_table,
     load_runs,
     study_analysis,
@@ -71,9 +70,7 @@ from bnstudy.report.load import (
 )
 from bnstudy.report.page_parts import (
     FINDINGS_MD,
-    INDEX_HTML,
     PAIRED_CSV,
-    REPORT_DIR,
     SUMMARY_CSV,
     SUMMARY_MD,
     answer_html,
@@ -132,13 +129,16 @@ class FigureInputs(NamedTuple):
 
 
 class ReportFigure(NamedTuple):
-    """A figure of the page: its heading, its caption saying what is measured, and the call
-    that draws it (raising :class:`bnstudy.report.figure_data.NothingToPlot` with the reason
-    it cannot)."""
+    """A figure of the page: its heading, its caption saying what is measured, the call that
+    draws it (raising :class:`bnstudy.report.figure_data.NothingToPlot` with the reason it
+    cannot), and whether it draws the findings' bootstrap estimates (``resampled``: it is drawn
+    after the findings, from the estimates they computed; the others draw meanwhile in another
+    process, :func:`bnstudy.report.drawing.write_figures_aside`)."""
 
     heading: str
     caption: str
     draw: Callable[[FigureInputs], Figure]
+    resampled: bool = False
 
 
 # PNG -> its heading, caption (what is measured) and drawing, in page order.
@@ -148,6 +148,7 @@ FIGURES = {
         f"Test accuracy per test setting, {BOOTSTRAP_BAND}; dashed grey: chance (100 / number of "
         "classes, where the runs table records it); x = no seed produced a result.",
         lambda i: figures.plot_accuracy_vs_batch_size(i.df, accuracy_data(i.df, i.resampler)),
+        resampled=True,
     ),
     RECOVERY_PNG: ReportFigure(
         "Recovery of BN's large-batch accuracy",
@@ -156,6 +157,7 @@ FIGURES = {
         "axis; the others, trained once per seed, are dashed levels with their interval as a "
         "bar at the right margin. 0 (black): the reference.",
         lambda i: figures.plot_recovery(i.df, recovery_data(i.df, i.resampler)),
+        resampled=True,
     ),
     LEARNING_PNG: ReportFigure(
         "Learning curves",
@@ -170,6 +172,7 @@ FIGURES = {
         "test batch; precise − eval where measured) in percentage points, "
         f"{BOOTSTRAP_BAND}; positive = the first setting is better.",
         lambda i: figures.plot_test_mode_gap(i.df, gap_data(i.df, i.resampler)),
+        resampled=True,
     ),
     FLIP_PNG: ReportFigure(
         "Train-mode flip rate",
@@ -232,7 +235,7 @@ def _caption_notes(df: pd.DataFrame) -> dict[str, str]:
 def _report_figure_html(png: str, reason: str | None, note: str) -> list[str]:
     """A figure of FIGURES (:func:`bnstudy.report.page_parts.figure_html`), its caption followed by
     ``note``."""
-    heading, caption, _ = FIGURES[png]
+    heading, caption = FIGURES[png].heading, FIGURES[png].caption
     return figure_html(png, heading, f"{caption} {note}".strip(), reason)
 
 
@@ -280,14 +283,17 @@ def write_report(sweep_dir: Path) -> Path:
     summary.md, figures) from ``sweep_dir/runs.csv`` and the run folders (configs, provenance,
     histories, stored predictions), and return the report folder. Works on partial sweeps."""
     sweep_dir = Path(sweep_dir)
-    df = load_runs(sweep_dir / RUNS_CSV)
-    out = sweep_dir / REPORT_DIR
+    df = load_runs(sweep_dir / store.TABLE)
+    out = sweep_dir / store.REPORT_DIR
     out.mkdir(exist_ok=True)
     name = sweep_name(df, sweep_dir)
     title = f"bnstudy report: {name}"
     analysis = study_analysis(sweep_dir)
     resampler = sweep_resampler(sweep_dir, analysis)
     baseline = flip_baseline(df, lambda run_id: store.read_predictions(sweep_dir, run_id))
+    inputs = FigureInputs(df, history_table(sweep_dir, df), baseline, resampler)
+    draws = {png: partial(f.draw, inputs) for png, f in FIGURES.items()}
+    drawn_aside = write_figures_aside(_figures(draws, resampled=False), out)
     groups = build_findings(df, baseline, resampler, analysis)
     setup, method, missing = (
         setup_rows(sweep_dir, df),
@@ -306,9 +312,14 @@ def write_report(sweep_dir: Path) -> Path:
     pivot, n = accuracy_pivot(summary, df)
     shown = format_summary(summary)
     (out / SUMMARY_MD).write_text(summary_markdown(title, pivot, n, shown), encoding="utf-8")
-    inputs = FigureInputs(df, history_table(sweep_dir, df), baseline, resampler)
-    figures = write_figures({png: partial(f.draw, inputs) for png, f in FIGURES.items()}, out)
-    parts = PageParts(setup, groups, method, missing, figures)
+    drawn = write_figures(_figures(draws, resampled=True), out)
+    drawn |= drawn_aside()
+    parts = PageParts(setup, groups, method, missing, {png: drawn[png] for png in FIGURES})
     page = _report_page(title, df, parts, (pivot, n), shown)
-    (out / INDEX_HTML).write_text(page, encoding="utf-8")
+    (out / store.INDEX_HTML).write_text(page, encoding="utf-8")
     return out
+
+
+def _figures(draws: dict[str, Callable[[], Figure]], resampled: bool) -> dict[str, Callable]:
+    """The ``draws`` of the figures whose :attr:`ReportFigure.resampled` is ``resampled``."""
+    return {png: draw for png, draw in draws.items() if FIGURES[png].resampled == resampled}

@@ -24,13 +24,11 @@ from bnstudy.report.verdicts import (
     FindingGroup,
 )
 
-# The report folder in a sweep folder, and its files besides the figures.
-REPORT_DIR = "report"
+# The report's files besides index.html (bnstudy.store.INDEX_HTML) and the figures.
 FINDINGS_MD = "findings.md"
 PAIRED_CSV = "paired.csv"
 SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
-INDEX_HTML = "index.html"
 PIVOT_HEADING = "Test accuracy by batch size, norm and test mode"
 VERDICT_CLASSES = {  # verdict prefix -> CSS class of its cell
     SUPPORTED: "yes",
