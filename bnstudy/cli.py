@@ -15,8 +15,24 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import bnstudy
 from bnstudy.claims import LEASE_SECONDS
-from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS, RunOptions
-from bnstudy.results import CRASHED, DIVERGED, ERROR, OOM, counts_text
+from bnstudy.options import (
+    EXECUTORS,
+    LOCAL,
+    MAX_SETUP_FAILURES,
+    STAGGER_SECONDS,
+    RunOptions,
+    SlurmSettings,
+)
+from bnstudy.results import (
+    CRASHED,
+    DIVERGED,
+    ERROR,
+    ERROR_MESSAGE,
+    OOM,
+    RUN_ID,
+    STATUS,
+    counts_text,
+)
 
 if TYPE_CHECKING:  # the library's modules load in the commands that need them (torch)
     from bnstudy.launch import Inspection, Listing, Ran, Submitted
@@ -86,10 +102,10 @@ def _fail(lines: list[str]) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-class Executor(str, enum.Enum):
-    local = "local"
-    slurm = "slurm"
-    submitit_local = "submitit-local"
+# Where ``run`` trains: bnstudy.options.EXECUTORS (submitit-local as submitit_local).
+Executor = enum.Enum(
+    "Executor", {name.replace("-", "_"): name for name in EXECUTORS}, type=str, module=__name__
+)
 
 
 def _slurm(help_text: str, **limits: float) -> Any:
@@ -173,7 +189,7 @@ def run(
             "still missing. submitit-local: the same submission as processes on this machine, "
             "all at once (a rehearsal for a few runs).",
         ),
-    ] = Executor.local,
+    ] = Executor[LOCAL],
     slurm_partition: Annotated[str | None, _slurm("Partition.")] = None,
     slurm_gpus_per_task: Annotated[int, _slurm("GPUs per run (0: CPU only).", min=0)] = 1,
     slurm_cpus_per_task: Annotated[int, _slurm("CPU cores per run.", min=1)] = 4,
@@ -191,7 +207,6 @@ def run(
     """Run a study: every run of the sweep not finished yet and not claimed by another live
     process (several `bnstudy run` of one study share the work), then rebuild runs.csv. With
     --executor slurm, submit those runs to a cluster instead."""
-    from bnstudy.cluster import SlurmSettings
     from bnstudy.launch import LaunchError, Stopped, launch
 
     slurm = SlurmSettings(
@@ -257,7 +272,7 @@ def _print_ran(ran: Ran) -> None:
 
 def _print_failures(failures: list[dict[str, Any]]) -> None:
     for entry in failures:
-        out.print(f"  {entry['status']} {entry['run_id']} {_values(entry)}: {entry['error']}")
+        out.print(f"  {entry[STATUS]} {entry[RUN_ID]} {_values(entry)}: {entry[ERROR_MESSAGE]}")
 
 
 def _print_submitted(submitted: Submitted) -> None:
@@ -384,7 +399,7 @@ def status(sweep_dir: SweepDir) -> None:
         out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
     _print_failures(status.failures)
     for entry in status.missing:
-        run_id = entry["run_id"]
+        run_id = entry[RUN_ID]
         state = "running" if run_id in live else "missing"
         out.print(f"  {state} {run_id} {_values(entry)}{_missing_note(overview, run_id)}")
     out.print(_report_line(sweep_dir, overview.report))

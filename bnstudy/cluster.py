@@ -30,6 +30,7 @@ from bnstudy import claims, store, study
 from bnstudy.claims import Claim
 from bnstudy.config import StudyConfig
 from bnstudy.device import resolve_device
+from bnstudy.options import DEFAULT_SLURM, SlurmSettings
 from bnstudy.sweep import Run
 
 if TYPE_CHECKING:
@@ -61,21 +62,6 @@ ACTIVE_STATES = frozenset(
 
 class ClusterError(Exception):
     """Nothing can be submitted from here: submitit is not installed, or there is no SLURM."""
-
-
-@dataclass(frozen=True)
-class SlurmSettings:
-    """What each task of the array asks SLURM for. None leaves a setting to the cluster."""
-
-    partition: str | None = None
-    gpus_per_task: int = 1  # GPUs per run; 0: CPU only
-    cpus_per_task: int = 4  # CPU cores per run
-    mem_gb: float | None = None  # memory per run, GiB (SLURM's "G")
-    time_min: int = 60  # wall-clock limit per run, minutes: the longest run must fit in it
-    array_parallelism: int = 256  # runs of the array running at once, at most
-    account: str | None = None
-    qos: str | None = None
-    constraint: str | None = None  # node features, SLURM's --constraint syntax
 
 
 @dataclass(frozen=True)
@@ -144,7 +130,7 @@ def submit(
     device: str = "auto",
     lease: float = claims.LEASE_SECONDS,
     retry: Collection[str] = (),
-    settings: SlurmSettings = SlurmSettings(),
+    settings: SlurmSettings = DEFAULT_SLURM,
     cluster: str = "slurm",
 ) -> Submission:
     """Submit the runs of the study that are still to do as one job array on ``cluster``

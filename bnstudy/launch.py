@@ -131,7 +131,7 @@ def _plan(
 
 def _submit(sweep_dir: Path, study: StudyConfig, runs: list[Run], options: RunOptions) -> Submitted:
     """Submit the runs still to do as one job array on the cluster of ``options.executor``."""
-    settings = options.slurm or SlurmSettings()
+    settings = options.slurm
     cluster = CLUSTERS[options.executor]
     args = (options.devices, options.lease, options.retry, settings, cluster)
     try:

@@ -9,17 +9,32 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from bnstudy.claims import LEASE_SECONDS
-
-if TYPE_CHECKING:
-    from bnstudy.cluster import SlurmSettings
 
 STAGGER_SECONDS = 1.0  # between the starts of the first workers
 MAX_SETUP_FAILURES = 3  # runs in a row failing before training that stop a sweep
 LOCAL = "local"  # the executor that trains in worker processes here
 CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}  # executor -> bnstudy.cluster's name
+EXECUTORS = (LOCAL, *CLUSTERS)  # the choices of ``bnstudy run --executor``
+
+
+@dataclass(frozen=True)
+class SlurmSettings:
+    """What each task of the array asks SLURM for. None leaves a setting to the cluster."""
+
+    partition: str | None = None
+    gpus_per_task: int = 1  # GPUs per run; 0: CPU only
+    cpus_per_task: int = 4  # CPU cores per run
+    mem_gb: float | None = None  # memory per run, GiB (SLURM's "G")
+    time_min: int = 60  # wall-clock limit per run, minutes: the longest run must fit in it
+    array_parallelism: int = 256  # runs of the array running at once, at most
+    account: str | None = None
+    qos: str | None = None
+    constraint: str | None = None  # node features, SLURM's --constraint syntax
+
+
+DEFAULT_SLURM = SlurmSettings()
 
 
 @dataclass(frozen=True)
@@ -54,5 +69,5 @@ class RunOptions:
     executor: str = LOCAL
     """``local``: worker processes here; ``slurm``: submit the runs still to do as one SLURM
     job array and return; ``submitit-local``: that submission as processes on this machine."""
-    slurm: SlurmSettings | None = None
-    """What each task of a submitted array asks for; None: bnstudy.cluster's defaults."""
+    slurm: SlurmSettings = DEFAULT_SLURM
+    """What each task of a submitted array asks for."""

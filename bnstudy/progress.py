@@ -27,7 +27,20 @@ from rich.table import Table
 
 from bnstudy import store
 from bnstudy.config import TrainConfig
-from bnstudy.results import EPOCH, OK, SAME, SAMPLE, STEP, count_text, training_budget
+from bnstudy.results import (
+    EPOCH,
+    OK,
+    SAME,
+    SAMPLE,
+    STATUS,
+    STEP,
+    TEST_ACC,
+    TEST_BATCH,
+    TEST_MODE,
+    TRAIN_LOSS,
+    count_text,
+    training_budget,
+)
 from bnstudy.sweep import Run
 
 
@@ -44,18 +57,18 @@ def run_label(run: Run) -> str:
 
 def result_line(result: dict[str, Any]) -> str:
     """A finished run's outcome on one line: ``ok: eval 83.1%, train 80.4%`` or the error."""
-    if result["status"] != OK:
-        return f"{result['status']}: {store.error_line(result)}"
+    if result[STATUS] != OK:
+        return f"{result[STATUS]}: {store.error_line(result)}"
     return "ok: " + ", ".join(
-        f"{_setting(test)} {100 * test['test_acc']:.1f}%"
-        if test["status"] == OK
-        else f"{_setting(test)} {test['status']}"
+        f"{_setting(test)} {100 * test[TEST_ACC]:.1f}%"
+        if test[STATUS] == OK
+        else f"{_setting(test)} {test[STATUS]}"
         for test in result["tests"]
     )
 
 
 def _setting(test: dict[str, Any]) -> str:
-    mode, batch = test["test_mode"], str(test["test_batch"])
+    mode, batch = test[TEST_MODE], str(test[TEST_BATCH])
     return mode if batch in (mode, SAME) else f"{mode}/{batch}"  # eval/eval, train/same: mode
 
 
@@ -148,7 +161,7 @@ def _epochs_done(folder: Path) -> tuple[dict[str, int], float | None]:
         done[SAMPLE] += int(epoch.get("samples", 0))
     last = epochs[-1] if epochs else {}
     done[EPOCH] = int(last.get("epoch", 0))
-    return done, last.get("train_loss")
+    return done, last.get(TRAIN_LOSS)
 
 
 def _clock(seconds: float) -> str:

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 
 from bnstudy.analysis_config import AnalysisConfig
-from bnstudy.results import setting_key
+from bnstudy.results import RUN_ID, TEST_BATCH, TEST_MODE, setting_key
 from bnstudy.stats import Bootstrap, Estimate, bootstrap_estimate
 
 DEFAULT_BOOTSTRAP = Bootstrap()
@@ -45,7 +45,7 @@ def arm(run_id: str, key: object) -> str:
 
 def arms_of(rows: pd.DataFrame) -> list[str]:
     """The arm of each row of a runs table (its run and test setting)."""
-    columns = zip(rows["run_id"], rows["test_mode"], rows["test_batch"], strict=True)
+    columns = zip(rows[RUN_ID], rows[TEST_MODE], rows[TEST_BATCH], strict=True)
     return [arm(run_id, setting_key(mode, str(label))) for run_id, mode, label in columns]
 
 

@@ -38,11 +38,14 @@ from bnstudy.norm_catalog import NORM_NAMES, uses_batch_statistics
 from bnstudy.results import (
     ACCUMULATE,
     COLUMNS,
+    ERROR_AT,
+    ERROR_MESSAGE,
     FAILURES,
     NORM_BATCH_SIZE,
     OK,
     OPTIMIZER_BATCH_SIZE,
     RUN_ID,
+    STATUS,
     columns_of,
 )
 
@@ -129,7 +132,7 @@ def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
     plan = {
         "identity_version": IDENTITY_VERSION,
         "swept_keys": swept_keys(runs),
-        "runs": [{"run_id": r.run_id, "swept": r.swept} for r in runs],
+        "runs": [{RUN_ID: r.run_id, "swept": r.swept} for r in runs],
     }
     write_json(sweep_dir / PLAN, plan)
 
@@ -297,12 +300,12 @@ def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str,
 
 def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
     """The table rows of planned run ``entry`` (one per test setting); none if unfinished."""
-    result = read_result(sweep_dir, entry["run_id"])
+    result = read_result(sweep_dir, entry[RUN_ID])
     if result is None:
         return []
-    config = json.loads((run_dir(sweep_dir, entry["run_id"]) / CONFIG).read_text())
+    config = json.loads((run_dir(sweep_dir, entry[RUN_ID]) / CONFIG).read_text())
     base = {
-        **run_fields(entry["run_id"], config, result),
+        **run_fields(entry[RUN_ID], config, result),
         **result["train"],
         **result["diagnostics"],
     }
@@ -353,12 +356,12 @@ def _at(record: dict[str, Any], key: str) -> Any:
 
 def _test_fields(result: dict[str, Any], test: dict[str, Any]) -> dict[str, Any]:
     """A training failure is the outcome of every test setting; else each has its own."""
-    if result["status"] != OK:
+    if result[STATUS] != OK:
         return {
             **test,
-            "status": result["status"],
-            "error": result.get("error", ""),
-            "error_at": result.get("error_at", ""),
+            STATUS: result[STATUS],
+            ERROR_MESSAGE: result.get(ERROR_MESSAGE, ""),
+            ERROR_AT: result.get(ERROR_AT, ""),
         }
     return test
 
@@ -374,7 +377,7 @@ class RunTable:
 
     def __init__(self, sweep_dir: Path) -> None:
         self.sweep_dir = sweep_dir
-        self.planned = {entry["run_id"]: entry for entry in read_plan(sweep_dir)}
+        self.planned = {entry[RUN_ID]: entry for entry in read_plan(sweep_dir)}
         self.rows = {run_id: run_rows(sweep_dir, e) for run_id, e in self.planned.items()}
 
     def add(self, run_id: str) -> None:
@@ -411,8 +414,8 @@ class SweepStatus:
 
 def error_line(result: dict[str, Any]) -> str:
     """A failed run's error on one line: its message, and where it happened."""
-    message = " ".join(str(result.get("error", "")).split())
-    return f"{message} ({result['error_at']})" if result.get("error_at") else message
+    message = " ".join(str(result.get(ERROR_MESSAGE, "")).split())
+    return f"{message} ({result[ERROR_AT]})" if result.get(ERROR_AT) else message
 
 
 def sweep_status(sweep_dir: Path) -> SweepStatus:
@@ -420,20 +423,20 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
     planned = read_plan(sweep_dir)
     status = SweepStatus(Counter(), [], {}, {}, 0, [])
     for entry in planned:
-        folder = run_dir(sweep_dir, entry["run_id"])
-        result = read_result(sweep_dir, entry["run_id"])
+        folder = run_dir(sweep_dir, entry[RUN_ID])
+        result = read_result(sweep_dir, entry[RUN_ID])
         if result is not None:
-            status.counts[result["status"]] += 1
-            if result["status"] in FAILURES:
-                failure = {"status": result["status"], "error": error_line(result)}
+            status.counts[result[STATUS]] += 1
+            if result[STATUS] in FAILURES:
+                failure = {STATUS: result[STATUS], ERROR_MESSAGE: error_line(result)}
                 status.failures.append({**entry, **failure})
             continue
         status.missing.append(entry)
         if (folder / RESULT).exists():
-            status.damaged[entry["run_id"]] = damage(folder) or "unreadable"
+            status.damaged[entry[RUN_ID]] = damage(folder) or "unreadable"
         if (claim := read_claim(folder)) is not None:
-            status.running[entry["run_id"]] = claim
-    planned_ids = {entry["run_id"] for entry in planned}
+            status.running[entry[RUN_ID]] = claim
+    planned_ids = {entry[RUN_ID] for entry in planned}
     runs_root = sweep_dir / "runs"
     if runs_root.exists():
         status.stale = sum(1 for d in runs_root.iterdir() if d.name not in planned_ids)

@@ -18,6 +18,7 @@ from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
 from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
 from bnstudy.progress import SweepView
+from bnstudy.results import ERROR_AT, ERROR_MESSAGE, STATUS
 from bnstudy.run import crashed_record, execute_run
 from bnstudy.sweep import Run, order_runs
 from bnstudy.workers import WorkerPool
@@ -45,7 +46,7 @@ def pending_runs(sweep_dir: Path, runs: list[Run], retry: Collection[str] = ()) 
 
 def _needs_training(sweep_dir: Path, run: Run, retry: Collection[str]) -> bool:
     result = store.read_result(sweep_dir, run.run_id)
-    return result is None or result["status"] in retry
+    return result is None or result[STATUS] in retry
 
 
 def run_study(
@@ -127,12 +128,12 @@ class _Sweep:
         self.table.add(run.run_id)
         self.table.write()
         result = store.read_result(self.sweep_dir, run.run_id) or {}
-        self.setup_failures = self.setup_failures + 1 if result.get("error_at") == SETUP else 0
+        self.setup_failures = self.setup_failures + 1 if result.get(ERROR_AT) == SETUP else 0
         if self.max_setup_failures and self.setup_failures >= self.max_setup_failures:
             store.write_table(self.sweep_dir)
             raise SetupFailures(
-                f"stopped: {self.setup_failures} runs in a row failed before training (the "
-                f"last: {result.get('error', '')}); fix the cause and rerun with --retry error"
+                f"stopped: {self.setup_failures} runs in a row failed before training (the last: "
+                f"{result.get(ERROR_MESSAGE, '')}); fix the cause and rerun with --retry error"
             )
 
 

@@ -28,6 +28,7 @@ from bnstudy.results import (
     DATASET,
     DEVICE,
     DEVICE_NAME,
+    ERROR_MESSAGE,
     MODEL,
     NORM,
     NORM_BATCH_SIZE,
@@ -328,7 +329,7 @@ def completeness(sweep_dir: Path) -> str:
     text = f"{sum(status.counts.values())} of {planned} planned runs have a result"
     text += f" ({counts_text(status.counts)})." if status.counts else "."
     for entry in status.missing:
-        run_id = entry["run_id"]
+        run_id = entry[RUN_ID]
         why = (
             f"damaged: {status.damaged[run_id]}"
             if run_id in status.damaged
@@ -338,7 +339,7 @@ def completeness(sweep_dir: Path) -> str:
         )
         text += f" {run_id} ({_swept_text(entry)}): {why}."
     for entry in status.failures:
-        text += f" {entry['run_id']} ({_swept_text(entry)}): {entry['status']}, {entry['error']}."
+        text += f" {entry[RUN_ID]} ({_swept_text(entry)}): {entry[STATUS]}, {entry[ERROR_MESSAGE]}."
     return text
 
 
