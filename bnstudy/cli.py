@@ -16,6 +16,7 @@ from typer.core import TyperCommand, TyperGroup, TyperOption
 import bnstudy
 from bnstudy.claims import LEASE_SECONDS
 from bnstudy.options import (
+    DEFAULT_SLURM,
     EXECUTORS,
     LOCAL,
     MAX_SETUP_FAILURES,
@@ -190,19 +191,27 @@ def run(
             "all at once (a rehearsal for a few runs).",
         ),
     ] = Executor[LOCAL],
-    slurm_partition: Annotated[str | None, _slurm("Partition.")] = None,
-    slurm_gpus_per_task: Annotated[int, _slurm("GPUs per run (0: CPU only).", min=0)] = 1,
-    slurm_cpus_per_task: Annotated[int, _slurm("CPU cores per run.", min=1)] = 4,
-    slurm_mem_gb: Annotated[float | None, _slurm("Memory per run, GiB.", min=0)] = None,
+    slurm_partition: Annotated[str | None, _slurm("Partition.")] = DEFAULT_SLURM.partition,
+    slurm_gpus_per_task: Annotated[int, _slurm("GPUs per run (0: CPU only).", min=0)] = (
+        DEFAULT_SLURM.gpus_per_task
+    ),
+    slurm_cpus_per_task: Annotated[
+        int, _slurm("CPU cores per run.", min=1)
+    ] = DEFAULT_SLURM.cpus_per_task,
+    slurm_mem_gb: Annotated[
+        float | None, _slurm("Memory per run, GiB.", min=0)
+    ] = DEFAULT_SLURM.mem_gb,
     slurm_time: Annotated[
         int, _slurm("Time limit per run, minutes; the longest run must fit.", min=1)
-    ] = 60,
+    ] = DEFAULT_SLURM.time_min,
     slurm_array_parallelism: Annotated[
         int, _slurm("Runs of the array at a time, at most.", min=1)
-    ] = 256,
-    slurm_account: Annotated[str | None, _slurm("Account to charge.")] = None,
-    slurm_qos: Annotated[str | None, _slurm("Quality of service.")] = None,
-    slurm_constraint: Annotated[str | None, _slurm("Node features (--constraint).")] = None,
+    ] = DEFAULT_SLURM.array_parallelism,
+    slurm_account: Annotated[str | None, _slurm("Account to charge.")] = DEFAULT_SLURM.account,
+    slurm_qos: Annotated[str | None, _slurm("Quality of service.")] = DEFAULT_SLURM.qos,
+    slurm_constraint: Annotated[str | None, _slurm("Node features (--constraint).")] = (
+        DEFAULT_SLURM.constraint
+    ),
 ) -> None:
     """Run a study: every run of the sweep not finished yet and not claimed by another live
     process (several `bnstudy run` of one study share the work), then rebuild runs.csv. With

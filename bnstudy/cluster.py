@@ -31,7 +31,7 @@ from bnstudy.claims import Claim
 from bnstudy.config import StudyConfig
 from bnstudy.device import resolve_device
 from bnstudy.options import DEFAULT_SLURM, SlurmSettings
-from bnstudy.sweep import Run
+from bnstudy.sweep import Run, plan_record
 
 if TYPE_CHECKING:
     import submitit
@@ -141,7 +141,7 @@ def submit(
     sweep_dir = sweep_dir.absolute()  # the tasks may start in another directory
     name = f"bnstudy-{study_config.name}"
     executor = make_executor(sweep_dir / "slurm", settings, cluster, name)
-    store.prepare_sweep(sweep_dir, study_config, runs)
+    store.prepare_sweep(sweep_dir, study_config, plan_record(runs))
     todo, claimed = [], {}
     for run in study.pending_runs(sweep_dir, runs, retry):
         claim = claims.live_claim(store.run_dir(sweep_dir, run.run_id), lease)

@@ -17,7 +17,7 @@ from bnstudy.cluster import ClusterError, SlurmSettings, Submission, submit
 from bnstudy.config import ConfigError, StudyConfig, apply_overrides, read_config_file
 from bnstudy.device import resolve_devices
 from bnstudy.diagnostics import LayerReport, layer_reports
-from bnstudy.options import CLUSTERS, LOCAL, RunOptions
+from bnstudy.options import CLUSTER_OF, LOCAL, RunOptions
 from bnstudy.preflight import load_data, model_for_data, statistics_batch
 from bnstudy.study import Interrupted, SetupFailures, pending_runs, run_study
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
@@ -132,7 +132,7 @@ def _plan(
 def _submit(sweep_dir: Path, study: StudyConfig, runs: list[Run], options: RunOptions) -> Submitted:
     """Submit the runs still to do as one job array on the cluster of ``options.executor``."""
     settings = options.slurm
-    cluster = CLUSTERS[options.executor]
+    cluster = CLUSTER_OF[options.executor]
     args = (options.devices, options.lease, options.retry, settings, cluster)
     try:
         submission = submit(sweep_dir, study, runs, *args)

@@ -15,8 +15,9 @@ from bnstudy.claims import LEASE_SECONDS
 STAGGER_SECONDS = 1.0  # between the starts of the first workers
 MAX_SETUP_FAILURES = 3  # runs in a row failing before training that stop a sweep
 LOCAL = "local"  # the executor that trains in worker processes here
-CLUSTERS = {"slurm": "slurm", "submitit-local": "local"}  # executor -> bnstudy.cluster's name
-EXECUTORS = (LOCAL, *CLUSTERS)  # the choices of ``bnstudy run --executor``
+# executor -> the cluster of bnstudy.cluster that submits its runs
+CLUSTER_OF = {"slurm": "slurm", "submitit-local": "local"}
+EXECUTORS = (LOCAL, *CLUSTER_OF)  # the choices of ``bnstudy run --executor``
 
 
 @dataclass(frozen=True)

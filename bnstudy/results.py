@@ -1,6 +1,6 @@
 """The vocabulary of results, declared once: the outcomes of a run, the test modes and the
-columns of ``runs.csv``. The store writes these names, the report and the command line read
-them; none spells them as literals of its own. Adding a column or a test mode is one entry
+columns of ``runs.csv``. The store writes these names, and the run, the report and the command
+line use them rather than literals of their own. Adding a column or a test mode is one entry
 here (the run still has to compute the value, the report to say something about it).
 
 Outcomes of a run and of a test setting (result.json, runs.csv, the report, the CLI):
@@ -183,7 +183,7 @@ class Column:
     meaning: what it holds, with its unit.
     part: where a run's value comes from: ``config`` or ``result`` (``key``, a dotted path in
         its config.json or result.json), ``run`` (derived from both by
-        :func:`bnstudy.store.run_rows`), ``provenance``, ``train``, ``diagnostics`` (the entry
+        :func:`bnstudy.store.run_fields`), ``provenance``, ``train``, ``diagnostics`` (the entry
         ``name`` of that section of result.json) or ``test`` (of each entry of its ``tests``).
     key: the dotted path, for ``config`` and ``result`` columns.
     """
@@ -199,6 +199,8 @@ COLUMNS: dict[str, Column] = {}
 
 
 def _column(name: str, dtype: str, meaning: str, part: Part, key: str | None = None) -> str:
+    if (key is not None) != (part in ("config", "result")):
+        raise ValueError(f"column {name!r}: a key is where a config or result column is read")
     COLUMNS[name] = Column(name, dtype, meaning, part, key)
     return name
 

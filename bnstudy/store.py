@@ -62,12 +62,7 @@ TABLE = "runs.csv"
 REPORT_DIR = "report"
 INDEX_HTML = "index.html"
 
-# The columns of runs.csv by where their values come from (bnstudy.results.COLUMNS), in
-# table order; swept keys follow them.
-RUN_COLUMNS = columns_of("run", "config", "result", "provenance")
-TEST_COLUMNS = columns_of("test")
-TRAIN_COLUMNS = columns_of("train")
-DIAGNOSTIC_COLUMNS = columns_of("diagnostics")
+# The provenance columns of runs.csv (bnstudy.results.COLUMNS), read from result.json.
 PROVENANCE_COLUMNS = columns_of("provenance")
 PROVENANCE_TEXT_COLUMNS = [c for c in PROVENANCE_COLUMNS if COLUMNS[c].dtype == "str"]
 
@@ -114,26 +109,19 @@ def run_dir(sweep_dir: Path, run_id: str) -> Path:
     return sweep_dir / "runs" / run_id
 
 
-def prepare_sweep(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
+def prepare_sweep(sweep_dir: Path, study: StudyConfig, plan: dict[str, Any]) -> None:
     """Start (or resume) a sweep: remove what killed writers left half-written, record the
     plan."""
     remove_partial_writes(sweep_dir)
-    write_plan(sweep_dir, study, runs)
+    write_plan(sweep_dir, study, plan)
 
 
-def write_plan(sweep_dir: Path, study: StudyConfig, runs: list[Run]) -> None:
-    """Record the study and its expanded runs (what ``status`` compares against), with the
-    identity version their run ids were computed with."""
-    from bnstudy.sweep import IDENTITY_VERSION, swept_keys  # planning: torch is loaded
-
+def write_plan(sweep_dir: Path, study: StudyConfig, plan: dict[str, Any]) -> None:
+    """Record the study and its expanded runs, ``plan`` (:func:`bnstudy.sweep.plan_record`:
+    what ``status`` compares against)."""
     write_atomic(
         sweep_dir / "study.yaml", yaml.safe_dump(study.model_dump(mode="json"), sort_keys=False)
     )
-    plan = {
-        "identity_version": IDENTITY_VERSION,
-        "swept_keys": swept_keys(runs),
-        "runs": [{RUN_ID: r.run_id, "swept": r.swept} for r in runs],
-    }
     write_json(sweep_dir / PLAN, plan)
 
 
@@ -291,11 +279,6 @@ def set_previous_aside(folder: Path) -> Path | None:
         if (folder / name).exists():
             (folder / name).rename(aside / name)
     return aside
-
-
-def table_rows(sweep_dir: Path, planned: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """One row per finished planned run × test setting."""
-    return [row for entry in planned for row in run_rows(sweep_dir, entry)]
 
 
 def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:

@@ -20,7 +20,7 @@ from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
 from bnstudy.progress import SweepView
 from bnstudy.results import ERROR_AT, ERROR_MESSAGE, STATUS
 from bnstudy.run import crashed_record, execute_run
-from bnstudy.sweep import Run, order_runs
+from bnstudy.sweep import Run, order_runs, plan_record
 from bnstudy.workers import WorkerPool
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
@@ -74,7 +74,7 @@ def run_study(
     workers = _worker_devices(devices, jobs or len(devices))
     console = console or Console(stderr=True)
     sweep_dir = out_root / study.name
-    store.prepare_sweep(sweep_dir, study, runs)
+    store.prepare_sweep(sweep_dir, study, plan_record(runs))
     todo = pending_runs(sweep_dir, order_runs(runs, order), retry)
     sweep = _Sweep(sweep_dir, max_setup_failures)
     on = ", ".join(dict.fromkeys(str(d) for d in devices))

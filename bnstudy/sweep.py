@@ -49,6 +49,7 @@ from bnstudy.data import data_fingerprint
 from bnstudy.external import source_fingerprint
 from bnstudy.norms import norm_spec
 from bnstudy.preflight import build_problem
+from bnstudy.results import RUN_ID
 
 # 1: hash of every field, defaults included; 3: ghost BN updates its running statistics once
 # per forward, PreciseBN/AdaBN estimate the population variance, train-mode test batches are a
@@ -175,6 +176,16 @@ def order_runs(runs: list[Run], order: str, seed: int = 0) -> list[Run]:
     shuffled = list(runs)
     random.Random(seed).shuffle(shuffled)
     return shuffled
+
+
+def plan_record(runs: list[Run]) -> dict[str, Any]:
+    """What plan.json holds: the identity version the run ids were computed with, the swept
+    keys, and each run's id and swept values."""
+    return {
+        "identity_version": IDENTITY_VERSION,
+        "swept_keys": swept_keys(runs),
+        "runs": [{RUN_ID: run.run_id, "swept": run.swept} for run in runs],
+    }
 
 
 def swept_keys(runs: list[Run]) -> list[str]:

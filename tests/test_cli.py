@@ -26,7 +26,9 @@ def test_version():
 
 
 def test_the_command_line_and_the_report_load_without_torch():
-    code = "import sys, bnstudy.cli, bnstudy.report; print('torch' in sys.modules)"
+    code = (
+        "import sys, bnstudy.cli, bnstudy.overview, bnstudy.report; print('torch' in sys.modules)"
+    )
     loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert loaded.returncode == 0, loaded.stderr
     assert loaded.stdout.strip() == "False"
@@ -416,12 +418,12 @@ def test_status_tells_runs_in_flight_from_missing_ones(tiny_study, tmp_path):
     import os
 
     from bnstudy import claims, store
-    from bnstudy.sweep import plan
+    from bnstudy.sweep import plan, plan_record
 
     tiny_study["sweep"] = {"seed": [0, 1]}
     study, runs = plan(tiny_study, "s.yaml")
     sweep_dir = tmp_path / "tiny"
-    store.write_plan(sweep_dir, study, runs)
+    store.write_plan(sweep_dir, study, plan_record(runs))
     claims.try_claim(store.run_dir(sweep_dir, runs[0].run_id), device="cuda:1")
     lines = invoke("status", sweep_dir).output.splitlines()
     assert lines[0].endswith("2 planned: 1 running, 1 missing")

@@ -46,6 +46,7 @@ from test_findings import PREDICTIONS, batch_size_runs, nbs_runs
 from bnstudy import report, store
 from bnstudy.report import drawing, figure_data, figures
 from bnstudy.report.figure_data import BATCH_STATS_PANELS, COLLAPSE_PANELS
+from bnstudy.results import columns_of
 from bnstudy.study import run_study
 from bnstudy.sweep import plan
 
@@ -57,7 +58,7 @@ BASE = {"batch": 0.80, "group": 0.70, "instance": 0.60}
 DROP = {"same": 0.05, "1": 0.20}
 FLIP = {"same": 0.10, "1": 0.30}
 TEST_ERROR = ("batch", 16, 1, "1")  # (norm, batch_size, seed, test_batch) whose test errors
-DIAGNOSTIC_COLUMNS = ("test_flip_rate", *store.DIAGNOSTIC_COLUMNS)
+DIAGNOSTIC_COLUMNS = ("test_flip_rate", *columns_of("diagnostics"))
 NEW_PLOTS = ("output_collapse.png", "batch_statistics.png", "flip_rate.png")
 T_975_1 = 12.706204736174694  # t quantile 0.975 at 1 degree of freedom
 BN_ERROR = (
@@ -68,10 +69,10 @@ DIVERGED_MSG = "FloatingPointError: loss <nan> & 'inf' at step 7"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 # the columns of the runs.csv that bnstudy.store writes before any run has finished
 STORE_COLUMNS = [
-    *store.RUN_COLUMNS,
-    *store.TEST_COLUMNS,
-    *store.TRAIN_COLUMNS,
-    *store.DIAGNOSTIC_COLUMNS,
+    *columns_of("run", "config", "result", "provenance"),
+    *columns_of("test"),
+    *columns_of("train"),
+    *columns_of("diagnostics"),
     "model.norm",
 ]
 
@@ -956,13 +957,15 @@ def test_figures_drawn_aside_are_written_and_their_errors_raised_here(tmp_path):
         raise figure_data.NothingToPlot("no rows")
 
     (tmp_path / "stale.png").write_bytes(b"old")
-    wait = drawing.write_figures_aside({"line.png": line, "stale.png": nothing}, tmp_path)
-    assert wait() == {"line.png": None, "stale.png": "no rows"}
+    with drawing.figures_drawn_aside({"line.png": line, "stale.png": nothing}, tmp_path) as wait:
+        assert wait() == {"line.png": None, "stale.png": "no rows"}
     assert matplotlib.image.imread(tmp_path / "line.png").shape[:2] == (200, 200)
     assert not (tmp_path / "stale.png").exists()
 
     def broken() -> Figure:
         raise KeyError("test_acc")
 
-    with pytest.raises(KeyError, match="test_acc"):
-        drawing.write_figures_aside({"broken.png": broken}, tmp_path)()
+    with drawing.figures_drawn_aside({"broken.png": broken}, tmp_path) as wait:
+        with pytest.raises(KeyError, match="test_acc") as raised:
+            wait()
+    assert "in broken" in str(raised.value.__cause__)  # the forked process's traceback

@@ -114,7 +114,7 @@ def test_table_columns_come_from_provenance_and_old_results_leave_them_empty(tmp
     (folder / store.CONFIG).write_text(json.dumps(config))
     result = {"status": "ok", "train": {"lr": 0.1}, "diagnostics": {}, "tests": [{"status": "ok"}]}
     (folder / store.RESULT).write_text(json.dumps(result | {"provenance": provenance}))
-    [row] = store.table_rows(tmp_path, [{"run_id": run_id, "swept": {}}])
+    [row] = store.run_rows(tmp_path, {"run_id": run_id, "swept": {}})
     for key in store.PROVENANCE_COLUMNS:
         assert row[key] == provenance.get(key)
 

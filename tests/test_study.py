@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from bnstudy import store, study
+from bnstudy.results import columns_of
 from bnstudy.sweep import plan
 
 CPU = torch.device("cpu")
@@ -51,7 +52,7 @@ def test_table_is_tidy_with_swept_keys_and_history_per_epoch(tiny_study, tmp_pat
     study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
     table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
     assert len(table) == 4 and set(table["test_mode"]) == {"eval", "train"}
-    for column in store.RUN_COLUMNS + store.TEST_COLUMNS + store.TRAIN_COLUMNS:
+    for column in columns_of("run", "config", "result", "provenance", "test", "train"):
         assert column in table.columns
     assert table.duplicated(["run_id", "test_mode", "test_batch"]).sum() == 0
     run_id = table["run_id"].iloc[0]

@@ -1,17 +1,24 @@
 """How the report's figures draw: their style and size, a :class:`Layout` shared by every
 figure of a runs table (its series, batch axis and a colour per series, so a norm has one
 colour in every figure), panels, log axes, lines with their interval bands, legends, and
-writing the figures out (:func:`write_figures`). Figures are built without pyplot, so they are
-safe headless and leave no global state behind."""
+writing the figures out (:func:`write_figures`, or :func:`figures_drawn_aside` from a forked
+process). Figures are built without pyplot, so they are safe headless and leave no global
+state behind."""
 
 from __future__ import annotations
 
 import functools
 import math
 import multiprocessing
+import pickle
+import signal
+import sys
 import textwrap
-from collections.abc import Callable, Iterable
+import traceback
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 from pathlib import Path
 from typing import NamedTuple
 
@@ -107,44 +114,84 @@ def write_figures(draws: dict[str, Callable[[], Figure]], out: Path) -> dict[str
     return reasons
 
 
-def write_figures_aside(
+class DrawingFailed(RuntimeError):
+    """The traceback of an exception raised while drawing in the figures' process."""
+
+
+@contextmanager
+def figures_drawn_aside(
     draws: dict[str, Callable[[], Figure]], out: Path
-) -> Callable[[], dict[str, str | None]]:
-    """Start :func:`write_figures` in a forked process, so that the figures draw on another
-    core while the caller computes the findings (the report takes about half as long on two
-    cores); return the call that waits for it and returns what :func:`write_figures` returns,
-    or raises what it raised. Where the platform cannot fork, the figures draw here and now."""
-    if "fork" not in multiprocessing.get_all_start_methods():
+) -> Iterator[Callable[[], dict[str, str | None]]]:
+    """Write the figures (:func:`write_figures`) from a forked process, so that they draw on
+    another core while the caller computes the findings; yield the call that waits for them and
+    returns what :func:`write_figures` returns, or raises what it raised (with the forked
+    process's traceback as its cause). Where forking is not safe or not possible (not Linux,
+    inside a daemonic process, fork failing) the figures draw here, at once. Leaving the block
+    before waiting stops the process."""
+    process, receiver = _start_drawing(draws, out)
+    if process is None or receiver is None:
         reasons = write_figures(draws, out)
-        return lambda: reasons
+        yield lambda: reasons
+        return
+    try:
+        yield lambda: _received(process, receiver)
+    finally:
+        if process.is_alive():
+            process.terminate()
+        process.join()
+        receiver.close()
+
+
+def _start_drawing(
+    draws: dict[str, Callable[[], Figure]], out: Path
+) -> tuple[BaseProcess | None, Connection | None]:
+    """The forked process writing the figures and the end of the pipe its outcome comes
+    through; (None, None) where the figures must draw here."""
+    if sys.platform != "linux" or multiprocessing.current_process().daemon:
+        return None, None
     context = multiprocessing.get_context("fork")
     receiver, sender = context.Pipe(duplex=False)
-    process = context.Process(target=_write_and_send, args=(draws, out, sender), daemon=True)
-    process.start()
-    sender.close()
-
-    def wait() -> dict[str, str | None]:
-        try:
-            done, value = receiver.recv()
-        except EOFError:
-            done, value = False, RuntimeError(f"the figures' process died ({process.exitcode})")
-        process.join()
-        if not done:
-            raise value
-        return value
-
-    return wait
-
-
-def _write_and_send(draws: dict[str, Callable[[], Figure]], out: Path, sender: Connection) -> None:
-    """In the forked process: write the figures and send (True, reasons) or (False, error)."""
+    process = context.Process(target=_draw_and_send, args=(draws, out, sender))
     try:
-        sender.send((True, write_figures(draws, out)))
+        process.start()
+    except OSError:  # no memory or processes left to fork
+        receiver.close()
+        return None, None
+    finally:
+        sender.close()
+    return process, receiver
+
+
+def _draw_and_send(draws: dict[str, Callable[[], Figure]], out: Path, sender: Connection) -> None:
+    """In the forked process: write the figures and send (reasons, None, "") or, on an
+    exception, (None, the pickled exception or None, its traceback). Ctrl-C is the parent's to
+    handle: it stops this process when it leaves :func:`figures_drawn_aside`."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        sender.send((write_figures(draws, out), None, ""))
     except Exception as error:  # noqa: BLE001 - the parent raises it
         try:
-            sender.send((False, error))
-        except Exception:  # noqa: BLE001 - an error that does not pickle
-            sender.send((False, RuntimeError(f"{type(error).__name__}: {error}")))
+            pickled = pickle.dumps(error)
+        except Exception:  # noqa: BLE001 - an exception that does not pickle
+            pickled = None
+        sender.send((None, pickled, traceback.format_exc()))
+
+
+def _received(process: BaseProcess, receiver: Connection) -> dict[str, str | None]:
+    """What the figures' process sent: its reasons, or its exception raised here."""
+    try:
+        reasons, pickled, trace = receiver.recv()
+    except EOFError:
+        process.join()
+        raise RuntimeError(f"the figures' process died (exit code {process.exitcode})") from None
+    process.join()
+    if reasons is not None:
+        return reasons
+    try:
+        error = pickle.loads(pickled) if pickled is not None else None
+    except Exception:  # noqa: BLE001 - an exception that does not unpickle
+        error = None
+    raise (error or RuntimeError(trace.strip().splitlines()[-1])) from DrawingFailed(trace)
 
 
 def setting_label(test_mode: str, test_batch: str, axis: str = BATCH_SIZE) -> str:

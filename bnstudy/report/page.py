@@ -46,7 +46,7 @@ from bnstudy.norm_catalog import ordered_norms, uses_batch_statistics
 from bnstudy.report import figures
 from bnstudy.report.controls import drift_warning
 from bnstudy.report.design import completeness, setup_markdown, setup_rows
-from bnstudy.report.drawing import write_figures, write_figures_aside
+from bnstudy.report.drawing import figures_drawn_aside, write_figures
 from bnstudy.report.figure_data import (
     BATCH_STATS_PANELS,
     COLLAPSE_PANELS,
@@ -293,31 +293,39 @@ def write_report(sweep_dir: Path) -> Path:
     baseline = flip_baseline(df, lambda run_id: store.read_predictions(sweep_dir, run_id))
     inputs = FigureInputs(df, history_table(sweep_dir, df), baseline, resampler)
     draws = {png: partial(f.draw, inputs) for png, f in FIGURES.items()}
-    drawn_aside = write_figures_aside(_figures(draws, resampled=False), out)
-    groups = build_findings(df, baseline, resampler, analysis)
-    setup, method, missing = (
-        setup_rows(sweep_dir, df),
-        method_text(analysis, groups),
-        completeness(sweep_dir),
-    )
-    (out / FINDINGS_MD).write_text(
-        findings_markdown(
-            f"bnstudy findings: {name}", setup_markdown(setup), groups, method, missing
-        ),
-        encoding="utf-8",
-    )
+    with figures_drawn_aside(_figures(draws, resampled=False), out) as drawn_aside:
+        groups = build_findings(df, baseline, resampler, analysis)
+        setup, method, missing = (
+            setup_rows(sweep_dir, df),
+            method_text(analysis, groups),
+            completeness(sweep_dir),
+        )
+        (out / FINDINGS_MD).write_text(
+            findings_markdown(
+                f"bnstudy findings: {name}", setup_markdown(setup), groups, method, missing
+            ),
+            encoding="utf-8",
+        )
+        tables = _write_tables(df, resampler, out, title)
+        drawn = write_figures(_figures(draws, resampled=True), out)  # from the findings' cache
+        drawn |= drawn_aside()
+    parts = PageParts(setup, groups, method, missing, {png: drawn[png] for png in FIGURES})
+    (out / store.INDEX_HTML).write_text(_report_page(title, df, parts, *tables), encoding="utf-8")
+    return out
+
+
+def _write_tables(
+    df: pd.DataFrame, resampler: Resampler, out: Path, title: str
+) -> tuple[tuple[pd.DataFrame, int], pd.DataFrame]:
+    """Write paired.csv, summary.csv and summary.md; return the accuracy pivot with its n and
+    the summary as displayed, for the page."""
     paired_table(df).to_csv(out / PAIRED_CSV, index=False, float_format=CSV_FLOATS)
     summary = summarize(df, resampler)
     summary.to_csv(out / SUMMARY_CSV, index=False)
     pivot, n = accuracy_pivot(summary, df)
     shown = format_summary(summary)
     (out / SUMMARY_MD).write_text(summary_markdown(title, pivot, n, shown), encoding="utf-8")
-    drawn = write_figures(_figures(draws, resampled=True), out)
-    drawn |= drawn_aside()
-    parts = PageParts(setup, groups, method, missing, {png: drawn[png] for png in FIGURES})
-    page = _report_page(title, df, parts, (pivot, n), shown)
-    (out / store.INDEX_HTML).write_text(page, encoding="utf-8")
-    return out
+    return (pivot, n), shown
 
 
 def _figures(draws: dict[str, Callable[[], Figure]], resampled: bool) -> dict[str, Callable]:

@@ -177,3 +177,12 @@ def test_ghost_batches_equal_separate_calls_and_update_once_for_every_batch_stat
     whole = copy.deepcopy(ghost)
     whole.norm_batch_size = None
     assert not torch.allclose(whole(x.detach()), out.detach())  # the split matters
+
+
+def test_the_registry_holds_the_catalog_in_its_order():
+    """The report orders norms by bnstudy.norm_catalog without importing torch; the registry
+    (what builds them, and `bnstudy norms`) lists the same names in the same order. Whether a
+    norm mixes samples (the catalog's batch statistics) is checked on the layers above."""
+    from bnstudy.norm_catalog import NORM_NAMES
+
+    assert tuple(NORMS) == NORM_NAMES
