@@ -40,13 +40,14 @@ from typing import NamedTuple
 
 import pandas as pd
 from matplotlib.figure import Figure
+from threadpoolctl import threadpool_limits
 
 from bnstudy import store
 from bnstudy.norm_catalog import ordered_norms, uses_batch_statistics
 from bnstudy.report import figures
 from bnstudy.report.controls import drift_warning
 from bnstudy.report.design import completeness, setup_markdown, setup_rows
-from bnstudy.report.drawing import figures_drawn_aside, write_figures
+from bnstudy.report.drawing import figures_drawn_aside
 from bnstudy.report.figure_data import (
     BATCH_STATS_PANELS,
     COLLAPSE_PANELS,
@@ -131,9 +132,10 @@ class FigureInputs(NamedTuple):
 class ReportFigure(NamedTuple):
     """A figure of the page: its heading, its caption saying what is measured, the call that
     draws it (raising :class:`bnstudy.report.figure_data.NothingToPlot` with the reason it
-    cannot), and whether it draws the findings' bootstrap estimates (``resampled``: it is drawn
-    after the findings, from the estimates they computed; the others draw meanwhile in another
-    process, :func:`bnstudy.report.drawing.write_figures_aside`)."""
+    cannot), and whether it draws the findings' bootstrap estimates (``resampled``). Each kind
+    draws in a forked process (:func:`bnstudy.report.drawing.figures_drawn_aside`): the others
+    while the findings compute, the resampled ones after them, from the estimates they
+    cached, while the tables are written."""
 
     heading: str
     caption: str
@@ -287,7 +289,21 @@ def write_report(sweep_dir: Path) -> Path:
     out = sweep_dir / store.REPORT_DIR
     out.mkdir(exist_ok=True)
     name = sweep_name(df, sweep_dir)
-    title = f"bnstudy report: {name}"
+    # One BLAS thread: the bootstrap's small matrix products gain nothing from more, and idle
+    # BLAS threads spin on the cores that the figures' processes draw on.
+    with threadpool_limits(limits=1, user_api="blas"):
+        parts, tables = _write_contents(sweep_dir, df, out, name)
+    page = _report_page(f"bnstudy report: {name}", df, parts, *tables)
+    (out / store.INDEX_HTML).write_text(page, encoding="utf-8")
+    return out
+
+
+def _write_contents(
+    sweep_dir: Path, df: pd.DataFrame, out: Path, name: str
+) -> tuple[PageParts, tuple[tuple[pd.DataFrame, int], pd.DataFrame]]:
+    """Write findings.md, the tables and the figures of study ``name`` into ``out``; return
+    the page's parts and tables (:func:`_write_tables`). The figures draw in two forked
+    processes (:attr:`ReportFigure.resampled`), so that they use the other core."""
     analysis = study_analysis(sweep_dir)
     resampler = sweep_resampler(sweep_dir, analysis)
     baseline = flip_baseline(df, lambda run_id: store.read_predictions(sweep_dir, run_id))
@@ -306,12 +322,12 @@ def write_report(sweep_dir: Path) -> Path:
             ),
             encoding="utf-8",
         )
-        tables = _write_tables(df, resampler, out, title)
-        drawn = write_figures(_figures(draws, resampled=True), out)  # from the findings' cache
-        drawn |= drawn_aside()
-    parts = PageParts(setup, groups, method, missing, {png: drawn[png] for png in FIGURES})
-    (out / store.INDEX_HTML).write_text(_report_page(title, df, parts, *tables), encoding="utf-8")
-    return out
+        tables = _write_tables(df, resampler, out, f"bnstudy report: {name}")
+        # forked after the findings and tables: the figures of their estimates use their cache
+        with figures_drawn_aside(_figures(draws, resampled=True), out) as drawn_after:
+            drawn = drawn_aside() | drawn_after()
+    figures = {png: drawn[png] for png in FIGURES}
+    return PageParts(setup, groups, method, missing, figures), tables
 
 
 def _write_tables(

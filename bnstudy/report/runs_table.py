@@ -17,7 +17,7 @@ from collections.abc import Iterable
 import numpy as np
 import pandas as pd
 
-from bnstudy.norm_catalog import ordered_norms, uses_batch_statistics
+from bnstudy.norm_catalog import BATCH_STATISTICS, ordered_norms
 from bnstudy.resampling import arms_of
 from bnstudy.results import (
     ACCUMULATE,
@@ -69,7 +69,7 @@ def batch_stat_mask(df: pd.DataFrame) -> pd.Series:
     others compute the same thing at every batch size and are the study's controls), as a bool
     Series: ``df[mask]`` selects rows even when ``df`` is empty (an empty mask of object dtype
     would select columns)."""
-    return df[NORM].map(uses_batch_statistics).astype(bool)
+    return df[NORM].isin(BATCH_STATISTICS)
 
 
 def batch_axis(df: pd.DataFrame) -> str:
