@@ -278,3 +278,16 @@ def test_without_a_split_the_layer_is_torchs_exactly():
         assert torch.equal(ghost.running_mean, plain.running_mean)
         assert torch.equal(ghost.running_var, plain.running_var)
     assert ghost.num_batches_tracked == plain.num_batches_tracked == 3
+
+
+@pytest.mark.parametrize("shape", [(8, 3), (4, 3, 5), (4, 3, 2, 3), (2, 3, 2, 2, 2)])
+def test_running_statistics_come_from_the_mean_and_biased_variance_of_the_values(shape):
+    from bnstudy.norms.batch import mean_and_variance
+
+    x = torch.randn(shape, dtype=torch.float64) * 3 + 1
+    x[:, 1] = 2.0  # a channel whose values are all equal: variance exactly 0
+    axes = (0, *range(2, x.dim()))
+    mean, var = mean_and_variance(x, axes)
+    torch.testing.assert_close(mean, x.mean(dim=axes), rtol=1e-12, atol=0)
+    torch.testing.assert_close(var, x.var(dim=axes, unbiased=False), rtol=1e-12, atol=1e-15)
+    assert var[1] == 0
