@@ -293,9 +293,14 @@ def write_report(sweep_dir: Path) -> Path:
     # BLAS threads spin on the cores that the figures' processes draw on.
     with threadpool_limits(limits=1, user_api="blas"):
         parts, tables = _write_contents(sweep_dir, df, out, name)
-    page = _report_page(f"bnstudy report: {name}", df, parts, *tables)
+    page = _report_page(_title(name), df, parts, *tables)
     (out / store.INDEX_HTML).write_text(page, encoding="utf-8")
     return out
+
+
+def _title(name: str) -> str:
+    """The title of study ``name``'s report page and summary.md."""
+    return f"bnstudy report: {name}"
 
 
 def _write_contents(
@@ -322,7 +327,7 @@ def _write_contents(
             ),
             encoding="utf-8",
         )
-        tables = _write_tables(df, resampler, out, f"bnstudy report: {name}")
+        tables = _write_tables(df, resampler, out, _title(name))
         # forked after the findings and tables: the figures of their estimates use their cache
         with figures_drawn_aside(_figures(draws, resampled=True), out) as drawn_after:
             drawn = drawn_aside() | drawn_after()
