@@ -114,6 +114,13 @@ def _slurm(help_text: str, **limits: float) -> Any:
     return typer.Option(help=help_text, rich_help_panel="SLURM (--executor slurm)", **limits)
 
 
+def _pack_choice(value: str) -> str:
+    """``--pack``: off, auto, or a whole number of runs per pack."""
+    if value in ("off", "auto") or (value.isdigit() and int(value) >= 1):
+        return value
+    raise typer.BadParameter(f"{value!r}: give off, auto or a number of runs (1 or more)")
+
+
 class Retry(str, enum.Enum):
     """Outcomes that ``--retry`` trains again."""
 
@@ -182,6 +189,16 @@ def run(
             "(missing data, bad device, import error); 0: never.",
         ),
     ] = MAX_SETUP_FAILURES,
+    pack: Annotated[
+        str,
+        typer.Option(
+            callback=_pack_choice,
+            help="Train the seeds of one cell as one packed network (K models side by side, "
+            "each trained exactly as alone): off, at most K runs per pack (a number), or auto: "
+            "where scripts/bench.py found that it pays (on a CPU at 4 images per pass or "
+            "fewer).",
+        ),
+    ] = "auto",
     executor: Annotated[
         Executor,
         typer.Option(
@@ -243,6 +260,7 @@ def run(
         max_setup_failures=max_setup_failures,
         executor=executor.value,
         slurm=slurm,
+        pack=pack,
     )
     try:
         launched = launch(options, err)

@@ -162,6 +162,7 @@ def _train(
             options.retry,
             options.max_setup_failures,
             options.stagger,
+            options.pack,
         )
     except SetupFailures as error:
         raise LaunchError([str(error)]) from None

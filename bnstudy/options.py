@@ -72,3 +72,7 @@ class RunOptions:
     job array and return; ``submitit-local``: that submission as processes on this machine."""
     slurm: SlurmSettings = DEFAULT_SLURM
     """What each task of a submitted array asks for."""
+    pack: str = "auto"
+    """Runs of one cell (differing only in seed) trained as one packed network
+    (bnstudy.packed_run): ``off``, at most K (a number), or ``auto``: where packing pays on
+    the device (bnstudy.study.pack_size). Local executor only."""

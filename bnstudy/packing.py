@@ -181,8 +181,9 @@ def _packed_wide(modules: list[nn.Module]) -> nn.Module:
 
 
 def pack_inputs(inputs: Sequence[torch.Tensor]) -> torch.Tensor:
-    """The K models' input batches (each ``(N, C, *spatial)``, equally long) side by side."""
-    return torch.cat(list(inputs), dim=1)
+    """The K models' input batches (each ``(N, C, *spatial)``, equally long) side by side
+    (one model's batch as it is)."""
+    return inputs[0] if len(inputs) == 1 else torch.cat(list(inputs), dim=1)
 
 
 def unpack_outputs(output: torch.Tensor, copies: int) -> torch.Tensor:

@@ -267,6 +267,16 @@ PEAK_MEMORY_MIB = _column(
     "peak resident set",
     "provenance",
 )
+PACKED = _column(
+    "packed",
+    "int",
+    "runs trained together as one packed network (bnstudy.packing), this one included; "
+    "empty: alone",
+    "provenance",
+)
+PACK_NOTE = _column(
+    "pack_note", "str", "why the run trained alone though packing was asked", "provenance"
+)
 STATUS = _column("status", "str", "the outcome of the test setting (or of training)", "test")
 ERROR_MESSAGE = _column("error", "str", "a failure's message", "test")
 ERROR_AT = _column("error_at", "str", "where a failure happened", "test")

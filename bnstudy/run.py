@@ -68,6 +68,7 @@ from bnstudy.train import (
     EpochStats,
     Position,
     Schedule,
+    TrainResult,
     check_ghost_remainder,
     make_optimizer,
     optimizer_steps,
@@ -139,14 +140,39 @@ def _protocol(
     ``position`` at the step under way; returns the test records. Diagnostics
     (bnstudy.diagnostics) are taken at initialization, so that they explain a run that fails
     in training, and again after training."""
+    data, model, optimizer = prepare_run(config, device, compute, record, position)
+    position.phase = "train"
+    record["train"].update(_train(config, model, optimizer, data, position, on_epoch, compute))
+    return conclude_run(config, device, compute, model, data, record, position)
+
+
+def prepare_run(
+    config: StudyConfig,
+    device: torch.device,
+    compute: Compute,
+    record: dict[str, Any],
+    position: Position,
+) -> tuple[Dataset, nn.Module, torch.optim.Optimizer]:
+    """The run's data, its model and optimizer, and its diagnostics at initialization."""
     data = load_data(config, device)
     record["data"] = {NUM_CLASSES: data.num_classes, "train_size": len(data.train.y)}
     model, optimizer, record["train"][LR] = _setup(config, data, compute)
     position.phase = "diagnostics at init"
     with compute.autocast(device):
         record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
-    position.phase = "train"
-    record["train"].update(_train(config, model, optimizer, data, position, on_epoch, compute))
+    return data, model, optimizer
+
+
+def conclude_run(
+    config: StudyConfig,
+    device: torch.device,
+    compute: Compute,
+    model: nn.Module,
+    data: Dataset,
+    record: dict[str, Any],
+    position: Position,
+) -> list[dict[str, Any]]:
+    """Diagnostics of the trained model, then its tests in every test setting."""
     position.phase = "diagnostics after training"
     with compute.autocast(device):
         record["diagnostics"].update(_final_diagnostics(model, data, config, record["layers"]))
@@ -229,23 +255,36 @@ def _train(
     compute: Compute,
 ) -> dict[str, Any]:
     """Train the model as configured (bnstudy.train.train); the train section of the record."""
-    result = train(
-        model,
-        data.train,
-        optimizer,
-        batching=batching(config),
-        schedule=make_schedule(config, len(data.train.y)),
-        generator=torch.Generator().manual_seed(config.seed),
-        position=position,
-        on_epoch=on_epoch,
-        compute=compute,
-        augment=make_augment(
-            config.data.augment,
-            config.data.augment_padding,
-            seed=config.seed,
-            device=data.train.x.device,
-        ),
+    return train_section(
+        train(
+            model,
+            data.train,
+            optimizer,
+            batching=batching(config),
+            schedule=make_schedule(config, len(data.train.y)),
+            generator=torch.Generator().manual_seed(config.seed),
+            position=position,
+            on_epoch=on_epoch,
+            compute=compute,
+            augment=run_augment(config, data),
+        )
     )
+
+
+def run_augment(
+    config: StudyConfig, data: Dataset
+) -> Callable[[torch.Tensor], torch.Tensor] | None:
+    """The run's augmentation of training batches (bnstudy.augment), seeded by the run."""
+    return make_augment(
+        config.data.augment,
+        config.data.augment_padding,
+        seed=config.seed,
+        device=data.train.x.device,
+    )
+
+
+def train_section(result: TrainResult) -> dict[str, Any]:
+    """What the record's train section says of a finished training."""
     last = result.history[-1]
     return {
         EPOCHS: result.epochs,

@@ -7,7 +7,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Collection, Iterator
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -17,13 +17,65 @@ from bnstudy import claims, store
 from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
 from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
+from bnstudy.packed_run import alone_reason, cell_of, execute_pack
 from bnstudy.progress import SweepView
-from bnstudy.results import ERROR_AT, ERROR_MESSAGE, STATUS
-from bnstudy.run import crashed_record, execute_run
+from bnstudy.results import ERROR_AT, ERROR_MESSAGE, PACK_NOTE, STATUS
+from bnstudy.run import crashed_record
 from bnstudy.sweep import Run, order_runs, plan_record
 from bnstudy.workers import WorkerPool
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
+
+
+# the most runs packed on a device type under ``--pack auto``, and on the CPU the most images
+# per forward pass at which packing pays: scripts/bench.py measured packed K = 8 at 1.9-2.2×
+# separate training at 1-2 images per pass, 1.35× at 4 and about 1× (0.8-1.07×) at 8-32
+# (2-core AMD EPYC with AVX-512, torch 2.14). On a GPU a small step leaves the device idle
+# between kernel launches, which packing fills; that gain is expected, not measured here.
+AUTO_PACK = {"cpu": 8, "cuda": 8}
+AUTO_PACK_CPU_MAX_BATCH = 4
+
+
+@dataclass(frozen=True)
+class Pack:
+    """Runs trained together as one packed network (one run: trained alone), and why a run
+    trains alone though packing was asked (empty: it does not, or it was not asked)."""
+
+    runs: tuple[Run, ...]
+    note: str = ""
+
+
+def pack_size(pack: str, device_type: str, config: StudyConfig) -> int:
+    """The most runs of ``config``'s cell to train as one pack under ``--pack`` ``pack``:
+    ``off`` 1, a number that number, ``auto`` :data:`AUTO_PACK` where packing pays (on the
+    CPU at :data:`AUTO_PACK_CPU_MAX_BATCH` images per forward pass or fewer), else 1."""
+    if pack == "off":
+        return 1
+    if pack != "auto":
+        return int(pack)
+    small = config.train.batch_size <= AUTO_PACK_CPU_MAX_BATCH
+    return AUTO_PACK.get(device_type, 1) if device_type != "cpu" or small else 1
+
+
+def packs(runs: list[Run], pack: str, device_type: str) -> list[Pack]:
+    """``runs`` in packs of one cell (bnstudy.packed_run.cell_of: they differ only in seed)
+    of at most :func:`pack_size` runs each, in the order of their first runs; a run that
+    cannot pack (bnstudy.packed_run.alone_reason) alone, with the reason."""
+    grouped: list[list[Run] | Pack] = []
+    filling: dict[str, list[Run]] = {}
+    for run in runs:
+        size = pack_size(pack, device_type, run.config)
+        reason = alone_reason(run.config) if size > 1 else None
+        if size <= 1 or reason is not None:
+            grouped.append(Pack((run,), reason or ""))
+            continue
+        cell = cell_of(run.config)
+        members = filling.get(cell)
+        if members is None or len(members) == size:
+            members = filling[cell] = []
+            grouped.append(members)
+        members.append(run)
+    return [group if isinstance(group, Pack) else Pack(tuple(group)) for group in grouped]
 
 
 class SetupFailures(Exception):
@@ -61,6 +113,7 @@ def run_study(
     retry: Collection[str] = (),
     max_setup_failures: int = MAX_SETUP_FAILURES,
     stagger: float = STAGGER_SECONDS,
+    pack: str = "off",
 ) -> tuple[Counter, int]:
     """Run every run of the study that has no result (or an outcome in ``retry``) and that no
     other live process has claimed (bnstudy.claims; a claim silent for ``lease`` seconds is
@@ -69,7 +122,8 @@ def run_study(
     process trained. Runs that were claimed by a process that has since died are picked up at
     the end. Ctrl-C stops the in-flight runs, writes the table and raises
     :class:`Interrupted`; a second Ctrl-C exits at once. After ``max_setup_failures`` runs in a
-    row fail before training (0: never) it stops likewise and raises :class:`SetupFailures`."""
+    row fail before training (0: never) it stops likewise and raises :class:`SetupFailures`.
+    ``pack`` (``off``, ``auto`` or a number) trains runs of one cell in packs (:func:`packs`)."""
     devices = [device] if isinstance(device, torch.device) else device
     workers = _worker_devices(devices, jobs or len(devices))
     console = console or Console(stderr=True)
@@ -86,7 +140,8 @@ def run_study(
         with SweepView(console, sweep_dir, len(runs), len(runs) - len(todo)) as view:
             while todo:
                 held = []
-                finished = _finished_runs(sweep_dir, todo, workers, lease, retry, stagger, view)
+                work = packs(todo, pack, workers[0].type)
+                finished = _finished_runs(sweep_dir, work, workers, lease, retry, stagger, view)
                 with contextlib.closing(finished):  # on an error too: stop workers, release
                     for run, trained in finished:
                         sweep.record(run, trained)
@@ -147,38 +202,46 @@ def _abandoned(sweep_dir: Path, run: Run, lease: float, retry: Collection[str]) 
 
 def _finished_runs(
     sweep_dir: Path,
-    todo: list[Run],
+    work: list[Pack],
     workers: list[torch.device],
     lease: float,
     retry: Collection[str],
     stagger: float,
     view: SweepView,
 ) -> Iterator[tuple[Run, bool]]:
-    """Execute ``todo`` in this process (one worker) or in a worker process per entry of
-    ``workers`` (its device; the CPU threads shared equally); yield each run when it is done,
-    with whether this process trained it (False: another process had claimed or finished it).
-    A worker that dies costs its run only, recorded as ``crashed``; on any exit the workers
-    are stopped and the claims of the runs they held released."""
+    """Execute the packs of ``work`` in this process (one worker) or in a worker process per
+    entry of ``workers`` (its device; the CPU threads shared equally); yield each run when it
+    is done, with whether this process trained it (False: another process had claimed or
+    finished it). A worker that dies costs its pack only, each run recorded as ``crashed``; on
+    any exit the workers are stopped and the claims of the runs they held released."""
     if len(workers) == 1:
-        for run in todo:
-            view.started(run)
-            yield run, run_one(sweep_dir, run, workers[0], lease, retry)
+        for pack in work:
+            _started(view, pack)
+            yield from zip(
+                pack.runs, run_pack(sweep_dir, pack, workers[0], lease, retry), strict=True
+            )
         return
     threads = max(1, torch.get_num_threads() // len(workers))
-    pool = WorkerPool(run_one, threads, [worker_environment(d) for d in workers], stagger)
+    pool = WorkerPool(run_pack, threads, [worker_environment(d) for d in workers], stagger)
     on = torch.device(workers[0].type)  # a CUDA worker sees its own GPU alone, as cuda:0
-    work = [(run, (sweep_dir, run, on, lease, retry)) for run in todo]
+    jobs = [(pack, (sweep_dir, pack, on, lease, retry)) for pack in work]
     try:
-        for run, trained, exitcode in pool.map(work, started=view.started):
+        for pack, trained, exitcode in pool.map(jobs, started=lambda p: _started(view, p)):
             if exitcode is not None:
-                trained = _record_crash(sweep_dir, run, exitcode, lease, retry)
-            yield run, trained
+                trained = [_record_crash(sweep_dir, r, exitcode, lease, retry) for r in pack.runs]
+            yield from zip(pack.runs, trained, strict=True)
         pool.close()
     finally:
-        for run, pid in pool.stop():
-            folder = store.run_dir(sweep_dir, run.run_id)
-            store.remove_partial_writes(folder)  # a file the worker was writing when killed
-            claims.release(folder, pid)
+        for pack, pid in pool.stop():
+            for run in pack.runs:
+                folder = store.run_dir(sweep_dir, run.run_id)
+                store.remove_partial_writes(folder)  # a file the worker was writing when killed
+                claims.release(folder, pid)
+
+
+def _started(view: SweepView, pack: Pack) -> None:
+    for run in pack.runs:
+        view.started(run)
 
 
 def _record_crash(
@@ -208,22 +271,44 @@ def _record_crash(
 def run_one(
     sweep_dir: Path, run: Run, device: torch.device, lease: float, retry: Collection[str] = ()
 ) -> bool:
-    """Claim, train and record ``run``: what each local worker and each cluster task does.
-    False when another process holds its claim or has finished it since the sweep listed it."""
-    folder = store.run_dir(sweep_dir, run.run_id)
-    if not claims.try_claim(folder, lease, device_label(device)):
-        return False
+    """Claim, train and record ``run``: what each cluster task does. False when another
+    process holds its claim or has finished it since the sweep listed it."""
+    (trained,) = run_pack(sweep_dir, Pack((run,)), device, lease, retry)
+    return trained
+
+
+def run_pack(
+    sweep_dir: Path, pack: Pack, device: torch.device, lease: float, retry: Collection[str] = ()
+) -> list[bool]:
+    """Claim, train and record the runs of ``pack`` (as one packed network when more than one
+    is left to train: bnstudy.packed_run): what each local worker does. For each run, whether
+    it was trained here (False: another process holds its claim or has finished it since the
+    sweep listed it). Each run's result is written when all are trained, one after the other:
+    a pack that is killed leaves its runs without results, never half-written."""
+    folders = {run.run_id: store.run_dir(sweep_dir, run.run_id) for run in pack.runs}
+    label = device_label(device)
+    claimed = [run for run in pack.runs if claims.try_claim(folders[run.run_id], lease, label)]
     try:
-        if not _needs_training(sweep_dir, run, retry):
-            return False
-        store.start_run(sweep_dir, run)
-        with claims.heartbeat(folder, lease):
-            result = execute_run(
-                run.config,
+        todo = [run for run in claimed if _needs_training(sweep_dir, run, retry)]
+        if not todo:
+            return [False] * len(pack.runs)
+        for run in todo:
+            store.start_run(sweep_dir, run)
+        with contextlib.ExitStack() as beating:
+            for run in todo:
+                beating.enter_context(claims.heartbeat(folders[run.run_id], lease))
+            results = execute_pack(
+                [run.config for run in todo],
                 device,
-                on_epoch=lambda stats: store.append_history(folder, asdict(stats)),
+                on_epoch=lambda k, stats: store.append_history(
+                    folders[todo[k].run_id], asdict(stats)
+                ),
             )
-        store.finish_run(folder, result)
-        return True
+        for run, result in zip(todo, results, strict=True):
+            if pack.note:
+                result["provenance"][PACK_NOTE] = pack.note
+            store.finish_run(folders[run.run_id], result)
+        return [run in todo for run in pack.runs]
     finally:
-        claims.release(folder)
+        for run in claimed:
+            claims.release(folders[run.run_id])

@@ -15,7 +15,7 @@ import functools
 import math
 import re
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -25,6 +25,7 @@ from torch import nn
 from bnstudy.data import Split
 from bnstudy.device import synchronized_clock
 from bnstudy.norms import module_spec, progress_layers
+from bnstudy.packing import pack_inputs, unpack_outputs
 
 LR_SCALING_POWER = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
 
@@ -271,6 +272,25 @@ def normalization_batch(model: nn.Module, size: int | None) -> Iterator[None]:
             module.norm_batch_size = value
 
 
+@dataclass(frozen=True)
+class Stream:
+    """What one model of a pack trains on: its training split, the generator of its epochs'
+    permutations, and its augmentation (None: none)."""
+
+    split: Split
+    generator: torch.Generator
+    augment: Callable[[torch.Tensor], torch.Tensor] | None = None
+
+
+@dataclass
+class CopyResult:
+    """One model's training in a pack: its epochs (losses and accuracies its own, steps,
+    samples and seconds those of the pack), and why it stopped early (None: it did not)."""
+
+    result: TrainResult = field(default_factory=TrainResult)
+    diverged: str | None = None
+
+
 def train(
     model: nn.Module,
     split: Split,
@@ -301,42 +321,86 @@ def train(
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite (under fp16
     too: a NaN loss is a divergence, not a skipped step).
     """
-    result = TrainResult()
+    (copy,) = train_pack(
+        model,
+        [Stream(split, generator, augment)],
+        optimizer,
+        batching=batching,
+        schedule=schedule,
+        position=position,
+        on_epoch=lambda index, stats: on_epoch(stats),
+        compute=compute,
+    )
+    if copy.diverged is not None:
+        raise Diverged(copy.diverged)
+    return copy.result
+
+
+def train_pack(
+    model: nn.Module,
+    streams: Sequence[Stream],
+    optimizer: torch.optim.Optimizer,
+    *,
+    batching: Batching,
+    schedule: Schedule,
+    position: Position,
+    on_epoch: Callable[[int, EpochStats], None] = lambda index, stats: None,
+    compute: Compute = Compute(),
+) -> list[CopyResult]:
+    """:func:`train` for K models at once: ``model`` is one model (K = 1) or K packed ones
+    (bnstudy.packing), copy k fed from ``streams[k]`` (its inputs in its channel group) and
+    trained on its own loss; the loss backpropagated is the sum of the copies' losses, so each
+    copy gets exactly its own gradients. A copy whose epoch loss is not finite is marked
+    diverged at the end of that epoch and leaves the sum; training goes on while a copy is
+    left. ``on_epoch(k, stats)`` gets each copy's epochs."""
+    copies = [CopyResult() for _ in streams]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     layers = progress_layers(model)
-    scaler = grad_scaler(compute, split.y.device)
+    scaler = grad_scaler(compute, streams[0].split.y.device)
+    if len({len(stream.split.y) for stream in streams}) > 1:
+        raise ValueError("the copies of a pack must have training splits of one size")
 
     def before_step() -> None:
         for layer in layers:
             layer.set_progress(scheduler.last_epoch / schedule.total)
 
     model.train()
+    steps, epochs, live = 0, 0, list(range(len(streams)))
     with normalization_batch(model, batching.norm_batch_size), _progress_reset(layers):
-        while result.steps < schedule.total:
-            position.epoch = result.epochs + 1
-            stats = _train_epoch(
+        while steps < schedule.total and live:
+            epochs += 1
+            position.epoch = epochs
+            epoch = _train_epoch(
                 model,
-                split,
+                streams,
+                live,
                 optimizer,
                 scheduler,
                 batching,
-                generator,
                 position,
-                budget=schedule.total - result.steps,
+                budget=schedule.total - steps,
                 before_step=before_step,
-                augment=augment,
                 compute=compute,
                 scaler=scaler,
             )
-            result.history.append(stats)
-            result.epochs, result.steps = position.epoch, result.steps + stats.steps
-            result.samples += stats.samples
-            result.seconds += stats.seconds
-            result.skipped_steps += stats.skipped_steps
-            on_epoch(stats)
-            if not math.isfinite(stats.train_loss):
-                raise Diverged(f"loss {stats.train_loss} in epoch {position.epoch}")
-    return result
+            steps += epoch[0].steps
+            for index in list(live):
+                _add_epoch(copies[index], epoch[index], position.epoch)
+                on_epoch(index, epoch[index])
+                if copies[index].diverged is not None:
+                    live.remove(index)
+    return copies
+
+
+def _add_epoch(copy: CopyResult, stats: EpochStats, epoch: int) -> None:
+    result = copy.result
+    result.history.append(stats)
+    result.epochs, result.steps = epoch, result.steps + stats.steps
+    result.samples += stats.samples
+    result.seconds += stats.seconds
+    result.skipped_steps += stats.skipped_steps
+    if not math.isfinite(stats.train_loss):
+        copy.diverged = f"loss {stats.train_loss} in epoch {epoch}"
 
 
 @contextlib.contextmanager
@@ -351,30 +415,33 @@ def _progress_reset(layers: list[nn.Module]) -> Iterator[None]:
 
 def _train_epoch(
     model: nn.Module,
-    split: Split,
+    streams: Sequence[Stream],
+    live: list[int],
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler,
     batching: Batching,
-    generator: torch.Generator,
     position: Position,
     budget: int,
     before_step: Callable[[], None],
-    augment: Callable[[torch.Tensor], torch.Tensor] | None,
     compute: Compute,
     scaler: torch.amp.GradScaler,
-) -> EpochStats:
-    device = split.y.device
+) -> list[EpochStats]:
+    """One epoch of every stream (each its own permutation) through ``model``; the epoch's
+    stats per copy. Only the ``live`` copies' losses are backpropagated."""
+    device = streams[0].split.y.device
     start = synchronized_clock(device)
-    order = torch.randperm(len(split.y), generator=generator).to(split.y.device)
-    groups = step_groups(len(order), batching.batch_size, batching.accumulate, batching.drop_last)
+    orders = [torch.randperm(len(s.split.y), generator=s.generator).to(device) for s in streams]
+    groups = step_groups(
+        len(orders[0]), batching.batch_size, batching.accumulate, batching.drop_last
+    )
     if not groups:
         raise ValueError(
-            f"{len(order)} training samples make no batch of {batching.batch_size} "
+            f"{len(orders[0])} training samples make no batch of {batching.batch_size} "
             "(drop_last is true)"
         )
     groups = groups[:budget]
-    loss_sum = torch.zeros((), device=device)
-    correct = torch.zeros((), device=device, dtype=torch.long)
+    loss_sum = torch.zeros(len(streams), device=device)
+    correct = torch.zeros(len(streams), device=device, dtype=torch.long)
     skipped, scale = 0, scaler.get_scale()  # then read once per step, after its update
     for step, group in enumerate(groups, start=1):
         position.step = step
@@ -382,35 +449,53 @@ def _train_epoch(
         step_samples = sum(part.stop - part.start for part in group)
         optimizer.zero_grad(set_to_none=True)
         for part in group:
-            index = order[part]
-            targets = split.y[index]
-            position.batch_size = len(index)
-            inputs = split.x[index]
-            if augment is not None:
-                with torch.no_grad():
-                    inputs = augment(inputs)
+            position.batch_size = part.stop - part.start
+            inputs, targets = _batches(streams, orders, part)
             with compute.autocast(device):
-                logits = model(compute.inputs(inputs))
-                loss = F.cross_entropy(logits, targets)
+                logits = unpack_outputs(model(compute.inputs(inputs)), len(streams))
+                losses = [F.cross_entropy(out, y) for out, y in zip(logits, targets, strict=True)]
             # weighted so that the accumulated gradient is that of the mean over the step
-            scaler.scale(loss * (len(index) / step_samples)).backward()
-            loss_sum += loss.detach().float() * len(index)
-            correct += (logits.argmax(1) == targets).sum()
+            loss = functools.reduce(torch.add, [losses[k] for k in live])
+            scaler.scale(loss * (position.batch_size / step_samples)).backward()
+            loss_sum += torch.stack(losses).detach().float() * position.batch_size
+            correct += (logits.argmax(-1) == torch.stack(targets)).sum(-1)
         was_skipped, scale = _scaled_step(scaler, optimizer, scale)
         skipped += was_skipped
         lr = optimizer.param_groups[0]["lr"]
         _advance_schedule(scheduler, after_skipped_step=was_skipped)
     samples = sum(part.stop - part.start for group in groups for part in group)
-    return EpochStats(
-        epoch=position.epoch,
-        steps=len(groups),
-        samples=samples,
-        train_loss=loss_sum.item() / samples,
-        train_acc=correct.item() / samples,
-        lr=lr,
-        seconds=synchronized_clock(device) - start,
-        skipped_steps=skipped,
-    )
+    seconds = synchronized_clock(device) - start
+    losses, accuracies = (loss_sum / samples).tolist(), (correct / samples).tolist()
+    return [
+        EpochStats(
+            epoch=position.epoch,
+            steps=len(groups),
+            samples=samples,
+            train_loss=loss,
+            train_acc=accuracy,
+            lr=lr,
+            seconds=seconds,
+            skipped_steps=skipped,
+        )
+        for loss, accuracy in zip(losses, accuracies, strict=True)
+    ]
+
+
+def _batches(
+    streams: Sequence[Stream], orders: list[torch.Tensor], part: slice
+) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """The batch ``part`` of each stream's order, augmented: the inputs side by side along
+    the channels (bnstudy.packing.pack_inputs; one stream's as they are) and the targets."""
+    inputs, targets = [], []
+    for stream, order in zip(streams, orders, strict=True):
+        index = order[part]
+        x = stream.split.x[index]
+        if stream.augment is not None:
+            with torch.no_grad():
+                x = stream.augment(x)
+        inputs.append(x)
+        targets.append(stream.split.y[index])
+    return pack_inputs(inputs), targets
 
 
 # torch warns when the scheduler steps after a skipped optimizer step (GradScaler)

@@ -18,13 +18,13 @@ CPU = torch.device("cpu")
 
 def count_executions(monkeypatch):
     calls = []
-    real = study.execute_run
+    real = study.execute_pack
 
-    def counting(config, device, on_epoch):
-        calls.append(config)
-        return real(config, device, on_epoch)
+    def counting(configs, device, on_epoch):
+        calls.extend(configs)
+        return real(configs, device, on_epoch)
 
-    monkeypatch.setattr(study, "execute_run", counting)
+    monkeypatch.setattr(study, "execute_pack", counting)
     return calls
 
 
@@ -78,9 +78,9 @@ def result_files(sweep_dir):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize(("jobs", "pack"), [("1", "off"), ("2", "2")])
 def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(
-    tiny_study, write_study, tmp_path, jobs
+    tiny_study, write_study, tmp_path, jobs, pack
 ):
     tiny_study["data"].update(train_size=240, image_size=16)
     tiny_study["train"]["batch_size"] = 4
@@ -96,6 +96,8 @@ def test_sigkill_then_rerun_finishes_the_sweep_without_retraining(
         str(out),
         "--jobs",
         jobs,
+        "--pack",
+        pack,
     ]
     process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     sweep_dir = out / "tiny"
@@ -329,15 +331,15 @@ def test_a_run_held_by_a_process_that_dies_mid_sweep_is_trained_at_the_end(
     )
     holder.stdout.readline()  # it holds the claim
     calls = []
-    real = study.execute_run
+    real = study.execute_pack
 
-    def kill_the_holder_then_train(config, device, on_epoch):
-        calls.append(config.seed)
+    def kill_the_holder_then_train(configs, device, on_epoch):
+        calls.extend(config.seed for config in configs)
         holder.kill()
         holder.wait()
-        return real(config, device, on_epoch)
+        return real(configs, device, on_epoch)
 
-    monkeypatch.setattr(study, "execute_run", kill_the_holder_then_train)
+    monkeypatch.setattr(study, "execute_pack", kill_the_holder_then_train)
     counts, trained = study.run_study(config, runs, tmp_path, CPU, order="grid")
     assert counts == {"ok": 3} and trained == 3
     assert calls == [1, 2, 0]  # the held run skipped at first, picked up once its owner died
@@ -395,14 +397,14 @@ def test_with_a_short_lease_a_run_longer_than_the_lease_keeps_its_claim_live(
     _, [run] = plan(tiny_study, "s.yaml")
     folder = store.run_dir(tmp_path, run.run_id)
     lease, seen = 1.0, []
-    real = study.execute_run
+    real = study.execute_pack
 
-    def slow(config, device, on_epoch):
+    def slow(configs, device, on_epoch):
         time.sleep(2.5 * lease)
         seen.append(claims.is_stale(claims.read_claim(folder), lease))
-        return real(config, device, on_epoch)
+        return real(configs, device, on_epoch)
 
-    monkeypatch.setattr(study, "execute_run", slow)
+    monkeypatch.setattr(study, "execute_pack", slow)
     assert study.run_one(tmp_path, run, CPU, lease)
     assert seen == [False]
 
