@@ -424,6 +424,8 @@ def status(sweep_dir: SweepDir) -> None:
     out.print(f"{sweep_dir}: {overview.planned} planned: " + ", ".join(parts))
     if status.stale:
         out.print(f"{status.stale} run folders are not in the current plan (earlier configs)")
+    for how, count in sorted(status.packing.items()):
+        out.print(f"packing: {count} runs trained {how}", markup=False)
     _print_failures(status.failures)
     for entry in status.missing:
         run_id = entry[RUN_ID]

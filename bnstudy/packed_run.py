@@ -135,7 +135,7 @@ def _pack_protocol(
     ]
     models = [model for _, model, _ in prepared]
     datas = [data for data, _, _ in prepared]
-    packed, copies = _train_packed(configs, datas, models, records[0]["train"][LR], on_epoch)
+    packed, copies = train_together(configs, datas, models, records[0]["train"][LR], on_epoch)
     tests = []
     for index, (config, record, copy) in enumerate(zip(configs, records, copies, strict=True)):
         tests.append(not_tested(config))
@@ -153,16 +153,20 @@ def _pack_protocol(
     return tests
 
 
-def _train_packed(
+def train_together(
     configs: Sequence[StudyConfig],
     datas: list[Dataset],
     models: list[nn.Module],
     lr: float,
     on_epoch: Callable[[int, EpochStats], None],
 ) -> tuple[nn.Module, list[CopyResult]]:
-    """The K models packed and trained, each on its own stream (bnstudy.train.train_pack)."""
+    """The K runs' ``models`` packed (one model: as it is) and trained at ``lr``, each on its
+    own data order and augmentation (bnstudy.train.train_pack); the packed model and each
+    copy's training."""
     config, data, compute = configs[0], datas[0], run_compute(configs[0])
-    packed = compute.prepare(packing.pack(models), data.spatial_dims)
+    packed = models[0]
+    if len(models) > 1:
+        packed = compute.prepare(packing.pack(models), data.spatial_dims)
     cfg = config.train
     optimizer = make_optimizer(
         cfg.optimizer, packed.parameters(), lr, cfg.momentum, cfg.weight_decay

@@ -156,7 +156,7 @@ def prepare_run(
     """The run's data, its model and optimizer, and its diagnostics at initialization."""
     data = load_data(config, device)
     record["data"] = {NUM_CLASSES: data.num_classes, "train_size": len(data.train.y)}
-    model, optimizer, record["train"][LR] = _setup(config, data, compute)
+    model, optimizer, record["train"][LR] = setup_model(config, data, compute)
     position.phase = "diagnostics at init"
     with compute.autocast(device):
         record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
@@ -185,7 +185,7 @@ def run_compute(config: StudyConfig) -> Compute:
     return Compute(config.train.precision, config.train.channels_last)
 
 
-def _setup(
+def setup_model(
     config: StudyConfig, data: Dataset, compute: Compute
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
     """The run's model (bnstudy.preflight.model_for_data), its optimizer and scaled lr."""

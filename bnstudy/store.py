@@ -26,7 +26,7 @@ import os
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -44,6 +44,8 @@ from bnstudy.results import (
     NORM_BATCH_SIZE,
     OK,
     OPTIMIZER_BATCH_SIZE,
+    PACK_NOTE,
+    PACKED,
     RUN_ID,
     STATUS,
     columns_of,
@@ -385,7 +387,9 @@ class SweepStatus:
     finished (``missing``); of those, the ones claimed by a process (``running``: run_id ->
     claim, stale or not) and the damaged ones (run_id -> what is wrong); the run folders
     from earlier versions of the study, not in the current plan (``stale``); and the finished
-    runs that failed (``failures``: their plan entries with ``status`` and ``error``)."""
+    runs that failed (``failures``: their plan entries with ``status`` and ``error``); how
+    the finished runs trained (``packing``: ``packs of K`` or the reason a run trained alone
+    though packing was asked, with counts; runs trained alone unasked are not counted)."""
 
     counts: Counter
     missing: list[dict[str, Any]]
@@ -393,12 +397,21 @@ class SweepStatus:
     damaged: dict[str, str]
     stale: int
     failures: list[dict[str, Any]]
+    packing: Counter = field(default_factory=Counter)
 
 
 def error_line(result: dict[str, Any]) -> str:
     """A failed run's error on one line: its message, and where it happened."""
     message = " ".join(str(result.get(ERROR_MESSAGE, "")).split())
     return f"{message} ({result[ERROR_AT]})" if result.get(ERROR_AT) else message
+
+
+def _packing(result: dict[str, Any]) -> str | None:
+    """How a run trained, when it was asked to pack: in a pack of K, or alone and why."""
+    provenance = result.get("provenance", {})
+    if provenance.get(PACKED):
+        return f"in packs of {provenance[PACKED]}"
+    return f"alone: {provenance[PACK_NOTE]}" if provenance.get(PACK_NOTE) else None
 
 
 def sweep_status(sweep_dir: Path) -> SweepStatus:
@@ -410,6 +423,8 @@ def sweep_status(sweep_dir: Path) -> SweepStatus:
         result = read_result(sweep_dir, entry[RUN_ID])
         if result is not None:
             status.counts[result[STATUS]] += 1
+            if (packing := _packing(result)) is not None:
+                status.packing[packing] += 1
             if result[STATUS] in FAILURES:
                 failure = {STATUS: result[STATUS], ERROR_MESSAGE: error_line(result)}
                 status.failures.append({**entry, **failure})

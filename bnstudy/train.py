@@ -440,8 +440,7 @@ def _train_epoch(
             "(drop_last is true)"
         )
     groups = groups[:budget]
-    loss_sum = torch.zeros(len(streams), device=device)
-    correct = torch.zeros(len(streams), device=device, dtype=torch.long)
+    tally = _Tally()
     skipped, scale = 0, scaler.get_scale()  # then read once per step, after its update
     for step, group in enumerate(groups, start=1):
         position.step = step
@@ -454,23 +453,22 @@ def _train_epoch(
             with compute.autocast(device):
                 logits = unpack_outputs(model(compute.inputs(inputs)), len(streams))
                 losses = [F.cross_entropy(out, y) for out, y in zip(logits, targets, strict=True)]
-            # weighted so that the accumulated gradient is that of the mean over the step
             loss = functools.reduce(torch.add, [losses[k] for k in live])
-            scaler.scale(loss * (position.batch_size / step_samples)).backward()
-            loss_sum += torch.stack(losses).detach().float() * position.batch_size
-            correct += (logits.argmax(-1) == torch.stack(targets)).sum(-1)
+            if len(group) > 1:  # so that the accumulated gradient is the step's mean's
+                loss = loss * (position.batch_size / step_samples)
+            scaler.scale(loss).backward()
+            tally.add(losses, logits, targets)
         was_skipped, scale = _scaled_step(scaler, optimizer, scale)
         skipped += was_skipped
         lr = optimizer.param_groups[0]["lr"]
         _advance_schedule(scheduler, after_skipped_step=was_skipped)
-    samples = sum(part.stop - part.start for group in groups for part in group)
+    losses, accuracies = tally.means()
     seconds = synchronized_clock(device) - start
-    losses, accuracies = (loss_sum / samples).tolist(), (correct / samples).tolist()
     return [
         EpochStats(
             epoch=position.epoch,
             steps=len(groups),
-            samples=samples,
+            samples=tally.samples,
             train_loss=loss,
             train_acc=accuracy,
             lr=lr,
@@ -479,6 +477,38 @@ def _train_epoch(
         )
         for loss, accuracy in zip(losses, accuracies, strict=True)
     ]
+
+
+class _Tally:
+    """Each copy's mean loss and accuracy over an epoch's passes: the losses and predicted
+    classes are kept on the device as they come and summed once, at the end, so that a pass
+    adds one kernel (the argmax) and no host sync."""
+
+    def __init__(self) -> None:
+        self.losses: list[torch.Tensor] = []  # per pass, K mean losses
+        self.predicted: list[torch.Tensor] = []  # per pass: (K, n) classes
+        self.targets: list[list[torch.Tensor]] = []  # per pass: K × (n,)
+        self.sizes: list[int] = []
+        self.samples = 0
+
+    def add(
+        self, losses: list[torch.Tensor], logits: torch.Tensor, targets: list[torch.Tensor]
+    ) -> None:
+        self.losses.extend(loss.detach() for loss in losses)
+        self.predicted.append(logits.detach().argmax(-1))
+        self.targets.append(targets)
+        self.sizes.append(len(targets[0]))
+        self.samples += len(targets[0])
+
+    def means(self) -> tuple[list[float], list[float]]:
+        """Each copy's loss (the mean over samples) and accuracy, as floats."""
+        losses = torch.stack(self.losses).float().view(len(self.sizes), -1)  # (passes, K)
+        sizes = torch.tensor(self.sizes, device=losses.device, dtype=losses.dtype)
+        loss_sum = (losses * sizes[:, None]).sum(0)
+        predicted = torch.cat(self.predicted, dim=1)
+        targets = torch.stack([torch.cat(copy) for copy in zip(*self.targets, strict=True)])
+        correct = (predicted == targets).sum(1)
+        return (loss_sum / self.samples).tolist(), (correct / self.samples).tolist()
 
 
 def _batches(

@@ -101,9 +101,7 @@ def test_a_copy_that_diverges_is_diverged_alone_and_the_others_train_on(
         assert_same_record(record_alone, record_packed)
 
 
-def test_a_copy_with_non_finite_weights_leaves_the_other_copies_untouched(
-    tiny_study, float64_data
-):
+def test_a_copy_with_non_finite_weights_leaves_the_other_copies_untouched(tiny_study, float64_data):
     """Two copies trained as a pack, copy 1 with infinite weights (NaN outputs, which a dense
     layer with zero blocks would spread): copy 0 ends exactly as it ends trained alone."""
     config = seed_runs(tiny_study, seeds=(0,))[0].config
@@ -174,13 +172,32 @@ def test_a_run_that_cannot_pack_trains_alone_with_the_reason(tiny_study):
     assert study.packs(seed_runs(tiny_study), "3", "cpu")[0].note.startswith("fp16")
 
 
-def test_a_packed_sweep_records_its_packs_in_the_table(tiny_study, tmp_path):
+def test_a_packed_sweep_records_its_packs_in_the_table_and_status(
+    tiny_study, write_study, tmp_path
+):
     import pandas as pd
+    from typer.testing import CliRunner
 
-    runs = seed_runs(tiny_study)
-    counts, trained = study.run_study(runs[0].config, runs, tmp_path, CPU, pack="3")
-    assert counts == {"ok": 3} and trained == 3
-    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
-    assert (table["packed"] == 3).all()
-    histories = list((tmp_path / "tiny").glob("runs/*/history.jsonl"))
-    assert len(histories) == 3
+    from bnstudy.cli import app
+
+    tiny_study["sweep"] = {"seed": [0, 1, 2], "model.name": ["cnn", "resnet8"]}
+    config, out = str(write_study(tiny_study)), str(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["run", config, "--out", out, "--pack", "3"]).exit_code == 0
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv").drop_duplicates("run_id")
+    packed = table.set_index("model.name")["packed"]
+    assert (packed["cnn"] == 3).all() and packed["resnet8"].isna().all()
+    assert len(list((tmp_path / "tiny").glob("runs/*/history.jsonl"))) == 6
+    status = runner.invoke(app, ["status", str(tmp_path / "tiny")]).output
+    assert "packing: 3 runs trained in packs of 3" in status
+    assert "packing: 3 runs trained alone: model resnet8 does not pack" in status
+
+
+def test_pack_takes_off_auto_or_a_number(tiny_study, write_study, tmp_path):
+    from typer.testing import CliRunner
+
+    from bnstudy.cli import app
+
+    result = CliRunner().invoke(app, ["run", str(write_study(tiny_study)), "--pack", "0"])
+    assert result.exit_code == 2
+    assert "give off, auto or a number" in " ".join(result.output.replace("│", " ").split())
