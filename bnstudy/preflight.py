@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import DATASETS, Dataset, data_fingerprint, download_dataset, load_dataset
@@ -266,6 +267,21 @@ def _test_batch_problem(config: StudyConfig, test_size: int) -> Problem | None:
         f"one batch of {test_size} labelled {label}; {fix} or raise data.test_size",
         depends,
     )
+
+
+def forward_flops(config: StudyConfig) -> int:
+    """Floating-point operations of the run's model in one forward pass of one sample (torch's
+    FlopCounterMode: convolutions and matrix products), counted on the meta device."""
+    facts = _data_facts(config)
+    if isinstance(facts, Problem):
+        raise ValueError(facts.message)
+    shape = facts.shape
+    with torch.device("meta"):
+        model = make_model(config.model, shape, facts.num_classes).eval()
+        sample = torch.empty(1, shape.channels, *(shape.size,) * shape.spatial_dims)
+    with FlopCounterMode(display=False) as counter:
+        model(sample)
+    return counter.get_total_flops()
 
 
 def _model_problem(config: StudyConfig, facts: _DataFacts) -> Problem | None:

@@ -18,6 +18,7 @@ from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
 from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
 from bnstudy.packed_run import alone_reason, cell_of, execute_pack
+from bnstudy.preflight import forward_flops
 from bnstudy.progress import SweepView
 from bnstudy.results import ERROR_AT, ERROR_MESSAGE, PACK_NOTE, STATUS
 from bnstudy.run import crashed_record
@@ -27,13 +28,15 @@ from bnstudy.workers import WorkerPool
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
 
 
-# the most runs packed on a device type under ``--pack auto``, and on the CPU the most images
-# per forward pass at which packing pays: scripts/bench.py measured packed K = 8 at 1.9-2.2×
-# separate training at 1-2 images per pass, 1.35× at 4 and about 1× (0.8-1.07×) at 8-32
-# (2-core AMD EPYC with AVX-512, torch 2.14). On a GPU a small step leaves the device idle
-# between kernel launches, which packing fills; that gain is expected, not measured here.
+# ``--pack auto``: the most runs packed on a device type, and on the CPU the most floating-point
+# operations of a forward pass (one model's batch, bnstudy.preflight.forward_flops) at which
+# packing paid. scripts/bench.py (2-core AMD EPYC with AVX-512, torch 2.14; packed K = 8 /
+# plain loop, medians): 1.89× at 21 MFLOP per pass (2D nbs cnn, 1 image), 1.39× at 41 (2
+# images), 1.91× at 57 (3D cnn, one 32³ volume); 0.68× at 226 (4 volumes) and 0.62-0.64× at
+# 660 (32 images). On a GPU a small step leaves the device idle between kernel launches,
+# which packing fills: expected to pay at every size these studies train, not measured here.
 AUTO_PACK = {"cpu": 8, "cuda": 8}
-AUTO_PACK_CPU_MAX_BATCH = 4
+AUTO_PACK_CPU_MAX_FLOPS = 60e6
 
 
 @dataclass(frozen=True)
@@ -48,34 +51,49 @@ class Pack:
 def pack_size(pack: str, device_type: str, config: StudyConfig) -> int:
     """The most runs of ``config``'s cell to train as one pack under ``--pack`` ``pack``:
     ``off`` 1, a number that number, ``auto`` :data:`AUTO_PACK` where packing pays (on the
-    CPU at :data:`AUTO_PACK_CPU_MAX_BATCH` images per forward pass or fewer), else 1."""
+    CPU, a forward pass of at most :data:`AUTO_PACK_CPU_MAX_FLOPS`), else 1."""
     if pack == "off":
         return 1
     if pack != "auto":
         return int(pack)
-    small = config.train.batch_size <= AUTO_PACK_CPU_MAX_BATCH
-    return AUTO_PACK.get(device_type, 1) if device_type != "cpu" or small else 1
+    if device_type != "cpu":
+        return AUTO_PACK.get(device_type, 1)
+    flops = forward_flops(config) * config.train.batch_size
+    return AUTO_PACK["cpu"] if flops <= AUTO_PACK_CPU_MAX_FLOPS else 1
 
 
 def packs(runs: list[Run], pack: str, device_type: str) -> list[Pack]:
     """``runs`` in packs of one cell (bnstudy.packed_run.cell_of: they differ only in seed)
-    of at most :func:`pack_size` runs each, in the order of their first runs; a run that
-    cannot pack (bnstudy.packed_run.alone_reason) alone, with the reason."""
+    of at most :func:`pack_size` runs each, in the order of their first runs; a run whose
+    cell would pack but cannot (bnstudy.packed_run.alone_reason) alone, with the reason."""
     grouped: list[list[Run] | Pack] = []
     filling: dict[str, list[Run]] = {}
+    cells: dict[str, tuple[int, str]] = {}
     for run in runs:
-        size = pack_size(pack, device_type, run.config)
-        reason = alone_reason(run.config) if size > 1 else None
-        if size <= 1 or reason is not None:
-            grouped.append(Pack((run,), reason or ""))
-            continue
         cell = cell_of(run.config)
+        if cell not in cells:
+            cells[cell] = _cell_pack(pack, device_type, run.config)
+        size, note = cells[cell]
+        if size == 1:
+            grouped.append(Pack((run,), note))
+            continue
         members = filling.get(cell)
         if members is None or len(members) == size:
             members = filling[cell] = []
             grouped.append(members)
         members.append(run)
     return [group if isinstance(group, Pack) else Pack(tuple(group)) for group in grouped]
+
+
+def _cell_pack(pack: str, device_type: str, config: StudyConfig) -> tuple[int, str]:
+    """The pack size of ``config``'s cell, and why its runs train alone where packing was
+    asked of a model that cannot pack (``auto`` on the CPU packs only what it can measure)."""
+    reason = alone_reason(config) if pack != "off" else None
+    if reason is None:
+        return pack_size(pack, device_type, config), ""
+    if pack == "auto" and device_type == "cpu":
+        return 1, ""
+    return 1, reason if pack_size(pack, device_type, config) > 1 else ""
 
 
 class SetupFailures(Exception):
