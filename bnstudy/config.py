@@ -60,21 +60,26 @@ class ConfigError(Exception):
 
 class DataConfig(Section):
     # data set (bnstudy.data.DATASETS): synthetic2d | synthetic3d | cifar10 | medmnist3d |
-    # imagefolder | npz
+    # fashion_mnist | mnist | imagefolder | npz
     name: str = "synthetic2d"
     train_size: int | None = Field(None, ge=1)  # training samples; null = the data set's default
     test_size: int | None = Field(None, ge=1)  # test samples; null = the data set's default
     # pixels (voxels) per side; null = native (32 for generated data, the files' size for file
     # data, which is never resized); imagefolder: required, every image is resized to it
     image_size: int | None = Field(None, ge=1, validate_default=True)
-    # seed of synthetic data, and of the class-balanced subsets drawn from cifar10, medmnist3d
-    # and imagefolder when train_size/test_size are below a split's size; fixed across run seeds
+    # fashion_mnist, mnist: training images held out (class-balanced, drawn with data.seed) and
+    # tested on in place of the test split, to tune a protocol without the test set; null: none
+    validation_size: int | None = Field(None, ge=1)
+    # seed of synthetic data, and of the class-balanced subsets drawn from the file data sets
+    # when train_size/test_size/validation_size are below a split's size; fixed across run seeds
     seed: int = 0
     # cifar10 only: fetch the files into root with torchvision when they are missing (needs
     # internet; root is created). Not part of run identity (the files' fingerprint is)
     download: bool = Field(False, exclude=True)
     # file data sets, relative to cwd: a directory (cifar10: holds cifar-10-batches-py;
-    # imagefolder: holds train/ and test/) or a .npz file (npz; medmnist3d, e.g. organmnist3d.npz)
+    # imagefolder: holds train/ and test/; fashion_mnist, mnist: the four IDX files, or
+    # torchvision's FashionMNIST/raw, MNIST/raw under it) or a .npz file (npz; medmnist3d, e.g.
+    # organmnist3d.npz). fashion_mnist without it: /usr/share/datasets/fashion-mnist
     root: str | None = Field(None, validate_default=True)
     # per-sample intensity normalization before anything else: none, or per_sample_zscore
     # (each image/volume minus its mean over channels and pixels, divided by its std, as 3D
@@ -103,6 +108,8 @@ class DataConfig(Section):
         spec = DATASETS.get(info.data.get("name", ""))
         if spec is None:
             return root
+        if root is None and spec.default_root is not None:
+            return spec.default_root  # the loader says how to get files that are not there
         if spec.needs_root and root is None:
             raise ValueError(f"{info.data['name']} reads local files: set data.root")
         if not spec.needs_root and root is not None:
@@ -110,6 +117,15 @@ class DataConfig(Section):
         if root is not None and not Path(root).exists() and not info.data.get("download"):
             raise ValueError(f"no such file or directory: {root}")
         return root
+
+    @field_validator("validation_size")
+    @classmethod
+    def _held_out_where_the_loader_can(cls, size: int | None, info: ValidationInfo) -> int | None:
+        spec = DATASETS.get(info.data.get("name", ""))
+        if size is not None and spec is not None and not spec.validates:
+            names = ", ".join(name for name, s in DATASETS.items() if s.validates)
+            raise ValueError(f"only {names} hold out a validation split; remove it")
+        return size
 
     @field_validator("image_size")
     @classmethod

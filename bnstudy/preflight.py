@@ -119,6 +119,7 @@ def _dataset(data: DataConfig, device: str, fingerprint: str | None) -> Dataset:
         intensity=data.intensity,
         device=device,
         layout=data.layout,
+        validation_size=data.validation_size,
     )
 
 

@@ -155,7 +155,13 @@ def prepare_run(
 ) -> tuple[Dataset, nn.Module, torch.optim.Optimizer]:
     """The run's data, its model and optimizer, and its diagnostics at initialization."""
     data = load_data(config, device)
-    record["data"] = {NUM_CLASSES: data.num_classes, "train_size": len(data.train.y)}
+    record["data"] = {
+        NUM_CLASSES: data.num_classes,
+        "train_size": len(data.train.y),
+        "tested_on": "validation" if config.data.validation_size else "test",
+        "test_size": len(data.test.y),
+        "standardized_with": {"mean": list(data.mean), "std": list(data.std)},
+    }
     model, optimizer, record["train"][LR] = setup_model(config, data, compute)
     position.phase = "diagnostics at init"
     with compute.autocast(device):

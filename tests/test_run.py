@@ -29,6 +29,9 @@ def test_a_run_trains_once_and_reports_every_test_setting(tiny_study):
     ]
     assert all(0 <= t["test_acc"] <= 1 for t in result["tests"])
     assert result["train"]["steps"] == 6 and result["train"]["samples"] == 48
+    data = result["data"]
+    assert data["tested_on"] == "test" and data["test_size"] == 24
+    assert len(data["standardized_with"]["mean"]) == len(data["standardized_with"]["std"]) == 3
 
 
 def test_same_config_and_seed_give_bit_identical_metrics_on_cpu(tiny_study):

@@ -25,13 +25,17 @@ class Split:
 
 @dataclass(frozen=True)
 class Dataset:
-    """Train and test splits with the facts a model needs to be built for them."""
+    """Train and test splits with the facts a model needs to be built for them, and the
+    per-channel mean and std of the training inputs (after the intensity step, if any) that
+    standardized both splits."""
 
     train: Split
     test: Split
     num_classes: int
     in_channels: int
     spatial_dims: int
+    mean: tuple[float, ...] = ()
+    std: tuple[float, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,8 @@ class DatasetSpec:
     fetches the files where that is possible. ``resizes``: the loader resizes every image to
     ``image_size``, which it then requires. ``default_sizes``: (train, test) samples a
     generator makes when ``train_size``/``test_size`` are null (None for file data sets).
+    ``default_root``: the root read when ``data.root`` is not given (None: it must be).
+    ``validates``: the loader holds out ``validation_size`` training samples to test on.
     """
 
     load: Callable[..., Dataset]
@@ -60,17 +66,20 @@ class DatasetSpec:
     download: Callable[[Path], None] | None = None
     resizes: bool = False
     default_sizes: tuple[int, int] | None = None
+    default_root: str | None = None
+    validates: bool = False
 
 
 # --------------------------------------------------------------------------- shared helpers
 
 
-def _standardize(train_x: Tensor, test_x: Tensor) -> tuple[Tensor, Tensor]:
-    """Standardize both splits per channel with the train split's mean and std."""
+def _standardize(train_x: Tensor, test_x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Both splits standardized per channel with the train split's mean and std (biased),
+    and that mean and std."""
     dims = (0, *range(2, train_x.dim()))
     var, mean = torch.var_mean(train_x, dim=dims, keepdim=True, correction=0)
     std = var.sqrt().clamp_min(_EPS)
-    return (train_x - mean) / std, (test_x - mean) / std
+    return (train_x - mean) / std, (test_x - mean) / std, mean.flatten(), std.flatten()
 
 
 INTENSITY = ("none", "per_sample_zscore")
@@ -89,21 +98,31 @@ def _with_intensity(data: Dataset, intensity: str) -> Dataset:
         return data
     if intensity != "per_sample_zscore":
         raise ValueError(f"intensity {intensity!r}: use one of {', '.join(INTENSITY)}")
-    train_x, test_x = _standardize(per_sample_zscore(data.train.x), per_sample_zscore(data.test.x))
-    return replace(data, train=Split(train_x, data.train.y), test=Split(test_x, data.test.y))
+    train_x, test_x, mean, std = _standardize(
+        per_sample_zscore(data.train.x), per_sample_zscore(data.test.x)
+    )
+    return replace(
+        data,
+        train=Split(train_x, data.train.y),
+        test=Split(test_x, data.test.y),
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
+    )
 
 
 def _build_dataset(
     train_x: Tensor, train_y: Tensor, test_x: Tensor, test_y: Tensor, num_classes: int
 ) -> Dataset:
     """Standardize with train statistics and wrap the splits (the one path all loaders use)."""
-    train_x, test_x = _standardize(train_x.float(), test_x.float())
+    train_x, test_x, mean, std = _standardize(train_x.float(), test_x.float())
     return Dataset(
         train=Split(train_x.contiguous(), train_y.long()),
         test=Split(test_x.contiguous(), test_y.long()),
         num_classes=num_classes,
         in_channels=train_x.shape[1],
         spatial_dims=train_x.dim() - 2,
+        mean=tuple(mean.tolist()),
+        std=tuple(std.tolist()),
     )
 
 

@@ -12,10 +12,26 @@ import torch
 
 from bnstudy.data.cifar import _cifar_files, download_cifar10, load_cifar10
 from bnstudy.data.core import Dataset, DatasetSpec, Split, _with_intensity
+from bnstudy.data.idx import FASHION_MNIST, MNIST, IdxSet, idx_files, load_idx
 from bnstudy.data.imagefolder import _imagefolder_files, load_imagefolder
 from bnstudy.data.medmnist import load_medmnist3d
 from bnstudy.data.npz import load_npz
 from bnstudy.data.synthetic import _SYNTHETIC_2D, _SYNTHETIC_3D, _synthetic_spec
+
+
+def _idx_spec(dataset: IdxSet, description: str) -> DatasetSpec:
+    return DatasetSpec(
+        functools.partial(load_idx, dataset),
+        2,
+        True,
+        description,
+        in_channels=1,
+        num_classes=10,
+        files=functools.partial(idx_files, dataset),
+        default_root=dataset.package_root,
+        validates=True,
+    )
+
 
 DATASETS: dict[str, DatasetSpec] = {
     "synthetic2d": _synthetic_spec(_SYNTHETIC_2D, "generated 3x32x32 images, 10 shapes/textures"),
@@ -46,6 +62,14 @@ DATASETS: dict[str, DatasetSpec] = {
         in_channels=3,
         files=_imagefolder_files,
         resizes=True,
+    ),
+    "fashion_mnist": _idx_spec(
+        FASHION_MNIST,
+        "Fashion-MNIST (1x28x28, 10 classes) from its IDX files in root, root/FashionMNIST/raw "
+        "or /usr/share/datasets/fashion-mnist (apt-get install dataset-fashion-mnist)",
+    ),
+    "mnist": _idx_spec(
+        MNIST, "MNIST (1x28x28, 10 classes) from its IDX files in root or root/MNIST/raw"
     ),
     "npz": DatasetSpec(
         load_npz,
@@ -109,13 +133,17 @@ def load_dataset(
     intensity: str = "none",
     device: torch.device | str = "cpu",
     layout: str | None = None,
+    validation_size: int | None = None,
 ) -> Dataset:
-    """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one),
-    normalize each sample's ``intensity`` if asked, and put both splits on ``device``."""
+    """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one,
+    ``validation_size`` where it holds one out), normalize each sample's ``intensity`` if
+    asked, and put both splits on ``device``."""
     spec = DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     extra = {"layout": layout} if spec.layouts else {}
+    if spec.validates:
+        extra["validation_size"] = validation_size
     data = spec.load(
         train_size=train_size,
         test_size=test_size,

@@ -8,9 +8,20 @@ from bnstudy.data import DATASETS
 
 
 def test_registry_names_and_specs():
-    names = ("synthetic2d", "synthetic3d", "cifar10", "medmnist3d", "imagefolder", "npz")
+    names = (
+        "synthetic2d",
+        "synthetic3d",
+        "cifar10",
+        "medmnist3d",
+        "fashion_mnist",
+        "mnist",
+        "imagefolder",
+        "npz",
+    )
     assert set(DATASETS) == set(names)
-    assert [DATASETS[n].spatial_dims for n in names] == [2, 3, 2, 3, 2, 0]
+    assert [DATASETS[n].spatial_dims for n in names] == [2, 3, 2, 3, 2, 2, 2, 0]
+    assert [n for n in names if DATASETS[n].validates] == ["fashion_mnist", "mnist"]
+    assert DATASETS["fashion_mnist"].default_root == "/usr/share/datasets/fashion-mnist"
     assert not DATASETS["synthetic2d"].needs_root and DATASETS["npz"].needs_root
     assert [n for n in names if DATASETS[n].download] == ["cifar10"]
     assert [n for n in names if DATASETS[n].resizes] == ["imagefolder"]
