@@ -7,7 +7,7 @@ import os
 import signal
 from collections import Counter
 from collections.abc import Collection, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,8 +17,7 @@ from bnstudy import claims, store
 from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
 from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
-from bnstudy.packed_run import alone_reason, cell_of, execute_pack
-from bnstudy.preflight import forward_flops
+from bnstudy.packed_run import Pack, execute_pack, packs
 from bnstudy.progress import SweepView
 from bnstudy.results import ERROR_AT, ERROR_MESSAGE, PACK_NOTE, STATUS
 from bnstudy.run import crashed_record
@@ -26,74 +25,6 @@ from bnstudy.sweep import Run, order_runs, plan_record
 from bnstudy.workers import WorkerPool
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
-
-
-# ``--pack auto``: the most runs packed on a device type, and on the CPU the most floating-point
-# operations of a forward pass (one model's batch, bnstudy.preflight.forward_flops) at which
-# packing paid. scripts/bench.py (2-core AMD EPYC with AVX-512, torch 2.14; packed K = 8 /
-# plain loop, medians): 1.89× at 21 MFLOP per pass (2D nbs cnn, 1 image), 1.39× at 41 (2
-# images), 1.91× at 57 (3D cnn, one 32³ volume); 0.68× at 226 (4 volumes) and 0.62-0.64× at
-# 660 (32 images). On a GPU a small step leaves the device idle between kernel launches,
-# which packing fills: expected to pay at every size these studies train, not measured here.
-AUTO_PACK = {"cpu": 8, "cuda": 8}
-AUTO_PACK_CPU_MAX_FLOPS = 60e6
-
-
-@dataclass(frozen=True)
-class Pack:
-    """Runs trained together as one packed network (one run: trained alone), and why a run
-    trains alone though packing was asked (empty: it does not, or it was not asked)."""
-
-    runs: tuple[Run, ...]
-    note: str = ""
-
-
-def pack_size(pack: str, device_type: str, config: StudyConfig) -> int:
-    """The most runs of ``config``'s cell to train as one pack under ``--pack`` ``pack``:
-    ``off`` 1, a number that number, ``auto`` :data:`AUTO_PACK` where packing pays (on the
-    CPU, a forward pass of at most :data:`AUTO_PACK_CPU_MAX_FLOPS`), else 1."""
-    if pack == "off":
-        return 1
-    if pack != "auto":
-        return int(pack)
-    if device_type != "cpu":
-        return AUTO_PACK.get(device_type, 1)
-    flops = forward_flops(config) * config.train.batch_size
-    return AUTO_PACK["cpu"] if flops <= AUTO_PACK_CPU_MAX_FLOPS else 1
-
-
-def packs(runs: list[Run], pack: str, device_type: str) -> list[Pack]:
-    """``runs`` in packs of one cell (bnstudy.packed_run.cell_of: they differ only in seed)
-    of at most :func:`pack_size` runs each, in the order of their first runs; a run whose
-    cell would pack but cannot (bnstudy.packed_run.alone_reason) alone, with the reason."""
-    grouped: list[list[Run] | Pack] = []
-    filling: dict[str, list[Run]] = {}
-    cells: dict[str, tuple[int, str]] = {}
-    for run in runs:
-        cell = cell_of(run.config)
-        if cell not in cells:
-            cells[cell] = _cell_pack(pack, device_type, run.config)
-        size, note = cells[cell]
-        if size == 1:
-            grouped.append(Pack((run,), note))
-            continue
-        members = filling.get(cell)
-        if members is None or len(members) == size:
-            members = filling[cell] = []
-            grouped.append(members)
-        members.append(run)
-    return [group if isinstance(group, Pack) else Pack(tuple(group)) for group in grouped]
-
-
-def _cell_pack(pack: str, device_type: str, config: StudyConfig) -> tuple[int, str]:
-    """The pack size of ``config``'s cell, and why its runs train alone where packing was
-    asked of a model that cannot pack (``auto`` on the CPU packs only what it can measure)."""
-    reason = alone_reason(config) if pack != "off" else None
-    if reason is None:
-        return pack_size(pack, device_type, config), ""
-    if pack == "auto" and device_type == "cpu":
-        return 1, ""
-    return 1, reason if pack_size(pack, device_type, config) > 1 else ""
 
 
 class SetupFailures(Exception):
@@ -141,7 +72,8 @@ def run_study(
     the end. Ctrl-C stops the in-flight runs, writes the table and raises
     :class:`Interrupted`; a second Ctrl-C exits at once. After ``max_setup_failures`` runs in a
     row fail before training (0: never) it stops likewise and raises :class:`SetupFailures`.
-    ``pack`` (``off``, ``auto`` or a number) trains runs of one cell in packs (:func:`packs`)."""
+    ``pack`` (``off``, ``auto`` or a number) trains runs of one cell in packs
+    (bnstudy.packed_run.packs)."""
     devices = [device] if isinstance(device, torch.device) else device
     workers = _worker_devices(devices, jobs or len(devices))
     console = console or Console(stderr=True)

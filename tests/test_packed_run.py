@@ -10,7 +10,7 @@ import math
 import pytest
 import torch
 
-from bnstudy import packed_run, packing, run, study
+from bnstudy import packed_run, packing, run
 from bnstudy.data.core import Split
 from bnstudy.sweep import plan
 from bnstudy.train import Position, Stream, train_pack
@@ -146,12 +146,12 @@ def test_runs_pack_by_cell_up_to_the_size_in_the_order_of_their_first_runs(tiny_
     tiny_study["sweep"] = {"seed": [0, 1, 2], "model.norm": ["batch", "group"]}
     _, runs = plan(tiny_study, "s.yaml")
     cells = [(r.config.model.norm, r.config.seed) for r in runs]
-    packs = study.packs(runs, "2", "cpu")
+    packs = packed_run.packs(runs, "2", "cpu")
     grouped = [[(r.config.model.norm, r.config.seed) for r in p.runs] for p in packs]
     assert sorted(sum(grouped, [])) == sorted(cells)
     assert all(len({norm for norm, _ in group}) == 1 for group in grouped)
     assert sorted(len(group) for group in grouped) == [1, 1, 2, 2]
-    assert [len(p.runs) for p in study.packs(runs, "off", "cpu")] == [1] * 6
+    assert [len(p.runs) for p in packed_run.packs(runs, "off", "cpu")] == [1] * 6
 
 
 def test_auto_packs_on_a_cpu_only_where_packing_paid(tiny_study):
@@ -161,18 +161,18 @@ def test_auto_packs_on_a_cpu_only_where_packing_paid(tiny_study):
     for batch, size in ((2586, 8), (2587, 1)):
         tiny_study["train"]["batch_size"] = batch
         tiny_study["eval"]["train_mode_batch_sizes"] = [1]
-        assert study.pack_size("auto", "cpu", seed_runs(tiny_study)[0].config) == size
-    assert study.pack_size("auto", "cuda", seed_runs(tiny_study)[0].config) == 8
+        assert packed_run.pack_size("auto", "cpu", seed_runs(tiny_study)[0].config) == size
+    assert packed_run.pack_size("auto", "cuda", seed_runs(tiny_study)[0].config) == 8
 
 
 def test_a_run_that_cannot_pack_trains_alone_with_the_reason(tiny_study):
     tiny_study["model"]["name"] = "resnet8"
-    packs = study.packs(seed_runs(tiny_study), "3", "cpu")
+    packs = packed_run.packs(seed_runs(tiny_study), "3", "cpu")
     assert [len(p.runs) for p in packs] == [1, 1, 1]
     assert packs[0].note.startswith("model resnet8 does not pack")
     tiny_study["model"]["name"] = "cnn"
     tiny_study["train"]["precision"] = "fp16"
-    assert study.packs(seed_runs(tiny_study), "3", "cpu")[0].note.startswith("fp16")
+    assert packed_run.packs(seed_runs(tiny_study), "3", "cpu")[0].note.startswith("fp16")
 
 
 def test_a_packed_sweep_records_its_packs_in_the_table_and_status(
