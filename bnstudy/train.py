@@ -489,7 +489,6 @@ class _Tally:
         self.predicted: list[torch.Tensor] = []  # per pass: (K, n) classes
         self.targets: list[list[torch.Tensor]] = []  # per pass: K × (n,)
         self.sizes: list[int] = []
-        self.samples = 0
 
     def add(
         self, losses: list[torch.Tensor], logits: torch.Tensor, targets: list[torch.Tensor]
@@ -498,7 +497,10 @@ class _Tally:
         self.predicted.append(logits.detach().argmax(-1))
         self.targets.append(targets)
         self.sizes.append(len(targets[0]))
-        self.samples += len(targets[0])
+
+    @property
+    def samples(self) -> int:
+        return sum(self.sizes)
 
     def means(self) -> tuple[list[float], list[float]]:
         """Each copy's loss (the mean over samples) and accuracy, as floats."""
