@@ -698,6 +698,19 @@ def test_what_was_run_comes_from_the_run_folders(sweep: Path) -> None:
     assert "- **Data:** synthetic2d: 48 training samples" in text
 
 
+def test_data_sizes_left_null_in_the_config_come_from_what_the_runs_recorded(
+    sweep: Path, tmp_path: Path
+) -> None:
+    # data.train_size: null means "the whole training set": the size is known only to the run
+    copy = Path(shutil.copytree(sweep, tmp_path / "sweep"))
+    for config in copy.glob(f"runs/*/{store.CONFIG}"):
+        record = json.loads(config.read_text())
+        record["data"]["train_size"] = record["data"]["test_size"] = None
+        config.write_text(json.dumps(record))
+    rows = report.setup_rows(copy, report.load_runs(copy / "runs.csv"))
+    assert rows["Data"].startswith("synthetic2d: 48 training samples, 24 test samples,")
+
+
 def test_learning_curves_are_drawn_from_the_histories(sweep: Path) -> None:
     runs = report.load_runs(sweep / "runs.csv")
     history = report.history_table(sweep, runs)

@@ -127,10 +127,12 @@ def _parts(*parts: tuple[str, str]) -> str:
 
 
 def _data_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
-    """Data: the data set, its sizes, classes, image size, augmentation and intensity step."""
+    """Data: the data set, its sizes (as the runs recorded them, else as configured), the split
+    tested on, classes, image size, augmentation and intensity step."""
+    tested_on = _values(settings, "result_data.tested_on") or "test"
     details = _parts(
-        ("{} training samples", _values(settings, "data.train_size")),
-        ("{} test samples", _values(settings, "data.test_size")),
+        ("{} training samples", _recorded_or_configured(settings, "train_size")),
+        (f"{{}} {tested_on} samples", _recorded_or_configured(settings, "test_size")),
         ("{} classes", _values(df, NUM_CLASSES)),
         ("image size {}", _values(settings, "data.image_size")),
         ("augmentation {}", _unless(_values(settings, "data.augment"), "none")),
@@ -138,6 +140,11 @@ def _data_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
     )
     name = _values(settings, "data.name") or _values(df, DATASET)
     return f"{name}: {details}" if details else name
+
+
+def _recorded_or_configured(settings: pd.DataFrame, key: str) -> str:
+    """A data size as the runs' result.json recorded it, else as their config set it."""
+    return _values(settings, f"result_data.{key}") or _values(settings, f"data.{key}")
 
 
 def _norm_options(settings: pd.DataFrame, norm: str) -> str:

@@ -132,8 +132,10 @@ def _spread_unplaced_failures(df: pd.DataFrame) -> pd.DataFrame:
 
 def run_settings(sweep_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
     """One row per run of ``df`` whose folder has a config.json: ``run_id``, the resolved config
-    flattened to dotted keys (``train.lr``) and the provenance of its result.json
-    (``provenance.python``, ...); lists as ``a/b/c``. Empty without run folders."""
+    flattened to dotted keys (``train.lr``), the provenance of its result.json
+    (``provenance.python``, ...) and the data it was given (``result_data.train_size``: the sizes
+    actually used where the config leaves them null); lists as ``a/b/c``. Empty without run
+    folders."""
     rows = []
     for run_id in df[RUN_ID].unique():
         folder = store.run_dir(sweep_dir, run_id)
@@ -143,6 +145,7 @@ def run_settings(sweep_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
         result = store.read_result(sweep_dir, run_id)  # None when missing or damaged
         if result is not None:
             record["provenance"] = result["provenance"]
+            record["result_data"] = result.get("data") or {}
         rows.append({RUN_ID: run_id, **record})
     flat = pd.json_normalize(rows) if rows else pd.DataFrame(columns=[RUN_ID])
     return flat.map(lambda v: "/".join(map(str, v)) if isinstance(v, list) else v)
