@@ -10,8 +10,7 @@ is the training mean of each channel, not black.
 
 from __future__ import annotations
 
-import functools
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -62,17 +61,28 @@ def _window(x: Tensor, axis: int, start: Tensor, size: int, reverse: Tensor | No
     return x.gather(axis, index.view(shape).expand(target))
 
 
+@dataclass(frozen=True)
+class Augment:
+    """A training augmentation: :func:`random_crop_flip` of each batch, drawing from
+    ``generator`` (whose state a mid-run checkpoint keeps: bnstudy.train.random_states)."""
+
+    generator: torch.Generator
+    padding: int
+    flip: bool
+
+    def __call__(self, x: Tensor) -> Tensor:
+        return random_crop_flip(x, self.generator, padding=self.padding, flip=self.flip)
+
+
 def make_augment(
     name: str, padding: int, *, seed: int, device: torch.device | str
-) -> Callable[[Tensor], Tensor] | None:
-    """The training augmentation ``name`` (one of :data:`AUGMENTS`) as a batch -> batch
-    callable drawing from its own generator on ``device``, seeded from ``seed`` through a
-    stream of its own (not the batch-order stream); None for ``none``."""
+) -> Augment | None:
+    """The training augmentation ``name`` (one of :data:`AUGMENTS`) drawing from its own
+    generator on ``device``, seeded from ``seed`` through a stream of its own (not the
+    batch-order stream); None for ``none``."""
     if name not in AUGMENTS:
         raise ValueError(f"augment {name!r}: use one of {', '.join(AUGMENTS)}")
     if name == "none":
         return None
     generator = torch.Generator(device=device).manual_seed(stream_seed(seed, "augment"))
-    return functools.partial(
-        random_crop_flip, generator=generator, padding=padding, flip=name == "crop_flip"
-    )
+    return Augment(generator, padding, flip=name == "crop_flip")

@@ -91,9 +91,9 @@ class RunTask:
 
     Checkpointable in submitit's sense: when the task is signalled (USR2, 90 s before its time
     limit, and at a preemption where SLURM is configured to signal one), submitit calls
-    :meth:`checkpoint` and requeues the task with what it returns. The requeued task trains the
-    run again from the start (bnstudy.store.start_run discards the partial history); runs are
-    short, so nothing of the interrupted attempt is kept. A signal after min(0.8 × limit,
+    :meth:`checkpoint` and requeues the task with what it returns. The requeued task goes on
+    from the run's latest mid-run checkpoint when the study sets ``train.checkpoint_every``
+    (bnstudy.checkpoint), else trains the run again from the start. A signal after min(0.8 × limit,
     limit − 10 min) of runtime counts as a timeout; after 3 timeouts the task is not requeued
     and the run ends as ``error`` ("Job not requeued because: timed-out too many times"), to
     retry with a longer limit. A task killed without a signal leaves its claim: the same task

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from bnstudy import packing
+from bnstudy.checkpoint import RunFiles
 from bnstudy.config import StudyConfig
 from bnstudy.data import Dataset
 from bnstudy.device import (
@@ -70,6 +71,8 @@ def alone_reason(config: StudyConfig) -> str | None:
         )
     if config.train.precision == "fp16":
         return "fp16's loss scaler skips a step for every copy when one copy overflows"
+    if config.train.checkpoint_every is not None:
+        return "train.checkpoint_every: a mid-run checkpoint holds one run's training"
     return None
 
 
@@ -150,23 +153,27 @@ def execute_pack(
     configs: Sequence[StudyConfig],
     device: torch.device,
     on_epoch: Callable[[int, EpochStats], None] = lambda index, stats: None,
+    files: Sequence[RunFiles | None] | None = None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate the runs ``configs`` (of one cell: :func:`cell_of`) as one packed
     network; their records, as :func:`bnstudy.run.execute_run` returns them, in order.
-    ``on_epoch(k, stats)`` gets run k's epochs."""
+    ``on_epoch(k, stats)`` gets run k's epochs; ``files[k]`` is where run k keeps its model
+    (None: nowhere)."""
+    files = list(files or [None] * len(configs))
     if len(configs) == 1:
-        return [execute_run(configs[0], device, lambda stats: on_epoch(0, stats))]
+        return [execute_run(configs[0], device, lambda stats: on_epoch(0, stats), files[0])]
     compute = run_compute(configs[0])
     records = [new_record() for _ in configs]
     with run_flags(configs[0].train.deterministic, device) as flags:
         started, start = time.time(), synchronized_clock(device)
         reset_peak_memory(device)
         try:
-            tests = _pack_protocol(configs, device, records, on_epoch)
+            tests = _pack_protocol(configs, device, records, on_epoch, files)
         except Exception as error:  # noqa: BLE001 - the runs then train alone
             if is_out_of_memory(error):
                 free_memory(device)
-            return _one_by_one(configs, device, on_epoch, f"{type(error).__name__}: {error}")
+            why = f"{type(error).__name__}: {error}"
+            return _one_by_one(configs, device, on_epoch, files, why)
     shared = provenance(device, started, compute, flags)
     shared |= {"seconds": synchronized_clock(device) - start, PACKED: len(configs)}
     for record, test in zip(records, tests, strict=True):
@@ -179,12 +186,15 @@ def _one_by_one(
     configs: Sequence[StudyConfig],
     device: torch.device,
     on_epoch: Callable[[int, EpochStats], None],
+    files: Sequence[RunFiles | None],
     why: str,
 ) -> list[dict[str, Any]]:
     """The runs trained alone, one after the other, after their pack failed with ``why``."""
     records = []
     for index, config in enumerate(configs):
-        record = execute_run(config, device, lambda stats, k=index: on_epoch(k, stats))
+        record = execute_run(
+            config, device, lambda stats, k=index: on_epoch(k, stats), files[index]
+        )
         record["provenance"][PACK_NOTE] = (
             f"trained alone: its pack of {len(configs)} failed ({why})"
         )
@@ -197,6 +207,7 @@ def _pack_protocol(
     device: torch.device,
     records: list[dict[str, Any]],
     on_epoch: Callable[[int, EpochStats], None],
+    files: Sequence[RunFiles | None],
 ) -> list[list[dict[str, Any]]]:
     """Each run prepared alone, the K trained as one pack, each concluded alone; the runs'
     test records. An exception before training ends is the pack's; after it, the run's."""
@@ -219,7 +230,9 @@ def _pack_protocol(
         record["train"].update(train_section(copy.result))
         position = Position()
         try:
-            tests[-1] = conclude_run(config, device, compute, model, data, record, position)
+            tests[-1] = conclude_run(
+                config, device, compute, model, data, record, position, files[index]
+            )
         except Exception as error:  # noqa: BLE001 - any failure of the run is its outcome
             record.update(failure(error, position.describe()))
     return tests

@@ -314,6 +314,12 @@ SAMPLES_PER_SEC = _column("samples_per_sec", "float", "training throughput (imag
 SKIPPED_STEPS = _column(
     "skipped_steps", "int", "fp16 optimizer steps skipped for inf/NaN gradients", "train"
 )
+RESUMED_AT_STEP = _column(
+    "resumed_at_step",
+    "int",
+    "the optimizer step whose mid-run checkpoint training went on from; empty: from step 0",
+    "train",
+)
 # Per-run diagnostics (bnstudy.diagnostics); init_* are taken before training.
 MIN_VALUES_PER_STAT = _column(
     "min_values_per_stat", "int", "fewest values any BN statistic averages over", "diagnostics"

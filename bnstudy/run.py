@@ -1,7 +1,8 @@
 """One run, as its protocol: the data and the model from the resolved config
-(bnstudy.preflight), diagnostics at initialization, training (bnstudy.train), diagnostics after
-training, the trained model tested in every test setting (bnstudy.evaluation), and the record
-of it all (bnstudy.record), which is what ``result.json`` holds.
+(bnstudy.preflight), diagnostics at initialization, training (bnstudy.train; resumed from the
+run's mid-run checkpoint when it has one), the trained model kept (bnstudy.checkpoint),
+diagnostics after training, the model tested in every test setting (bnstudy.evaluation), and
+the record of it all (bnstudy.record), which is what ``result.json`` holds.
 
 A failure inside a run is an outcome, not a crash: an exception becomes status ``error`` with
 its message verbatim and where it happened, a non-finite loss becomes ``diverged``, running out
@@ -13,6 +14,7 @@ from __future__ import annotations
 import math
 import platform
 import signal
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -22,7 +24,8 @@ import torch
 from torch import nn
 
 from bnstudy import diagnostics
-from bnstudy.augment import make_augment
+from bnstudy.augment import Augment, make_augment
+from bnstudy.checkpoint import CheckpointError, RunFiles
 from bnstudy.config import StudyConfig
 from bnstudy.data import Dataset
 from bnstudy.device import free_memory, reset_peak_memory, run_flags, synchronized_clock
@@ -52,6 +55,7 @@ from bnstudy.results import (
     OOM,
     OUTPUT_CHANGE,
     OUTPUT_STD,
+    RESUMED_AT_STEP,
     SAMPLES_PER_SEC,
     SKIPPED_STEPS,
     STATUS,
@@ -63,6 +67,7 @@ from bnstudy.results import (
 )
 from bnstudy.train import (
     Batching,
+    Checkpoints,
     Compute,
     Diverged,
     EpochStats,
@@ -99,17 +104,20 @@ def execute_run(
     config: StudyConfig,
     device: torch.device,
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
+    files: RunFiles | None = None,
 ) -> dict[str, Any]:
     """Train and evaluate one run; the returned record is what ``result.json`` holds: what
     the protocol measured (:func:`_protocol`), its outcome, and its provenance, timed and with
-    its peak memory, under the numerics flags of the run (bnstudy.device.run_flags)."""
+    its peak memory, under the numerics flags of the run (bnstudy.device.run_flags).
+    ``files``: where the run keeps its trained model and mid-run checkpoints, and resumes
+    from one (bnstudy.checkpoint); None: nothing is kept."""
     record, position, compute = new_record(), Position(), run_compute(config)
     tests = not_tested(config)
     with run_flags(config.train.deterministic, device) as flags:  # before any CUDA call
         started, start = time.time(), synchronized_clock(device)
         reset_peak_memory(device)
         try:
-            tests = _protocol(config, device, compute, record, position, on_epoch)
+            tests = _protocol(config, device, compute, record, position, on_epoch, files)
         except Diverged as error:
             record.update(
                 {
@@ -135,6 +143,7 @@ def _protocol(
     record: dict[str, Any],
     position: Position,
     on_epoch: Callable[[EpochStats], None],
+    files: RunFiles | None,
 ) -> list[dict[str, Any]]:
     """The steps of a run in order, each adding to ``record`` what it measured, with
     ``position`` at the step under way; returns the test records. Diagnostics
@@ -142,8 +151,27 @@ def _protocol(
     in training, and again after training."""
     data, model, optimizer = prepare_run(config, device, compute, record, position)
     position.phase = "train"
-    record["train"].update(_train(config, model, optimizer, data, position, on_epoch, compute))
-    return conclude_run(config, device, compute, model, data, record, position)
+    checkpoints = _checkpoints(files, record["train"])
+    trained = _train(config, model, optimizer, data, position, on_epoch, compute, checkpoints)
+    record["train"].update(trained)
+    return conclude_run(config, device, compute, model, data, record, position, files)
+
+
+def _checkpoints(files: RunFiles | None, train_record: dict[str, Any]) -> Checkpoints | None:
+    """The run's mid-run checkpoints (``train.checkpoint_every``), resuming from the one it
+    has; records where training resumed (``resumed_at_step``). A checkpoint that cannot be
+    used is named on stderr and in the record (``checkpoint_ignored``), and training starts
+    from step 0."""
+    if files is None or files.checkpoint_every is None:
+        return None
+    try:
+        state = files.saved_state()
+    except CheckpointError as error:
+        print(f"bnstudy: {error}; run {files.run_id} trains from step 0", file=sys.stderr)
+        train_record["checkpoint_ignored"] = str(error)
+        state = None
+    train_record[RESUMED_AT_STEP] = None if state is None else state["steps"]
+    return Checkpoints(files.checkpoint_every, files.keep_state, resume=state)
 
 
 def prepare_run(
@@ -177,8 +205,13 @@ def conclude_run(
     data: Dataset,
     record: dict[str, Any],
     position: Position,
+    files: RunFiles | None = None,
 ) -> list[dict[str, Any]]:
-    """Diagnostics of the trained model, then its tests in every test setting."""
+    """The trained model saved (where ``files`` keep it), its diagnostics, then its tests in
+    every test setting."""
+    if files is not None:
+        position.phase = "saving the model"
+        files.keep_model(model)
     position.phase = "diagnostics after training"
     with compute.autocast(device):
         record["diagnostics"].update(_final_diagnostics(model, data, config, record["layers"]))
@@ -259,6 +292,7 @@ def _train(
     position: Position,
     on_epoch: Callable[[EpochStats], None],
     compute: Compute,
+    checkpoints: Checkpoints | None,
 ) -> dict[str, Any]:
     """Train the model as configured (bnstudy.train.train); the train section of the record."""
     return train_section(
@@ -273,13 +307,12 @@ def _train(
             on_epoch=on_epoch,
             compute=compute,
             augment=run_augment(config, data),
+            checkpoints=checkpoints,
         )
     )
 
 
-def run_augment(
-    config: StudyConfig, data: Dataset
-) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def run_augment(config: StudyConfig, data: Dataset) -> Augment | None:
     """The run's augmentation of training batches (bnstudy.augment), seeded by the run."""
     return make_augment(
         config.data.augment,

@@ -12,6 +12,9 @@
                             and how many reshuffles flipped it (:class:`TestOutputs`)
         result.json         status, error, train metrics, test metrics, provenance
         error.txt           traceback, when the run failed
+        model.pt            the trained model (train.save_model; bnstudy.checkpoint)
+        checkpoint.pt       the latest mid-run training state, while the run is unfinished
+                            (train.checkpoint_every)
       runs.csv              one row per run × test setting, rebuilt from runs/
       report/index.html     the report (bnstudy.report), with its tables and figures
 
@@ -21,14 +24,16 @@ is finished exactly when it exists, and a killed sweep resumes where it stopped.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 import pandas as pd
 import yaml
@@ -60,6 +65,8 @@ CONFIG = "config.json"
 HISTORY = "history.jsonl"
 PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
+MODEL = "model.pt"  # the trained model (bnstudy.checkpoint)
+CHECKPOINT = "checkpoint.pt"  # the latest mid-run training state (bnstudy.checkpoint)
 TABLE = "runs.csv"
 REPORT_DIR = "report"
 INDEX_HTML = "index.html"
@@ -74,16 +81,24 @@ os.umask(_UMASK)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` via a temporary file and a rename: readers (and a resumed
-    sweep) see the old file or the new one, never half of one. The temporary file's name
-    says whose it is (:func:`remove_partial_writes`)."""
+    """Write ``text`` to ``path`` atomically (:func:`atomic_file`)."""
+    with atomic_file(path) as file:
+        file.write(text.encode())
+
+
+@contextlib.contextmanager
+def atomic_file(path: Path) -> Iterator[BinaryIO]:
+    """A binary file to write ``path``'s new content to: a temporary file, flushed to disk
+    and renamed to ``path`` when the block ends without error (removed if it raises), so
+    readers (and a resumed sweep) see the old file or the new one, never half of one. The
+    temporary file's name says whose it is (:func:`remove_partial_writes`)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     prefix = f".{path.name}~{HOST}~{os.getpid()}~"
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=".tmp")
     try:
-        with os.fdopen(fd, "w") as file:
+        with os.fdopen(fd, "wb") as file:
             os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp creates 0600; results are for sharing
-            file.write(text)
+            yield file
             file.flush()
             os.fsync(file.fileno())
         os.replace(temp, path)
@@ -277,7 +292,7 @@ def set_previous_aside(folder: Path) -> Path | None:
         return None
     aside = folder / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     aside.mkdir()
-    for name in (RESULT, CONFIG, HISTORY, PREDICTIONS, "error.txt"):
+    for name in (RESULT, CONFIG, HISTORY, PREDICTIONS, MODEL, "error.txt"):
         if (folder / name).exists():
             (folder / name).rename(aside / name)
     return aside

@@ -14,6 +14,7 @@ import torch
 from rich.console import Console
 
 from bnstudy import claims, store
+from bnstudy.checkpoint import RunFiles
 from bnstudy.config import StudyConfig
 from bnstudy.device import device_label, worker_environment
 from bnstudy.options import MAX_SETUP_FAILURES, STAGGER_SECONDS
@@ -247,17 +248,20 @@ def run_pack(
         with contextlib.ExitStack() as beating:
             for run in todo:
                 beating.enter_context(claims.heartbeat(folders[run.run_id], lease))
+            files = [RunFiles.of(folders[run.run_id], run) for run in todo]
             results = execute_pack(
                 [run.config for run in todo],
                 device,
                 on_epoch=lambda k, stats: store.append_history(
                     folders[todo[k].run_id], asdict(stats)
                 ),
+                files=files,
             )
-        for run, result in zip(todo, results, strict=True):
+        for run, result, kept in zip(todo, results, files, strict=True):
             if pack.note:
                 result["provenance"][PACK_NOTE] = pack.note
             store.finish_run(folders[run.run_id], result)
+            kept.discard_state()  # a finished run never resumes
         return [run in todo for run in pack.runs]
     finally:
         for run in claimed:

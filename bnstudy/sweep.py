@@ -69,13 +69,20 @@ class Run:
     run_id: str
 
 
+# config fields that do not change what a run computes: left out of its identity
+NOT_IDENTITY = {
+    "name": True,
+    "sweep": True,
+    "analysis": True,
+    "train": {"save_model", "checkpoint_every"},
+}
+
+
 def run_identity(config: StudyConfig) -> str:
     """Ten hex digits of the SHA-256 of the settings that affect results: the non-default
-    fields except name, sweep and analysis, and the content fingerprints of file-based data and of a
-    user model's source file."""
-    settings = config.model_dump(
-        mode="json", exclude={"name", "sweep", "analysis"}, exclude_defaults=True
-    )
+    fields except those of :data:`NOT_IDENTITY`, and the content fingerprints of file-based
+    data and of a user model's source file."""
+    settings = config.model_dump(mode="json", exclude=NOT_IDENTITY, exclude_defaults=True)
     if "model" in settings:
         settings["model"] = _flat_norm_options(settings["model"], config.model.norm)
     if config.data.root is not None:

@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import random
 import re
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -291,6 +294,19 @@ class CopyResult:
     diverged: str | None = None
 
 
+@dataclass(frozen=True)
+class Checkpoints:
+    """Mid-run checkpoints of one model's training (``train.checkpoint_every``): ``save`` gets
+    the training state (:func:`training_state`) after every ``every``-th optimizer step but the
+    last; given a state saved so as ``resume``, training goes on from it and ends as if it had
+    never stopped: same weights, same history (whose epochs before the state are reported to
+    ``on_epoch`` again), bit for bit where the kernels are deterministic."""
+
+    every: int
+    save: Callable[[dict[str, Any]], None]
+    resume: dict[str, Any] | None = None
+
+
 def train(
     model: nn.Module,
     split: Split,
@@ -303,6 +319,7 @@ def train(
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     compute: Compute = Compute(),
+    checkpoints: Checkpoints | None = None,
 ) -> TrainResult:
     """Train with cross-entropy for ``schedule.total`` optimizer steps, epoch after epoch of
     seeded permutations, the lr multiplied by ``schedule.factor(step)``. Before each step,
@@ -318,6 +335,9 @@ def train(
     gradients are not finite is skipped by the scaler and counted (``skipped_steps``), not
     treated as a divergence: the lr schedule moves on, and the step counts toward the budget.
 
+    ``checkpoints``: save the training state every so many steps, or resume from one
+    (:class:`Checkpoints`).
+
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite (under fp16
     too: a NaN loss is a divergence, not a skipped step).
     """
@@ -330,6 +350,7 @@ def train(
         position=position,
         on_epoch=lambda index, stats: on_epoch(stats),
         compute=compute,
+        checkpoints=checkpoints,
     )
     if copy.diverged is not None:
         raise Diverged(copy.diverged)
@@ -346,30 +367,41 @@ def train_pack(
     position: Position,
     on_epoch: Callable[[int, EpochStats], None] = lambda index, stats: None,
     compute: Compute = Compute(),
+    checkpoints: Checkpoints | None = None,
 ) -> list[CopyResult]:
     """:func:`train` for K models at once: ``model`` is one model (K = 1) or K packed ones
     (bnstudy.packing), copy k fed from ``streams[k]`` (its inputs in its channel group) and
     trained on its own loss; the loss backpropagated is the sum of the copies' losses, so each
     copy gets exactly its own gradients. A copy whose epoch loss is not finite is marked
     diverged at the end of that epoch and leaves the sum; training goes on while a copy is
-    left. ``on_epoch(k, stats)`` gets each copy's epochs."""
+    left. ``on_epoch(k, stats)`` gets each copy's epochs. ``checkpoints`` only for K = 1."""
     copies = [CopyResult() for _ in streams]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     layers = progress_layers(model)
     scaler = grad_scaler(compute, streams[0].split.y.device)
     if len({len(stream.split.y) for stream in streams}) > 1:
         raise ValueError("the copies of a pack must have training splits of one size")
+    if checkpoints is not None and len(streams) > 1:
+        raise ValueError("mid-run checkpoints are per model: a pack cannot keep them")
+    loop = _Loop(
+        model, optimizer, scheduler, scaler, streams[0], copies[0], checkpoints, schedule.total
+    )
 
     def before_step() -> None:
         for layer in layers:
             layer.set_progress(scheduler.last_epoch / schedule.total)
 
     model.train()
-    steps, epochs, live = 0, 0, list(range(len(streams)))
+    live, under_way = list(range(len(streams))), None
+    if checkpoints is not None and checkpoints.resume is not None:
+        under_way, history = loop.restore(checkpoints.resume)
+        for stats in history:
+            _add_epoch(copies[0], stats, stats.epoch)
+            on_epoch(0, stats)
     with normalization_batch(model, batching.norm_batch_size), _progress_reset(layers):
-        while steps < schedule.total and live:
-            epochs += 1
-            position.epoch = epochs
+        while loop.steps < schedule.total and live:
+            loop.epochs += 1
+            position.epoch = loop.epochs
             epoch = _train_epoch(
                 model,
                 streams,
@@ -378,18 +410,134 @@ def train_pack(
                 scheduler,
                 batching,
                 position,
-                budget=schedule.total - steps,
+                budget=schedule.total - loop.steps,
                 before_step=before_step,
                 compute=compute,
                 scaler=scaler,
+                under_way=under_way or _EpochUnderWay(streams[0].generator.get_state()),
+                after_step=loop.after_step,
             )
-            steps += epoch[0].steps
+            under_way = None
+            loop.steps += epoch[0].steps
             for index in list(live):
                 _add_epoch(copies[index], epoch[index], position.epoch)
                 on_epoch(index, epoch[index])
                 if copies[index].diverged is not None:
                     live.remove(index)
     return copies
+
+
+@dataclass
+class _EpochUnderWay:
+    """An epoch in progress: the state of the order generator (of the first stream) before
+    the epoch drew its permutation, its optimizer steps done so far, its tally, its skipped
+    steps, the lr of its last step, and its seconds before this process took it up."""
+
+    order_state: torch.Tensor
+    steps_done: int = 0
+    tally: _Tally = field(default_factory=lambda: _Tally())
+    skipped: int = 0
+    lr: float = math.nan
+    seconds_before: float = 0.0
+
+
+@dataclass
+class _Loop:
+    """What a training loop keeps across its epochs (optimizer steps done by the end of the
+    last finished epoch, the epochs begun) and its mid-run checkpoints, which hold the
+    training of ``stream`` into the model whose epochs ``copy`` collects (K = 1)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    scaler: torch.amp.GradScaler
+    stream: Stream
+    copy: CopyResult
+    checkpoints: Checkpoints | None
+    total: int  # the run's optimizer steps
+    steps: int = 0
+    epochs: int = 0
+
+    def after_step(self, epoch: _EpochUnderWay, seconds: Callable[[], float]) -> None:
+        """Save the training state if the optimizer step just done is a checkpoint's."""
+        done = self.steps + epoch.steps_done
+        if self.checkpoints is None or done % self.checkpoints.every or done >= self.total:
+            return
+        self.checkpoints.save(self.state(epoch, seconds()))
+
+    def state(self, epoch: _EpochUnderWay, seconds: float) -> dict[str, Any]:
+        """The training state after ``epoch``'s last step done (what :meth:`restore` takes):
+        optimizer steps done, finished epochs, the epoch under way, the model, optimizer, lr
+        schedule and loss scaler, and every random number generator training draws from."""
+        return {
+            "steps": self.steps + epoch.steps_done,
+            "history": [asdict(stats) for stats in self.copy.result.history],
+            "epoch": {
+                "order_state": epoch.order_state,
+                "steps_done": epoch.steps_done,
+                "tally": epoch.tally.state(),
+                "skipped": epoch.skipped,
+                "lr": epoch.lr,
+                "seconds": seconds,
+            },
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": random_states(self.stream),
+        }
+
+    def restore(self, state: dict[str, Any]) -> tuple[_EpochUnderWay, list[EpochStats]]:
+        """Put the model, optimizer, schedule, scaler and generators back as :meth:`state`
+        saved them, and the loop at the epoch that was under way; that epoch, and the
+        finished ones."""
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        if state["scaler"]:
+            self.scaler.load_state_dict(state["scaler"])
+        set_random_states(self.stream, state["rng"])
+        history = [EpochStats(**stats) for stats in state["history"]]
+        self.steps, self.epochs = sum(stats.steps for stats in history), len(history)
+        epoch = state["epoch"]
+        under_way = _EpochUnderWay(
+            order_state=epoch["order_state"],
+            steps_done=epoch["steps_done"],
+            tally=_Tally.restored(epoch["tally"], self.stream.split.y.device),
+            skipped=epoch["skipped"],
+            lr=epoch["lr"],
+            seconds_before=epoch["seconds"],
+        )
+        return under_way, history
+
+
+def random_states(stream: Stream) -> dict[str, Any]:
+    """The state of every generator training draws from: torch's global ones (CPU, and each
+    CUDA device once CUDA has started: dropout), Python's and NumPy's, and the stream's
+    augmentation's (its ``generator`` attribute, bnstudy.augment.Augment)."""
+    keys, position, has_gauss, gauss = np.random.get_state(legacy=True)[1:]
+    states = {
+        "torch": torch.get_rng_state(),
+        "python": random.getstate(),
+        "numpy": [torch.from_numpy(keys.astype(np.int64)), position, has_gauss, gauss],
+    }
+    if torch.cuda.is_initialized():
+        states["cuda"] = torch.cuda.get_rng_state_all()
+    if (augment := getattr(stream.augment, "generator", None)) is not None:
+        states["augment"] = augment.get_state()
+    return states
+
+
+def set_random_states(stream: Stream, states: dict[str, Any]) -> None:
+    """Set the generators :func:`random_states` read back to ``states``."""
+    torch.set_rng_state(states["torch"])
+    random.setstate(states["python"])
+    keys, position, has_gauss, gauss = states["numpy"]
+    np.random.set_state(("MT19937", keys.numpy().astype(np.uint32), position, has_gauss, gauss))
+    if "cuda" in states:
+        torch.cuda.set_rng_state_all(states["cuda"])
+    if "augment" in states:
+        stream.augment.generator.set_state(states["augment"])
 
 
 def _add_epoch(copy: CopyResult, stats: EpochStats, epoch: int) -> None:
@@ -425,11 +573,17 @@ def _train_epoch(
     before_step: Callable[[], None],
     compute: Compute,
     scaler: torch.amp.GradScaler,
+    under_way: _EpochUnderWay,
+    after_step: Callable[[_EpochUnderWay, Callable[[], float]], None],
 ) -> list[EpochStats]:
-    """One epoch of every stream (each its own permutation) through ``model``; the epoch's
-    stats per copy. Only the ``live`` copies' losses are backpropagated."""
+    """One epoch of every stream (each its own permutation) through ``model``, from the
+    steps ``under_way`` has done (a resumed epoch: its first stream's permutation drawn again
+    from the generator state it began with); the epoch's stats per copy. Only the ``live``
+    copies' losses are backpropagated. ``after_step(under_way, seconds)`` follows each
+    optimizer step."""
     device = streams[0].split.y.device
-    start = synchronized_clock(device)
+    start = synchronized_clock(device) - under_way.seconds_before
+    streams[0].generator.set_state(under_way.order_state)
     orders = [torch.randperm(len(s.split.y), generator=s.generator).to(device) for s in streams]
     groups = step_groups(
         len(orders[0]), batching.batch_size, batching.accumulate, batching.drop_last
@@ -440,9 +594,8 @@ def _train_epoch(
             "(drop_last is true)"
         )
     groups = groups[:budget]
-    tally = _Tally()
-    skipped, scale = 0, scaler.get_scale()  # then read once per step, after its update
-    for step, group in enumerate(groups, start=1):
+    tally, scale = under_way.tally, scaler.get_scale()  # then read once per step, after its update
+    for step, group in enumerate(groups[under_way.steps_done :], start=under_way.steps_done + 1):
         position.step = step
         before_step()
         step_samples = sum(part.stop - part.start for part in group)
@@ -459,9 +612,11 @@ def _train_epoch(
             scaler.scale(loss).backward()
             tally.add(losses, logits, targets)
         was_skipped, scale = _scaled_step(scaler, optimizer, scale)
-        skipped += was_skipped
-        lr = optimizer.param_groups[0]["lr"]
+        under_way.skipped += was_skipped
+        under_way.lr = optimizer.param_groups[0]["lr"]
         _advance_schedule(scheduler, after_skipped_step=was_skipped)
+        under_way.steps_done = step
+        after_step(under_way, lambda: synchronized_clock(device) - start)
     losses, accuracies = tally.means()
     seconds = synchronized_clock(device) - start
     return [
@@ -471,9 +626,9 @@ def _train_epoch(
             samples=tally.samples,
             train_loss=loss,
             train_acc=accuracy,
-            lr=lr,
+            lr=under_way.lr,
             seconds=seconds,
-            skipped_steps=skipped,
+            skipped_steps=under_way.skipped,
         )
         for loss, accuracy in zip(losses, accuracies, strict=True)
     ]
@@ -501,6 +656,28 @@ class _Tally:
     @property
     def samples(self) -> int:
         return sum(self.sizes)
+
+    def state(self) -> dict[str, Any]:
+        """What the tally holds after at least one pass, for a checkpoint, as a few tensors
+        (:meth:`restored` takes it back): the losses per pass, and each copy's predicted
+        classes and targets in order."""
+        return {
+            "losses": torch.stack(self.losses),
+            "predicted": torch.cat(self.predicted, dim=1),
+            "targets": [torch.cat(copy) for copy in zip(*self.targets, strict=True)],
+            "sizes": self.sizes,
+        }
+
+    @classmethod
+    def restored(cls, state: dict[str, Any], device: torch.device) -> _Tally:
+        """The tally :meth:`state` saved, on ``device``: its passes as one, which sums the
+        same."""
+        tally = cls()
+        tally.losses = list(state["losses"].to(device).unbind())
+        tally.predicted = [state["predicted"].to(device)]
+        tally.targets = [[target.to(device) for target in state["targets"]]]
+        tally.sizes = list(state["sizes"])
+        return tally
 
     def means(self) -> tuple[list[float], list[float]]:
         """Each copy's loss (the mean over samples) and accuracy, as floats."""

@@ -127,5 +127,5 @@ def test_a_run_trains_with_the_configured_augmentation(tiny_study, monkeypatch):
     augmented = run.execute_run(validate_study(tiny_study, "s.yaml"), torch.device("cpu"))
     assert plain["status"] == augmented["status"] == "ok"
     assert seen[0] is None
-    assert seen[1].keywords["padding"] == 2 and seen[1].keywords["flip"]
+    assert seen[1].padding == 2 and seen[1].flip
     assert plain["train"]["train_loss"] != augmented["train"]["train_loss"]

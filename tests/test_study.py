@@ -20,9 +20,9 @@ def count_executions(monkeypatch):
     calls = []
     real = study.execute_pack
 
-    def counting(configs, device, on_epoch):
+    def counting(configs, device, on_epoch, files):
         calls.extend(configs)
-        return real(configs, device, on_epoch)
+        return real(configs, device, on_epoch, files)
 
     monkeypatch.setattr(study, "execute_pack", counting)
     return calls
@@ -333,11 +333,11 @@ def test_a_run_held_by_a_process_that_dies_mid_sweep_is_trained_at_the_end(
     calls = []
     real = study.execute_pack
 
-    def kill_the_holder_then_train(configs, device, on_epoch):
+    def kill_the_holder_then_train(configs, device, on_epoch, files):
         calls.extend(config.seed for config in configs)
         holder.kill()
         holder.wait()
-        return real(configs, device, on_epoch)
+        return real(configs, device, on_epoch, files)
 
     monkeypatch.setattr(study, "execute_pack", kill_the_holder_then_train)
     counts, trained = study.run_study(config, runs, tmp_path, CPU, order="grid")
@@ -399,10 +399,10 @@ def test_with_a_short_lease_a_run_longer_than_the_lease_keeps_its_claim_live(
     lease, seen = 1.0, []
     real = study.execute_pack
 
-    def slow(configs, device, on_epoch):
+    def slow(configs, device, on_epoch, files):
         time.sleep(2.5 * lease)
         seen.append(claims.is_stale(claims.read_claim(folder), lease))
-        return real(configs, device, on_epoch)
+        return real(configs, device, on_epoch, files)
 
     monkeypatch.setattr(study, "execute_pack", slow)
     assert study.run_one(tmp_path, run, CPU, lease)
