@@ -36,6 +36,7 @@ from bnstudy.results import (
 )
 
 if TYPE_CHECKING:  # the library's modules load in the commands that need them (torch)
+    from bnstudy.evaluate_saved import Evaluated
     from bnstudy.launch import Inspection, Listing, Ran, Submitted
     from bnstudy.overview import Overview, ReportAge
 
@@ -459,6 +460,82 @@ def _missing_note(overview: Overview, run_id: str) -> str:
     if run_id in status.damaged:
         return f" (damaged, will be retrained: {status.damaged[run_id]})"
     return ""
+
+
+def _comma_list(value: str | None) -> list[str] | None:
+    return None if value is None else [item.strip() for item in value.split(",") if item.strip()]
+
+
+def _batch_sizes(value: str | None) -> list[int | str] | None:
+    """``same`` stays a word; numbers become numbers (and validation judges them)."""
+    items = _comma_list(value)
+    return None if items is None else [int(i) if i.lstrip("-").isdigit() else i for i in items]
+
+
+@app.command(cls=_Command)
+def evaluate(
+    sweep_dir: SweepDir,
+    test_modes: Annotated[
+        str | None,
+        typer.Option(
+            help="Test modes, comma-separated (eval, precise, adabn, train, pix2pix). "
+            "Default: each run's own.",
+            show_default=False,
+        ),
+    ] = None,
+    train_mode_batch_sizes: Annotated[
+        str | None,
+        typer.Option(
+            help="Test batch sizes of the modes tested per batch (train, pix2pix), "
+            "comma-separated: numbers or same (the normalization batch). Default: each run's "
+            "own.",
+            show_default=False,
+        ),
+    ] = None,
+    device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
+    jobs: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Runs at a time, each in its own process with a share of the CPU threads."
+        ),
+    ] = 1,
+) -> None:
+    """Test finished runs again from their saved models (model.pt), in test settings they were
+    not tested in: no training. Their rows join runs.csv (marked evaluated_later, with the
+    evaluation's provenance) and the report. Settings a run already has are skipped; runs
+    without a saved model are named and left as they are."""
+    from bnstudy.config import ConfigError
+    from bnstudy.device import resolve_device
+    from bnstudy.evaluate_saved import checked_request, evaluate_study
+
+    asked = {"test_modes": _comma_list(test_modes)}
+    asked["train_mode_batch_sizes"] = _batch_sizes(train_mode_batch_sizes)
+    request = {key: value for key, value in asked.items() if value is not None}
+    if not request:
+        _fail(["nothing asked: give --test-modes, --train-mode-batch-sizes or both"])
+    try:
+        request = checked_request(request, "the evaluation asked")
+        on = resolve_device(device)
+        done = evaluate_study(sweep_dir, request, on, jobs, on_run=_print_evaluated)
+    except ConfigError as error:
+        _fail(error.lines())
+    except (FileNotFoundError, ValueError) as error:
+        _fail([str(error)])
+    added = [e for e in done if e.added]
+    settings = sum(len(e.added) for e in added)
+    out.print(
+        f"{sweep_dir}: {len(done)} runs: {len(added)} evaluated ({settings} settings added), "
+        f"{len(done) - len(added)} left as they were"
+    )
+    if added:
+        out.print(f"see the results: bnstudy report {sweep_dir}")
+
+
+def _print_evaluated(evaluated: Evaluated) -> None:
+    if evaluated.added:
+        out.print(f"  {evaluated.run_id}: added {', '.join(evaluated.added)}", markup=False)
+    else:
+        out.print(f"  {evaluated.run_id}: {evaluated.note}", markup=False)
 
 
 @app.command(cls=_Command)

@@ -66,10 +66,10 @@ def evaluate_all(
     model: nn.Module, data: Dataset, config: StudyConfig, compute: Compute
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """The test records of every test setting of the run, in order, and what predictions.json
-    holds (:func:`_outputs`)."""
+    holds (:func:`test_outputs`)."""
     settings = evaluation_settings(config)
     tested = [evaluate_setting(model, data, setting, config, compute) for setting in settings]
-    return [t.test for t in tested], _outputs(data, settings, tested, config)
+    return [t.test for t in tested], test_outputs(data, settings, tested, config)
 
 
 def not_tested(config: StudyConfig) -> list[dict[str, Any]]:
@@ -77,7 +77,7 @@ def not_tested(config: StudyConfig) -> list[dict[str, Any]]:
     return [_untested(setting) for setting in evaluation_settings(config)]
 
 
-def _outputs(
+def test_outputs(
     data: Dataset, settings: list[EvalSetting], tested: list[Tested], config: StudyConfig
 ) -> dict[str, Any]:
     """What predictions.json holds (bnstudy.store.TestOutputs), all in the test split's order:

@@ -277,6 +277,13 @@ PACKED = _column(
 PACK_NOTE = _column(
     "pack_note", "str", "why the run trained alone though packing was asked", "provenance"
 )
+EVALUATED_LATER = _column(
+    "evaluated_later",
+    "bool",
+    "tested after training from the saved model (bnstudy evaluate); its provenance columns "
+    "are the evaluation's",
+    "test",
+)
 STATUS = _column("status", "str", "the outcome of the test setting (or of training)", "test")
 ERROR_MESSAGE = _column("error", "str", "a failure's message", "test")
 ERROR_AT = _column("error_at", "str", "where a failure happened", "test")

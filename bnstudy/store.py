@@ -13,6 +13,9 @@
         result.json         status, error, train metrics, test metrics, provenance
         error.txt           traceback, when the run failed
         model.pt            the trained model (train.save_model; bnstudy.checkpoint)
+        evaluations.json    test settings evaluated later from model.pt (bnstudy evaluate):
+                            a list of {"eval": what was asked, "tests": [...],
+                            "provenance": {...}}; their predictions join predictions.json
         checkpoint.pt       the latest mid-run training state, while the run is unfinished
                             (train.checkpoint_every)
       runs.csv              one row per run × test setting, rebuilt from runs/
@@ -45,6 +48,7 @@ from bnstudy.results import (
     COLUMNS,
     ERROR_AT,
     ERROR_MESSAGE,
+    EVALUATED_LATER,
     FAILURES,
     NORM_BATCH_SIZE,
     OK,
@@ -53,7 +57,10 @@ from bnstudy.results import (
     PACKED,
     RUN_ID,
     STATUS,
+    TEST_BATCH,
+    TEST_MODE,
     columns_of,
+    setting_key,
 )
 
 if TYPE_CHECKING:  # planning imports torch; reading results never does
@@ -67,6 +74,7 @@ PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
 MODEL = "model.pt"  # the trained model (bnstudy.checkpoint)
 CHECKPOINT = "checkpoint.pt"  # the latest mid-run training state (bnstudy.checkpoint)
+LATER = "evaluations.json"  # test settings evaluated after training (bnstudy.evaluate_saved)
 TABLE = "runs.csv"
 REPORT_DIR = "report"
 INDEX_HTML = "index.html"
@@ -292,25 +300,67 @@ def set_previous_aside(folder: Path) -> Path | None:
         return None
     aside = folder / f"previous-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     aside.mkdir()
-    for name in (RESULT, CONFIG, HISTORY, PREDICTIONS, MODEL, "error.txt"):
+    for name in (RESULT, CONFIG, HISTORY, PREDICTIONS, MODEL, LATER, "error.txt"):
         if (folder / name).exists():
             (folder / name).rename(aside / name)
     return aside
 
 
 def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """The table rows of planned run ``entry`` (one per test setting); none if unfinished."""
+    """The table rows of planned run ``entry`` (one per test setting, those evaluated later
+    last, with the provenance of their evaluation); none if unfinished."""
     result = read_result(sweep_dir, entry[RUN_ID])
     if result is None:
         return []
-    config = json.loads((run_dir(sweep_dir, entry[RUN_ID]) / CONFIG).read_text())
+    folder = run_dir(sweep_dir, entry[RUN_ID])
+    config = read_config(folder)
     base = {
         **run_fields(entry[RUN_ID], config, result),
         **result["train"],
         **result["diagnostics"],
     }
     base |= entry["swept"]
-    return [{**base, **_test_fields(result, test)} for test in result["tests"]]
+    rows = [
+        {**base, **_test_fields(result, test), EVALUATED_LATER: False} for test in result["tests"]
+    ]
+    for evaluation in read_later(folder):
+        provenance = {name: evaluation["provenance"].get(name) for name in PROVENANCE_COLUMNS}
+        rows += [
+            {**base, **provenance, **test, EVALUATED_LATER: True} for test in evaluation["tests"]
+        ]
+    return rows
+
+
+def read_config(folder: Path) -> dict[str, Any]:
+    """The run's resolved config, as its config.json holds it."""
+    return json.loads((folder / CONFIG).read_text())
+
+
+def read_later(folder: Path) -> list[dict[str, Any]]:
+    """The run's later evaluations (:data:`LATER`), oldest first; none without the file."""
+    path = folder / LATER
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def add_later(folder: Path, evaluation: dict[str, Any], outputs: dict[str, Any]) -> None:
+    """Record a later evaluation of a finished run: its settings' predictions and flips join
+    predictions.json, then the evaluation (its ``eval`` request, ``tests`` and
+    ``provenance``) joins :data:`LATER`, replacing earlier records of the same settings. Each
+    file is written atomically; a later evaluation killed between the two left predictions
+    that no row reads, and is redone."""
+    stored = json.loads((folder / PREDICTIONS).read_text())
+    for part in ("predictions", "flips"):
+        stored.setdefault(part, {}).update(outputs[part])
+    write_atomic(folder / PREDICTIONS, json.dumps(stored) + "\n")
+    redone = {setting_key(t[TEST_MODE], t[TEST_BATCH]) for t in evaluation["tests"]}
+    kept = []
+    for earlier in read_later(folder):
+        tests = [
+            t for t in earlier["tests"] if setting_key(t[TEST_MODE], t[TEST_BATCH]) not in redone
+        ]
+        if tests:
+            kept.append(earlier | {"tests": tests})
+    write_json(folder / LATER, [*kept, evaluation])
 
 
 def run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> dict[str, Any]:

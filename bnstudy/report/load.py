@@ -4,7 +4,6 @@ runs' stored test outputs. Nothing here computes a statistic."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -141,7 +140,7 @@ def run_settings(sweep_dir: Path, df: pd.DataFrame) -> pd.DataFrame:
         folder = store.run_dir(sweep_dir, run_id)
         if not (folder / store.CONFIG).is_file():
             continue
-        record = json.loads((folder / store.CONFIG).read_text())
+        record = store.read_config(folder)
         result = store.read_result(sweep_dir, run_id)  # None when missing or damaged
         if result is not None:
             record["provenance"] = result["provenance"]
