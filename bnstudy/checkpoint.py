@@ -7,7 +7,7 @@ saved with ``torch.save`` that load with ``torch.load(path, weights_only=True)``
 numbers, strings and tensors; no pickled code)::
 
     {"format": 1, "run_id": "<run id>", "torch": "<version that wrote it>",
-     "config": {...},                 # the run's config.json
+     "bnstudy": "<version (commit)>", "config": {...},   # the run's config.json
      "model": {<state_dict>}}         # model.pt: weights and buffers, on the CPU
      "training": {...}}               # checkpoint.pt: bnstudy.train's training state
 
@@ -20,15 +20,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import torch
 from torch import nn
 
+import bnstudy
 from bnstudy import store
-from bnstudy.sweep import Run
+from bnstudy.record import source_commit
+
+if TYPE_CHECKING:  # bnstudy.sweep plans fine-tuning runs from saved models
+    from bnstudy.sweep import Run
 
 FORMAT = 1
+
+
+def code_version() -> str:
+    """bnstudy's version and source commit (bnstudy.record.source_commit), as a checkpoint
+    records them."""
+    return f"{bnstudy.__version__} ({source_commit() or 'no git commit'})"
 
 
 class CheckpointError(Exception):
@@ -42,6 +52,7 @@ def save(path: Path, run_id: str, config: dict[str, Any], **content: Any) -> Non
         "format": FORMAT,
         "run_id": run_id,
         "torch": str(torch.__version__),
+        "bnstudy": code_version(),
         "config": config,
     }
     with store.atomic_file(path) as file:
@@ -49,7 +60,13 @@ def save(path: Path, run_id: str, config: dict[str, Any], **content: Any) -> Non
 
 
 def load(path: Path, run_id: str, part: str) -> Any:
-    """The ``part`` (``model`` or ``training``) of the checkpoint at ``path``, on the CPU.
+    """The ``part`` (``model`` or ``training``) of the checkpoint at ``path``, on the CPU
+    (:func:`load_checked`)."""
+    return load_checked(path, run_id, part)[part]
+
+
+def load_checked(path: Path, run_id: str, part: str) -> dict[str, Any]:
+    """The checkpoint at ``path``, its tensors on the CPU.
 
     Raises :class:`CheckpointError` (one line, naming the file) when it is missing, does not
     load with ``weights_only=True``, is not a bnstudy checkpoint of this format, belongs to
@@ -70,7 +87,7 @@ def load(path: Path, run_id: str, part: str) -> Any:
         raise CheckpointError(f"{path}: saved by run {payload.get('run_id')}, not by {run_id}")
     if part not in payload:
         raise CheckpointError(f"{path}: has no {part}")
-    return payload[part]
+    return payload
 
 
 @dataclass(frozen=True)
@@ -110,16 +127,31 @@ class RunFiles:
 
     def saved_state(self) -> dict[str, Any] | None:
         """The run's saved training state, None without one; :class:`CheckpointError` when
-        it has one that cannot be used."""
+        it has one that cannot be used, or that another version of bnstudy saved (a run is
+        trained by one version of the code)."""
         if not self.state_path.exists():
             return None
-        return load(self.state_path, self.run_id, "training")
+        payload = load_checked(self.state_path, self.run_id, "training")
+        if payload.get("bnstudy") != code_version():
+            raise CheckpointError(
+                f"{self.state_path}: saved by bnstudy {payload.get('bnstudy')}, "
+                f"this is {code_version()}"
+            )
+        return payload["training"]
 
     def discard_state(self) -> None:
         self.state_path.unlink(missing_ok=True)
 
 
-def trained_model(folder: Path, run_id: str) -> dict[str, torch.Tensor]:
-    """The weights and buffers of a finished run's model.pt (:class:`CheckpointError` when
-    there is none usable)."""
-    return load(folder / store.MODEL, run_id, "model")
+class SavedModel(NamedTuple):
+    """A finished run's model.pt: the model's weights and buffers, and the run's config."""
+
+    weights: dict[str, torch.Tensor]
+    config: dict[str, Any]
+
+
+def saved_model(folder: Path, run_id: str) -> SavedModel:
+    """The trained model in the folder of run ``run_id`` (:class:`CheckpointError` when there
+    is none usable)."""
+    payload = load_checked(folder / store.MODEL, run_id, "model")
+    return SavedModel(payload["model"], payload["config"])

@@ -522,10 +522,10 @@ def evaluate(
     except (FileNotFoundError, ValueError) as error:
         _fail([str(error)])
     added = [e for e in done if e.added]
-    settings = sum(len(e.added) for e in added)
+    settings, failed = sum(len(e.added) for e in added), sum(e.failed for e in added)
     out.print(
-        f"{sweep_dir}: {len(done)} runs: {len(added)} evaluated ({settings} settings added), "
-        f"{len(done) - len(added)} left as they were"
+        f"{sweep_dir}: {len(done)} runs: {len(added)} evaluated ({settings} settings added, "
+        f"{failed} failed), {len(done) - len(added)} left as they were"
     )
     if added:
         out.print(f"see the results: bnstudy report {sweep_dir}")
@@ -533,7 +533,9 @@ def evaluate(
 
 def _print_evaluated(evaluated: Evaluated) -> None:
     if evaluated.added:
-        out.print(f"  {evaluated.run_id}: added {', '.join(evaluated.added)}", markup=False)
+        failed = f" ({evaluated.failed} failed: see runs.csv)" if evaluated.failed else ""
+        added = f"  {evaluated.run_id}: added {', '.join(evaluated.added)}{failed}"
+        out.print(added, markup=False)
     else:
         out.print(f"  {evaluated.run_id}: {evaluated.note}", markup=False)
 

@@ -237,6 +237,17 @@ MOVED_KEYS = {
 }
 
 
+class InitFrom(Section):
+    """The trained run a run starts from (fine-tuning): in the sweep folder ``study``
+    (``results/<name>``, relative to the working directory), the finished run whose config has
+    every ``select`` value (dotted keys: ``model.norm: batch``, ``train.norm_batch_size: 32``)
+    and the seed ``seed`` (``same``: the fine-tuning run's own). Exactly one run must match."""
+
+    study: str
+    select: dict[str, Any] = {}
+    seed: int | Literal["same"] = "same"
+
+
 class TrainConfig(Section):
     # samples per forward/backward pass, at most the training split's size (checked when
     # planning, bnstudy.sweep); an optimizer step sees batch_size × accumulate
@@ -294,6 +305,15 @@ class TrainConfig(Section):
     # this many optimizer steps to checkpoint.pt, keeping only the latest; a rerun of a run
     # killed mid-run resumes from it (trains alone: not packed). null: no mid-run checkpoints
     checkpoint_every: int | None = Field(None, ge=1)
+    # start from another run's trained model (bnstudy.finetune): its weights and buffers where
+    # name and shape match, except its norm layers when this run's norm is another (GroupNorm
+    # replacing BN starts fresh); null: from the seeded initialization
+    init_from: InitFrom | None = None
+    # fine-tuning (needs init_from) with the layers that have batch statistics (BN family)
+    # frozen: none (trained as usual), statistics (eval mode while training: the pretrained
+    # running statistics normalize and stay fixed; γ, β train), all (statistics, γ and β
+    # fixed: detectron2's FrozenBatchNorm2d). Norms without batch statistics ignore it
+    frozen_bn: Literal["none", "statistics", "all"] = "none"
 
     @model_validator(mode="before")
     @classmethod
@@ -304,6 +324,15 @@ class TrainConfig(Section):
         ):
             return {key: value for key, value in raw.items() if key != "norm_batch_size"}
         return raw
+
+    @field_validator("frozen_bn")
+    @classmethod
+    def _frozen_after_pretraining(cls, frozen: str, info: ValidationInfo) -> str:
+        if frozen != "none" and info.data.get("init_from") is None:
+            raise ValueError(
+                "needs train.init_from: an untrained model's running statistics are 0 and 1"
+            )
+        return frozen
 
     @field_validator("norm_batch_size")
     @classmethod
@@ -397,6 +426,11 @@ class EvalConfig(Section):
         return value
 
 
+# train settings that only norms with batch statistics use: dropped from the other runs
+BATCH_ONLY = ("norm_batch_size", "frozen_bn")
+BATCH_ONLY_KEYS = tuple(f"train.{key}" for key in BATCH_ONLY)
+
+
 class StudyConfig(Section):
     # results/<name>/: a folder name on any filesystem (at most 100 characters)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
@@ -422,7 +456,7 @@ class StudyConfig(Section):
             else "batch"
         )
         if norm in NORMS and not uses_batch_statistics(norm) and isinstance(train, dict):
-            train = {key: value for key, value in train.items() if key != "norm_batch_size"}
+            train = {key: value for key, value in train.items() if key not in BATCH_ONLY}
             return {**raw, "train": train}
         return raw
 
@@ -445,7 +479,7 @@ def ignores(config: StudyConfig, key: str) -> bool:
         return is_external(config.model.name)
     if key == "data.augment_padding":
         return config.data.augment == "none"
-    return key == "train.norm_batch_size" and not uses_batch_statistics(config.model.norm)
+    return key in BATCH_ONLY_KEYS and not uses_batch_statistics(config.model.norm)
 
 
 def _known(name: str, registry: dict, kind: str) -> str:

@@ -3,11 +3,13 @@ test settings their study did not test, without training anything.
 
 A run's test settings are those of its config's ``eval`` section with ``test_modes`` and
 ``train_mode_batch_sizes`` replaced as asked (:func:`later_config`); the settings it already
-has (tested at training, or by an earlier evaluation, with outcome ``ok``) are skipped, so an
-evaluation asked twice adds nothing the second time. Each setting is evaluated exactly as at
-the end of training (bnstudy.evaluation.evaluate_setting: the same seeded test order, flip
-rate and recalibration), and recorded in the run folder (bnstudy.store.add_later): its rows
-join runs.csv marked ``evaluated_later``, with the evaluation's provenance.
+has (tested ``ok`` at training, or by an earlier evaluation) are skipped, so an evaluation
+asked twice adds nothing the second time. Each setting is evaluated as at the end of training
+(bnstudy.evaluation.evaluate_setting: the same seeded test order, flip rate and
+recalibration; only dropout in pix2pix mode draws from another state of torch's generator),
+and recorded in the run folder (bnstudy.store.add_later): its rows join runs.csv marked
+``evaluated_later``, with the evaluation's provenance, replacing a failed row of the same
+setting.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 from bnstudy import checkpoint, claims, store
 from bnstudy.checkpoint import CheckpointError
 from bnstudy.config import ConfigError, Problem, StudyConfig, validate_study
-from bnstudy.device import run_flags, synchronized_clock, worker_environment
+from bnstudy.device import reset_peak_memory, run_flags, synchronized_clock, worker_environment
 from bnstudy.evaluation import evaluate_setting, test_outputs
 from bnstudy.preflight import EvalSetting, evaluation_settings, load_data, model_for_data
 from bnstudy.record import provenance
@@ -41,6 +43,7 @@ class Evaluated:
 
     run_id: str
     added: tuple[str, ...] = ()
+    failed: int = 0  # of the settings added, those whose outcome is not ok
     note: str = ""
 
 
@@ -64,11 +67,11 @@ def later_config(folder: Path, request: dict[str, Any]) -> StudyConfig:
     return validate_study(raw, str(folder / store.CONFIG))
 
 
-def new_settings(folder: Path, config: StudyConfig) -> list[EvalSetting]:
-    """The test settings of ``config`` the run has no ``ok`` outcome for yet."""
-    result = store.read_result(folder.parent.parent, folder.name) or {}
-    tests = [*result.get("tests", []), *(t for e in store.read_later(folder) for t in e["tests"])]
-    done = {(t[TEST_MODE], t[TEST_BATCH]) for t in tests if t[STATUS] == OK}
+def new_settings(folder: Path, result: dict[str, Any], config: StudyConfig) -> list[EvalSetting]:
+    """The test settings of ``config`` the run has no outcome for yet: neither an ``ok`` one
+    from training (a failed one is tried again, once) nor any from a later evaluation."""
+    done = {(t[TEST_MODE], t[TEST_BATCH]) for t in result["tests"] if t[STATUS] == OK}
+    done |= {(t[TEST_MODE], t[TEST_BATCH]) for e in store.read_later(folder) for t in e["tests"]}
     return [s for s in evaluation_settings(config) if (s.mode, s.label) not in done]
 
 
@@ -76,29 +79,45 @@ def evaluate_run(
     sweep_dir: Path, run_id: str, request: dict[str, Any], device: torch.device
 ) -> Evaluated:
     """Evaluate one finished run's saved model in the settings of ``request`` it lacks, and
-    record them; what it did. Runs not trained ``ok``, without a usable model.pt, or held by
-    another process are left as they are, with the reason."""
+    record them; what it did. Runs not trained ``ok``, whose config no longer validates,
+    without a usable model.pt, or held by another process are left as they are, with the
+    reason."""
     folder = store.run_dir(sweep_dir, run_id)
     result = store.read_result(sweep_dir, run_id)
     if result is None or result[STATUS] != OK:
         return Evaluated(run_id, note=f"not trained ok ({result and result[STATUS]})")
-    config = later_config(folder, request)
-    settings = new_settings(folder, config)
-    if not settings:
-        return Evaluated(run_id, note="already evaluated in every setting asked")
     try:
-        weights = checkpoint.trained_model(folder, run_id)
-    except CheckpointError as error:
-        return Evaluated(run_id, note=f"no usable saved model: {error}")
+        config = later_config(folder, request)
+    except ConfigError as error:
+        return Evaluated(run_id, note=f"its config does not validate: {error.lines()[0]}")
     if not claims.try_claim(folder):
         return Evaluated(run_id, note="another process holds the run")
     try:
-        tests, outputs, where = _evaluate(config, weights, settings, device)
-        evaluation = {"eval": request, "tests": tests, "provenance": where}
-        store.add_later(folder, evaluation, outputs)
+        with claims.heartbeat(folder):
+            return _evaluate_claimed(folder, run_id, result, config, request, device)
     finally:
         claims.release(folder)
-    return Evaluated(run_id, added=tuple(setting.key for setting in settings))
+
+
+def _evaluate_claimed(
+    folder: Path,
+    run_id: str,
+    result: dict[str, Any],
+    config: StudyConfig,
+    request: dict[str, Any],
+    device: torch.device,
+) -> Evaluated:
+    settings = new_settings(folder, result, config)
+    if not settings:
+        return Evaluated(run_id, note="already evaluated in every setting asked")
+    try:
+        weights = checkpoint.saved_model(folder, run_id).weights
+    except CheckpointError as error:
+        return Evaluated(run_id, note=f"no usable saved model: {error}")
+    tests, outputs, where = _evaluate(config, weights, settings, device)
+    store.add_later(folder, {"eval": request, "tests": tests, "provenance": where}, outputs)
+    failed = sum(test[STATUS] != OK for test in tests)
+    return Evaluated(run_id, added=tuple(s.key for s in settings), failed=failed)
 
 
 def _evaluate(
@@ -107,15 +126,17 @@ def _evaluate(
     settings: list[EvalSetting],
     device: torch.device,
 ) -> tuple[list[dict[str, Any]], dict[str, Any], dict[str, Any]]:
-    """The run's model with ``weights`` tested in ``settings`` under the run's numerics flags:
-    the test records, what joins predictions.json, and the evaluation's provenance."""
+    """The run's model with ``weights`` tested in ``settings`` under the run's numerics flags
+    (set before anything touches the device, as for training): the test records, what joins
+    predictions.json, and the evaluation's provenance."""
     compute = run_compute(config)
-    data = load_data(config, device)
-    model = model_for_data(config, data)
-    model.load_state_dict(weights)
-    model = compute.prepare(model, data.spatial_dims)
     with run_flags(config.train.deterministic, device) as flags:
         started, start = time.time(), synchronized_clock(device)
+        reset_peak_memory(device)
+        data = load_data(config, device)
+        model = model_for_data(config, data)
+        model.load_state_dict(weights)
+        model = compute.prepare(model, data.spatial_dims)
         tested = [evaluate_setting(model, data, s, config, compute) for s in settings]
     where = provenance(device, started, compute, flags)
     where["seconds"] = synchronized_clock(device) - start

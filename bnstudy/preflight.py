@@ -19,6 +19,7 @@ from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import DATASETS, Dataset, data_fingerprint, download_dataset, load_dataset
 from bnstudy.data.synthetic import NATIVE_SIZE
 from bnstudy.external import build_external, is_external
+from bnstudy.finetune import initialize_from_source
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm, create_norm_act, norm_spec
 from bnstudy.results import SAME, TEST_MODES, setting_key
@@ -185,7 +186,11 @@ def build_problem(config: StudyConfig) -> Problem | None:
     facts = _data_facts(config)
     if isinstance(facts, Problem):
         return facts
-    return _split_problem(config, facts) or _model_problem(config, facts)
+    return (
+        _split_problem(config, facts)
+        or _model_problem(config, facts)
+        or _init_problem(config, facts)
+    )
 
 
 def _data_facts(config: StudyConfig) -> _DataFacts | Problem:
@@ -283,6 +288,18 @@ def forward_flops(config: StudyConfig) -> int:
     with FlopCounterMode(display=False) as counter:
         model(sample)
     return counter.get_total_flops()
+
+
+def _init_problem(config: StudyConfig, facts: _DataFacts) -> Problem | None:
+    """A fine-tuning run's source run (train.init_from) exists, finished, and its model fits
+    this run's (bnstudy.finetune.initialize_from_source)."""
+    if config.train.init_from is None:
+        return None
+    try:
+        initialize_from_source(make_model(config.model, facts.shape, facts.num_classes), config)
+    except ValueError as error:
+        return Problem("train.init_from", str(error), ("train.init_from", "seed", "model"))
+    return None
 
 
 def _model_problem(config: StudyConfig, facts: _DataFacts) -> Problem | None:

@@ -321,6 +321,12 @@ SAMPLES_PER_SEC = _column("samples_per_sec", "float", "training throughput (imag
 SKIPPED_STEPS = _column(
     "skipped_steps", "int", "fp16 optimizer steps skipped for inf/NaN gradients", "train"
 )
+CHECKPOINT_IGNORED = _column(
+    "checkpoint_ignored",
+    "str",
+    "why a mid-run checkpoint was not used (trained from step 0)",
+    "train",
+)
 RESUMED_AT_STEP = _column(
     "resumed_at_step",
     "int",

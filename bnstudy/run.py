@@ -30,6 +30,8 @@ from bnstudy.config import StudyConfig
 from bnstudy.data import Dataset
 from bnstudy.device import free_memory, reset_peak_memory, run_flags, synchronized_clock
 from bnstudy.evaluation import evaluate_all, not_tested, seeded_batches
+from bnstudy.finetune import initialize_from_source
+from bnstudy.norms import freeze_batch_statistics
 from bnstudy.preflight import load_data, model_for_data, statistics_batch
 from bnstudy.record import failure, new_record, provenance
 from bnstudy.results import (
@@ -39,6 +41,7 @@ from bnstudy.results import (
     BN_MEAN_NOISE_VALUES_LAW,
     BN_MIN_VAR,
     BN_VAR_NOISE,
+    CHECKPOINT_IGNORED,
     CRASHED,
     DIVERGED,
     EPOCHS,
@@ -77,6 +80,7 @@ from bnstudy.train import (
     check_ghost_remainder,
     make_optimizer,
     optimizer_steps,
+    resume_problem,
     scaled_lr,
     train,
 )
@@ -151,24 +155,28 @@ def _protocol(
     in training, and again after training."""
     data, model, optimizer = prepare_run(config, device, compute, record, position)
     position.phase = "train"
-    checkpoints = _checkpoints(files, record["train"])
+    checkpoints = _checkpoints(files, record["train"], model)
     trained = _train(config, model, optimizer, data, position, on_epoch, compute, checkpoints)
     record["train"].update(trained)
     return conclude_run(config, device, compute, model, data, record, position, files)
 
 
-def _checkpoints(files: RunFiles | None, train_record: dict[str, Any]) -> Checkpoints | None:
+def _checkpoints(
+    files: RunFiles | None, train_record: dict[str, Any], model: nn.Module
+) -> Checkpoints | None:
     """The run's mid-run checkpoints (``train.checkpoint_every``), resuming from the one it
     has; records where training resumed (``resumed_at_step``). A checkpoint that cannot be
-    used is named on stderr and in the record (``checkpoint_ignored``), and training starts
-    from step 0."""
+    used for ``model`` (bnstudy.checkpoint, bnstudy.train.resume_problem) is named on stderr
+    and in the record (``checkpoint_ignored``), and training starts from step 0."""
     if files is None or files.checkpoint_every is None:
         return None
     try:
         state = files.saved_state()
+        if state is not None and (problem := resume_problem(state, model)):
+            raise CheckpointError(f"{files.state_path}: {problem}")
     except CheckpointError as error:
         print(f"bnstudy: {error}; run {files.run_id} trains from step 0", file=sys.stderr)
-        train_record["checkpoint_ignored"] = str(error)
+        train_record[CHECKPOINT_IGNORED] = str(error)
         state = None
     train_record[RESUMED_AT_STEP] = None if state is None else state["steps"]
     return Checkpoints(files.checkpoint_every, files.keep_state, resume=state)
@@ -190,7 +198,7 @@ def prepare_run(
         "test_size": len(data.test.y),
         "standardized_with": {"mean": list(data.mean), "std": list(data.std)},
     }
-    model, optimizer, record["train"][LR] = setup_model(config, data, compute)
+    model, optimizer, record["train"][LR] = setup_model(config, data, compute, record["train"])
     position.phase = "diagnostics at init"
     with compute.autocast(device):
         record["layers"], record["diagnostics"] = _initial_diagnostics(model, data, config)
@@ -225,11 +233,17 @@ def run_compute(config: StudyConfig) -> Compute:
 
 
 def setup_model(
-    config: StudyConfig, data: Dataset, compute: Compute
+    config: StudyConfig, data: Dataset, compute: Compute, train_record: dict[str, Any]
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
-    """The run's model (bnstudy.preflight.model_for_data), its optimizer and scaled lr."""
+    """The run's model (bnstudy.preflight.model_for_data; with ``train.init_from``, loaded
+    from the source run's model and, with ``train.frozen_bn``, its BN layers frozen:
+    bnstudy.finetune, said in ``train_record``), its optimizer and scaled lr."""
     check_ghost_remainder(len(data.train.y), batching(config))
-    model = compute.prepare(model_for_data(config, data), data.spatial_dims)
+    model = model_for_data(config, data)
+    if config.train.init_from is not None:
+        train_record.update(initialize_from_source(model, config))
+        train_record["frozen_layers"] = freeze_batch_statistics(model, config.train.frozen_bn)
+    model = compute.prepare(model, data.spatial_dims)
     train_cfg = config.train
     lr = scaled_lr(
         train_cfg.lr,

@@ -307,8 +307,9 @@ def set_previous_aside(folder: Path) -> Path | None:
 
 
 def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
-    """The table rows of planned run ``entry`` (one per test setting, those evaluated later
-    last, with the provenance of their evaluation); none if unfinished."""
+    """The table rows of planned run ``entry`` (one per test setting; those evaluated later
+    last, with the provenance of their evaluation, in place of a failed row of the same
+    setting); none if unfinished."""
     result = read_result(sweep_dir, entry[RUN_ID])
     if result is None:
         return []
@@ -320,15 +321,23 @@ def run_rows(sweep_dir: Path, entry: dict[str, Any]) -> list[dict[str, Any]]:
         **result["diagnostics"],
     }
     base |= entry["swept"]
-    rows = [
-        {**base, **_test_fields(result, test), EVALUATED_LATER: False} for test in result["tests"]
+    later = [
+        {**base, **_provenance(evaluation), **test, EVALUATED_LATER: True}
+        for evaluation in read_later(folder)
+        for test in evaluation["tests"]
     ]
-    for evaluation in read_later(folder):
-        provenance = {name: evaluation["provenance"].get(name) for name in PROVENANCE_COLUMNS}
-        rows += [
-            {**base, **provenance, **test, EVALUATED_LATER: True} for test in evaluation["tests"]
-        ]
-    return rows
+    redone = {(row[TEST_MODE], row[TEST_BATCH]) for row in later}
+    rows = [
+        {**base, **_test_fields(result, test), EVALUATED_LATER: False}
+        for test in result["tests"]
+        if (test.get(TEST_MODE), test.get(TEST_BATCH)) not in redone
+    ]
+    return rows + later
+
+
+def _provenance(evaluation: dict[str, Any]) -> dict[str, Any]:
+    """The provenance columns of a later evaluation (where and how it computed)."""
+    return {name: evaluation["provenance"].get(name) for name in PROVENANCE_COLUMNS}
 
 
 def read_config(folder: Path) -> dict[str, Any]:

@@ -47,6 +47,7 @@ from bnstudy.config import (
 )
 from bnstudy.data import data_fingerprint
 from bnstudy.external import source_fingerprint
+from bnstudy.finetune import init_fingerprint
 from bnstudy.norms import norm_spec
 from bnstudy.preflight import build_problem
 from bnstudy.results import RUN_ID
@@ -87,6 +88,8 @@ def run_identity(config: StudyConfig) -> str:
         settings["model"] = _flat_norm_options(settings["model"], config.model.norm)
     if config.data.root is not None:
         settings["data_fingerprint"] = data_fingerprint(config.data.name, config.data.root)
+    if config.train.init_from is not None:
+        settings["init_from_model"] = init_fingerprint(config)
     if (source := source_fingerprint(config.model.name)) is not None:
         settings["model_fingerprint"] = source
     if IDENTITY_VERSION > 2:  # version 2 ids are the hash without it; later versions differ

@@ -11,6 +11,7 @@ the gradients were finite at every step).
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import math
 import random
@@ -27,7 +28,7 @@ from torch import nn
 
 from bnstudy.data import Split
 from bnstudy.device import synchronized_clock
-from bnstudy.norms import module_spec, progress_layers
+from bnstudy.norms import module_spec, progress_layers, train_mode
 from bnstudy.packing import pack_inputs, unpack_outputs
 
 LR_SCALING_POWER = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
@@ -297,10 +298,10 @@ class CopyResult:
 @dataclass(frozen=True)
 class Checkpoints:
     """Mid-run checkpoints of one model's training (``train.checkpoint_every``): ``save`` gets
-    the training state (:func:`training_state`) after every ``every``-th optimizer step but the
-    last; given a state saved so as ``resume``, training goes on from it and ends as if it had
-    never stopped: same weights, same history (whose epochs before the state are reported to
-    ``on_epoch`` again), bit for bit where the kernels are deterministic."""
+    the training state (what ``_Loop.state`` gathers) after every ``every``-th optimizer step
+    but the last; given a state saved so as ``resume``, training goes on from it and ends as
+    if it had never stopped: same weights, same history (whose epochs before the state are
+    reported to ``on_epoch`` again), bit for bit where the kernels are deterministic."""
 
     every: int
     save: Callable[[dict[str, Any]], None]
@@ -391,7 +392,7 @@ def train_pack(
         for layer in layers:
             layer.set_progress(scheduler.last_epoch / schedule.total)
 
-    model.train()
+    train_mode(model)  # layers frozen for fine-tuning stay in eval mode
     live, under_way = list(range(len(streams))), None
     if checkpoints is not None and checkpoints.resume is not None:
         under_way, history = loop.restore(checkpoints.resume)
@@ -509,6 +510,26 @@ class _Loop:
             seconds_before=epoch["seconds"],
         )
         return under_way, history
+
+
+TRAINING_STATE = ("steps", "history", "epoch", "model", "optimizer", "scheduler", "scaler", "rng")
+
+
+def resume_problem(state: dict[str, Any], model: nn.Module) -> str | None:
+    """Why training ``model`` cannot go on from ``state`` (what :meth:`_Loop.state` saves):
+    parts missing, a model state that does not load into it, or CUDA generator states where
+    this process has fewer GPUs; None if it can."""
+    missing = [key for key in TRAINING_STATE if key not in state]
+    if missing:
+        return f"the training state lacks {', '.join(missing)}"
+    try:
+        copy.deepcopy(model).load_state_dict(state["model"])
+    except RuntimeError as error:
+        return f"its model does not fit this run's ({str(error).strip().splitlines()[-1].strip()})"
+    gpus = len(state["rng"].get("cuda", []))
+    if gpus > (torch.cuda.device_count() if torch.cuda.is_available() else 0):
+        return f"it was saved with {gpus} GPUs' generators, more than this process has"
+    return None
 
 
 def random_states(stream: Stream) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -42,7 +43,7 @@ def test_a_finished_run_keeps_a_model_that_loads_with_weights_only_and_predicts_
     assert saved["config"] == json.loads((folder / "config.json").read_text())
     data = load_data(runs[0].config, CPU)
     model = model_for_data(runs[0].config, data)
-    model.load_state_dict(checkpoint.trained_model(folder, runs[0].run_id))
+    model.load_state_dict(checkpoint.saved_model(folder, runs[0].run_id).weights)
     again = evaluate(model, data.test, mode="eval", batch_size=12)
     assert again.predictions.tolist() == read_predictions(tmp_path / "tiny", runs[0].run_id)["eval"]
     assert not (folder / CHECKPOINT).exists()
@@ -104,7 +105,7 @@ def test_a_bad_model_file_is_a_one_line_error_naming_it(tmp_path, damage, messag
     RunFiles(tmp_path, "abc", {}).keep_model(torch.nn.Linear(2, 2))
     damage(tmp_path / MODEL)
     with pytest.raises(CheckpointError, match=message) as error:
-        checkpoint.trained_model(tmp_path, "abc")
+        checkpoint.saved_model(tmp_path, "abc")
     assert str(error.value).startswith(str(tmp_path / MODEL))
     assert "\n" not in str(error.value)
 
@@ -158,25 +159,45 @@ def test_a_run_resumed_from_its_checkpoint_ends_as_if_never_stopped(
     assert resumed["status"] == "ok"
     assert _comparable(resumed) == _comparable(never_stopped)
     assert [e.epoch for e in epochs] == [1, 2]  # the history is whole again
-    final = [checkpoint.trained_model(f.folder, "r") for f in (alone, cut)]
+    final = [checkpoint.saved_model(f.folder, "r").weights for f in (alone, cut)]
     assert final[0].keys() == final[1].keys()
     assert all(torch.equal(final[0][k], final[1][k]) for k in final[0])
 
 
+def _other_version(path: Path) -> None:
+    payload = torch.load(path, weights_only=True)
+    torch.save(payload | {"bnstudy": "0.1 (0123abc)"}, path)
+
+
+def _another_model(path: Path) -> None:
+    payload = torch.load(path, weights_only=True)
+    payload["training"]["model"] = torch.nn.Linear(2, 2).state_dict()
+    torch.save(payload, path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "message"),
+    [
+        (_truncate, "does not load with torch"),
+        (_other_version, "saved by bnstudy 0.1 (0123abc), this is "),
+        (_another_model, "its model does not fit this run's"),
+    ],
+)
 def test_an_unusable_checkpoint_is_named_and_the_run_trains_from_step_0(
-    tiny_study, tmp_path, capsys
+    tiny_study, tmp_path, capsys, damage, message
 ):
-    tiny_study["train"].update(checkpoint_every=2)
+    tiny_study["train"].update(epochs=2, checkpoint_every=4)
     config, runs = plan(tiny_study, "s.yaml")
     folder = run_dir(tmp_path / "tiny", runs[0].run_id)
-    folder.mkdir(parents=True)
-    (folder / CHECKPOINT).write_bytes(b"truncated")
+    with pytest.raises(Killed):
+        execute_run(runs[0].config, CPU, files=StopAfterCheckpoint.of(folder, runs[0]))
+    damage(folder / CHECKPOINT)
     assert study.run_study(config, runs, tmp_path, CPU)[0] == {"ok": 1}
-    line = f"{folder / CHECKPOINT}: does not load with torch"
+    line = f"{folder / CHECKPOINT}: {message}"
     assert line in capsys.readouterr().err
-    result = json.loads((folder / "result.json").read_text())
-    assert result["train"]["resumed_at_step"] is None
-    assert result["train"]["checkpoint_ignored"].startswith(line)
+    table = pd.read_csv(tmp_path / "tiny" / "runs.csv")
+    assert table["checkpoint_ignored"].str.startswith(line).all()
+    assert table["resumed_at_step"].isna().all()
     assert not (folder / CHECKPOINT).exists()
 
 
@@ -239,7 +260,7 @@ def test_kill_9_after_a_checkpoint_then_rerun_gives_the_uninterrupted_run_bit_fo
     assert results[0]["train"]["resumed_at_step"] == 5
     assert results[0]["train"]["train_loss"] == results[1]["train"]["train_loss"]
     assert results[0]["tests"] == results[1]["tests"]
-    models = [checkpoint.trained_model(f, folder.name) for f in (folder, whole)]
+    models = [checkpoint.saved_model(f, folder.name).weights for f in (folder, whole)]
     assert all(torch.equal(models[0][k], models[1][k]) for k in models[0])
     assert not (folder / CHECKPOINT).exists()
     assert (folder / MODEL).stat().st_mtime >= started

@@ -97,8 +97,29 @@ def test_the_command_evaluates_with_two_jobs_and_refuses_a_bad_mode_in_one_line(
     args = ["evaluate", str(sweep), "--train-mode-batch-sizes", "1,2", "--jobs", "2"]
     done = runner.invoke(app, args)
     assert done.exit_code == 0, done.output
-    assert "2 runs: 2 evaluated (4 settings added)" in done.output
+    assert "2 runs: 2 evaluated (4 settings added, 0 failed)" in done.output
     for later in sweep.rglob(store.LATER):
         (evaluation,) = json.loads(later.read_text())
         assert evaluation["eval"] == {"train_mode_batch_sizes": [1, 2]}
         assert [t["test_batch"] for t in evaluation["tests"]] == ["1", "2"]
+
+
+def test_a_setting_that_failed_in_training_is_tried_once_more_and_its_row_replaced(
+    tiny_study, tmp_path
+):
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    sweep = tmp_path / "tiny"
+    (folder,) = (sweep / "runs").iterdir()
+    result = json.loads((folder / store.RESULT).read_text())
+    result["tests"][1] |= {"status": "oom", "error": "CUDA out of memory", "test_acc": None}
+    (folder / store.RESULT).write_text(json.dumps(result))
+    (done,) = evaluate_study(sweep, {"test_modes": ["eval", "train"]}, CPU)
+    assert done.added == ("same",) and done.failed == 0
+    table = pd.read_csv(sweep / "runs.csv")
+    rows = table[["test_batch", "status", "evaluated_later"]].itertuples(index=False)
+    assert [tuple(row) for row in rows] == [
+        ("eval", "ok", False),
+        ("same", "ok", True),
+    ]
+    (again,) = evaluate_study(sweep, {"test_modes": ["eval", "train"]}, CPU)
+    assert again.added == ()

@@ -30,10 +30,12 @@ from bnstudy.norms.registry import (
     conv_layer,
     create_norm,
     create_norm_act,
+    freeze_batch_statistics,
     module_spec,
     norm_spec,
     progress_layers,
     register_norm,
+    train_mode,
     uses_batch_statistics,
 )
 
@@ -45,9 +47,11 @@ __all__ = [
     "conv_layer",
     "create_norm",
     "create_norm_act",
+    "freeze_batch_statistics",
     "module_spec",
     "norm_spec",
     "progress_layers",
     "register_norm",
+    "train_mode",
     "uses_batch_statistics",
 ]

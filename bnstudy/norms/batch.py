@@ -253,6 +253,17 @@ class _ManualBatchNormCore(nn.Module):
         self.register_buffer("running_var", torch.ones(num_features))
         self.register_buffer("num_batches_tracked", torch.tensor(0, dtype=torch.long))
 
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
+        """Per-activation running statistics take the shape of the saved ones first: they are
+        (C,) until the first training batch makes them (C, *spatial), so that a trained
+        model's statistics load into a freshly built layer (a kept model, a resumed run)."""
+        for name in ("running_mean", "running_var"):
+            saved = state_dict.get(prefix + name)
+            current = getattr(self, name)
+            if self.stats == "activation" and saved is not None:
+                setattr(self, name, current.new_empty(saved.shape))
+        super()._load_from_state_dict(state_dict, prefix, *args)
+
     def extra_repr(self) -> str:
         return (
             f"{self.num_features}, eps={self.eps}, momentum={self.momentum}, "

@@ -219,3 +219,31 @@ def progress_layers(model: nn.Module) -> list[nn.Module]:
     """The layers of ``model`` whose norm needs the fraction of training done: the training
     loop calls their ``set_progress(fraction)`` each optimizer step."""
     return [m for m in model.modules() if (spec := module_spec(m)) and spec.needs_progress]
+
+
+FROZEN = "bnstudy_frozen"  # attribute of a layer kept in eval mode while its model trains
+
+
+def freeze_batch_statistics(model: nn.Module, frozen: str) -> int:
+    """Freeze the layers of ``model`` with batch statistics (``batch_statistics`` norms) as
+    ``train.frozen_bn`` says: ``statistics`` marks them to stay in eval mode while the model
+    trains (:func:`train_mode`), so their running statistics normalize and never update;
+    ``all`` also stops their affine parameters from training (``requires_grad`` false), as
+    detectron2's and torchvision's ``FrozenBatchNorm2d``. ``none`` leaves them. The number of
+    layers frozen."""
+    if frozen == "none":
+        return 0
+    layers = [m for m in model.modules() if (spec := module_spec(m)) and spec.batch_statistics]
+    for layer in layers:
+        setattr(layer, FROZEN, True)
+        if frozen == "all":
+            layer.requires_grad_(False)
+    return len(layers)
+
+
+def train_mode(model: nn.Module) -> None:
+    """``model.train()``, the layers :func:`freeze_batch_statistics` froze left in eval mode."""
+    model.train()
+    for module in model.modules():
+        if getattr(module, FROZEN, False):
+            module.eval()

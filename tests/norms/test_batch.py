@@ -110,6 +110,15 @@ def test_per_activation_statistics_zero_everything_at_batch_size_one_whatever_th
     assert torch.count_nonzero(channel(torch.randn(1, 2, 8, 8, dtype=torch.float64))) > 0
 
 
+def test_trained_per_activation_statistics_load_into_a_fresh_layer():
+    trained = ManualBatchNorm(2, 2, stats="activation").double()
+    trained(torch.randn(4, 2, 3, 3, dtype=torch.float64))  # statistics become (2, 3, 3)
+    fresh = ManualBatchNorm(2, 2, stats="activation").double()
+    fresh.load_state_dict(trained.state_dict())
+    x = torch.randn(5, 2, 3, 3, dtype=torch.float64)
+    assert torch.equal(fresh.eval()(x), trained.eval()(x))
+
+
 def test_per_activation_statistics_normalize_each_position_over_the_batch():
     manual = ManualBatchNorm(2, 1, stats="activation", eps=0.0).double()
     x = torch.randn(6, 2, 3, dtype=torch.float64)

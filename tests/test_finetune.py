@@ -1,0 +1,148 @@
+"""Fine-tuning from a finished run's model (train.init_from) with BN frozen or not
+(train.frozen_bn): bnstudy.finetune and bnstudy.norms.freeze_batch_statistics."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from bnstudy import checkpoint, store, study
+from bnstudy.config import ConfigError
+from bnstudy.finetune import initialize_from_source
+from bnstudy.preflight import load_data, model_for_data
+from bnstudy.sweep import plan
+
+CPU = torch.device("cpu")
+
+
+@pytest.fixture
+def pretrained(tiny_study, tmp_path):
+    """A finished pretraining study: BN at 8 images per statistic, seeds 0 and 1."""
+    tiny_study["sweep"] = {"seed": [0, 1]}
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path / "pre", CPU)
+    return tmp_path / "pre" / "tiny"
+
+
+def _finetuning(tiny_study, pretrained, **train) -> dict:
+    tiny_study.update(name="ft", seed=1)
+    tiny_study.pop("sweep")  # the pretraining's
+    train.setdefault("init_from", {"study": str(pretrained)})
+    tiny_study["train"].update(lr=0.5, norm_batch_size=2, **train)
+    return tiny_study
+
+
+def _state(folder) -> dict[str, torch.Tensor]:
+    return checkpoint.saved_model(folder, folder.name).weights
+
+
+def _fine_tune(tiny_study, out) -> tuple[dict, dict[str, torch.Tensor]]:
+    config, runs = plan(tiny_study, "s.yaml")
+    study.run_study(config, runs, out, CPU)
+    folder = store.run_dir(out / "ft", runs[0].run_id)
+    return json.loads((folder / "result.json").read_text()), _state(folder)
+
+
+def _bn(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
+    """The entries ending with ``kind`` of the BN layers (those with running statistics)."""
+    layers = {k.removesuffix("running_mean") for k in state if k.endswith("running_mean")}
+    return {f"{layer}{kind}": state[f"{layer}{kind}"] for layer in layers}
+
+
+@pytest.mark.parametrize(
+    ("frozen", "statistics_kept", "affine_kept"),
+    [("none", False, False), ("statistics", True, False), ("all", True, True)],
+)
+def test_frozen_bn_keeps_what_it_says_and_the_rest_fine_tunes(
+    tiny_study, tmp_path, pretrained, frozen, statistics_kept, affine_kept
+):
+    source = next(f for f in (pretrained / "runs").iterdir() if _seed(f) == 1)
+    result, tuned = _fine_tune(
+        _finetuning(tiny_study, pretrained, frozen_bn=frozen), tmp_path / "ft"
+    )
+    assert result["status"] == "ok"
+    assert result["train"]["initialized_from"] == str(source)
+    assert result["train"]["frozen_layers"] == (0 if frozen == "none" else 2)
+    before = _state(source)
+    for kind, kept in [
+        ("running_mean", statistics_kept),
+        ("running_var", statistics_kept),
+        ("weight", affine_kept),
+        ("bias", affine_kept),
+    ]:
+        same = [torch.equal(tuned[k], before[k]) for k in _bn(before, kind)]
+        assert same and all(same) == kept and any(same) == kept, kind
+    conv = [k for k in before if k.endswith("weight") and before[k].dim() == 4]
+    assert conv and not any(torch.equal(tuned[k], before[k]) for k in conv)
+
+
+def _seed(folder) -> int:
+    return store.read_config(folder)["seed"]
+
+
+def test_groupnorm_replacing_bn_starts_fresh_where_the_norm_is_and_pretrained_elsewhere(
+    tiny_study, pretrained
+):
+    tiny_study = _finetuning(
+        tiny_study, pretrained, init_from={"study": str(pretrained), "seed": 0}
+    )
+    tiny_study["model"]["norm"] = "group"
+    config = plan(tiny_study, "s.yaml")[1][0].config
+    model = model_for_data(config, load_data(config, CPU))
+    fresh_init = {k: v.clone() for k, v in model.state_dict().items()}
+    said = initialize_from_source(model, config)
+    source = next(f for f in (pretrained / "runs").iterdir() if _seed(f) == 0)
+    assert said["initialized_from"] == str(source)
+    loaded, before = model.state_dict(), _state(source)
+    norms = [name for name, m in model.named_modules() if isinstance(m, torch.nn.GroupNorm)]
+    norm_keys = [k for k in loaded if k.rsplit(".", 1)[0] in norms]
+    assert norm_keys and said["fresh_state"] == sorted(norm_keys)
+    assert all(torch.equal(loaded[k], fresh_init[k]) for k in norm_keys)
+    assert all(torch.equal(loaded[k], before[k]) for k in loaded if k not in norm_keys)
+
+
+def test_a_fine_tuning_run_is_another_run_when_its_source_model_changes(tiny_study, pretrained):
+    study_ = _finetuning(tiny_study, pretrained)
+    first = plan(study_, "s.yaml")[1][0].run_id
+    source = next(f for f in (pretrained / "runs").iterdir() if _seed(f) == 1)
+    payload = torch.load(source / store.MODEL, weights_only=True)
+    payload["model"] = {k: v + 1 for k, v in payload["model"].items()}
+    torch.save(payload, source / store.MODEL)
+    assert plan(study_, "s.yaml")[1][0].run_id != first
+
+
+@pytest.mark.parametrize(
+    ("train", "line"),
+    [
+        (
+            {"init_from": {"study": "PRE", "select": {"model.norm": "group"}}},
+            "train.init_from: no finished run of PRE has model.norm=group, seed=1",
+        ),
+        (
+            {"init_from": {"study": "PRE", "seed": "same"}, "epochs": 1},
+            None,  # found: seed 1 of the pretraining
+        ),
+        (
+            {"init_from": {"study": "nowhere"}},
+            "train.init_from: nowhere is not a sweep folder (no plan.json)",
+        ),
+        ({"frozen_bn": "all"}, "train.frozen_bn: needs train.init_from"),
+    ],
+)
+def test_planning_names_a_source_that_is_not_there(tiny_study, pretrained, train, line):
+    tiny_study.update(name="ft", seed=1)
+    tiny_study.pop("sweep")
+    if "init_from" in train:
+        study_dir = str(pretrained) if train["init_from"]["study"] == "PRE" else "nowhere"
+        train["init_from"]["study"] = study_dir
+        line = line and line.replace("PRE", study_dir)
+    tiny_study["train"].update(train)
+    if line is None:
+        assert plan(tiny_study, "s.yaml")[1]
+        return
+    with pytest.raises(ConfigError) as error:
+        plan(tiny_study, "s.yaml")
+    assert any(problem.startswith(f"s.yaml: {line}") for problem in error.value.lines()), (
+        error.value.lines()
+    )
