@@ -404,19 +404,14 @@ def train_pack(
             loop.epochs += 1
             position.epoch = loop.epochs
             epoch = _train_epoch(
-                model,
+                loop,
                 streams,
                 live,
-                optimizer,
-                scheduler,
                 batching,
                 position,
-                budget=schedule.total - loop.steps,
                 before_step=before_step,
                 compute=compute,
-                scaler=scaler,
                 under_way=under_way or _EpochUnderWay(streams[0].generator.get_state()),
-                after_step=loop.after_step,
             )
             under_way = None
             loop.steps += epoch[0].steps
@@ -583,25 +578,22 @@ def _progress_reset(layers: list[nn.Module]) -> Iterator[None]:
 
 
 def _train_epoch(
-    model: nn.Module,
+    loop: _Loop,
     streams: Sequence[Stream],
     live: list[int],
-    optimizer: torch.optim.Optimizer,
-    scheduler: torch.optim.lr_scheduler.LRScheduler,
     batching: Batching,
     position: Position,
-    budget: int,
     before_step: Callable[[], None],
     compute: Compute,
-    scaler: torch.amp.GradScaler,
     under_way: _EpochUnderWay,
-    after_step: Callable[[_EpochUnderWay, Callable[[], float]], None],
 ) -> list[EpochStats]:
-    """One epoch of every stream (each its own permutation) through ``model``, from the
-    steps ``under_way`` has done (a resumed epoch: its first stream's permutation drawn again
-    from the generator state it began with); the epoch's stats per copy. Only the ``live``
-    copies' losses are backpropagated. ``after_step(under_way, seconds)`` follows each
-    optimizer step."""
+    """One epoch of every stream (each its own permutation) through ``loop``'s model, at most
+    the optimizer steps left of its budget, from the steps ``under_way`` has done (a resumed
+    epoch: its first stream's permutation drawn again from the generator state it began
+    with); the epoch's stats per copy. Only the ``live`` copies' losses are backpropagated.
+    ``loop.after_step`` follows each optimizer step (mid-run checkpoints)."""
+    model, optimizer, scheduler, scaler = loop.model, loop.optimizer, loop.scheduler, loop.scaler
+    budget = loop.total - loop.steps
     device = streams[0].split.y.device
     start = synchronized_clock(device) - under_way.seconds_before
     streams[0].generator.set_state(under_way.order_state)
@@ -637,7 +629,7 @@ def _train_epoch(
         under_way.lr = optimizer.param_groups[0]["lr"]
         _advance_schedule(scheduler, after_skipped_step=was_skipped)
         under_way.steps_done = step
-        after_step(under_way, lambda: synchronized_clock(device) - start)
+        loop.after_step(under_way, lambda: synchronized_clock(device) - start)
     losses, accuracies = tally.means()
     seconds = synchronized_clock(device) - start
     return [
