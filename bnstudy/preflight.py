@@ -121,6 +121,7 @@ def _dataset(data: DataConfig, device: str, fingerprint: str | None) -> Dataset:
         device=device,
         layout=data.layout,
         validation_size=data.validation_size,
+        classes=data.classes,
     )
 
 

@@ -53,6 +53,7 @@ class DatasetSpec:
     generator makes when ``train_size``/``test_size`` are null (None for file data sets).
     ``default_root``: the root read when ``data.root`` is not given (None: it must be).
     ``validates``: the loader holds out ``validation_size`` training samples to test on.
+    ``selects_classes``: the loader keeps only the ``classes`` asked, relabelled 0, 1, ...
     """
 
     load: Callable[..., Dataset]
@@ -68,6 +69,7 @@ class DatasetSpec:
     default_sizes: tuple[int, int] | None = None
     default_root: str | None = None
     validates: bool = False
+    selects_classes: bool = False
 
 
 # --------------------------------------------------------------------------- shared helpers

@@ -144,8 +144,12 @@ def load_idx(
     root: str | None,
     image_size: int | None = None,
     validation_size: int | None = None,
+    classes: list[int] | None = None,
 ) -> Dataset:
     """``dataset`` from its IDX files under ``root`` (module docstring), as 1×H×W images.
+
+    ``classes``: only the images of these labels, relabelled by their position in the list,
+    before anything else is drawn.
 
     ``validation_size`` training images, class-balanced and drawn with ``seed``, are held out
     of training and are the split the runs test on, in place of the test split (to tune a
@@ -154,6 +158,11 @@ def load_idx(
     folder = idx_folder(dataset, Path(root or dataset.package_root or "."))
     (train_x, train_y), (test_x, test_y) = (_split(dataset, folder, s) for s in SPLIT_FILES)
     _check_image_size(dataset.name, image_size, train_x.shape[1:])
+    if classes is not None:
+        (train_x, train_y), (test_x, test_y) = (
+            _of_classes(dataset.name, x, y, classes)
+            for x, y in ((train_x, train_y), (test_x, test_y))
+        )
     train_y, test_y = (torch.from_numpy(y.astype(np.int64)) for y in (train_y, test_y))
     train_seed, test_seed = _subset_seeds(seed, dataset.name)
     if validation_size is not None:
@@ -169,5 +178,18 @@ def load_idx(
         train_y[train],
         torch.from_numpy(test_x[test.numpy()]).unsqueeze(1),
         test_y[test],
-        num_classes=CLASSES,
+        num_classes=CLASSES if classes is None else len(classes),
     )
+
+
+def _of_classes(
+    name: str, images: np.ndarray, labels: np.ndarray, classes: list[int]
+) -> tuple[np.ndarray, np.ndarray]:
+    """The images of ``classes`` and their labels as positions in ``classes``."""
+    unknown = [c for c in classes if not 0 <= c < CLASSES]
+    if unknown:
+        raise ValueError(f"data.classes: {unknown[0]} is not a class of {name} (0-{CLASSES - 1})")
+    position = np.full(CLASSES, -1)
+    position[classes] = np.arange(len(classes))
+    kept = position[labels] >= 0
+    return images[kept], position[labels[kept]]

@@ -30,6 +30,7 @@ def _idx_spec(dataset: IdxSet, description: str) -> DatasetSpec:
         files=functools.partial(idx_files, dataset),
         default_root=dataset.package_root,
         validates=True,
+        selects_classes=True,
     )
 
 
@@ -134,16 +135,19 @@ def load_dataset(
     device: torch.device | str = "cpu",
     layout: str | None = None,
     validation_size: int | None = None,
+    classes: list[int] | None = None,
 ) -> Dataset:
     """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one,
-    ``validation_size`` where it holds one out), normalize each sample's ``intensity`` if
-    asked, and put both splits on ``device``."""
+    ``validation_size`` where it holds one out, ``classes`` where it selects them), normalize
+    each sample's ``intensity`` if asked, and put both splits on ``device``."""
     spec = DATASETS.get(name)
     if spec is None:
         raise ValueError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     extra = {"layout": layout} if spec.layouts else {}
     if spec.validates:
         extra["validation_size"] = validation_size
+    if spec.selects_classes:
+        extra["classes"] = classes
     data = spec.load(
         train_size=train_size,
         test_size=test_size,

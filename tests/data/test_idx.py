@@ -143,3 +143,22 @@ def test_validation_size_is_refused_where_the_loader_holds_none(tmp_path, write_
     assert "data.validation_size: only fashion_mnist, mnist hold out a validation split" in (
         result.stderr
     )
+
+
+def test_classes_keep_their_images_relabelled_by_position_before_subsets_are_drawn(tmp_path):
+    arrays = write_idx(tmp_path)
+    data = _load("fashion_mnist", root=str(tmp_path), train_size=6, test_size=None, classes=[7, 2])
+    assert data.num_classes == 2
+    assert sorted(data.train.y.tolist()) == [0, 0, 0, 1, 1, 1]  # balanced among the two
+    test_labels = arrays["test_labels"]
+    kept = np.flatnonzero(np.isin(test_labels, [7, 2]))
+    assert data.test.y.tolist() == [0 if test_labels[i] == 7 else 1 for i in kept]
+    with pytest.raises(ValueError, match="data.classes: 12 is not a class of fashion_mnist"):
+        _load("fashion_mnist", root=str(tmp_path), classes=[1, 12])
+
+
+def test_classes_are_refused_where_the_loader_selects_none(write_study):
+    study = {"name": "s", "data": {"name": "synthetic2d", "classes": [0, 1]}}
+    result = CliRunner().invoke(app, ["run", str(write_study(study)), "--dry-run"])
+    assert result.exit_code == 2
+    assert "data.classes: only fashion_mnist, mnist select classes" in result.stderr
