@@ -73,7 +73,7 @@ class DataConfig(Section):
     # fashion_mnist, mnist: keep only these classes (by their label in the files), relabelled
     # by their position ([5, 6, 7, 8, 9] -> 0..4) and subsets drawn among them; another task
     # from the same images (fine-tuning on classes a model was not pretrained on); null: all
-    classes: list[Annotated[int, Field(ge=0)]] | None = Field(None, min_length=2)
+    classes: tuple[Annotated[int, Field(ge=0)], ...] | None = Field(None, min_length=2)
     # seed of synthetic data, and of the class-balanced subsets drawn from the file data sets
     # when train_size/test_size/validation_size are below a split's size; fixed across run seeds
     seed: int = 0
@@ -131,17 +131,23 @@ class DataConfig(Section):
             raise ValueError(f"only {names} hold out a validation split; remove it")
         return size
 
+    @field_validator("classes", mode="before")
+    @classmethod
+    def _a_tuple(cls, classes: Any) -> Any:
+        """YAML's list as a tuple: the data settings are hashable (runs share a loaded set)."""
+        return tuple(classes) if isinstance(classes, list) else classes
+
     @field_validator("classes")
     @classmethod
     def _classes_where_the_loader_can(
-        cls, classes: list[int] | None, info: ValidationInfo
-    ) -> list[int] | None:
+        cls, classes: tuple[int, ...] | None, info: ValidationInfo
+    ) -> tuple[int, ...] | None:
         spec = DATASETS.get(info.data.get("name", ""))
         if classes is not None and spec is not None and not spec.selects_classes:
             names = ", ".join(name for name, s in DATASETS.items() if s.selects_classes)
             raise ValueError(f"only {names} select classes; remove it")
         if classes is not None and len(set(classes)) < len(classes):
-            raise ValueError(f"classes repeat: {classes}")
+            raise ValueError(f"classes repeat: {list(classes)}")
         return classes
 
     @field_validator("image_size")

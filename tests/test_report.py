@@ -982,3 +982,11 @@ def test_figures_drawn_aside_are_written_and_their_errors_raised_here(tmp_path):
         with pytest.raises(KeyError, match="test_acc") as raised:
             wait()
     assert "in broken" in str(raised.value.__cause__)  # the forked process's traceback
+
+
+def test_a_series_label_leaves_out_a_swept_key_the_run_ignores():
+    from bnstudy.report.runs_table import series_labels
+
+    frame = pd.DataFrame({"norm": ["batch", "group"], "train.frozen_bn": ["all", None]})
+    labels = series_labels(frame, ["norm", "train.frozen_bn"])
+    assert labels.tolist() == ["batch, train.frozen_bn=all", "group"]

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,7 +145,7 @@ def load_idx(
     root: str | None,
     image_size: int | None = None,
     validation_size: int | None = None,
-    classes: list[int] | None = None,
+    classes: Sequence[int] | None = None,
 ) -> Dataset:
     """``dataset`` from its IDX files under ``root`` (module docstring), as 1×H×W images.
 
@@ -183,13 +184,13 @@ def load_idx(
 
 
 def _of_classes(
-    name: str, images: np.ndarray, labels: np.ndarray, classes: list[int]
+    name: str, images: np.ndarray, labels: np.ndarray, classes: Sequence[int]
 ) -> tuple[np.ndarray, np.ndarray]:
     """The images of ``classes`` and their labels as positions in ``classes``."""
     unknown = [c for c in classes if not 0 <= c < CLASSES]
     if unknown:
         raise ValueError(f"data.classes: {unknown[0]} is not a class of {name} (0-{CLASSES - 1})")
     position = np.full(CLASSES, -1)
-    position[classes] = np.arange(len(classes))
+    position[list(classes)] = np.arange(len(classes))
     kept = position[labels] >= 0
     return images[kept], position[labels[kept]]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -135,7 +136,7 @@ def load_dataset(
     device: torch.device | str = "cpu",
     layout: str | None = None,
     validation_size: int | None = None,
-    classes: list[int] | None = None,
+    classes: Sequence[int] | None = None,
 ) -> Dataset:
     """Load data set ``name`` from ``DATASETS`` (with ``layout`` where its loader reads one,
     ``validation_size`` where it holds one out, ``classes`` where it selects them), normalize
