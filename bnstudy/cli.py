@@ -492,6 +492,13 @@ def evaluate(
             show_default=False,
         ),
     ] = None,
+    eval_file: Annotated[
+        Path | None,
+        typer.Option(
+            help="A YAML file with an eval: section of these keys (the options above win).",
+            show_default=False,
+        ),
+    ] = None,
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N.")] = "auto",
     jobs: Annotated[
         int,
@@ -506,15 +513,16 @@ def evaluate(
     without a saved model are named and left as they are."""
     from bnstudy.config import ConfigError
     from bnstudy.device import resolve_device
-    from bnstudy.evaluate_saved import checked_request, evaluate_study
+    from bnstudy.evaluate_saved import checked_request, evaluate_study, request_file
 
     asked = {"test_modes": _comma_list(test_modes)}
     asked["train_mode_batch_sizes"] = _batch_sizes(train_mode_batch_sizes)
-    request = {key: value for key, value in asked.items() if value is not None}
-    if not request:
-        _fail(["nothing asked: give --test-modes, --train-mode-batch-sizes or both"])
     try:
-        request = checked_request(request, "the evaluation asked")
+        request = request_file(eval_file) if eval_file else {}
+        request |= {key: value for key, value in asked.items() if value is not None}
+        if not request:
+            _fail(["nothing asked: give --test-modes, --train-mode-batch-sizes or --eval-file"])
+        request = checked_request(request, str(eval_file or "the evaluation asked"))
         on = resolve_device(device)
         done = evaluate_study(sweep_dir, request, on, jobs, on_run=_print_evaluated)
     except ConfigError as error:

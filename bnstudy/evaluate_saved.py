@@ -24,7 +24,13 @@ import torch
 
 from bnstudy import checkpoint, claims, store
 from bnstudy.checkpoint import CheckpointError
-from bnstudy.config import ConfigError, Problem, StudyConfig, validate_study
+from bnstudy.config import (
+    ConfigError,
+    Problem,
+    StudyConfig,
+    read_config_file,
+    validate_study,
+)
 from bnstudy.device import reset_peak_memory, run_flags, synchronized_clock, worker_environment
 from bnstudy.evaluation import evaluate_setting, test_outputs
 from bnstudy.preflight import EvalSetting, evaluation_settings, load_data, model_for_data
@@ -58,6 +64,19 @@ def checked_request(request: dict[str, Any], source: str) -> dict[str, Any]:
         raise ConfigError(problems)
     checked = validate_study({"name": "evaluation", "eval": request}, source).eval
     return {key: getattr(checked, key) for key in request}
+
+
+def request_file(path: Path) -> dict[str, Any]:
+    """The ``eval`` section of a small YAML file (``eval: {test_modes: [adabn]}``), as a
+    request for :func:`checked_request`; :class:`bnstudy.config.ConfigError` naming the file
+    and key when it holds anything else."""
+    raw = read_config_file(path)
+    others = [key for key in raw if key != "eval"]
+    if others:
+        raise ConfigError([Problem(str(path), others[0], "an evaluation file holds only eval")])
+    if not isinstance(raw.get("eval"), dict):
+        raise ConfigError([Problem(str(path), "eval", "a mapping of eval keys is needed")])
+    return raw["eval"]
 
 
 def later_config(folder: Path, request: dict[str, Any]) -> StudyConfig:

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 from bnstudy import store, study
 from bnstudy.cli import app
 from bnstudy.config import ConfigError
-from bnstudy.evaluate_saved import checked_request, evaluate_study
+from bnstudy.evaluate_saved import checked_request, evaluate_study, request_file
 from bnstudy.sweep import plan
 
 CPU = torch.device("cpu")
@@ -123,3 +123,14 @@ def test_a_setting_that_failed_in_training_is_tried_once_more_and_its_row_replac
     ]
     (again,) = evaluate_study(sweep, {"test_modes": ["eval", "train"]}, CPU)
     assert again.added == ()
+
+
+def test_an_eval_file_asks_what_the_options_ask_and_names_itself_when_wrong(tmp_path):
+    good, bad = tmp_path / "good.yaml", tmp_path / "bad.yaml"
+    good.write_text("eval:\n  test_modes: [adabn]\n")
+    assert request_file(good) == {"test_modes": ["adabn"]}
+    bad.write_text("eval:\n  test_modes: [adabn]\ntrain:\n  lr: 1\n")
+    runner = CliRunner()
+    result = runner.invoke(app, ["evaluate", str(tmp_path), "--eval-file", str(bad)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: {bad}: train: an evaluation file holds only eval"
