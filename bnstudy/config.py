@@ -322,7 +322,8 @@ class TrainConfig(Section):
     deterministic: bool = False
     # keep the trained model (weights and buffers) in the run folder as model.pt
     # (bnstudy.checkpoint; 81-390 kB for the shipped cnns, 1.1 MB for ResNet-20, 17 MB for
-    # zeros_net: scripts/checkpoint_sizes.py). Neither this nor checkpoint_every changes the run's identity
+    # zeros_net: scripts/checkpoint_sizes.py). Neither this nor checkpoint_every changes the
+    # run's identity
     save_model: bool = True
     # save the training state (model, optimizer, lr schedule, RNG states, data order) every
     # this many optimizer steps to checkpoint.pt, keeping only the latest; a rerun of a run

@@ -58,13 +58,7 @@ def _has(sweep_dir: Path, run_id: str, want: dict[str, Any]) -> bool:
     if not (folder / store.CONFIG).is_file():
         return False
     config = store.read_config(folder)
-    return all(_at(config, key) == value for key, value in want.items())
-
-
-def _at(record: dict[str, Any], key: str) -> Any:
-    for part in key.split("."):
-        record = record.get(part) if isinstance(record, dict) else None
-    return record
+    return all(store.value_at(config, key) == value for key, value in want.items())
 
 
 def init_fingerprint(config: StudyConfig) -> str:

@@ -378,7 +378,7 @@ def run_fields(run_id: str, config: dict[str, Any], result: dict[str, Any]) -> d
     (:class:`bnstudy.results.Column`), its provenance, and the ones derived here (``run``)."""
     sources = {"config": config, "result": result}
     read = {
-        column.name: _at(sources[column.part], column.key)
+        column.name: value_at(sources[column.part], column.key)
         for column in COLUMNS.values()
         if column.part in sources and column.key is not None
     }
@@ -403,7 +403,7 @@ def _derived(norm: str, train: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _at(record: dict[str, Any], key: str) -> Any:
+def value_at(record: dict[str, Any], key: str) -> Any:
     """The value at dotted ``key`` of ``record``; None where a level is missing (a file from
     before the value was recorded)."""
     for part in key.split("."):
