@@ -133,7 +133,11 @@ def _evaluate_claimed(
         weights = checkpoint.saved_model(folder, run_id).weights
     except CheckpointError as error:
         return Evaluated(run_id, note=f"no usable saved model: {error}")
-    tests, outputs, where = _evaluate(config, weights, settings, device)
+    try:
+        tests, outputs, where = _evaluate(config, weights, settings, device)
+    except RuntimeError as error:  # each setting's own failure is its outcome: this is the load
+        reason = str(error).strip().splitlines()[-1].strip()
+        return Evaluated(run_id, note=f"its saved model does not load into its model: {reason}")
     store.add_later(folder, {"eval": request, "tests": tests, "provenance": where}, outputs)
     failed = sum(test[STATUS] != OK for test in tests)
     return Evaluated(run_id, added=tuple(s.key for s in settings), failed=failed)

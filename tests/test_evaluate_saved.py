@@ -134,3 +134,15 @@ def test_an_eval_file_asks_what_the_options_ask_and_names_itself_when_wrong(tmp_
     result = runner.invoke(app, ["evaluate", str(tmp_path), "--eval-file", str(bad)])
     assert result.exit_code == 2
     assert result.output.strip() == f"error: {bad}: train: an evaluation file holds only eval"
+
+
+def test_a_saved_model_that_does_not_fit_its_run_is_named_not_a_traceback(tiny_study, tmp_path):
+    study.run_study(*plan(tiny_study, "s.yaml"), tmp_path, CPU)
+    (model,) = (tmp_path / "tiny").rglob(store.MODEL)
+    payload = torch.load(model, weights_only=True)
+    payload["model"]["head.weight"] = torch.zeros(3, 3)
+    torch.save(payload, model)
+    (evaluated,) = evaluate_study(tmp_path / "tiny", {"test_modes": ["adabn"]}, CPU)
+    assert evaluated.added == ()
+    assert evaluated.note.startswith("its saved model does not load into its model: ")
+    assert "\n" not in evaluated.note
