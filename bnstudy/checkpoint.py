@@ -59,12 +59,6 @@ def save(path: Path, run_id: str, config: dict[str, Any], **content: Any) -> Non
         torch.save(payload | content, file)
 
 
-def load(path: Path, run_id: str, part: str) -> Any:
-    """The ``part`` (``model`` or ``training``) of the checkpoint at ``path``, on the CPU
-    (:func:`load_checked`)."""
-    return load_checked(path, run_id, part)[part]
-
-
 def load_checked(path: Path, run_id: str, part: str) -> dict[str, Any]:
     """The checkpoint at ``path``, its tensors on the CPU.
 
