@@ -694,12 +694,11 @@ class _Tally:
 
     def means(self) -> tuple[list[float], list[float]]:
         """Each copy's loss (the mean over samples) and accuracy, as floats."""
-        losses = torch.stack(self.losses).float().view(len(self.sizes), -1)  # (passes, K)
+        held = self.state()
+        losses = held["losses"].float().view(len(self.sizes), -1)  # (passes, K)
         sizes = torch.tensor(self.sizes, device=losses.device, dtype=losses.dtype)
         loss_sum = (losses * sizes[:, None]).sum(0)
-        predicted = torch.cat(self.predicted, dim=1)
-        targets = torch.stack([torch.cat(copy) for copy in zip(*self.targets, strict=True)])
-        correct = (predicted == targets).sum(1)
+        correct = (held["predicted"] == torch.stack(held["targets"])).sum(1)
         return (loss_sum / self.samples).tolist(), (correct / self.samples).tolist()
 
 
