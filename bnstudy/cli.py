@@ -375,7 +375,15 @@ def _layer_table(inspection: Inspection) -> Table:
     )
     for r in inspection.layers:
         shape = "×".join(map(str, r.input_shape))
-        table.add_row(r.name, r.kind, shape, r.axes, str(r.values), str(r.images), r.verdict)
+        table.add_row(
+            r.name,
+            r.kind,
+            shape,
+            r.axes,
+            "-" if r.values is None else str(r.values),
+            str(r.images),
+            r.verdict,
+        )
     return table
 
 

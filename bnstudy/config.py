@@ -331,13 +331,9 @@ class TrainConfig(Section):
     checkpoint_every: int | None = Field(None, ge=1)
     # start from another run's trained model (bnstudy.finetune): its weights and buffers where
     # name and shape match, except its norm layers when this run's norm is another (GroupNorm
-    # replacing BN starts fresh); null: from the seeded initialization
+    # replacing BN starts fresh; frozen_bn and frozen_stats take over a BN run's
+    # statistics, and need this); null: from the seeded initialization
     init_from: InitFrom | None = None
-    # fine-tuning (needs init_from) with the layers that have batch statistics (BN family)
-    # frozen: none (trained as usual), statistics (eval mode while training: the pretrained
-    # running statistics normalize and stay fixed; γ, β train), all (statistics, γ and β
-    # fixed: detectron2's FrozenBatchNorm2d). Norms without batch statistics ignore it
-    frozen_bn: Literal["none", "statistics", "all"] = "none"
 
     @model_validator(mode="before")
     @classmethod
@@ -348,15 +344,6 @@ class TrainConfig(Section):
         ):
             return {key: value for key, value in raw.items() if key != "norm_batch_size"}
         return raw
-
-    @field_validator("frozen_bn")
-    @classmethod
-    def _frozen_after_pretraining(cls, frozen: str, info: ValidationInfo) -> str:
-        if frozen != "none" and info.data.get("init_from") is None:
-            raise ValueError(
-                "needs train.init_from: an untrained model's running statistics are 0 and 1"
-            )
-        return frozen
 
     @field_validator("norm_batch_size")
     @classmethod
@@ -451,7 +438,7 @@ class EvalConfig(Section):
 
 
 # train settings that only norms with batch statistics use: dropped from the other runs
-BATCH_ONLY = ("norm_batch_size", "frozen_bn")
+BATCH_ONLY = ("norm_batch_size",)
 BATCH_ONLY_KEYS = tuple(f"train.{key}" for key in BATCH_ONLY)
 
 

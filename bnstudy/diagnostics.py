@@ -62,9 +62,12 @@ def norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if module_spec(m) is not None]
 
 
-def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int:
-    """How many values each mean/variance of ``module`` averages for an input ``shape``."""
+def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int | None:
+    """How many values each mean/variance of ``module`` averages for an input ``shape``; None
+    for a module that computes no statistic (a frozen BN)."""
     axes = reduced_axes(module, len(shape))
+    if not axes:
+        return None
     count = math.prod(shape[a] for a in axes if a != 1)
     if 1 in axes:  # C/G channels per group
         count *= shape[1] // module.num_groups
@@ -72,15 +75,21 @@ def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int:
 
 
 def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
-    """The reduced axes by name, e.g. 'N,H,W' for BatchNorm2d, 'C/G,H,W' for GroupNorm."""
+    """The reduced axes by name, e.g. 'N,H,W' for BatchNorm2d, 'C/G,H,W' for GroupNorm;
+    'none' for a module that computes no statistic."""
+    if not reduced_axes(module, len(shape)):
+        return "none"
     grouped = getattr(module, "num_groups", 1) > 1
     names = ("N", "C/G" if grouped else "C", *_SPATIAL_NAMES[len(shape) - 2])
     return ",".join(names[a] for a in reduced_axes(module, len(shape)))
 
 
-def verdict(count: int, module: nn.Module, images: int = 1) -> str:
+def verdict(count: int | None, module: nn.Module, images: int = 1) -> str:
     """What to expect from a statistic over ``count`` values of ``images`` images, in train
-    mode and in eval mode: degenerate / per-image / noisy / fine."""
+    mode and in eval mode: degenerate / per-image / noisy / fine (``count`` None: the module
+    computes no statistic)."""
+    if count is None:
+        return f"fixed: {_what_happens_at_one_value(module)}"
     if count == 1:
         return f"degenerate: 1 value ({_what_happens_at_one_value(module)})"
     if module_uses_batch_statistics(module):
@@ -135,7 +144,7 @@ class LayerReport:
     kind: str
     input_shape: tuple[int, ...]
     axes: str
-    values: int
+    values: int | None  # values per statistic; None: the layer computes none (a frozen BN)
     images: int  # images per statistic: N for batch statistics, else 1
     verdict: str
 

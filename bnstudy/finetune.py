@@ -1,11 +1,13 @@
-"""Fine-tuning: a run that starts from another run's trained model (``train.init_from``),
-with the layers that have batch statistics trained as usual or frozen (``train.frozen_bn``:
-bnstudy.norms.freeze_batch_statistics).
+"""Fine-tuning: a run that starts from another run's trained model (``train.init_from``).
 
 The question it asks is the practitioner's "I fine-tune a pretrained model at batch 2: should I
-freeze BN?": detectron2 freezes BN by default when fine-tuning detectors
-(``FrozenBatchNorm2d``: fixed statistics and affine, as torchvision's
-``ops.FrozenBatchNorm2d``), because batch statistics over 2 images per GPU are noise.
+freeze BN?". detectron2 freezes BN by default when fine-tuning detectors (``FrozenBN``:
+statistics and affine fixed, as torchvision's ``ops.FrozenBatchNorm2d``), because batch
+statistics over 2 images per GPU are noise. A fine-tuning study asks it with the norm of the
+fine-tuning runs: ``batch`` trains the pretrained BN as usual (at any normalization batch size),
+``frozen_bn`` and ``frozen_stats`` (:mod:`bnstudy.norms.frozen`) take over its statistics and
+keep them fixed, with γ and β fixed or trained, and a norm that loads nothing of the source's
+norm layers (``group``) replaces them with fresh ones.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from torch import nn
 
 from bnstudy import checkpoint, store
 from bnstudy.config import InitFrom, StudyConfig
-from bnstudy.norms import module_spec
+from bnstudy.norms import module_spec, norm_spec
 from bnstudy.results import OK, RUN_ID, STATUS
 
 
@@ -72,16 +74,18 @@ def init_fingerprint(config: StudyConfig) -> str:
 def initialize_from_source(model: nn.Module, config: StudyConfig) -> dict[str, Any]:
     """Load the source run's trained weights and buffers into ``model`` (built for
     ``config``) where name and shape match, leaving its norm layers as initialized when the
-    source trained another norm; what the record says of it: the source run's folder
-    (``initialized_from``) and the state names left as initialized (``fresh_state``).
-    ValueError when a state entry that is not a norm layer's finds nothing to load (another
-    architecture), or when the model.pt does not load (bnstudy.checkpoint's line)."""
+    source trained a norm whose state this one does not load (:func:`loads_norm_state`); what
+    the record says of it: the source run's folder (``initialized_from``) and the state names
+    left as initialized (``fresh_state``). ValueError when a state entry that is not a norm
+    layer's finds nothing to load (another architecture), when this norm needs the source's
+    norm state and cannot have it, or when the model.pt does not load (bnstudy.checkpoint's
+    line)."""
     folder, run_id = source_run(config.train.init_from, config.seed)
     try:
         weights, source = checkpoint.saved_model(folder, run_id)
     except checkpoint.CheckpointError as error:
         raise ValueError(str(error)) from None
-    fresh = _norm_state_names(model) if source["model"]["norm"] != config.model.norm else set()
+    fresh = set() if loads_norm_state(config, source, run_id) else _norm_state_names(model)
     state = model.state_dict()
     loaded = {
         name: value
@@ -97,6 +101,29 @@ def initialize_from_source(model: nn.Module, config: StudyConfig) -> dict[str, A
         )
     model.load_state_dict(loaded, strict=False)
     return {"initialized_from": str(folder), "fresh_state": sorted(fresh)}
+
+
+def loads_norm_state(config: StudyConfig, source: dict[str, Any], run_id: str) -> bool:
+    """Whether a run of ``config`` loads the norm layers' state of source run ``run_id``
+    (``source``: its config): when it trained the same norm, or one this norm takes over
+    (``loads_state_of``: a frozen BN keeps a BN's statistics, with the same eps). ValueError
+    when this norm must take over a source's state and cannot."""
+    norm, trained = config.model.norm, source["model"]["norm"]
+    spec = norm_spec(norm)
+    if not spec.loads_state_of or trained == norm:
+        return trained == norm
+    if trained not in spec.loads_state_of:
+        raise ValueError(
+            f"{norm} takes over the statistics of a {' or '.join(spec.loads_state_of)} run, "
+            f"and run {run_id} trained {trained}"
+        )
+    eps, source_eps = config.model.norm_options.eps, source["model"][trained]["eps"]
+    if eps != source_eps:
+        raise ValueError(
+            f"model.{norm}.eps {eps:g} differs from the eps of run {run_id}'s {trained} "
+            f"({source_eps:g}): its statistics were used with that eps"
+        )
+    return True
 
 
 def _norm_state_names(model: nn.Module) -> set[str]:

@@ -15,6 +15,8 @@ NORM_NAMES = (
     "batch_manual",
     "batch_keras",
     "batch_renorm",
+    "frozen_bn",
+    "frozen_stats",
     "evonorm_b0",
     "evonorm_s0",
     "group",

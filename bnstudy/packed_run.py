@@ -71,8 +71,6 @@ def alone_reason(config: StudyConfig) -> str | None:
         )
     if config.train.precision == "fp16":
         return "fp16's loss scaler skips a step for every copy when one copy overflows"
-    if config.train.frozen_bn != "none":
-        return "train.frozen_bn: a packed network's BN layers are new modules, not frozen"
     if config.train.checkpoint_every is not None:
         return "train.checkpoint_every: a mid-run checkpoint holds one run's training"
     return None

@@ -293,7 +293,16 @@ def forward_flops(config: StudyConfig) -> int:
 
 def _init_problem(config: StudyConfig, facts: _DataFacts) -> Problem | None:
     """A fine-tuning run's source run (train.init_from) exists, finished, and its model fits
-    this run's (bnstudy.finetune.initialize_from_source)."""
+    this run's (bnstudy.finetune.initialize_from_source); a norm that takes over a trained
+    norm's state (a frozen BN) has one."""
+    sources = norm_spec(config.model.norm).loads_state_of
+    if config.train.init_from is None and sources:
+        return Problem(
+            "train.init_from",
+            f"model.norm {config.model.norm} keeps the statistics of a trained "
+            f"{' or '.join(sources)} run: name it here (from scratch they are 0 and 1)",
+            ("train.init_from", "model.norm"),
+        )
     if config.train.init_from is None:
         return None
     try:

@@ -31,7 +31,6 @@ from bnstudy.data import Dataset
 from bnstudy.device import free_memory, reset_peak_memory, run_flags, synchronized_clock
 from bnstudy.evaluation import evaluate_all, not_tested, seeded_batches
 from bnstudy.finetune import initialize_from_source
-from bnstudy.norms import freeze_batch_statistics
 from bnstudy.preflight import load_data, model_for_data, statistics_batch
 from bnstudy.record import failure, new_record, provenance
 from bnstudy.results import (
@@ -236,13 +235,12 @@ def setup_model(
     config: StudyConfig, data: Dataset, compute: Compute, train_record: dict[str, Any]
 ) -> tuple[nn.Module, torch.optim.Optimizer, float]:
     """The run's model (bnstudy.preflight.model_for_data; with ``train.init_from``, loaded
-    from the source run's model and, with ``train.frozen_bn``, its BN layers frozen:
-    bnstudy.finetune, said in ``train_record``), its optimizer and scaled lr."""
+    from the source run's model: bnstudy.finetune, said in ``train_record``), its optimizer and
+    scaled lr."""
     check_ghost_remainder(len(data.train.y), batching(config))
     model = model_for_data(config, data)
     if config.train.init_from is not None:
         train_record.update(initialize_from_source(model, config))
-        train_record["frozen_layers"] = freeze_batch_statistics(model, config.train.frozen_bn)
     model = compute.prepare(model, data.spatial_dims)
     train_cfg = config.train
     lr = scaled_lr(
@@ -277,7 +275,8 @@ def _initial_diagnostics(
     fewest values any statistic averages over, and the output probe at initialization."""
     probe, other = _probe_batches(data, statistics_batch(config))
     layers = [asdict(report) for report in diagnostics.layer_reports(model, probe)]
-    summary = {MIN_VALUES_PER_STAT: min((r["values"] for r in layers), default=math.nan)}
+    counts = [r["values"] for r in layers if r["values"] is not None]
+    summary = {MIN_VALUES_PER_STAT: min(counts, default=math.nan)}
     summary |= {_AT_INIT[k]: v for k, v in diagnostics.output_probe(model, probe, other).items()}
     return layers, summary
 

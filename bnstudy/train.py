@@ -28,7 +28,7 @@ from torch import nn
 
 from bnstudy.data import Split
 from bnstudy.device import synchronized_clock
-from bnstudy.norms import module_spec, progress_layers, train_mode
+from bnstudy.norms import module_spec, progress_layers
 from bnstudy.packing import pack_inputs, unpack_outputs
 
 LR_SCALING_POWER = {"none": 0.0, "linear": 1.0, "sqrt": 0.5}
@@ -392,7 +392,7 @@ def train_pack(
         for layer in layers:
             layer.set_progress(scheduler.last_epoch / schedule.total)
 
-    train_mode(model)  # layers frozen for fine-tuning stay in eval mode
+    model.train()
     live, under_way = list(range(len(streams))), None
     if checkpoints is not None and checkpoints.resume is not None:
         under_way, history = loop.restore(checkpoints.resume)

@@ -1,5 +1,5 @@
-"""Fine-tuning from a finished run's model (train.init_from) with BN frozen or not
-(train.frozen_bn): bnstudy.finetune and bnstudy.norms.freeze_batch_statistics."""
+"""Fine-tuning from a finished run's model (train.init_from), with BN trained or frozen
+(model.norm frozen_bn, frozen_stats) or replaced: bnstudy.finetune."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import torch
 
 from bnstudy import checkpoint, store, study
 from bnstudy.config import ConfigError
-from bnstudy.finetune import initialize_from_source
+from bnstudy.finetune import initialize_from_source, loads_norm_state
 from bnstudy.preflight import load_data, model_for_data
 from bnstudy.sweep import plan
 
@@ -25,11 +25,12 @@ def pretrained(tiny_study, tmp_path):
     return tmp_path / "pre" / "tiny"
 
 
-def _finetuning(tiny_study, pretrained, **train) -> dict:
+def _finetuning(tiny_study, pretrained, norm="batch", **train) -> dict:
     tiny_study.update(name="ft", seed=1)
     tiny_study.pop("sweep")  # the pretraining's
     train.setdefault("init_from", {"study": str(pretrained)})
     tiny_study["train"].update(lr=0.5, norm_batch_size=2, **train)
+    tiny_study["model"]["norm"] = norm
     return tiny_study
 
 
@@ -51,19 +52,17 @@ def _bn(state: dict[str, torch.Tensor], kind: str) -> dict[str, torch.Tensor]:
 
 
 @pytest.mark.parametrize(
-    ("frozen", "statistics_kept", "affine_kept"),
-    [("none", False, False), ("statistics", True, False), ("all", True, True)],
+    ("norm", "statistics_kept", "affine_kept"),
+    [("batch", False, False), ("frozen_stats", True, False), ("frozen_bn", True, True)],
 )
-def test_frozen_bn_keeps_what_it_says_and_the_rest_fine_tunes(
-    tiny_study, tmp_path, pretrained, frozen, statistics_kept, affine_kept
+def test_a_frozen_bn_keeps_what_it_says_and_the_rest_fine_tunes(
+    tiny_study, tmp_path, pretrained, norm, statistics_kept, affine_kept
 ):
     source = next(f for f in (pretrained / "runs").iterdir() if _seed(f) == 1)
-    result, tuned = _fine_tune(
-        _finetuning(tiny_study, pretrained, frozen_bn=frozen), tmp_path / "ft"
-    )
+    result, tuned = _fine_tune(_finetuning(tiny_study, pretrained, norm), tmp_path / "ft")
     assert result["status"] == "ok"
     assert result["train"]["initialized_from"] == str(source)
-    assert result["train"]["frozen_layers"] == (0 if frozen == "none" else 2)
+    assert result["train"]["fresh_state"] == []
     before = _state(source)
     for kind, kept in [
         ("running_mean", statistics_kept),
@@ -85,9 +84,8 @@ def test_groupnorm_replacing_bn_starts_fresh_where_the_norm_is_and_pretrained_el
     tiny_study, pretrained
 ):
     tiny_study = _finetuning(
-        tiny_study, pretrained, init_from={"study": str(pretrained), "seed": 0}
+        tiny_study, pretrained, "group", init_from={"study": str(pretrained), "seed": 0}
     )
-    tiny_study["model"]["norm"] = "group"
     config = plan(tiny_study, "s.yaml")[1][0].config
     model = model_for_data(config, load_data(config, CPU))
     fresh_init = {k: v.clone() for k, v in model.state_dict().items()}
@@ -113,24 +111,37 @@ def test_a_fine_tuning_run_is_another_run_when_its_source_model_changes(tiny_stu
 
 
 @pytest.mark.parametrize(
-    ("train", "line"),
+    ("model", "train", "line"),
     [
         (
+            {},
             {"init_from": {"study": "PRE", "select": {"model.norm": "group"}}},
             "train.init_from: no finished run of PRE has model.norm=group, seed=1",
         ),
         (
+            {},
             {"init_from": {"study": "PRE", "seed": "same"}, "epochs": 1},
             None,  # found: seed 1 of the pretraining
         ),
         (
+            {},
             {"init_from": {"study": "nowhere"}},
             "train.init_from: nowhere is not a sweep folder (no plan.json)",
         ),
-        ({"frozen_bn": "all"}, "train.frozen_bn: needs train.init_from"),
+        (
+            {"norm": "frozen_bn"},
+            {},
+            "train.init_from: model.norm frozen_bn keeps the statistics of a trained batch "
+            "run: name it here",
+        ),
+        (
+            {"norm": "frozen_stats", "frozen_stats": {"eps": 1e-3}},
+            {"init_from": {"study": "PRE"}},
+            "train.init_from: model.frozen_stats.eps 0.001 differs from the eps of run",
+        ),
     ],
 )
-def test_planning_names_a_source_that_is_not_there(tiny_study, pretrained, train, line):
+def test_planning_names_a_source_that_is_not_there(tiny_study, pretrained, model, train, line):
     tiny_study.update(name="ft", seed=1)
     tiny_study.pop("sweep")
     if "init_from" in train:
@@ -138,6 +149,7 @@ def test_planning_names_a_source_that_is_not_there(tiny_study, pretrained, train
         train["init_from"]["study"] = study_dir
         line = line and line.replace("PRE", study_dir)
     tiny_study["train"].update(train)
+    tiny_study["model"].update(model)
     if line is None:
         assert plan(tiny_study, "s.yaml")[1]
         return
@@ -146,3 +158,10 @@ def test_planning_names_a_source_that_is_not_there(tiny_study, pretrained, train
     assert any(problem.startswith(f"s.yaml: {line}") for problem in error.value.lines()), (
         error.value.lines()
     )
+
+
+def test_a_frozen_bn_refuses_a_source_that_trained_no_bn(tiny_study, pretrained):
+    config = plan(_finetuning(tiny_study, pretrained, "frozen_bn"), "s.yaml")[1][0].config
+    with pytest.raises(ValueError, match="statistics of a batch run, and run r trained group"):
+        loads_norm_state(config, {"model": {"norm": "group"}}, "r")
+    assert loads_norm_state(config, {"model": {"norm": "batch", "batch": {"eps": 1e-5}}}, "r")

@@ -987,6 +987,7 @@ def test_figures_drawn_aside_are_written_and_their_errors_raised_here(tmp_path):
 def test_a_series_label_leaves_out_a_swept_key_the_run_ignores():
     from bnstudy.report.runs_table import series_labels
 
-    frame = pd.DataFrame({"norm": ["batch", "group"], "train.frozen_bn": ["all", None]})
-    labels = series_labels(frame, ["norm", "train.frozen_bn"])
-    assert labels.tolist() == ["batch, train.frozen_bn=all", "group"]
+    groups = pd.Series([None, 8], dtype=object)
+    frame = pd.DataFrame({"norm": ["batch", "group"], "model.group.groups": groups})
+    labels = series_labels(frame, ["norm", "model.group.groups"])
+    assert labels.tolist() == ["batch", "group, model.group.groups=8"]

@@ -7,6 +7,8 @@ name builds the 1D, 2D or 3D variant. The registered norms, in this order (the r
 - :mod:`~bnstudy.norms.batch`: ``batch`` (torch's BN with ghost batches), ``batch_manual`` (BN
   written out with the framework knobs), ``batch_keras`` (Keras/TF defaults);
 - :mod:`~bnstudy.norms.renorm`: ``batch_renorm`` (Ioffe 2017);
+- :mod:`~bnstudy.norms.frozen`: ``frozen_bn`` and ``frozen_stats``, a trained BN's
+  statistics fixed for fine-tuning (detectron2's FrozenBN; γ and β fixed or trained);
 - :mod:`~bnstudy.norms.evonorm`: ``evonorm_b0`` (batch variance) and ``evonorm_s0`` (per
   sample) (Liu et al. 2020);
 - :mod:`~bnstudy.norms.per_sample`: ``group``, ``instance``, ``layer``;
@@ -20,7 +22,7 @@ name builds the 1D, 2D or 3D variant. The registered norms, in this order (the r
 """
 
 # registration order is the report's order
-from bnstudy.norms import batch, renorm, evonorm, per_sample, weight_standardization, frn  # noqa: F401, I001
+from bnstudy.norms import batch, renorm, frozen, evonorm, per_sample, weight_standardization, frn  # noqa: F401, I001
 from bnstudy.norms import identity  # noqa: F401, I001
 from bnstudy.norms.registry import (
     ACTIVATIONS,
@@ -30,12 +32,10 @@ from bnstudy.norms.registry import (
     conv_layer,
     create_norm,
     create_norm_act,
-    freeze_batch_statistics,
     module_spec,
     norm_spec,
     progress_layers,
     register_norm,
-    train_mode,
     uses_batch_statistics,
 )
 
@@ -47,11 +47,9 @@ __all__ = [
     "conv_layer",
     "create_norm",
     "create_norm_act",
-    "freeze_batch_statistics",
     "module_spec",
     "norm_spec",
     "progress_layers",
     "register_norm",
-    "train_mode",
     "uses_batch_statistics",
 ]

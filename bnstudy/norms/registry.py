@@ -76,7 +76,7 @@ def group_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:
 
 
 def no_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:
-    """No statistic at all (identity)."""
+    """No statistic at all (identity, a frozen BN's fixed statistics)."""
     return ()
 
 
@@ -95,7 +95,8 @@ class NormSpec:
     options: the typed options model (``model.<name>`` in a study file).
     modules: the classes it builds; diagnostics recognize a layer by them (first match in
         registration order).
-    statistic_axes: what one statistic averages over (:data:`StatisticAxes`).
+    statistic_axes: what one statistic averages over (:data:`StatisticAxes`); no axes for a
+        module that computes no statistic (identity, a frozen BN).
     at_one_value: what the module does in training with one value per statistic.
     running_statistics: keeps running estimates that eval mode uses (PreciseBN recomputes them).
     fused_activation: the module includes the activation that replaces the ReLU after it.
@@ -106,6 +107,9 @@ class NormSpec:
     spatial_dims: the input ranks (axes after C) it supports.
     legacy_keys: option -> the flat ``model.*`` key it had before per-norm options; run
         identities are hashed with these names, so ids from before stay the same.
+    loads_state_of: the norms whose trained state (same names, same meaning) a fine-tuning run
+        loads into this one (``train.init_from``, :mod:`bnstudy.finetune`), which it then needs:
+        a frozen BN takes over a BN's statistics. Empty: it loads only its own norm's state.
     """
 
     name: str
@@ -121,6 +125,7 @@ class NormSpec:
     conv: Mapping[int, type[nn.Module]] | None = None
     spatial_dims: tuple[int, ...] = (1, 2, 3)
     legacy_keys: Mapping[str, str] = field(default_factory=dict)
+    loads_state_of: tuple[str, ...] = ()
 
     @property
     def batch_statistics(self) -> bool:
@@ -219,31 +224,3 @@ def progress_layers(model: nn.Module) -> list[nn.Module]:
     """The layers of ``model`` whose norm needs the fraction of training done: the training
     loop calls their ``set_progress(fraction)`` each optimizer step."""
     return [m for m in model.modules() if (spec := module_spec(m)) and spec.needs_progress]
-
-
-FROZEN = "bnstudy_frozen"  # attribute of a layer kept in eval mode while its model trains
-
-
-def freeze_batch_statistics(model: nn.Module, frozen: str) -> int:
-    """Freeze the layers of ``model`` with batch statistics (``batch_statistics`` norms) as
-    ``train.frozen_bn`` says: ``statistics`` marks them to stay in eval mode while the model
-    trains (:func:`train_mode`), so their running statistics normalize and never update;
-    ``all`` also stops their affine parameters from training (``requires_grad`` false), as
-    detectron2's and torchvision's ``FrozenBatchNorm2d``. ``none`` leaves them. The number of
-    layers frozen."""
-    if frozen == "none":
-        return 0
-    layers = [m for m in model.modules() if (spec := module_spec(m)) and spec.batch_statistics]
-    for layer in layers:
-        setattr(layer, FROZEN, True)
-        if frozen == "all":
-            layer.requires_grad_(False)
-    return len(layers)
-
-
-def train_mode(model: nn.Module) -> None:
-    """``model.train()``, the layers :func:`freeze_batch_statistics` froze left in eval mode."""
-    model.train()
-    for module in model.modules():
-        if getattr(module, FROZEN, False):
-            module.eval()

@@ -159,7 +159,7 @@ def series_columns(df: pd.DataFrame) -> list[str]:
 
 def series_labels(frame: pd.DataFrame, columns: list[str]) -> pd.Series:
     """Label per row: the norm, then ``key=value`` for each other factor the row has (a run
-    that ignores a swept key, as GroupNorm ignores train.frozen_bn, has no value for it)."""
+    that ignores a swept key, as BN ignores model.group.groups, has no value for it)."""
     labels = frame[columns[0]].astype(str)
     for col in columns[1:]:
         part = (f", {col}=" + frame[col].astype(object).astype(str)).where(frame[col].notna(), "")
