@@ -711,6 +711,24 @@ def test_data_sizes_left_null_in_the_config_come_from_what_the_runs_recorded(
     assert rows["Data"].startswith("synthetic2d: 48 training samples, 24 test samples,")
 
 
+def test_a_fine_tuning_study_says_which_classes_and_which_runs_it_started_from(
+    sweep: Path, tmp_path: Path
+) -> None:
+    copy = Path(shutil.copytree(sweep, tmp_path / "sweep"))
+    source = {"study": "results/pre", "select": {"model.norm": "batch"}, "seed": "same"}
+    for config in copy.glob(f"runs/*/{store.CONFIG}"):
+        record = json.loads(config.read_text())
+        record["data"]["classes"] = [5, 6]
+        record["train"]["init_from"] = source
+        config.write_text(json.dumps(record))
+    rows = report.setup_rows(copy, report.load_runs(copy / "runs.csv"))
+    assert "10 classes (the files' 5/6)" in rows["Data"]
+    assert rows["Training"].startswith(
+        "fine-tuned from the model of the run of results/pre with model.norm=batch and the "
+        "same seed; 8 samples per batch"
+    )
+
+
 def test_learning_curves_are_drawn_from_the_histories(sweep: Path) -> None:
     runs = report.load_runs(sweep / "runs.csv")
     history = report.history_table(sweep, runs)

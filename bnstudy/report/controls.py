@@ -67,6 +67,7 @@ CONTROLS_RULE = (
     "per seed serves every value (identical by construction); not testable with fewer than 2 "
     "seeds."
 )
+NO_CONTROLS = "the study has no batch-independent norm (e.g. group, layer, frozen_bn, none)"
 DRIFT_WARNING = (
     "controls drift: the batch-size effects in this study are confounded with something else "
     "(e.g. the optimization budget)"
@@ -116,7 +117,7 @@ def _control_skip(df: pd.DataFrame, mode: str) -> str:
     if not uses.any():
         return "no norm in the study uses batch statistics"
     if uses.all():
-        return "the study has no batch-independent norm (group, instance, layer, none)"
+        return NO_CONTROLS
     if not df[TEST_MODE].eq(mode).any():
         return f"the study has no {mode}-mode rows"
     return "no seed has ok results for both a batch-statistic norm and a control"
@@ -209,7 +210,7 @@ def controls_check(df: pd.DataFrame, resampler: Resampler | None = None) -> Find
 def _controls_skip(df: pd.DataFrame) -> str:
     """Why the controls check has nothing to check."""
     if batch_stat_mask(df).all():
-        return "the study has no batch-independent norm (group, instance, layer, none)"
+        return NO_CONTROLS
     return "no batch-independent norm has an ok eval-mode result"
 
 

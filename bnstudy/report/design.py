@@ -130,10 +130,11 @@ def _data_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
     """Data: the data set, its sizes (as the runs recorded them, else as configured), the split
     tested on, classes, image size, augmentation and intensity step."""
     tested_on = _values(settings, "result_data.tested_on") or "test"
+    chosen = _values(settings, "data.classes")  # data.classes: labels kept from the files
     details = _parts(
         ("{} training samples", _recorded_or_configured(settings, "train_size")),
         (f"{{}} {tested_on} samples", _recorded_or_configured(settings, "test_size")),
-        ("{} classes", _values(df, NUM_CLASSES)),
+        ("{} classes" + (f" (the files' {chosen})" if chosen else ""), _values(df, NUM_CLASSES)),
         ("image size {}", _values(settings, "data.image_size")),
         ("augmentation {}", _unless(_values(settings, "data.augment"), "none")),
         ("intensity {}", _unless(_values(settings, "data.intensity"), "none")),
@@ -187,10 +188,11 @@ def _clauses(*texts: str) -> str:
 
 
 def _training_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
-    """Training: batch, accumulation, optimizer with momentum and weight decay, lr schedule,
-    the length of training and the numerics."""
+    """Training: the runs a fine-tuning study starts from, batch, accumulation, optimizer with
+    momentum and weight decay, lr schedule, the length of training and the numerics."""
     accumulate = _unless(_values(settings, "train.accumulate"), "1")
     return _clauses(
+        _source(settings),
         _parts(
             ("{} samples per batch", _values(settings, "train.batch_size")),
             ("{} batches per optimizer step", accumulate),
@@ -207,6 +209,20 @@ def _training_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
             ("{}", _values(settings, "train.precision")),
         ),
     )
+
+
+def _source(settings: pd.DataFrame) -> str:
+    """Where fine-tuning runs start (train.init_from), e.g. ``fine-tuned from the model of
+    the run of results/pre with model.norm=batch and the same seed``; empty for other runs."""
+    prefix = "train.init_from."
+    study = _values(settings, prefix + "study")
+    if not study:
+        return ""
+    keys = [col for col in settings.columns if col.startswith(prefix + "select.")]
+    select = [f"{key.removeprefix(prefix + 'select.')}={_values(settings, key)}" for key in keys]
+    seed = _values(settings, prefix + "seed")
+    select.append("the same seed" if seed == "same" else f"seed {seed}")
+    return f"fine-tuned from the model of the run of {study} with {' and '.join(select)}"
 
 
 def _budget(settings: pd.DataFrame) -> str:
