@@ -381,7 +381,7 @@ def _layer_table(inspection: Inspection) -> Table:
             shape,
             r.axes,
             "-" if r.values is None else str(r.values),
-            str(r.images),
+            "-" if r.images is None else str(r.images),
             r.verdict,
         )
     return table

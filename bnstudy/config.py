@@ -337,6 +337,20 @@ class TrainConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
+    def _frozen_bn_is_a_norm_now(cls, raw: Any) -> Any:
+        """``train.frozen_bn`` (bnstudy 5ac6f70 and before; its default ``none`` is in every
+        config.json of that time) became the norms frozen_stats and frozen_bn: ``none`` is
+        dropped, so those runs' configs still validate; another value says where it went."""
+        if not isinstance(raw, dict) or "frozen_bn" not in raw:
+            return raw
+        frozen = raw["frozen_bn"]
+        if frozen != "none":
+            norm = {"statistics": "frozen_stats", "all": "frozen_bn"}.get(frozen, "frozen_bn")
+            raise ValueError(f"train.frozen_bn {frozen} is now model.norm: {norm}")
+        return {key: value for key, value in raw.items() if key != "frozen_bn"}
+
+    @model_validator(mode="before")
+    @classmethod
     def _whole_batch_is_the_default(cls, raw: Any) -> Any:
         """norm_batch_size equal to batch_size is the default: one identity for both."""
         if isinstance(raw, dict) and raw.get("norm_batch_size") == raw.get(

@@ -33,6 +33,7 @@ from torch import nn
 
 from bnstudy.device import is_out_of_memory
 from bnstudy.norms import module_spec
+from bnstudy.norms.registry import no_axes
 from bnstudy.results import BETA_FRACTION, OUTPUT_CHANGE, OUTPUT_STD, ZERO_FRACTION
 from bnstudy.train import norms_in_train_mode, preserved_buffers
 
@@ -62,12 +63,19 @@ def norm_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(name, m) for name, m in model.named_modules() if module_spec(m) is not None]
 
 
+def computes_statistics(module: nn.Module) -> bool:
+    """Whether ``module`` normalizes with statistics of its input (every registered norm but a
+    frozen BN, whose registry ``statistic_axes`` is ``no_axes``: its statistics are fixed)."""
+    spec = module_spec(module)
+    return spec is not None and spec.statistic_axes is not no_axes
+
+
 def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int | None:
     """How many values each mean/variance of ``module`` averages for an input ``shape``; None
     for a module that computes no statistic (a frozen BN)."""
-    axes = reduced_axes(module, len(shape))
-    if not axes:
+    if not computes_statistics(module):
         return None
+    axes = reduced_axes(module, len(shape))
     count = math.prod(shape[a] for a in axes if a != 1)
     if 1 in axes:  # C/G channels per group
         count *= shape[1] // module.num_groups
@@ -77,7 +85,7 @@ def values_per_statistic(module: nn.Module, shape: tuple[int, ...]) -> int | Non
 def axis_names(module: nn.Module, shape: tuple[int, ...]) -> str:
     """The reduced axes by name, e.g. 'N,H,W' for BatchNorm2d, 'C/G,H,W' for GroupNorm;
     'none' for a module that computes no statistic."""
-    if not reduced_axes(module, len(shape)):
+    if not computes_statistics(module):
         return "none"
     grouped = getattr(module, "num_groups", 1) > 1
     names = ("N", "C/G" if grouped else "C", *_SPATIAL_NAMES[len(shape) - 2])
@@ -145,7 +153,7 @@ class LayerReport:
     input_shape: tuple[int, ...]
     axes: str
     values: int | None  # values per statistic; None: the layer computes none (a frozen BN)
-    images: int  # images per statistic: N for batch statistics, else 1
+    images: int | None  # images per statistic: N for batch statistics, 1 per sample, None: none
     verdict: str
 
 
@@ -162,6 +170,7 @@ def layer_reports(model: nn.Module, x: torch.Tensor) -> list[LayerReport]:
             shape = tuple(seen[name].shape)
             count = values_per_statistic(module, shape)
             images = shape[0] if module_uses_batch_statistics(module) else 1
+            images = images if count is not None else None
             reports.append(
                 LayerReport(
                     name,

@@ -110,20 +110,29 @@ def loads_norm_state(config: StudyConfig, source: dict[str, Any], run_id: str) -
     when this norm must take over a source's state and cannot."""
     norm, trained = config.model.norm, source["model"]["norm"]
     spec = norm_spec(norm)
-    if not spec.loads_state_of or trained == norm:
+    if not spec.loads_state_of:
         return trained == norm
     if trained not in spec.loads_state_of:
         raise ValueError(
-            f"{norm} takes over the statistics of a {' or '.join(spec.loads_state_of)} run, "
-            f"and run {run_id} trained {trained}"
+            f"{norm} takes over the statistics of a run of {source_norms(norm)}, and run "
+            f"{run_id} trained {trained} (select the source run by model.norm)"
         )
-    eps, source_eps = config.model.norm_options.eps, source["model"][trained]["eps"]
+    default_eps = norm_spec(trained).options().eps
+    source_eps = source["model"].get(trained, {}).get("eps", default_eps)
+    eps = config.model.norm_options.eps
     if eps != source_eps:
         raise ValueError(
             f"model.{norm}.eps {eps:g} differs from the eps of run {run_id}'s {trained} "
             f"({source_eps:g}): its statistics were used with that eps"
         )
     return True
+
+
+def source_norms(norm: str) -> str:
+    """The norms whose trained state ``norm`` takes over, as text: ``batch, frozen_bn or
+    frozen_stats``."""
+    *others, last = norm_spec(norm).loads_state_of
+    return f"{', '.join(others)} or {last}" if others else last
 
 
 def _norm_state_names(model: nn.Module) -> set[str]:

@@ -19,7 +19,7 @@ from bnstudy.config import DataConfig, ModelConfig, StudyConfig
 from bnstudy.data import DATASETS, Dataset, data_fingerprint, download_dataset, load_dataset
 from bnstudy.data.synthetic import NATIVE_SIZE
 from bnstudy.external import build_external, is_external
-from bnstudy.finetune import initialize_from_source
+from bnstudy.finetune import initialize_from_source, source_norms
 from bnstudy.models import InputShape, build_model
 from bnstudy.norms import NormOptions, conv_layer, create_norm, create_norm_act, norm_spec
 from bnstudy.results import SAME, TEST_MODES, setting_key
@@ -295,12 +295,11 @@ def _init_problem(config: StudyConfig, facts: _DataFacts) -> Problem | None:
     """A fine-tuning run's source run (train.init_from) exists, finished, and its model fits
     this run's (bnstudy.finetune.initialize_from_source); a norm that takes over a trained
     norm's state (a frozen BN) has one."""
-    sources = norm_spec(config.model.norm).loads_state_of
-    if config.train.init_from is None and sources:
+    if config.train.init_from is None and norm_spec(config.model.norm).loads_state_of:
         return Problem(
             "train.init_from",
-            f"model.norm {config.model.norm} keeps the statistics of a trained "
-            f"{' or '.join(sources)} run: name it here (from scratch they are 0 and 1)",
+            f"model.norm {config.model.norm} keeps the statistics of a trained run of "
+            f"{source_norms(config.model.norm)}: name it here (from scratch they are 0 and 1)",
             ("train.init_from", "model.norm"),
         )
     if config.train.init_from is None:

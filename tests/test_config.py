@@ -261,6 +261,16 @@ def test_a_flat_norm_key_from_before_says_where_it_moved(tiny_study):
     )
 
 
+def test_train_frozen_bn_from_before_validates_at_none_and_names_the_norm_otherwise(tiny_study):
+    tiny_study["train"]["frozen_bn"] = "none"  # in every config.json of its time
+    assert plan(tiny_study, "study.yaml")[1]
+    tiny_study["train"]["frozen_bn"] = "statistics"
+    [(key, message)] = problems(tiny_study)
+    assert (
+        key == "train" and message == "train.frozen_bn statistics is now model.norm: frozen_stats"
+    )
+
+
 def test_a_norms_options_are_validated_in_its_section(tiny_study):
     tiny_study["model"].update(norm="batch_renorm", batch_renorm={"r_max": 0.5})
     [(key, message)] = problems(tiny_study)

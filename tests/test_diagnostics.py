@@ -28,6 +28,8 @@ from bnstudy.preflight import make_model
         ("instance", 2, (4, 8, 5, 3), 5 * 3),
         ("layer", 2, (4, 8, 5, 3), 8 * 5 * 3),
         ("batch_manual", 2, (4, 8, 5, 3), 4 * 5 * 3),
+        ("frn", 0, (4, 8), 1),  # no spatial axis: one value, degenerate
+        ("frozen_bn", 2, (4, 8, 5, 3), None),  # fixed statistics: none computed
     ],
 )
 def test_values_per_statistic(name, dims, shape, expected):
@@ -49,6 +51,7 @@ def test_verdicts():
     assert verdict(4096, bn, images=1).startswith("per-sample")
     assert verdict(4096, bn, images=4).startswith("noisy: 4 samples")
     assert "same in train and eval" in verdict(4096, nn.GroupNorm(2, 4))
+    assert verdict(None, create_norm("frozen_stats", 4, 2)).startswith("fixed: no statistic")
 
 
 def zeros_net(norm, **knobs):

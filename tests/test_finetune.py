@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
 import torch
 
-from bnstudy import checkpoint, store, study
+from bnstudy import checkpoint, report, store, study
 from bnstudy.config import ConfigError
 from bnstudy.finetune import initialize_from_source, loads_norm_state
 from bnstudy.preflight import load_data, model_for_data
@@ -131,8 +132,8 @@ def test_a_fine_tuning_run_is_another_run_when_its_source_model_changes(tiny_stu
         (
             {"norm": "frozen_bn"},
             {},
-            "train.init_from: model.norm frozen_bn keeps the statistics of a trained batch "
-            "run: name it here",
+            "train.init_from: model.norm frozen_bn keeps the statistics of a trained run of "
+            "batch, frozen_bn or frozen_stats: name it here",
         ),
         (
             {"norm": "frozen_stats", "frozen_stats": {"eps": 1e-3}},
@@ -162,6 +163,39 @@ def test_planning_names_a_source_that_is_not_there(tiny_study, pretrained, model
 
 def test_a_frozen_bn_refuses_a_source_that_trained_no_bn(tiny_study, pretrained):
     config = plan(_finetuning(tiny_study, pretrained, "frozen_bn"), "s.yaml")[1][0].config
-    with pytest.raises(ValueError, match="statistics of a batch run, and run r trained group"):
+    with pytest.raises(ValueError, match="frozen_stats, and run r trained group"):
         loads_norm_state(config, {"model": {"norm": "group"}}, "r")
     assert loads_norm_state(config, {"model": {"norm": "batch", "batch": {"eps": 1e-5}}}, "r")
+
+
+def test_a_frozen_bn_fine_tunes_from_a_frozen_run_as_from_a_bn_run(
+    tiny_study, tmp_path, pretrained
+):
+    first_study = _finetuning(tiny_study, pretrained, "frozen_bn")
+    again = copy.deepcopy(first_study)
+    first, first_state = _fine_tune(first_study, tmp_path / "a")
+    again["train"]["init_from"] = {"study": str(tmp_path / "a" / "ft"), "seed": 1}
+    again["name"] = "ft2"
+    config, runs = plan(again, "s.yaml")
+    study.run_study(config, runs, tmp_path / "b", CPU)
+    tuned = _state(store.run_dir(tmp_path / "b" / "ft2", runs[0].run_id))
+    assert first["status"] == "ok"
+    assert all(torch.equal(tuned[k], first_state[k]) for k in _bn(first_state, "running_var"))
+
+
+def test_the_report_compares_each_trained_bn_with_the_frozen_bn_at_its_seed(
+    tiny_study, tmp_path, pretrained
+):
+    tiny_study = _finetuning(tiny_study, pretrained)
+    tiny_study["sweep"] = {
+        "model.norm": ["batch", "frozen_bn"],
+        "train.norm_batch_size": [2, 4],
+        "seed": [0, 1],
+    }
+    config, runs = plan(tiny_study, "s.yaml")
+    assert len(runs) == 6  # frozen_bn ignores the normalization batch size: once per seed
+    study.run_study(config, runs, tmp_path / "out", CPU)
+    findings = (report.write_report(tmp_path / "out" / "ft") / "findings.md").read_text()
+    assert "`control/batch@2/eval/vs-frozen_bn`" in findings
+    assert "`control/batch@4/eval/vs-frozen_bn`" in findings
+    assert "fine-tuned from the model of the run of" in findings

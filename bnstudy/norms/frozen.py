@@ -13,9 +13,11 @@ mode while the rest of the model fine-tunes.
 
 Neither computes a statistic: the same output at every batch size, so in a study they are
 controls like GroupNorm. Their state has BN's names, and a fine-tuning run (``train.init_from``
-a BN run, :mod:`bnstudy.finetune`) loads the source's running statistics and affine into them;
-from scratch the statistics are 0 and 1 and the layer is an affine map, which is why the config
-asks for ``train.init_from`` with these norms.
+a BN run, or a frozen one, :mod:`bnstudy.finetune`) loads the source's running statistics and
+affine into them; from scratch the statistics are 0 and 1 and the layer is an affine map, which
+is why planning asks for ``train.init_from`` with these norms (bnstudy.preflight). PreciseBN
+leaves them alone (``running_statistics`` false in the registry: they keep statistics, but
+fixed ones).
 """
 
 from __future__ import annotations
@@ -23,23 +25,28 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bnstudy.norms.precision import at_least_float32
 from bnstudy.norms.registry import EpsOptions, fixed, no_axes, register_norm
 
-SOURCE_NORMS = ("batch",)  # whose trained state a frozen BN takes over: same names, same meaning
+# whose trained state a frozen BN takes over (same names, same meaning): a BN, or a frozen BN
+SOURCE_NORMS = ("batch", "frozen_bn", "frozen_stats")
 
 
-class FrozenBatchNorm(nn.Module):
+class _FrozenBatchNormBase(nn.Module):
     """BN with fixed running statistics (buffers); γ and β are parameters when
     ``train_affine``, else buffers too. Accepts (N, C, *spatial) with any number of spatial
-    axes, including none."""
+    axes, including none; computes in at least float32 and returns the input's dtype, as the
+    other norms do (:mod:`bnstudy.norms.precision`)."""
 
-    def __init__(self, channels: int, eps: float = 1e-5, train_affine: bool = False) -> None:
+    train_affine = False
+
+    def __init__(self, channels: int, eps: float = 1e-5) -> None:
         super().__init__()
         self.eps = eps
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         ones, zeros = torch.ones(channels), torch.zeros(channels)
-        if train_affine:
+        if self.train_affine:
             self.weight, self.bias = nn.Parameter(ones), nn.Parameter(zeros)
         else:
             self.register_buffer("weight", ones)
@@ -49,7 +56,8 @@ class FrozenBatchNorm(nn.Module):
         scale = self.weight * torch.rsqrt(self.running_var + self.eps)
         shift = self.bias - self.running_mean * scale
         shape = (1, -1) + (1,) * (x.dim() - 2)
-        return x * scale.reshape(shape) + shift.reshape(shape)
+        y = at_least_float32(x) * scale.reshape(shape) + shift.reshape(shape)
+        return y.to(x.dtype)
 
     def _load_from_state_dict(self, state_dict: dict, prefix: str, *args: object) -> None:
         """A BN's state loads as it is: its ``num_batches_tracked`` has no use here and is
@@ -58,8 +66,17 @@ class FrozenBatchNorm(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, *args)
 
     def extra_repr(self) -> str:
-        trained = isinstance(self.weight, nn.Parameter)
-        return f"{self.running_mean.numel()}, eps={self.eps}, train_affine={trained}"
+        return f"{self.running_mean.numel()}, eps={self.eps}"
+
+
+class FrozenBatchNorm(_FrozenBatchNormBase):
+    """``frozen_bn``: statistics, γ and β fixed (buffers)."""
+
+
+class FrozenStatisticsBatchNorm(_FrozenBatchNormBase):
+    """``frozen_stats``: statistics fixed (buffers), γ and β trained (parameters)."""
+
+    train_affine = True
 
 
 AT_ONE_VALUE = "no statistic: the fixed running statistics normalize any batch"
@@ -77,7 +94,7 @@ AT_ONE_VALUE = "no statistic: the fixed running statistics normalize any batch"
     loads_state_of=SOURCE_NORMS,
 )
 def _frozen_bn(channels: int, spatial_dims: int, options: EpsOptions) -> nn.Module:
-    return FrozenBatchNorm(channels, options.eps, train_affine=False)
+    return FrozenBatchNorm(channels, options.eps)
 
 
 @register_norm(
@@ -85,11 +102,11 @@ def _frozen_bn(channels: int, spatial_dims: int, options: EpsOptions) -> nn.Modu
     summary="BN with frozen statistics: a trained BN's running statistics fixed (BN in eval "
     "mode while the model trains), γ and β trained; for fine-tuning (train.init_from a BN run)",
     options=EpsOptions,
-    modules=(FrozenBatchNorm,),
+    modules=(FrozenStatisticsBatchNorm,),
     statistic_axes=no_axes,
     at_one_value=fixed(AT_ONE_VALUE),
     spatial_dims=(0, 1, 2, 3),
     loads_state_of=SOURCE_NORMS,
 )
 def _frozen_stats(channels: int, spatial_dims: int, options: EpsOptions) -> nn.Module:
-    return FrozenBatchNorm(channels, options.eps, train_affine=True)
+    return FrozenStatisticsBatchNorm(channels, options.eps)

@@ -98,7 +98,8 @@ class NormSpec:
     statistic_axes: what one statistic averages over (:data:`StatisticAxes`); no axes for a
         module that computes no statistic (identity, a frozen BN).
     at_one_value: what the module does in training with one value per statistic.
-    running_statistics: keeps running estimates that eval mode uses (PreciseBN recomputes them).
+    running_statistics: keeps running estimates that training updates and eval mode uses
+        (PreciseBN recomputes them); false for a frozen BN, whose statistics stay fixed.
     fused_activation: the module includes the activation that replaces the ReLU after it.
     needs_progress: the module's behaviour depends on the fraction of training done
         (``set_progress``), which the training loop sets each optimizer step.

@@ -213,7 +213,8 @@ def _training_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
 
 def _source(settings: pd.DataFrame) -> str:
     """Where fine-tuning runs start (train.init_from), e.g. ``fine-tuned from the model of
-    the run of results/pre with model.norm=batch and the same seed``; empty for other runs."""
+    the run of results/pre with model.norm=batch and the same seed`` (``3 of 5 runs
+    fine-tuned ...`` when not all are); empty when no run is."""
     prefix = "train.init_from."
     study = _values(settings, prefix + "study")
     if not study:
@@ -222,7 +223,9 @@ def _source(settings: pd.DataFrame) -> str:
     select = [f"{key.removeprefix(prefix + 'select.')}={_values(settings, key)}" for key in keys]
     seed = _values(settings, prefix + "seed")
     select.append("the same seed" if seed == "same" else f"seed {seed}")
-    return f"fine-tuned from the model of the run of {study} with {' and '.join(select)}"
+    tuned = int(settings[prefix + "study"].notna().sum())
+    which = "" if tuned == len(settings) else f"{tuned} of {len(settings)} runs "
+    return f"{which}fine-tuned from the model of the run of {study} with {' and '.join(select)}"
 
 
 def _budget(settings: pd.DataFrame) -> str:

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from bnstudy.norms import create_norm
-from bnstudy.norms.frozen import FrozenBatchNorm
+from bnstudy.norms.frozen import FrozenBatchNorm, FrozenStatisticsBatchNorm
 
 SHAPES = [(3, 4), (3, 4, 7), (2, 4, 3, 5), (2, 4, 2, 3, 2)]
 TORCH_BN = {0: nn.BatchNorm1d, 1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
@@ -38,7 +38,7 @@ def test_a_bn_state_loads_and_normalizes_as_that_bn_in_eval_mode_in_either_mode(
 
 
 def test_only_the_stats_variant_trains_its_affine_and_neither_its_statistics():
-    fixed, trained = FrozenBatchNorm(4), FrozenBatchNorm(4, train_affine=True)
+    fixed, trained = FrozenBatchNorm(4), FrozenStatisticsBatchNorm(4)
     assert [n for n, _ in fixed.named_parameters()] == []
     assert sorted(n for n, _ in trained.named_parameters()) == ["bias", "weight"]
     x = torch.randn(3, 4, 5, requires_grad=True)

@@ -8,6 +8,7 @@ import torch
 from bnstudy.norms.batch import ManualBatchNorm
 from bnstudy.norms.evonorm import EvoNormB0, EvoNormS0
 from bnstudy.norms.frn import FilterResponseNorm
+from bnstudy.norms.frozen import FrozenStatisticsBatchNorm
 from bnstudy.norms.precision import at_least_float32
 from bnstudy.norms.renorm import BatchRenorm
 from bnstudy.norms.weight_standardization import WSConv2d
@@ -45,6 +46,7 @@ def norms():
         EvoNormB0(8, 2),
         training(BatchRenorm(8, 2, schedule="fixed", r_max=2.0, d_max=1.0)),
         ManualBatchNorm(8, 2),
+        FrozenStatisticsBatchNorm(8),
     ]
 
 
