@@ -9,9 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 
 class Section(BaseModel):
-    """A section of a study file: strict types, frozen, unknown keys rejected."""
+    """A section of a study file: strict types, frozen, unknown keys rejected, and no infinite
+    or NaN number (YAML's ``.inf`` and ``.nan`` would pass a ``gt=0`` bound)."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class AnalysisConfig(Section):

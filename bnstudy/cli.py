@@ -582,6 +582,9 @@ def report(
         page = write_reports(sweep_dirs, out_dir)
     except (FileNotFoundError, ValueError) as error:
         _fail([str(error)])
+    except OSError as error:  # a read-only folder, a full disk, ...
+        where = error.filename or sweep_dirs[0]
+        _fail([f"{where}: {error.strerror or error}: fix it (permissions, free space) and rerun"])
     out.print(f"report: {page}")
 
 

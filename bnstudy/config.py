@@ -831,7 +831,7 @@ def _describe(error: dict[str, Any]) -> tuple[str, str]:
     if kind == "missing":
         return key, "required key is missing"
     message = error["msg"].removeprefix("Value error, ")
-    if kind.endswith("_type") or kind.startswith(("literal", "greater", "less", "too_")):
+    if kind.endswith("_type") or kind.startswith(("literal", "greater", "less", "too_", "finite")):
         message += f" (got {error['input']!r})"
     return key, message
 

@@ -215,8 +215,7 @@ def _generated_facts(data: DataConfig) -> _DataFacts | Problem:
     need = (train + test) * shape.channels * shape.size**shape.spatial_dims * 4
     if need <= GENERATED_BYTES_LIMIT:
         return _DataFacts(shape, spec.num_classes, train, test)
-    set_keys = [f"data.{k}" for k in ("image_size", "train_size", "test_size") if getattr(data, k)]
-    key, *others = set_keys or ["data"]  # what to lower: the image size first, unless swept
+    key, *others = _oversized_keys(data, train + test, shape) or ["data"]
     sample = "×".join(map(str, (shape.channels, *(shape.size,) * shape.spatial_dims)))
     return Problem(
         key,
@@ -227,6 +226,20 @@ def _generated_facts(data: DataConfig) -> _DataFacts | Problem:
         ("data",),
         tuple(others),
     )
+
+
+def _oversized_keys(data: DataConfig, samples: int, shape: InputShape) -> list[str]:
+    """The set keys of ``data`` that make generated data too large, the one to blame first:
+    the larger sample count when ``samples`` would not fit even at the native image size (a
+    size typo), else the image size."""
+    sizes = sorted(
+        (k for k in ("train_size", "test_size") if getattr(data, k)),
+        key=lambda k: -getattr(data, k),
+    )
+    native = samples * shape.channels * NATIVE_SIZE**shape.spatial_dims * 4
+    image = ["image_size"] if data.image_size else []
+    order = sizes + image if native > GENERATED_BYTES_LIMIT else image + sizes
+    return [f"data.{k}" for k in order]
 
 
 def _binary(size: int) -> str:

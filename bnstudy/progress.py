@@ -3,14 +3,19 @@ flight (their swept values, epoch and last training loss, read from each run's h
 a line per run this process finishes, with its test accuracies or its one-line error.
 
 In a terminal the bar and the in-flight table redraw in place and the finished-run lines
-scroll above them; otherwise (a log file, a scheduled sweep) only the lines are written.
+scroll above them; otherwise (a log file, a scheduled sweep) only the lines are written, each
+with the runs done and the ETA.
+
+The ETA comes from the runs themselves (:class:`Eta`): rich's ``TimeRemainingColumn`` estimates
+a speed over its last 30 s (``speed_estimate_period``) and shows ``-:--:--`` whenever runs finish
+further apart than that, which is every CPU sweep.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -19,11 +24,13 @@ from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
     Progress,
+    ProgressColumn,
+    Task,
     TextColumn,
     TimeElapsedColumn,
-    TimeRemainingColumn,
 )
 from rich.table import Table
+from rich.text import Text
 
 from bnstudy import store
 from bnstudy.config import TrainConfig
@@ -72,12 +79,51 @@ def _setting(test: dict[str, Any]) -> str:
     return mode if batch in (mode, SAME) else f"{mode}/{batch}"  # eval/eval, train/same: mode
 
 
-class SweepView:
-    """The terminal view of a sweep with ``total`` runs of which ``done`` are finished."""
+class Eta:
+    """Time left in a sweep, from the runs this process saw from start to finish: the mean
+    duration d of those runs; each run in flight needs d minus its time so far (at least 0),
+    each run not started needs d; that work is shared by as many runs as this process has had
+    in flight at once (its workers, times the pack size). None until a run has finished."""
 
-    def __init__(self, console: Console, sweep_dir: Path, total: int, done: int) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.durations: list[float] = []
+        self.capacity = 1
+
+    def seconds(self, started: Iterable[float], queued: int) -> float | None:
+        """The ETA with runs in flight since ``started`` (clock times) and ``queued`` runs not
+        started, or None without a finished run to time."""
+        if not self.durations:
+            return None
+        mean, now = sum(self.durations) / len(self.durations), self.clock()
+        work = sum(max(mean - (now - start), 0.0) for start in started) + max(queued, 0) * mean
+        return work / self.capacity
+
+
+def eta_text(seconds: float | None) -> str:
+    """``h:mm:ss``, or ``-:--:--`` when unknown (rich's style)."""
+    if seconds is None:
+        return "-:--:--"
+    minutes, second = divmod(round(seconds), 60)
+    hours, minute = divmod(minutes, 60)
+    return f"{hours}:{minute:02d}:{second:02d}"
+
+
+class SweepView:
+    """The terminal view of a sweep with ``total`` runs of which ``done`` are finished;
+    ``clock`` times the runs for the ETA (:class:`Eta`)."""
+
+    def __init__(
+        self,
+        console: Console,
+        sweep_dir: Path,
+        total: int,
+        done: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.console, self.sweep_dir = console, sweep_dir
         self.in_flight: dict[str, tuple[Run, float]] = {}  # run_id -> (run, start time)
+        self.eta = Eta(clock)
         self.progress = _Progress(self, console)
         self.task = self.progress.add_task("runs", total=total, completed=done)
 
@@ -89,15 +135,30 @@ class SweepView:
         self.progress.stop()
 
     def started(self, run: Run) -> None:
-        self.in_flight[run.run_id] = (run, time.monotonic())
+        self.in_flight[run.run_id] = (run, self.eta.clock())
+        self.eta.capacity = max(self.eta.capacity, len(self.in_flight))
 
     def finished(self, run: Run, trained: bool) -> None:
-        """``run`` is done; print its line if this process trained it."""
-        self.in_flight.pop(run.run_id, None)
+        """``run`` is done; print its line if this process trained it (with the runs done and
+        the ETA when the output is not a terminal, which has the bar)."""
+        _, start = self.in_flight.pop(run.run_id, (None, None))
+        if trained and start is not None:
+            self.eta.durations.append(self.eta.clock() - start)
         self.progress.advance(self.task)
         result = store.read_result(self.sweep_dir, run.run_id) if trained else None
-        if result is not None:
-            self.console.print(f"{run_label(run)}: {result_line(result)}", markup=False)
+        if result is None:
+            return
+        line = f"{run_label(run)}: {result_line(result)}"
+        if not self.console.is_terminal:
+            task = self.progress.tasks[0]
+            line += f" [{int(task.completed)}/{int(task.total)} runs, eta {self.eta_text()}]"
+        self.console.print(line, markup=False)
+
+    def eta_text(self) -> str:
+        """The sweep's ETA as ``h:mm:ss`` (:class:`Eta`), ``-:--:--`` before a run finished."""
+        task = self.progress.tasks[0]
+        queued = int(task.total) - int(task.completed) - len(self.in_flight)
+        return eta_text(self.eta.seconds([s for _, s in self.in_flight.values()], queued))
 
     def handed_off(self, run: Run) -> None:
         """Another live process holds ``run``: not in flight here, not done either."""
@@ -111,7 +172,7 @@ class SweepView:
                 f"  {run_label(run)}",
                 progress_text(run.config.train, done),
                 "" if loss is None else f"loss {loss:.3f}",
-                _clock(time.monotonic() - start),
+                _clock(self.eta.clock() - start),
             )
         return table
 
@@ -127,7 +188,7 @@ class _Progress(Progress):
             MofNCompleteColumn(),
             TimeElapsedColumn(),
             TextColumn("eta"),
-            TimeRemainingColumn(),
+            _EtaColumn(view),
             console=console,
             disable=not console.is_terminal,
             refresh_per_second=2,
@@ -136,6 +197,17 @@ class _Progress(Progress):
     def get_renderables(self) -> Iterable[RenderableType]:
         yield self.make_tasks_table(self.tasks)
         yield self.view.in_flight_table()
+
+
+class _EtaColumn(ProgressColumn):
+    """The sweep's ETA from its runs' durations (:meth:`SweepView.eta_text`)."""
+
+    def __init__(self, view: SweepView) -> None:
+        self.view = view
+        super().__init__()
+
+    def render(self, task: Task) -> Text:
+        return Text(self.view.eta_text(), style="progress.remaining")
 
 
 def progress_text(train: TrainConfig, done: dict[str, int]) -> str:

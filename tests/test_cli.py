@@ -121,6 +121,10 @@ def test_report_of_two_sweeps_compares_them(tiny_study, write_study, tmp_path):
     one = invoke("report", sweeps[0], "--out", tmp_path / "elsewhere")
     assert one.exit_code == 2 and "--out is for a comparison" in one.stderr
     assert not (tmp_path / "elsewhere").exists() and not (sweeps[0] / "report").exists()
+    (sweeps[0] / "report").write_text("")  # a file where the report's folder goes: unwritable
+    blocked = invoke("report", sweeps[0])
+    assert blocked.exit_code == 2 and len(blocked.stderr.strip().splitlines()) == 1
+    assert f"{sweeps[0] / 'report'}: " in blocked.stderr and "rerun" in blocked.stderr
 
 
 def test_run_and_status_list_each_failed_run_with_its_swept_values_and_one_line_error(

@@ -252,6 +252,14 @@ def test_budget_and_schedule_mistakes_name_the_key(tiny_study, train, key):
     assert key in [k for k, _ in problems(tiny_study)]
 
 
+@pytest.mark.parametrize("value", [float("inf"), float("-inf"), float("nan")])
+def test_a_non_finite_number_is_rejected_at_the_edge(tiny_study, value):
+    tiny_study["train"]["lr"] = value
+    tiny_study["model"]["batch"] = {"eps": value}
+    found = {key for key, message in problems(tiny_study) if "finite number" in message}
+    assert found == {"train.lr", "model.batch.eps"}
+
+
 def test_a_flat_norm_key_from_before_says_where_it_moved(tiny_study):
     tiny_study["model"]["bn_momentum"] = 0.01
     [(key, message)] = problems(tiny_study)

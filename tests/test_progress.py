@@ -62,3 +62,33 @@ def test_a_run_with_a_step_budget_shows_its_steps_not_a_total_of_epochs(tiny_stu
     assert progress_text(run.config.train, {"epoch": 2, "step": 12, "sample": 96}) == (
         "epoch 2, 96/1000 samples"
     )
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_the_eta_comes_from_run_durations_after_the_first_run_and_in_a_logs_lines(
+    tiny_study, tmp_path, monkeypatch
+):
+    tiny_study["sweep"] = {"seed": [0, 1, 2, 3, 4, 5]}
+    _, runs = plan(tiny_study, "s.yaml")
+    monkeypatch.setattr(store, "read_result", lambda *_: {"status": "ok", "tests": []})
+    log, clock = Console(record=True, width=200, force_terminal=False), FakeClock()
+    view = SweepView(log, tmp_path, total=6, done=0, clock=clock)
+    view.started(runs[0]), view.started(runs[1])  # two workers
+    assert view.eta_text() == "-:--:--"  # nothing timed yet
+    clock.now = 600.0  # 10 minutes apart: rich's own ETA would still say -:--:--
+    view.finished(runs[0], trained=True)
+    view.started(runs[2])
+    # mean 600 s; runs 1 and 2 need 0 and 600 s more, 3 runs wait: (600 + 1800) / 2
+    assert view.eta_text() == "0:20:00"
+    clock.now = 900.0
+    view.finished(runs[1], trained=True)  # mean 750 s: (450 + 3 × 750) / 2 when printed
+    lines = log.export_text().splitlines()
+    assert lines[0].endswith("ok:  [1/6 runs, eta 0:20:00]")
+    assert lines[1].endswith("[2/6 runs, eta 0:22:30]")

@@ -304,6 +304,9 @@ def test_generated_data_too_large_for_memory_is_refused_before_any_run(tiny_stud
     tiny_study["data"].update(name="synthetic3d", image_size=None, train_size=200_000)
     [(key, message)] = plan_problems(tiny_study)
     assert key == "data.train_size" and "of 1×32×32×32 take" in message
+    tiny_study["data"].update(name="synthetic2d", image_size=8, train_size=10**12)
+    [(key, message)] = plan_problems(tiny_study)
+    assert key == "data.train_size"  # the typo, though data.image_size is set too
 
 
 def test_every_problem_of_the_study_and_of_its_sweep_is_reported_at_once(tiny_study):

@@ -41,7 +41,7 @@ class NormOptions(BaseModel):
     """Base of the per-norm options: strict, frozen, unknown keys rejected. Each field states
     its unit and convention in a comment, as the config's fields do."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
 
 
 class NoOptions(NormOptions):
