@@ -388,6 +388,56 @@ def _layer_table(inspection: Inspection) -> Table:
 
 
 @app.command(cls=_Command)
+def config(
+    study: Annotated[
+        Path | None,
+        typer.Argument(help="Study file (YAML). Default: none, the defaults.", show_default=False),
+    ] = None,
+    overrides: Annotated[list[str] | None, typer.Argument(help="KEY=VALUE overrides.")] = None,
+    schema: Annotated[
+        bool,
+        typer.Option("--schema", help="Print the JSON schema of a study file (for editors)."),
+    ] = False,
+    reference: Annotated[
+        bool,
+        typer.Option("--reference", help="Print every key documented, as docs/config.md."),
+    ] = False,
+) -> None:
+    """Print the study as its runs see it: every key, defaults filled in (its sweep as
+    written). Or the schema, or the reference of every key."""
+    if schema or reference:
+        from bnstudy.config_reference import reference_markdown, study_schema
+
+        typer.echo(study_schema() if schema else reference_markdown())
+        return
+    from bnstudy.launch import LaunchError, resolved_study
+
+    try:
+        text = resolved_study(study, overrides or [])
+    except LaunchError as error:
+        _fail(error.lines)
+    typer.echo(text, nl=False)
+
+
+@app.command(cls=_Command)
+def init(
+    path: Annotated[Path, typer.Argument(help="The study file to write.")] = Path("study.yaml"),
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
+) -> None:
+    """Write a starter study, each key under a comment saying what it is: BN at 1-32 images
+    per statistic against GroupNorm on generated data, 3 seeds."""
+    from bnstudy.config_reference import starter_study
+
+    if path.exists() and not force:
+        _fail([f"{path} exists: choose another name, or --force to overwrite it"])
+    try:
+        path.write_text(starter_study())
+    except OSError as error:
+        _fail([f"{path}: {error.strerror or error}"])
+    out.print(f"wrote {path}: bnstudy run {path} --dry-run lists its runs")
+
+
+@app.command(cls=_Command)
 def norms() -> None:
     """The registered norms: what one statistic averages over, whether it uses batch and
     running statistics, what it does with one value per statistic, and its options

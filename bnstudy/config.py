@@ -59,47 +59,64 @@ class ConfigError(Exception):
 
 
 class DataConfig(Section):
-    # data set (bnstudy.data.DATASETS): synthetic2d | synthetic3d | cifar10 | medmnist3d |
-    # fashion_mnist | mnist | imagefolder | npz
     name: str = "synthetic2d"
-    train_size: int | None = Field(None, ge=1)  # training samples; null = the data set's default
-    test_size: int | None = Field(None, ge=1)  # test samples; null = the data set's default
-    # pixels (voxels) per side; null = native (32 for generated data, the files' size for file
-    # data, which is never resized); imagefolder: required, every image is resized to it
-    image_size: int | None = Field(None, ge=1, validate_default=True)
-    # fashion_mnist, mnist: training images held out (class-balanced, drawn with data.seed) and
-    # tested on in place of the test split, to tune a protocol without the test set; null: none
-    validation_size: int | None = Field(None, ge=1)
-    # fashion_mnist, mnist: keep only these classes (by their label in the files), relabelled
-    # by their position ([5, 6, 7, 8, 9] -> 0..4) and subsets drawn among them; another task
-    # from the same images (fine-tuning on classes a model was not pretrained on); null: all
-    classes: tuple[Annotated[int, Field(ge=0)], ...] | None = Field(None, min_length=2)
-    # seed of synthetic data, and of the class-balanced subsets drawn from the file data sets
-    # when train_size/test_size/validation_size are below a split's size; fixed across run seeds
+    """data set (bnstudy.data.DATASETS): synthetic2d | synthetic3d | cifar10 | medmnist3d |
+    fashion_mnist | mnist | imagefolder | npz
+    """
+    train_size: int | None = Field(None, ge=1, examples=[1000])
+    """training samples; null = the data set's default"""
+    test_size: int | None = Field(None, ge=1, examples=[500])
+    """test samples; null = the data set's default"""
+    image_size: int | None = Field(None, ge=1, validate_default=True, examples=[16])
+    """pixels (voxels) per side; null = native (32 for generated data, the files' size for file
+    data, which is never resized); imagefolder: required, every image is resized to it
+    """
+    validation_size: int | None = Field(None, ge=1, examples=[5000])
+    """fashion_mnist, mnist: training images held out (class-balanced, drawn with data.seed) and
+    tested on in place of the test split, to tune a protocol without the test set; null: none
+    """
+    classes: tuple[Annotated[int, Field(ge=0)], ...] | None = Field(
+        None, min_length=2, examples=[[5, 6, 7, 8, 9]]
+    )
+    """fashion_mnist, mnist: keep only these classes (by their label in the files), relabelled by
+    their position ([5, 6, 7, 8, 9] -> 0..4) and subsets drawn among them; another task from the
+    same images (fine-tuning on classes a model was not pretrained on); null: all
+    """
     seed: int = 0
-    # cifar10 only: fetch the files into root with torchvision when they are missing (needs
-    # internet; root is created). Not part of run identity (the files' fingerprint is)
+    """seed of synthetic data, and of the class-balanced subsets drawn from the file data sets when
+    train_size/test_size/validation_size are below a split's size; fixed across run seeds
+    """
     download: bool = Field(False, exclude=True)
-    # file data sets, relative to cwd: a directory (cifar10: holds cifar-10-batches-py;
-    # imagefolder: holds train/ and test/; fashion_mnist, mnist: the four IDX files, or
-    # torchvision's FashionMNIST/raw, MNIST/raw under it) or a .npz file (npz; medmnist3d, e.g.
-    # organmnist3d.npz). fashion_mnist without it: /usr/share/datasets/fashion-mnist
-    root: str | None = Field(None, validate_default=True)
-    # per-sample intensity normalization before anything else: none, or per_sample_zscore
-    # (each image/volume minus its mean over channels and pixels, divided by its std, as 3D
-    # pipelines normalize each volume); see bnstudy.data for what each data set builds in
+    """cifar10 only: fetch the files into root with torchvision when they are missing (needs
+    internet; root is created). Not part of run identity (the files' fingerprint is)
+    """
+    root: str | None = Field(None, validate_default=True, examples=["data/cifar10"])
+    """file data sets, relative to cwd: a directory (cifar10: holds cifar-10-batches-py;
+    imagefolder: holds train/ and test/; fashion_mnist, mnist: the four IDX files, or torchvision's
+    FashionMNIST/raw, MNIST/raw under it) or a .npz file (npz; medmnist3d, e.g. organmnist3d.npz).
+    fashion_mnist without it: /usr/share/datasets/fashion-mnist
+    """
     intensity: Literal["none", "per_sample_zscore"] = "none"
-    # axis order in the file (npz): channels_first (N, C, ...) or channels_last (N, ..., C);
-    # null = channels_first, and a shape that looks channels-last (N, 24, 24, 3) is refused
-    layout: Literal["channels_first", "channels_last"] | None = None
-    # training augmentation, on the device per batch (bnstudy.augment): none; crop (random crop
-    # of the zero-padded sample, every spatial axis); crop_flip (crop, then the last axis
-    # reversed with probability 1/2). Flips mirror anatomy: not for left/right labels
-    # (OrganMNIST3D's kidney-left/kidney-right)
+    """per-sample intensity normalization before anything else: none, or per_sample_zscore (each
+    image/volume minus its mean over channels and pixels, divided by its std, as 3D pipelines
+    normalize each volume); see bnstudy.data for what each data set builds in
+    """
+    layout: Literal["channels_first", "channels_last"] | None = Field(
+        None, examples=["channels_last"]
+    )
+    """axis order in the file (npz): channels_first (N, C, ...) or channels_last (N, ..., C); null =
+    channels_first, and a shape that looks channels-last (N, 24, 24, 3) is refused
+    """
     augment: Literal["none", "crop", "crop_flip"] = "none"
-    # crop: zeros added on each side of every spatial axis, in pixels (voxels), after
-    # standardization (so the training mean of each channel); ignored (reset) with augment none
+    """training augmentation, on the device per batch (bnstudy.augment): none; crop (random crop of
+    the zero-padded sample, every spatial axis); crop_flip (crop, then the last axis reversed with
+    probability 1/2). Flips mirror anatomy: not for left/right labels (OrganMNIST3D's
+    kidney-left/kidney-right)
+    """
     augment_padding: int = Field(4, ge=0)
+    """crop: zeros added on each side of every spatial axis, in pixels (voxels), after
+    standardization (so the training mean of each channel); ignored (reset) with augment none
+    """
 
     @field_validator("name")
     @classmethod
@@ -184,19 +201,25 @@ class DataConfig(Section):
 
 
 class _ModelSettings(Section):
-    # architecture: a built-in name (bnstudy.models.MODELS), torchvision:<name> (a torchvision
-    # classification or video model), or <module.path>:<factory> (your own; bnstudy.external
-    # gives the factory contract)
     name: str = "cnn"
-    # channels per conv block of a built-in model, a non-empty list of positive integers;
-    # null = the model's default (a torchvision or user model sets its own: dropped from its
-    # runs' config, as other norms' options are)
-    widths: list[Annotated[int, Field(ge=1)]] | None = Field(None, min_length=1)
-    norm: str = "batch"  # norm layer, a name in bnstudy.norms.NORMS (`bnstudy norms` lists them)
-    # torchvision and user models only: false = the norm is passed as norm_layer; true = the
-    # model is built with its own norms (norm_layer None), and every BatchNorm, GroupNorm,
-    # InstanceNorm and channels-first LayerNorm module is replaced by the norm, same channels
+    """architecture: a built-in name (bnstudy.models.MODELS), torchvision:<name> (a torchvision
+    classification or video model), or <module.path>:<factory> (your own; bnstudy.external gives the
+    factory contract)
+    """
+    widths: list[Annotated[int, Field(ge=1)]] | None = Field(
+        None, min_length=1, examples=[[24, 48, 96]]
+    )
+    """channels per conv block of a built-in model, a non-empty list of positive integers; null =
+    the model's default (a torchvision or user model sets its own: dropped from its runs' config, as
+    other norms' options are)
+    """
+    norm: str = "batch"
+    """norm layer, a name in bnstudy.norms.NORMS (`bnstudy norms` lists them)"""
     replace_norms: bool = False
+    """torchvision and user models only: false = the norm is passed as norm_layer; true = the model
+    is built with its own norms (norm_layer None), and every BatchNorm, GroupNorm, InstanceNorm and
+    channels-first LayerNorm module is replaced by the norm, same channels
+    """
     # model.<norm>: that norm's typed options (ModelConfig below adds one section per norm),
     # e.g. model.batch.momentum or model.group.groups; a run keeps only its own norm's section
 
@@ -246,7 +269,13 @@ ModelConfig = create_model(
     "ModelConfig",
     __base__=_ModelSettings,
     __doc__="model section: architecture, widths, norm, and one options section per norm.",
-    **{name: (spec.options, spec.options()) for name, spec in NORMS.items()},
+    **{
+        name: (
+            spec.options,
+            Field(spec.options(), description=f"options of {name}: {spec.summary}"),
+        )
+        for name, spec in NORMS.items()
+    },
 )
 # old flat model.* key -> where it lives now, for a helpful error
 MOVED_KEYS = {
@@ -267,73 +296,103 @@ class InitFrom(Section):
     and the seed ``seed`` (``same``: the fine-tuning run's own). Exactly one run must match."""
 
     study: str
+    """the sweep folder of the runs to start from (``results/<name>``, relative to the working
+    directory)"""
     select: dict[str, Any] = {}
+    """dotted config keys and the values the source run has (``model.norm: batch``)"""
     seed: int | Literal["same"] = "same"
+    """the source run's seed; same: the fine-tuning run's own"""
 
 
 class TrainConfig(Section):
-    # samples per forward/backward pass, at most the training split's size (checked when
-    # planning, bnstudy.sweep); an optimizer step sees batch_size × accumulate
     batch_size: int = Field(32, ge=1)
-    # samples per BN statistic (ghost batch norm, Hoffer et al. 2017): BN-family norms
-    # normalize each pass in sub-batches of this many samples; must divide batch_size;
-    # null = batch_size. Norms without batch statistics ignore it (dropped from their config)
-    norm_batch_size: int | None = Field(None, ge=1)
-    accumulate: int = Field(1, ge=1)  # passes whose gradients add up to one optimizer step
-    # budget: epochs (passes over the training split), or steps (optimizer steps), or samples
-    # (training samples seen); steps or samples replace epochs when set (at most one of them)
+    """samples per forward/backward pass, at most the training split's size (checked when planning,
+    bnstudy.sweep); an optimizer step sees batch_size × accumulate
+    """
+    norm_batch_size: int | None = Field(None, ge=1, examples=[2])
+    """samples per BN statistic (ghost batch norm, Hoffer et al. 2017): BN-family norms normalize
+    each pass in sub-batches of this many samples; must divide batch_size; null = batch_size. Norms
+    without batch statistics ignore it (dropped from their config)
+    """
+    accumulate: int = Field(1, ge=1)
+    """passes whose gradients add up to one optimizer step"""
     epochs: int = Field(3, ge=1)
-    steps: int | None = Field(None, ge=1)
-    samples: int | None = Field(None, ge=1)
+    """training budget in epochs (passes over the training split), unless steps or samples is set
+    """
+    steps: int | None = Field(None, ge=1, examples=[1000])
+    """training budget in optimizer steps; replaces epochs when set (at most one of steps and
+    samples)"""
+    samples: int | None = Field(None, ge=1, examples=[64000])
+    """training budget in training samples seen; replaces epochs when set (at most one of steps
+    and samples)"""
     optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.05, gt=0)  # peak learning rate at base_batch_size (before lr_scaling)
-    # lr used = lr · (optimizer batch / base_batch_size)^p, p = 0 (none), 1 (linear), 1/2 (sqrt),
-    # optimizer batch = batch_size × accumulate
+    """sgd (with momentum, below) or adam"""
+    lr: float = Field(0.05, gt=0)
+    """peak learning rate at base_batch_size (before lr_scaling)"""
     lr_scaling: Literal["none", "linear", "sqrt"] = "none"
-    base_batch_size: int = Field(32, ge=1)  # optimizer batch at which lr applies unscaled
-    # lr schedule after the warm-up: constant, cosine (toward 0, reached after the last step),
-    # or step (× step_gamma at each of step_milestones, fractions of the run's optimizer steps)
+    """lr used = lr · (optimizer batch / base_batch_size)^p, p = 0 (none), 1 (linear), 1/2 (sqrt),
+    optimizer batch = batch_size × accumulate
+    """
+    base_batch_size: int = Field(32, ge=1)
+    """optimizer batch at which lr applies unscaled"""
     schedule: Literal["constant", "cosine", "step"] = "constant"
-    # linear warm-up from lr/warmup to lr: in optimizer steps, or as a fraction of the run's
-    # steps (at most one of the two non-zero)
+    """lr schedule after the warm-up: constant, cosine (toward 0, reached after the last step), or
+    step (× step_gamma at each of step_milestones, fractions of the run's optimizer steps)
+    """
     warmup_steps: int = Field(0, ge=0)
+    """linear warm-up from lr/warmup to lr over this many optimizer steps (at most one of
+    warmup_steps and warmup_fraction non-zero)"""
     warmup_fraction: float = Field(0.0, ge=0, lt=1)
-    step_milestones: list[float] = [0.5, 0.75]  # schedule step: fractions of the run in (0, 1)
-    step_gamma: float = Field(0.1, gt=0)  # schedule step: lr multiplier at each milestone
-    momentum: float = Field(0.9, ge=0, lt=1)  # SGD momentum (the optimizer's, not BN's)
-    weight_decay: float = Field(5e-4, ge=0)  # L2 penalty coefficient (SGD) / Adam weight decay
-    drop_last: bool = False  # drop the last incomplete batch of each epoch (as DataLoader)
-    # arithmetic of forward passes (bnstudy.train.Compute): fp32, or autocast to bf16 / fp16
-    # (torch.autocast(device type, dtype)) around forward and loss in training and around every
-    # evaluation, recalibration and diagnostic forward pass; parameters, gradients, optimizer
-    # state and norm statistics stay float32. fp16 also scales the loss (torch.amp.GradScaler):
-    # a step with inf/NaN gradients is skipped and counted, not a divergence; a non-finite
-    # epoch loss still is. Reduced precision changes results: compare runs of one precision
+    """linear warm-up over this fraction of the run's optimizer steps (at most one of
+    warmup_steps and warmup_fraction non-zero)"""
+    step_milestones: list[float] = [0.5, 0.75]
+    """schedule step: fractions of the run in (0, 1)"""
+    step_gamma: float = Field(0.1, gt=0)
+    """schedule step: lr multiplier at each milestone"""
+    momentum: float = Field(0.9, ge=0, lt=1)
+    """SGD momentum (the optimizer's, not BN's)"""
+    weight_decay: float = Field(5e-4, ge=0)
+    """L2 penalty coefficient (SGD) / Adam weight decay"""
+    drop_last: bool = False
+    """drop the last incomplete batch of each epoch (as DataLoader)"""
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    # conv activations and weights in channels-last memory format (torch.channels_last for 2D
-    # data, channels_last_3d for 3D): the same arithmetic in another layout, often faster
-    # with reduced precision on GPUs; results equal up to float rounding
+    """arithmetic of forward passes (bnstudy.train.Compute): fp32, or autocast to bf16 / fp16
+    (torch.autocast(device type, dtype)) around forward and loss in training and around every
+    evaluation, recalibration and diagnostic forward pass; parameters, gradients, optimizer state
+    and norm statistics stay float32. fp16 also scales the loss (torch.amp.GradScaler): a step with
+    inf/NaN gradients is skipped and counted, not a divergence; a non-finite epoch loss still is.
+    Reduced precision changes results: compare runs of one precision
+    """
     channels_last: bool = False
-    # torch.use_deterministic_algorithms(True) (warn_only: ops without a deterministic kernel
-    # warn and are listed in the run's provenance), cudnn.deterministic on, cudnn.benchmark
-    # off; false: cudnn.benchmark on CUDA. Set for the run only, restored after it
-    # (bnstudy.device.run_flags). CUDA also needs CUBLAS_WORKSPACE_CONFIG=:4096:8: set if unset
-    # while CUDA has not started in the process; export it before bnstudy to cover every run
+    """conv activations and weights in channels-last memory format (torch.channels_last for 2D data,
+    channels_last_3d for 3D): the same arithmetic in another layout, often faster with reduced
+    precision on GPUs; results equal up to float rounding
+    """
     deterministic: bool = False
-    # keep the trained model (weights and buffers) in the run folder as model.pt
-    # (bnstudy.checkpoint; 81-390 kB for the shipped cnns, 1.1 MB for ResNet-20, 17 MB for
-    # zeros_net: scripts/checkpoint_sizes.py). Neither this nor checkpoint_every changes the
-    # run's identity
+    """torch.use_deterministic_algorithms(True) (warn_only: ops without a deterministic kernel warn
+    and are listed in the run's provenance), cudnn.deterministic on, cudnn.benchmark off; false:
+    cudnn.benchmark on CUDA. Set for the run only, restored after it (bnstudy.device.run_flags).
+    CUDA also needs CUBLAS_WORKSPACE_CONFIG=:4096:8: set if unset while CUDA has not started in the
+    process; export it before bnstudy to cover every run
+    """
     save_model: bool = True
-    # save the training state (model, optimizer, lr schedule, RNG states, data order) every
-    # this many optimizer steps to checkpoint.pt, keeping only the latest; a rerun of a run
-    # killed mid-run resumes from it (trains alone: not packed). null: no mid-run checkpoints
-    checkpoint_every: int | None = Field(None, ge=1)
-    # start from another run's trained model (bnstudy.finetune): its weights and buffers where
-    # name and shape match, except its norm layers when this run's norm is another (GroupNorm
-    # replacing BN starts fresh; frozen_bn and frozen_stats take over a BN run's
-    # statistics, and need this); null: from the seeded initialization
-    init_from: InitFrom | None = None
+    """keep the trained model (weights and buffers) in the run folder as model.pt
+    (bnstudy.checkpoint; 81-390 kB for the shipped cnns, 1.1 MB for ResNet-20, 17 MB for zeros_net:
+    scripts/checkpoint_sizes.py). Neither this nor checkpoint_every changes the run's identity
+    """
+    checkpoint_every: int | None = Field(None, ge=1, examples=[500])
+    """save the training state (model, optimizer, lr schedule, RNG states, data order) every this
+    many optimizer steps to checkpoint.pt, keeping only the latest; a rerun of a run killed mid-run
+    resumes from it (trains alone: not packed). null: no mid-run checkpoints
+    """
+    init_from: InitFrom | None = Field(
+        None, examples=[{"study": "results/pretrain", "select": {"model.norm": "batch"}}]
+    )
+    """start from another run's trained model (bnstudy.finetune): its weights and buffers where name
+    and shape match, except its norm layers when this run's norm is another (GroupNorm replacing BN
+    starts fresh; frozen_bn and frozen_stats take over a BN run's statistics, and need this); null:
+    from the seeded initialization
+    """
 
     @model_validator(mode="before")
     @classmethod
@@ -395,37 +454,44 @@ class TrainConfig(Section):
 
 
 class EvalConfig(Section):
-    # names in bnstudy.results.TEST_MODES: eval (running statistics), train (each test
-    # batch's statistics: only the norm layers in train mode, dropout off, as TENT), precise
-    # (population statistics recomputed on the training set, PreciseBN), adabn (recomputed on
-    # the test set, AdaBN), pix2pix (the whole model in train mode at test, dropout on, pix2pix
-    # arXiv 1611.07004 §3.3; at each train_mode_batch_sizes entry); the trained statistics are
-    # kept. Train-mode test batches are a seeded permutation of the test split (run seed)
     test_modes: list[str] = Field(list(DEFAULT_TEST_MODES), min_length=1)
-    # test batch sizes for train and pix2pix mode; "same" = the run's normalization batch
-    # size; a number must not exceed the test split (checked when planning: it would be one
-    # smaller batch)
+    """names in bnstudy.results.TEST_MODES: eval (running statistics), train (each test batch's
+    statistics: only the norm layers in train mode, dropout off, as TENT), precise (population
+    statistics recomputed on the training set, PreciseBN), adabn (recomputed on the test set,
+    AdaBN), pix2pix (the whole model in train mode at test, dropout on, pix2pix arXiv 1611.07004
+    §3.3; at each train_mode_batch_sizes entry); the trained statistics are kept. Train-mode test
+    batches are a seeded permutation of the test split (run seed)
+    """
     train_mode_batch_sizes: list[int | Literal["same"]] = Field(["same"], min_length=1)
-    batch_size: int = Field(500, ge=1)  # batch size in eval mode (does not change results)
-    # precise/adabn: training/test samples averaged over (PreciseBN: 10^3-10^4 suffice; capped
-    # at the split), in batches of precise_batch_size ("same" = normalization batch size)
+    """test batch sizes for train and pix2pix mode; "same" = the run's normalization batch size; a
+    number must not exceed the test split (checked when planning: it would be one smaller batch)
+    """
+    batch_size: int = Field(500, ge=1)
+    """batch size in eval mode (does not change results)"""
     precise_samples: int = Field(2048, ge=1)
+    """precise/adabn: training/test samples averaged over (PreciseBN: 10^3-10^4 suffice; capped at
+    the split), in batches of precise_batch_size
+    """
     precise_batch_size: int | Literal["same"] = "same"
-    # precise/adabn running variance (bnstudy.precise): population = the variance of all the
-    # recalibration values pooled (law of total variance: mean of the per-batch biased
-    # variances + variance of the batch means; fvcore's update_bn_stats, detectron2);
-    # batch_average = mean of the per-batch variances as the layer stores them, what the EMA
-    # converges to (pycls, torch.optim.swa_utils.update_bn), smaller at small batches. The
-    # pair separates "EMA noise" (batch_average) from "wrong estimator" (population)
+    """precise/adabn: samples per recalibration batch; same = the run's normalization batch size"""
     precise_variance: Literal["population", "batch_average"] = "population"
-    # seed of the permutation of the test split that makes the train-mode test batches (never
-    # the file order, which may be sorted by class); the same for every run, so that runs of
-    # different seeds are tested on the same batches and their disagreement is training alone
+    """precise/adabn running variance (bnstudy.precise): population = the variance of all the
+    recalibration values pooled (law of total variance: mean of the per-batch biased variances +
+    variance of the batch means; fvcore's update_bn_stats, detectron2); batch_average = mean of the
+    per-batch variances as the layer stores them, what the EMA converges to (pycls,
+    torch.optim.swa_utils.update_bn), smaller at small batches. The pair separates "EMA noise"
+    (batch_average) from "wrong estimator" (population)
+    """
     test_order_seed: int = Field(0, ge=0)
-    # train mode: the test set is reshuffled this many times into other batches (independent
-    # seeded permutations per run, bnstudy.evaluation.reshuffle_seed); the flip rate is the mean
-    # fraction of predictions that change (predictions.json counts the changes per image)
+    """seed of the permutation of the test split that makes the train-mode test batches (never the
+    file order, which may be sorted by class); the same for every run, so that runs of different
+    seeds are tested on the same batches and their disagreement is training alone
+    """
     flip_reshuffles: int = Field(3, ge=1, lt=1000)
+    """train mode: the test set is reshuffled this many times into other batches (independent seeded
+    permutations per run, bnstudy.evaluation.reshuffle_seed); the flip rate is the mean fraction of
+    predictions that change (predictions.json counts the changes per image)
+    """
 
     @field_validator("test_modes")
     @classmethod
@@ -457,15 +523,28 @@ BATCH_ONLY_KEYS = tuple(f"train.{key}" for key in BATCH_ONLY)
 
 
 class StudyConfig(Section):
-    # results/<name>/: a folder name on any filesystem (at most 100 characters)
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$", max_length=100)
-    seed: int = 0  # seeds weight init and batch order of a run
+    """results/<name>/: a folder name on any filesystem (at most 100 characters)"""
+    seed: int = 0
+    """seeds weight init and batch order of a run"""
     data: DataConfig = DataConfig()
+    """the data set, its sizes and how it is prepared"""
     model: ModelConfig = ModelConfig()
+    """the network and its norm, with one options section per norm (model.<norm>)"""
     train: TrainConfig = TrainConfig()
+    """batches, budget, optimizer, lr schedule and numerics of training"""
     eval: EvalConfig = EvalConfig()
-    analysis: AnalysisConfig = AnalysisConfig()  # the report's statistics (bnstudy.report.verdicts)
-    sweep: dict[str, Any] = {}  # key path -> values; see bnstudy.sweep
+    """the test modes and how each is evaluated"""
+    analysis: AnalysisConfig = AnalysisConfig()
+    """the report's statistics (bnstudy.report.verdicts)"""
+    sweep: dict[str, Any] = Field(
+        {},
+        examples=[{"model.norm": ["batch", "group"], "seed": [0, 1, 2]}],
+    )
+    """the runs: dotted key -> list of values, every combination a run (a value a run ignores,
+    as GroupNorm ignores train.norm_batch_size, is dropped: it trains once); zip: [{key: list,
+    ...}] advances lists together; exclude: [{key: value or list}] drops matching runs
+    (bnstudy.sweep)"""
 
     @model_validator(mode="before")
     @classmethod

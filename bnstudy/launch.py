@@ -10,11 +10,18 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import yaml
 from rich.console import Console
 
 from bnstudy import store
 from bnstudy.cluster import ClusterError, SlurmSettings, Submission, submit
-from bnstudy.config import ConfigError, StudyConfig, apply_overrides, read_config_file
+from bnstudy.config import (
+    ConfigError,
+    StudyConfig,
+    apply_overrides,
+    read_config_file,
+    validate_study,
+)
 from bnstudy.device import resolve_devices
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.options import CLUSTER_OF, LOCAL, RunOptions
@@ -114,6 +121,18 @@ def inspect_study(config: Path, overrides: list[str], batch_size: int | None = N
         raise LaunchError([f"{config}: {type(error).__name__}: {error}"]) from None
     layers = layer_reports(model, torch.zeros(size, *data.train.x.shape[1:]))
     return Inspection(study, size, layers)
+
+
+def resolved_study(config: Path | None, overrides: list[str]) -> str:
+    """The study in ``config`` with ``overrides``, every default filled in, as YAML (its sweep
+    as written; of the norms' options, only its own norm's section, as a run's config.json);
+    without a file, the defaults, named ``my-study``. Raises :class:`LaunchError`."""
+    try:
+        raw = read_config_file(config) if config is not None else {"name": "my-study"}
+        study = validate_study(apply_overrides(raw, overrides), str(config or "defaults"))
+    except ConfigError as error:
+        raise LaunchError(error.lines()) from None
+    return yaml.safe_dump(store.resolved_config(study), sort_keys=False, allow_unicode=True)
 
 
 def _plan(

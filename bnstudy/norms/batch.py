@@ -322,13 +322,16 @@ class ManualBatchNorm(VirtualBatches, _ManualBatchNormCore):
 class BatchOptions(NormOptions):
     """Options of the BN family (``model.batch``, and the base of its relatives' options)."""
 
-    eps: float = Field(1e-5, gt=0)  # added to the variance inside the sqrt (torch 1e-5, Keras 1e-3)
-    # running-stat update weight on the NEW batch, PyTorch convention:
-    # running = (1 - m)·running + m·batch. Keras momentum 0.99 is 0.01 here; null = cumulative
+    eps: float = Field(1e-5, gt=0)
+    """added to the variance inside the sqrt (torch 1e-5, Keras 1e-3)"""
     momentum: float | None = Field(0.1, gt=0, le=1)
-    # how momentum is written: torch (weight of the new batch, 0.1) or keras (weight of the
-    # running value: Keras 0.99, old d2l 0.9); keras m is used as torch 1 - m
+    """running-stat update weight on the NEW batch, PyTorch convention: running = (1 - m)·running +
+    m·batch. Keras momentum 0.99 is 0.01 here; null = cumulative
+    """
     momentum_convention: Literal["torch", "keras"] = "torch"
+    """how momentum is written: torch (weight of the new batch, 0.1) or keras (weight of the running
+    value: Keras 0.99, old d2l 0.9); keras m is used as torch 1 - m
+    """
 
     @model_validator(mode="after")
     def _keras_momentum_below_one(self) -> BatchOptions:
@@ -347,9 +350,12 @@ class BatchOptions(NormOptions):
 class ManualBatchOptions(BatchOptions):
     """``model.batch_manual``: BN's options plus the framework knobs (defaults: PyTorch's)."""
 
-    running_var: Literal["unbiased", "biased"] = "unbiased"  # what running_var stores
-    stats: Literal["channel", "activation"] = "channel"  # per channel, or per position too
-    single_value: Literal["raise", "beta"] = "raise"  # one value per statistic: raise or β
+    running_var: Literal["unbiased", "biased"] = "unbiased"
+    """what running_var stores"""
+    stats: Literal["channel", "activation"] = "channel"
+    """per channel, or per position too"""
+    single_value: Literal["raise", "beta"] = "raise"
+    """one value per statistic: raise or β"""
 
 
 BATCH_LEGACY_KEYS = {

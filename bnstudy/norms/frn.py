@@ -103,8 +103,10 @@ class FilterResponseNorm(nn.Module):
 class FRNOptions(NormOptions):
     """``model.frn``: eps and whether a learned part is added to it."""
 
-    eps: float = Field(1e-6, gt=0)  # added to the mean square inside the sqrt (paper: 1e-6)
-    learned_eps: bool = False  # eps + |learned scalar| per layer (paper: for 1×1 maps)
+    eps: float = Field(1e-6, gt=0)
+    """added to the mean square inside the sqrt (paper: 1e-6)"""
+    learned_eps: bool = False
+    """eps + |learned scalar| per layer (paper: for 1×1 maps)"""
 
 
 @register_norm(

@@ -41,7 +41,13 @@ class NormOptions(BaseModel):
     """Base of the per-norm options: strict, frozen, unknown keys rejected. Each field states
     its unit and convention in a comment, as the config's fields do."""
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
+    model_config = ConfigDict(
+        extra="forbid",
+        strict=True,
+        frozen=True,
+        allow_inf_nan=False,
+        use_attribute_docstrings=True,  # each field's docstring is its description
+    )
 
 
 class NoOptions(NormOptions):
@@ -51,13 +57,15 @@ class NoOptions(NormOptions):
 class EpsOptions(NormOptions):
     """A norm whose only setting is its eps."""
 
-    eps: float = Field(1e-5, gt=0)  # added to the variance inside the sqrt (torch 1e-5)
+    eps: float = Field(1e-5, gt=0)
+    """added to the variance inside the sqrt (torch 1e-5)"""
 
 
 class GroupOptions(EpsOptions):
     """A norm over groups of channels."""
 
-    groups: int = Field(8, ge=1)  # channel groups; must divide every layer's channel count
+    groups: int = Field(8, ge=1)
+    """channel groups; must divide every layer's channel count"""
 
 
 def batch_axes(module: nn.Module, ndim: int) -> tuple[int, ...]:

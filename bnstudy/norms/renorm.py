@@ -214,15 +214,21 @@ class RenormOptions(BatchOptions):
     """``model.batch_renorm``: BN's options plus the clipping limits and their schedule (see
     the module docstring)."""
 
-    r_max: float = Field(3.0, ge=1)  # r is clipped to [1/r_max, r_max] (paper: 3)
-    d_max: float = Field(5.0, ge=0)  # d is clipped to [-d_max, d_max] (paper: 5)
-    # fractions: plain BN until relax_start, then linear ramps reaching d_max at d_max_at and
-    # r_max at r_max_at (fractions of the run's optimizer steps; the defaults are the paper's
-    # 5k/25k/40k steps read as fractions of 100k); fixed: r_max and d_max from the first step
+    r_max: float = Field(3.0, ge=1)
+    """r is clipped to [1/r_max, r_max] (paper: 3)"""
+    d_max: float = Field(5.0, ge=0)
+    """d is clipped to [-d_max, d_max] (paper: 5)"""
     schedule: Literal["fractions", "fixed"] = "fractions"
+    """fractions: plain BN until relax_start, then linear ramps reaching d_max at d_max_at and r_max
+    at r_max_at (fractions of the run's optimizer steps; the defaults are the paper's 5k/25k/40k
+    steps read as fractions of 100k); fixed: r_max and d_max from the first step
+    """
     relax_start: float = Field(0.05, ge=0, lt=1)
+    """schedule fractions: the fraction of the run's optimizer steps from which r and d relax"""
     d_max_at: float = Field(0.25, gt=0, le=1)
+    """schedule fractions: the fraction of the steps at which d reaches d_max"""
     r_max_at: float = Field(0.4, gt=0, le=1)
+    """schedule fractions: the fraction of the steps at which r reaches r_max"""
 
     @model_validator(mode="after")
     def _ordered_fractions(self) -> RenormOptions:
