@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import enum
+import os
+import shutil
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
 from typer.core import TyperCommand, TyperGroup, TyperOption
@@ -52,8 +54,17 @@ class _FlagsWithoutType:
         return params
 
 
+# Below this many columns rich's help tables cut long option names and words with "…" (84 for
+# `run --help`): the help is click's plain text there, which wraps and cuts nothing.
+RICH_HELP_MIN_COLUMNS = 100
+
+
 class _Command(_FlagsWithoutType, TyperCommand):
-    pass
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        if shutil.get_terminal_size().columns < RICH_HELP_MIN_COLUMNS:
+            super(TyperCommand, self).format_help(ctx, formatter)  # click's, past typer's
+        else:
+            super().format_help(ctx, formatter)
 
 
 class _Group(_FlagsWithoutType, TyperGroup):
@@ -66,9 +77,13 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
     no_args_is_help=True,
 )
-# Plain lines don't wrap (greppable); tables get 140 columns when output is not a terminal.
+# Plain lines don't wrap (greppable); tables get 140 columns when output is not a terminal,
+# unless COLUMNS says otherwise.
 out = Console(
-    soft_wrap=True, highlight=False, markup=False, width=None if sys.stdout.isatty() else 140
+    soft_wrap=True,
+    highlight=False,
+    markup=False,
+    width=None if sys.stdout.isatty() or "COLUMNS" in os.environ else 140,
 )
 err = Console(stderr=True, soft_wrap=True, highlight=False)
 
@@ -204,9 +219,9 @@ def run(
         Executor,
         typer.Option(
             help="local: worker processes here. slurm: submit the runs still to do as one "
-            "SLURM job array (pip install 'bnstudy\\[slurm]') and exit; rerun to submit what is "
-            "still missing. submitit-local: the same submission as processes on this machine, "
-            "all at once (a rehearsal for a few runs).",
+            "SLURM job array (the slurm extra of bnstudy: pip install -e '.[slurm]') and exit; "
+            "rerun to submit what is still missing. submitit-local: the same submission as "
+            "processes on this machine, all at once (a rehearsal for a few runs).",
         ),
     ] = Executor[LOCAL],
     slurm_partition: Annotated[str | None, _slurm("Partition.")] = DEFAULT_SLURM.partition,
@@ -324,15 +339,40 @@ def _print_submitted(submitted: Submitted) -> None:
     out.print(f"follow with: bnstudy status {sweep_dir}{follow}")
 
 
-def _plan_table(listing: Listing) -> Table:
+def _plan_table(listing: Listing) -> RenderableType:
     runs, keys, todo = listing.runs, listing.keys, listing.todo
-    table = Table("#", "run_id", *keys, "state", title=f"{len(runs)} runs ({len(todo)} to run)")
-    for index, run in enumerate(runs, start=1):
-        state = "to run" if run.run_id in todo else "done"
-        table.add_row(
-            str(index), run.run_id, *(str(run.swept.get(k, "(unused)")) for k in keys), state
-        )
-    return table
+    rows = [
+        [
+            str(index),
+            run.run_id,
+            *(str(run.swept.get(k, "(unused)")) for k in keys),
+            "to run" if run.run_id in todo else "done",
+        ]
+        for index, run in enumerate(runs, start=1)
+    ]
+    return _fitted(f"{len(runs)} runs ({len(todo)} to run)", ["#", "run_id", *keys, "state"], rows)
+
+
+def _fitted(title: str, headers: list[str], rows: list[list[str]]) -> RenderableType:
+    """A table of ``rows`` under ``headers``, or, where the terminal is too narrow for it to
+    show every word whole (rich would cut them with "…"), the same rows stacked: each row's
+    first cell, then one line per other cell under its column's name. Nothing is cut at 80
+    columns."""
+    table = Table(*headers, title=title)
+    for row in rows:
+        table.add_row(*row)
+    unbounded = out.options.update_width(10**6)  # rich clamps a measurement to the width
+    if out.measure(table, options=unbounded).minimum <= out.width:
+        return table
+    stacked = Table.grid(padding=(0, 2))
+    stacked.add_column(no_wrap=True)
+    stacked.add_column(overflow="fold")
+    first, *others = headers
+    for row in rows:
+        stacked.add_row(f"{first} {row[0]}", "")
+        for header, cell in zip(others, row[1:], strict=True):
+            stacked.add_row(f"  {header}", cell)
+    return Group(title, stacked)
 
 
 @app.command(cls=_Command)
@@ -360,31 +400,24 @@ def inspect(
     out.print(_layer_table(inspection))
 
 
-def _layer_table(inspection: Inspection) -> Table:
+def _layer_table(inspection: Inspection) -> RenderableType:
     model = inspection.study.model
     title = f"{model.name} with {model.norm} norm at batch size {inspection.batch_size}"
-    table = Table(
-        "layer",
-        "type",
-        "input shape",
-        "reduced axes",
-        "values / statistic",
-        "images / statistic",
-        "verdict",
-        title=title,
-    )
-    for r in inspection.layers:
-        shape = "×".join(map(str, r.input_shape))
-        table.add_row(
+    headers = ["layer", "type", "input shape", "reduced axes", "values / statistic"]
+    headers += ["images / statistic", "verdict"]
+    rows = [
+        [
             r.name,
             r.kind,
-            shape,
+            "×".join(map(str, r.input_shape)),
             r.axes,
             "-" if r.values is None else str(r.values),
             "-" if r.images is None else str(r.images),
             r.verdict,
-        )
-    return table
+        ]
+        for r in inspection.layers
+    ]
+    return _fitted(title, headers, rows)
 
 
 @app.command(cls=_Command)
@@ -444,26 +477,20 @@ def norms() -> None:
     (`model.<norm>.<option>` in a study file)."""
     from bnstudy.norm_table import norm_rows
 
-    table = Table(
-        "norm",
-        "averages",
-        "batch stats",
-        "running stats",
-        "at one value",
-        "options",
-        title="norms (bnstudy.norms)",
-    )
+    headers = ["norm", "averages", "batch stats", "running stats", "at one value", "options"]
     yes = {True: "yes", False: "no"}
-    for row in norm_rows():
-        table.add_row(
+    rows = [
+        [
             row.name,
             row.averages,
             yes[row.batch_statistics],
             yes[row.running_statistics],
             row.at_one_value,
             row.options or "-",
-        )
-    out.print(table)
+        ]
+        for row in norm_rows()
+    ]
+    out.print(_fitted("norms (bnstudy.norms)", headers, rows))
 
 
 @app.command(cls=_Command)

@@ -149,7 +149,9 @@ def test_run_and_status_list_each_failed_run_with_its_swept_values_and_one_line_
     assert lines[2] == f"see the results: bnstudy report {tmp_path / 'tiny'}"
     assert "tiny: 2 of 2 runs to run, 1 at a time on cpu" in result.stderr
     [done] = [line for line in result.stderr.splitlines() if "batch_size=2: ok: " in line]
-    assert re.search(r"ok: eval \d+\.\d%, train \d+\.\d%$", done)
+    assert re.search(
+        r"ok: eval \d+\.\d%, train \d+\.\d% \[\d+/\d+ runs, eta \d+:\d\d:\d\d\]$", done
+    )
     status = invoke("status", tmp_path / "tiny").output.splitlines()
     assert status[0].endswith("2 planned: 1 error, 1 ok, 0 running, 0 missing")
     [line] = [line for line in status if line.startswith("  error ")]
@@ -436,3 +438,30 @@ def test_status_tells_runs_in_flight_from_missing_ones(tiny_study, tmp_path):
     assert lines[1].startswith(f"  running {runs[0].run_id} seed=0 (by {claims.HOST} pid")
     assert f"pid {os.getpid()} on cuda:1, heartbeat 0 s ago)" in lines[1]
     assert lines[2] == f"  missing {runs[1].run_id} seed=1"
+
+
+def test_at_80_columns_norms_inspect_and_the_plan_cut_nothing(
+    monkeypatch, tiny_study, write_study, tmp_path
+):
+    from rich.console import Console
+
+    from bnstudy import cli
+
+    narrow = Console(width=80, soft_wrap=True, highlight=False, markup=False)
+    monkeypatch.setattr(cli, "out", narrow)
+    config = write_study(tiny_study | {"sweep": {"train.norm_batch_size": [1, 2, 4]}})
+    listed = invoke("norms")
+    inspected = invoke("inspect", config, "model.norm=batch_renorm", "--batch-size", "1")
+    planned = invoke("run", config, "--dry-run", "--out", tmp_path)
+    for result in (listed, inspected, planned):
+        assert result.exit_code == 0, result.output
+        assert "…" not in result.output
+    for name, spec in NORMS.items():
+        assert f"norm {name}" in listed.output
+        assert all(f"{option}=" in listed.output for option in spec.options.model_fields)
+    assert "momentum_convention=torch" in listed.output
+    assert "per-sample" in inspected.output and "3 runs (3 to run)" in planned.output
+    for command in ("run", "evaluate"):
+        helped = runner.invoke(app, [command, "--help"], env={"COLUMNS": "80"})
+        assert helped.exit_code == 0 and "…" not in helped.output
+    assert "--slurm-array-parallelism" in helped.output or "--jobs" in helped.output
