@@ -32,6 +32,36 @@ NORM_NAMES = (
 BATCH_STATISTICS = frozenset({"batch", "batch_manual", "batch_keras", "batch_renorm", "evonorm_b0"})
 
 
+# What figures call each norm: the names of the papers and frameworks (the registry names stay
+# in tables, findings and keys, where they are what a study file says)
+DISPLAY_NAMES = {
+    "batch": "BatchNorm",
+    "batch_manual": "BatchNorm (written out)",
+    "batch_keras": "BatchNorm (Keras defaults)",
+    "batch_renorm": "Batch Renorm",
+    "frozen_bn": "FrozenBN",
+    "frozen_stats": "BN, frozen statistics",
+    "evonorm_b0": "EvoNorm-B0",
+    "evonorm_s0": "EvoNorm-S0",
+    "group": "GroupNorm",
+    "instance": "InstanceNorm",
+    "layer": "LayerNorm",
+    "group_ws": "GroupNorm + WS",
+    "frn": "FRN + TLU",
+    "none": "no norm",
+}
+
+
+def display_label(label: str) -> str:
+    """A series label (``norm`` or ``norm, key=value``, or ``norm @ ...``) with its norm by its
+    display name: ``GroupNorm, model.group.groups=8``; anything else unchanged."""
+    for separator in (", ", " @ "):
+        norm, found, rest = label.partition(separator)
+        if found and norm in DISPLAY_NAMES:
+            return DISPLAY_NAMES[norm] + separator + rest
+    return DISPLAY_NAMES.get(label, label)
+
+
 def uses_batch_statistics(name: object) -> bool:
     """Whether the norm named ``name`` normalizes with statistics over the samples of a batch
     (the BN family); False for the others and for anything that is not a norm's name."""

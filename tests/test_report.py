@@ -359,7 +359,7 @@ def test_plot_functions_return_figures_with_one_panel_per_setting(runs: pd.DataF
         "eval mode − train mode (test batch = training batch)",
         "eval mode − train mode (test batch = 1)",
     ]
-    assert legend_labels(gap) == ["batch"]  # no line for group norm
+    assert legend_labels(gap) == ["BatchNorm", drawing.BAND_LABEL]  # no line for group norm
 
 
 def legend_labels(figure: Figure) -> list[str]:
@@ -391,7 +391,11 @@ def test_diagnostic_plots_have_one_panel_per_quantity(runs: pd.DataFrame) -> Non
         "train mode (batch stats, test batch = training batch)",
         "train mode (batch stats, test batch = 1)",
     ]
-    assert legend_labels(flip) == ["batch", "no result (error/diverged/oom/crashed)"]  # bs 1
+    assert legend_labels(flip) == [
+        "BatchNorm",
+        drawing.BAND_LABEL,
+        "no result (error/diverged/oom/crashed)",
+    ]  # bs 1
     assert all(ax.get_ylabel() == "predictions flipped (%)" for ax in flip.axes)
 
 
@@ -448,9 +452,15 @@ def test_whole_norm_errored(tmp_path: Path) -> None:
     assert len(instance) == len(BATCH_SIZES) * len(SETTINGS)
     assert (instance["n"] == 0).all() and (instance["n_error"] == 2).all()
     accuracy = figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs))
-    assert legend_labels(accuracy) == ["batch", "group", "instance", drawing.NO_VALUE_LABEL]
+    assert legend_labels(accuracy) == [
+        "BatchNorm",
+        "GroupNorm",
+        "InstanceNorm",
+        drawing.BAND_LABEL,
+        drawing.NO_VALUE_LABEL,
+    ]
     gap = figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))
-    assert legend_labels(gap) == ["batch"]
+    assert legend_labels(gap) == ["BatchNorm", drawing.BAND_LABEL]
 
 
 def test_eval_only_sweep_skips_train_mode_plots(tmp_path: Path) -> None:
@@ -538,8 +548,8 @@ def test_norm_batch_study_plots_along_the_norm_batch_axis(tmp_path: Path) -> Non
     accuracy = figures.plot_accuracy_vs_batch_size(runs, figure_data.accuracy_data(runs))
     xlabel = accuracy.axes[0].get_xlabel().replace("\n", " ")
     assert xlabel == "normalization batch size (samples per BN statistic)"
-    assert legend_labels(accuracy)[1] == "group (one model per seed)"
-    assert legend_labels(accuracy)[-1] == "chance (100 / classes)"  # the table has num_classes
+    assert legend_labels(accuracy)[1] == "GroupNorm (one model per seed)"
+    assert legend_labels(accuracy)[-2] == "chance (100 / classes)"  # the table has num_classes
     assert titles(figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))) == [
         "eval mode − train mode (test batch = normalization batch)",
         "precise mode − eval mode",
@@ -762,7 +772,7 @@ def test_panels_are_drawn_only_where_the_quantity_can_vary(sweep: Path) -> None:
     collapse = figures.plot_run_panels(runs, figure_data.panel_data(runs, COLLAPSE_PANELS))
     assert titles(collapse) == ["output std"]
     gap = figures.plot_test_mode_gap(runs, figure_data.gap_data(runs))
-    assert legend_labels(gap) == ["batch"]  # not group
+    assert legend_labels(gap) == ["BatchNorm", drawing.BAND_LABEL]  # not group
     page = (sweep / "report" / "index.html").read_text(encoding="utf-8")
     assert "Not drawn, the same in every run: fraction of outputs exactly 0 (0)." in page
     assert page.count("Not drawn: group (no running statistics") == 2  # gap and flip rate
@@ -802,7 +812,14 @@ def test_comparison_of_two_studies_renders(sweep: Path, tmp_path: Path) -> None:
     # a normalization-batch study beside an optimizer-batch study: each along its own axis
     studies = {"A": runs, "B": report.load_runs(write_runs(other, make_runs()) / "runs.csv")}
     figure = figures.plot_comparison(studies, figure_data.comparison_data(studies))
-    assert legend_labels(figure) == ["batch", "group", "A", "B", "chance (100 / classes)"]
+    assert legend_labels(figure) == [
+        "BatchNorm",
+        "GroupNorm",
+        "A",
+        "B",
+        "chance (100 / classes)",
+        drawing.BAND_LABEL,
+    ]
     assert "train mode (batch stats, test batch = the x value)" in titles(figure)
     xlabel = figure.axes[0].get_xlabel().replace("\n", " ")
     assert xlabel == "batch size: A: norm batch; B: batch"
@@ -848,7 +865,7 @@ def test_a_comparison_of_studies_without_runs_says_so(tmp_path: Path) -> None:
         "full": report.load_runs(write_runs(tmp_path / "c", make_runs()) / "runs.csv"),
     }
     figure = figures.plot_comparison(one, figure_data.comparison_data(one))
-    assert legend_labels(figure)[-1] == "full"  # the empty study has no line
+    assert legend_labels(figure)[-2] == "full"  # the empty study has no line
 
 
 def parse_page_text(path: Path) -> str:
@@ -1009,3 +1026,22 @@ def test_a_series_label_leaves_out_a_swept_key_the_run_ignores():
     frame = pd.DataFrame({"norm": ["batch", "group"], "model.group.groups": groups})
     labels = series_labels(frame, ["norm", "model.group.groups"])
     assert labels.tolist() == ["batch", "group, model.group.groups=8"]
+
+
+def test_a_contradicted_claim_says_which_way_it_went_in_a_neutral_colour() -> None:
+    from bnstudy.report.page_parts import PAGE_STYLE, _finding_row
+    from bnstudy.report.verdicts import Finding
+
+    finding = Finding(
+        "batch @ norm batch 2",
+        "eval mode below train mode",
+        "eval − train",
+        7.6,
+        5.5,
+        9.7,
+        5,
+        verdict="contradicted",
+    )
+    row = _finding_row(finding)
+    assert '<td class="verdict no">contradicted: the opposite, eval − train = +7.6 pp</td>' in row
+    assert ".no { color: #1d4ed8; }" in PAGE_STYLE  # blue: not the red of a warning

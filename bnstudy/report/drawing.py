@@ -26,11 +26,13 @@ import matplotlib
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 from matplotlib.ticker import LogLocator, NullFormatter, NullLocator, StrMethodFormatter
 
-from bnstudy.norm_catalog import uses_batch_statistics
+from bnstudy.norm_catalog import display_label, uses_batch_statistics
 from bnstudy.report.figure_data import DIFF, FLIP, RECOVERY, NothingToPlot
 from bnstudy.report.runs_table import (
     ACC,
@@ -62,7 +64,8 @@ STYLE = {
 }
 PANEL_WIDTH, PANEL_HEIGHT = 3.8, 3.5  # inches per panel
 SINGLE_WIDTH = 6.5  # inches of a one-panel figure
-LEGEND_COLUMN = 3.1  # inches per legend column
+LEGEND_COLUMN = 3.1  # inches per legend column, at least
+LEGEND_CHARACTER = 0.075  # inches per character of a legend label (10 pt), beside its marker
 PANELS_PER_ROW = 3
 TITLE_WIDTH = 31  # characters per line of a panel title
 LABEL_WIDTH = 27  # characters per line of an axis label
@@ -78,6 +81,7 @@ BAND_LIMITS = {
 }
 NO_VALUE_LABEL = f"no result ({'/'.join(FAILURES)})"
 SHARED_LABEL = " (one model per seed)"  # legend: no batch statistics, drawn at every value
+BAND_LABEL = "shaded: 95 % CI"  # legend: the bands of draw_band, the findings' intervals
 
 
 def styled(make: Callable[..., Figure]) -> Callable[..., Figure]:
@@ -336,9 +340,9 @@ def line_handles(colors: dict[str, str], axis: str) -> list[Line2D]:
     seed."""
     shared = axis == NORM_BATCH_SIZE
     return [
-        Line2D([], [], color=color, marker="o", label=label + SHARED_LABEL)
+        Line2D([], [], color=color, marker="o", label=display_label(label) + SHARED_LABEL)
         if shared and not uses_batch_statistics(label.split(",")[0])
-        else Line2D([], [], color=color, marker="o", label=label)
+        else Line2D([], [], color=color, marker="o", label=display_label(label))
         for label, color in colors.items()
     ]
 
@@ -350,14 +354,19 @@ def drawn_handles(table: pd.DataFrame, layout: Layout) -> list[Line2D]:
 
 
 def add_legend(fig: Figure, handles: list[Line2D], failed: bool) -> None:
-    """The figure legend below the panels, as many columns as the width holds: ``handles``, and
-    an entry for the 'x' of :func:`_mark_failures` if ``failed``."""
+    """The figure legend below the panels, as many columns as the width holds: ``handles``, an
+    entry for the 'x' of :func:`_mark_failures` if ``failed``, and one naming the shaded bands
+    (:func:`draw_band`) where the figure has them."""
+    if any(isinstance(c, PolyCollection) for ax in fig.axes for c in ax.collections):
+        handles = [*handles, Patch(facecolor="0.3", alpha=0.2, label=BAND_LABEL)]
     if failed:
         handles = [
             *handles,
             Line2D([], [], color="0.3", marker="x", linestyle="none", label=NO_VALUE_LABEL),
         ]
-    ncols = max(1, min(len(handles), int(fig.get_figwidth() // LEGEND_COLUMN)))
+    longest = max((len(h.get_label()) for h in handles), default=0)
+    column = max(LEGEND_COLUMN, 0.7 + LEGEND_CHARACTER * longest)  # marker, gap, label
+    ncols = max(1, min(len(handles), int(fig.get_figwidth() // column)))
     fig.legend(handles=handles, loc="outside lower center", ncols=ncols, frameon=False)
 
 

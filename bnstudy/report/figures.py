@@ -22,7 +22,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from bnstudy.norm_catalog import display_label
 from bnstudy.report.drawing import (
+    LEGEND_CHARACTER,
     PANELS_PER_ROW,
     Layout,
     add_legend,
@@ -266,7 +268,7 @@ def plot_recovery(df: pd.DataFrame, table: pd.DataFrame) -> Figure:
     axis value, mean and the findings' interval (``table``,
     :func:`bnstudy.report.figure_data.recovery_data`): a line with a band for norms with batch
     statistics; a dashed level with its interval as a bar at the right margin for those
-    trained once per seed (a band across the panel would hide the others)."""
+    trained once per seed (a band across the panel would hide the others), its tick named."""
     layout = figure_layout(df)
     series, axis, colors = layout
     values = axis_values(df, axis)
@@ -287,8 +289,18 @@ def plot_recovery(df: pd.DataFrame, table: pd.DataFrame) -> Figure:
         ax.plot(x, mean, marker="o", color=color)
     ax.axhline(0, color="black", linewidth=1)
     log2_axis(ax, values, AXIS_LABELS[axis])
+    names = [display_label(label) for label in series_labels(flat, series)]
+    ax.set_xticks([*values, *margin[: len(flat)]], labels=[*map(str, values), *names])
+    for tick in ax.get_xticklabels()[len(values) :]:  # the controls' bars, named
+        tick.set(rotation=90, fontsize="small")
+    longest = max(map(len, names), default=0)
+    legend_rows = len(series_labels(table, series).unique()) + 1  # and the band's entry
+    room = LEGEND_CHARACTER * longest + 0.25 * legend_rows  # the names, the legend below
+    fig.set_figheight(fig.get_figheight() + room)
     ax.set_xlim(values[0] / 1.4, (margin[-1] if len(flat) else values[-1]) * 1.2)
-    set_ylabel(ax, f"accuracy − {recovery_reference(df)} (pp)")
+    reference = display_label(recovery_reference(df))
+    set_title(ax, f"eval-mode accuracy − {reference}'s, paired by seed")
+    set_ylabel(ax, "difference (pp)")
     add_legend(fig, drawn_handles(table, layout), False)
     return fig
 
@@ -362,7 +374,10 @@ def plot_comparison(studies: dict[str, pd.DataFrame], table: pd.DataFrame) -> Fi
         log2_axis(ax, axis_values(table, "batch"), _comparison_xlabel(table))
         set_title(ax, _comparison_title(mode, batch, set(table["axis"])))
         ax.set_ylabel("test accuracy (%)")
-    handles = [Line2D([], [], color=colors[s], label=s) for s in dict.fromkeys(table["series"])]
+    handles = [
+        Line2D([], [], color=colors[s], label=display_label(s))
+        for s in dict.fromkeys(table["series"])
+    ]
     handles += [
         Line2D([], [], color="0.3", linestyle=ls, marker=m, label=study)
         for study, (ls, m) in styles.items()

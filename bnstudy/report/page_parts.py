@@ -32,7 +32,7 @@ SUMMARY_MD = "summary.md"
 PIVOT_HEADING = "Test accuracy by batch size, norm and test mode"
 VERDICT_CLASSES = {  # verdict prefix -> CSS class of its cell
     SUPPORTED: "yes",
-    CONTRADICTED: "no",
+    CONTRADICTED: "no",  # the opposite of the claim holds: neither good nor bad news
     DRIFT: "bad",
     FLAT: "yes",
     EQUIVALENT: "yes",
@@ -56,8 +56,9 @@ table.setup { width: 100%; }
 .setup th:first-child { width: 10em; background: none; }
 .detail, .rule, figcaption, .note { color: #555; font-size: 0.9em; }
 .verdict { font-weight: bold; }
-.yes { color: #1a7f37; } .no { color: #9a3412; } .bad { color: #c00; } .open { color: #666; }
+.yes { color: #1a7f37; } .no { color: #1d4ed8; } .bad { color: #c00; } .open { color: #666; }
 img { max-width: 100%; height: auto; }
+figure img { width: 100%; }  /* a one-panel figure as wide as the page, as the others */
 figure { margin: 0.5em 0 1.5em; }
 .warning { border: 2px solid #c00; background: #fee; padding: 0.5em 1em; font-weight: bold; }
 details { margin: 0.3em 0 1em; }
@@ -106,12 +107,15 @@ def _finding_row(finding: Finding) -> str:
     detail = "; ".join(part for part in (finding.measure, finding.detail, finding.key) if part)
     verdict = _verdict_class(finding.verdict)
     primary = " <b>primary</b>" if finding.primary else ""
+    said = finding.verdict
+    if verdict == "no" and finding.measure and finding.interval():  # which way it went
+        said += f": the opposite, {finding.measure} = {finding.interval().split(' [')[0]}"
     return (
         f"<tr><td>{html.escape(finding.subject)}{primary}</td><td>{html.escape(finding.claim)}"
         f' <span class="detail">({html.escape(detail)})</span></td>'
         f"<td>{html.escape(finding.interval())}</td><td>{finding.n}</td>"
         f'<td class="detail">{html.escape(finding.pvalues())}</td>'
-        f'<td class="verdict {verdict}">{html.escape(finding.verdict)}</td></tr>'
+        f'<td class="verdict {verdict}">{html.escape(said)}</td></tr>'
     )
 
 
