@@ -96,6 +96,10 @@ class Order(str, enum.Enum):
     grid = "grid"
 
 
+class Tracker(str, enum.Enum):
+    tensorboard = "tensorboard"
+
+
 def _version(value: bool) -> None:
     if value:
         out.print(f"bnstudy {bnstudy.__version__}")
@@ -215,6 +219,15 @@ def run(
             "fewer).",
         ),
     ] = "auto",
+    log: Annotated[
+        Tracker | None,
+        typer.Option(
+            help="Also write each run's training curves, test accuracies and config to this "
+            "tracker as it trains: tensorboard, in <sweep>/tensorboard/<run id> (tensorboard "
+            "--logdir results); the tensorboard extra: pip install -e '.[tensorboard]'.",
+            show_default=False,
+        ),
+    ] = None,
     executor: Annotated[
         Executor,
         typer.Option(
@@ -277,6 +290,7 @@ def run(
         executor=executor.value,
         slurm=slurm,
         pack=pack,
+        log=log.value if log else None,
     )
     try:
         launched = launch(options, err)

@@ -28,6 +28,7 @@ from bnstudy.options import CLUSTER_OF, LOCAL, RunOptions
 from bnstudy.preflight import load_data, model_for_data, statistics_batch
 from bnstudy.study import Interrupted, SetupFailures, pending_runs, run_study
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
+from bnstudy.tracking import TrackerUnavailable, check_tracker
 
 
 class LaunchError(Exception):
@@ -104,7 +105,19 @@ def launch(options: RunOptions, console: Console) -> Listing | Submitted | Ran:
         todo = pending_runs(sweep_dir, runs, options.retry)
         return Listing(order_runs(runs, options.order), swept_keys(runs), {r.run_id for r in todo})
     if options.executor != LOCAL:
+        if options.log:
+            raise LaunchError(
+                [
+                    f"--log {options.log}: follows the runs this process trains, "
+                    f"not a cluster's (--executor {options.executor})"
+                ]
+            )
         return _submit(sweep_dir, study, runs, options)
+    if options.log:
+        try:
+            check_tracker(options.log)
+        except TrackerUnavailable as error:
+            raise LaunchError([str(error)]) from None
     return _train(sweep_dir, study, runs, options, console)
 
 
@@ -182,6 +195,7 @@ def _train(
             options.max_setup_failures,
             options.stagger,
             options.pack,
+            options.log,
         )
     except SetupFailures as error:
         raise LaunchError([str(error)]) from None

@@ -76,3 +76,6 @@ class RunOptions:
     """Runs of one cell (differing only in seed) trained as one packed network
     (bnstudy.packed_run): ``off``, at most K (a number), or ``auto``: where packing pays on
     the device (bnstudy.study.pack_size). Local executor only."""
+    log: str | None = None
+    """A tracker each run's curves, test accuracies and config go to as it trains
+    (bnstudy.tracking: ``tensorboard``), or None. Local executor only."""

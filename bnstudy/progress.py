@@ -49,6 +49,7 @@ from bnstudy.results import (
     training_budget,
 )
 from bnstudy.sweep import Run
+from bnstudy.tracking import TensorBoardLog
 
 
 def swept_text(swept: dict[str, Any]) -> str:
@@ -111,7 +112,8 @@ def eta_text(seconds: float | None) -> str:
 
 class SweepView:
     """The terminal view of a sweep with ``total`` runs of which ``done`` are finished;
-    ``clock`` times the runs for the ETA (:class:`Eta`)."""
+    ``clock`` times the runs for the ETA (:class:`Eta`); ``log`` gets each run this process
+    finishes (bnstudy.tracking)."""
 
     def __init__(
         self,
@@ -120,8 +122,9 @@ class SweepView:
         total: int,
         done: int,
         clock: Callable[[], float] = time.monotonic,
+        log: TensorBoardLog | None = None,
     ) -> None:
-        self.console, self.sweep_dir = console, sweep_dir
+        self.console, self.sweep_dir, self.log = console, sweep_dir, log
         self.in_flight: dict[str, tuple[Run, float]] = {}  # run_id -> (run, start time)
         self.eta = Eta(clock)
         self.progress = _Progress(self, console)
@@ -144,6 +147,8 @@ class SweepView:
         _, start = self.in_flight.pop(run.run_id, (None, None))
         if trained and start is not None:
             self.eta.durations.append(self.eta.clock() - start)
+        if trained and self.log is not None:
+            self.log.finish(run)
         self.progress.advance(self.task)
         result = store.read_result(self.sweep_dir, run.run_id) if trained else None
         if result is None:

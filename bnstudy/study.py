@@ -23,6 +23,7 @@ from bnstudy.progress import SweepView
 from bnstudy.results import ERROR_AT, ERROR_MESSAGE, PACK_NOTE, STATUS
 from bnstudy.run import crashed_record
 from bnstudy.sweep import Run, order_runs, plan_record
+from bnstudy.tracking import Following, TensorBoardLog
 from bnstudy.workers import WorkerPool
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
@@ -64,6 +65,7 @@ def run_study(
     max_setup_failures: int = MAX_SETUP_FAILURES,
     stagger: float = STAGGER_SECONDS,
     pack: str = "off",
+    log: str | None = None,
 ) -> tuple[Counter, int]:
     """Run every run of the study that has no result (or an outcome in ``retry``) and that no
     other live process has claimed (bnstudy.claims; a claim silent for ``lease`` seconds is
@@ -74,7 +76,8 @@ def run_study(
     :class:`Interrupted`; a second Ctrl-C exits at once. After ``max_setup_failures`` runs in a
     row fail before training (0: never) it stops likewise and raises :class:`SetupFailures`.
     ``pack`` (``off``, ``auto`` or a number) trains runs of one cell in packs
-    (bnstudy.packed_run.packs)."""
+    (bnstudy.packed_run.packs). ``log`` (``tensorboard``) writes each run's curves, test
+    accuracies and config to that tracker as it trains (bnstudy.tracking)."""
     devices = [device] if isinstance(device, torch.device) else device
     workers = _worker_devices(devices, jobs or len(devices))
     console = console or Console(stderr=True)
@@ -88,7 +91,11 @@ def run_study(
         markup=False,
     )
     try:
-        with SweepView(console, sweep_dir, len(runs), len(runs) - len(todo)) as view:
+        tracker = TensorBoardLog(sweep_dir) if log == "tensorboard" else None
+        with (
+            SweepView(console, sweep_dir, len(runs), len(runs) - len(todo), log=tracker) as view,
+            Following(tracker, view.in_flight) if tracker else contextlib.nullcontext(),
+        ):
             while todo:
                 held = []
                 work = packs(todo, pack, workers[0].type)
