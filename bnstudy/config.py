@@ -410,6 +410,23 @@ class TrainConfig(Section):
 
     @model_validator(mode="before")
     @classmethod
+    def _one_budget_unit(cls, raw: Any) -> Any:
+        """steps or samples replace epochs: epochs set to another value than its default beside
+        them would be ignored, so the pair is refused (a run's config.json, which holds every
+        field, has the default)."""
+        if not isinstance(raw, dict):
+            return raw
+        epochs, default = raw.get("epochs"), cls.model_fields["epochs"].default
+        budget = next((k for k in ("steps", "samples") if raw.get(k) is not None), None)
+        if budget and epochs is not None and epochs != default:
+            raise ValueError(
+                f"train.epochs {epochs} would be ignored: train.{budget} sets the length of "
+                "training; remove one of them"
+            )
+        return raw
+
+    @model_validator(mode="before")
+    @classmethod
     def _whole_batch_is_the_default(cls, raw: Any) -> Any:
         """norm_batch_size equal to batch_size is the default: one identity for both."""
         if isinstance(raw, dict) and raw.get("norm_batch_size") == raw.get(

@@ -240,7 +240,7 @@ def test_norm_batch_size_equal_to_the_batch_size_is_the_default(tiny_study):
 @pytest.mark.parametrize(
     "train, key",
     [
-        ({"steps": 10, "samples": 100}, "train.samples"),
+        ({"steps": 10, "samples": 100, "epochs": 3}, "train.samples"),
         ({"warmup_steps": 10, "warmup_fraction": 0.1}, "train.warmup_fraction"),
         ({"step_milestones": [0.5, 1.5]}, "train.step_milestones"),
         ({"accumulate": 0}, "train.accumulate"),
@@ -277,6 +277,14 @@ def test_train_frozen_bn_from_before_validates_at_none_and_names_the_norm_otherw
     assert (
         key == "train" and message == "train.frozen_bn statistics is now model.norm: frozen_stats"
     )
+
+
+def test_epochs_beside_steps_or_samples_is_refused_as_it_would_be_ignored(tiny_study):
+    tiny_study["train"].update(epochs=2, steps=3)
+    [(key, message)] = problems(tiny_study)
+    assert key == "train" and message.startswith("train.epochs 2 would be ignored: train.steps")
+    tiny_study["train"].update(epochs=3)  # the default, as every run's config.json holds it
+    assert plan(tiny_study, "study.yaml")[1]
 
 
 def test_a_norms_options_are_validated_in_its_section(tiny_study):

@@ -44,7 +44,8 @@ def test_a_finished_runs_line_has_each_test_settings_accuracy_or_the_error():
 
 
 def test_a_run_with_a_step_budget_shows_its_steps_not_a_total_of_epochs(tiny_study, tmp_path):
-    tiny_study["train"]["steps"] = 40  # train.epochs keeps its value and is ignored
+    tiny_study["train"]["steps"] = 40
+    del tiny_study["train"]["epochs"]  # steps replace it
     tiny_study["sweep"] = {"seed": [3]}
     _, [run] = plan(tiny_study, "s.yaml")
     folder = store.run_dir(tmp_path, run.run_id)
