@@ -54,6 +54,7 @@ from bnstudy.train import (
     CopyResult,
     EpochStats,
     Position,
+    StepListener,
     Stream,
     make_optimizer,
     train_pack,
@@ -154,26 +155,30 @@ def execute_pack(
     device: torch.device,
     on_epoch: Callable[[int, EpochStats], None] = lambda index, stats: None,
     files: Sequence[RunFiles | None] | None = None,
+    on_step: StepListener = lambda position: None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate the runs ``configs`` (of one cell: :func:`cell_of`) as one packed
     network; their records, as :func:`bnstudy.run.execute_run` returns them, in order.
-    ``on_epoch(k, stats)`` gets run k's epochs; ``files[k]`` is where run k keeps its model
+    ``on_epoch(k, stats)`` gets run k's epochs, ``on_step`` the optimizer steps of whichever
+    run or pack is training (bnstudy.train.train); ``files[k]`` is where run k keeps its model
     (None: nowhere)."""
     files = list(files or [None] * len(configs))
     if len(configs) == 1:
-        return [execute_run(configs[0], device, lambda stats: on_epoch(0, stats), files[0])]
+        return [
+            execute_run(configs[0], device, lambda stats: on_epoch(0, stats), files[0], on_step)
+        ]
     compute = run_compute(configs[0])
     records = [new_record() for _ in configs]
     with run_flags(configs[0].train.deterministic, device) as flags:
         started, start = time.time(), synchronized_clock(device)
         reset_peak_memory(device)
         try:
-            tests = _pack_protocol(configs, device, records, on_epoch, files)
+            tests = _pack_protocol(configs, device, records, (on_epoch, on_step), files)
         except Exception as error:  # noqa: BLE001 - the runs then train alone
             if is_out_of_memory(error):
                 free_memory(device)
             why = f"{type(error).__name__}: {error}"
-            return _one_by_one(configs, device, on_epoch, files, why)
+            return _one_by_one(configs, device, (on_epoch, on_step), files, why)
     shared = provenance(device, started, compute, flags)
     shared |= {"seconds": synchronized_clock(device) - start, PACKED: len(configs)}
     for record, test in zip(records, tests, strict=True):
@@ -185,15 +190,16 @@ def execute_pack(
 def _one_by_one(
     configs: Sequence[StudyConfig],
     device: torch.device,
-    on_epoch: Callable[[int, EpochStats], None],
+    listeners: tuple[Callable[[int, EpochStats], None], StepListener],
     files: Sequence[RunFiles | None],
     why: str,
 ) -> list[dict[str, Any]]:
     """The runs trained alone, one after the other, after their pack failed with ``why``."""
     records = []
+    on_epoch, on_step = listeners
     for index, config in enumerate(configs):
         record = execute_run(
-            config, device, lambda stats, k=index: on_epoch(k, stats), files[index]
+            config, device, lambda stats, k=index: on_epoch(k, stats), files[index], on_step
         )
         record["provenance"][PACK_NOTE] = (
             f"trained alone: its pack of {len(configs)} failed ({why})"
@@ -206,7 +212,7 @@ def _pack_protocol(
     configs: Sequence[StudyConfig],
     device: torch.device,
     records: list[dict[str, Any]],
-    on_epoch: Callable[[int, EpochStats], None],
+    listeners: tuple[Callable[[int, EpochStats], None], StepListener],
     files: Sequence[RunFiles | None],
 ) -> list[list[dict[str, Any]]]:
     """Each run prepared alone, the K trained as one pack, each concluded alone; the runs'
@@ -218,7 +224,7 @@ def _pack_protocol(
     ]
     models = [model for _, model, _ in prepared]
     datas = [data for data, _, _ in prepared]
-    packed, copies = train_together(configs, datas, models, records[0]["train"][LR], on_epoch)
+    packed, copies = train_together(configs, datas, models, records[0]["train"][LR], listeners)
     tests = []
     for index, (config, record, copy) in enumerate(zip(configs, records, copies, strict=True)):
         tests.append(not_tested(config))
@@ -243,11 +249,11 @@ def train_together(
     datas: list[Dataset],
     models: list[nn.Module],
     lr: float,
-    on_epoch: Callable[[int, EpochStats], None],
+    listeners: tuple[Callable[[int, EpochStats], None], StepListener],
 ) -> tuple[nn.Module, list[CopyResult]]:
     """The K runs' ``models`` packed (one model: as it is) and trained at ``lr``, each on its
-    own data order and augmentation (bnstudy.train.train_pack); the packed model and each
-    copy's training."""
+    own data order and augmentation (bnstudy.train.train_pack), followed by ``listeners`` (its
+    ``on_epoch`` and ``on_step``); the packed model and each copy's training."""
     config, data, compute = configs[0], datas[0], run_compute(configs[0])
     packed = models[0]
     if len(models) > 1:
@@ -268,7 +274,8 @@ def train_together(
         batching=batching(config),
         schedule=make_schedule(config, len(data.train.y)),
         position=position,
-        on_epoch=on_epoch,
+        on_epoch=listeners[0],
+        on_step=listeners[1],
         compute=compute,
     )
     return packed, copies

@@ -1,5 +1,6 @@
 """What ``bnstudy run`` shows while a sweep runs: runs done of all with an ETA, the runs in
-flight (their swept values, epoch and last training loss, read from each run's history), and
+flight (their swept values, epoch and step under way, last epoch's training loss, read from
+each run's history.jsonl and progress.json), and
 a line per run this process finishes, with its test accuracies or its one-line error.
 
 In a terminal the bar and the in-flight table redraw in place and the finished-run lines
@@ -172,10 +173,11 @@ class SweepView:
     def in_flight_table(self) -> Table:
         table = Table.grid(padding=(0, 2))
         for run, start in list(self.in_flight.values()):
-            done, loss = _epochs_done(store.run_dir(self.sweep_dir, run.run_id))
+            folder = store.run_dir(self.sweep_dir, run.run_id)
+            done, loss = _done_so_far(folder)
             table.add_row(
                 f"  {run_label(run)}",
-                progress_text(run.config.train, done),
+                progress_text(run.config.train, done, store.read_progress(folder)),
                 "" if loss is None else f"loss {loss:.3f}",
                 _clock(self.eta.clock() - start),
             )
@@ -215,17 +217,27 @@ class _EtaColumn(ProgressColumn):
         return Text(self.view.eta_text(), style="progress.remaining")
 
 
-def progress_text(train: TrainConfig, done: dict[str, int]) -> str:
-    """How far a run is, ``done`` counting finished epochs, steps and samples: ``epoch 2/5``
-    when epochs set its length, else ``epoch 2, 24/40 steps`` (or samples; the epochs the
-    budget takes are not known ahead)."""
+def progress_text(train: TrainConfig, done: dict[str, int], mark: dict[str, int] | None) -> str:
+    """How far a run is, from ``done`` (its finished epochs, steps and samples: history.jsonl)
+    and ``mark`` (the epoch under way: progress.json, :class:`bnstudy.store.StepMarks`):
+    ``epoch 2/5, step 12/40`` when epochs set its length, else ``epoch 2, 30/40 steps`` (or
+    samples; the epochs a budget of steps takes are not known ahead); ``setting up`` before
+    its first step, ``trained, testing`` once its budget is spent."""
     amount, unit = training_budget(train.epochs, train.steps, train.samples)
+    if done[unit] >= amount:
+        return "trained, testing"
+    if mark is None and done[EPOCH] == 0:
+        return "setting up"
+    if mark is None or mark[EPOCH] <= done[EPOCH]:  # not begun, or between two epochs
+        mark = {EPOCH: done[EPOCH] + 1, "steps_done": 0, "steps": 0, "samples_done": 0}
     if unit == EPOCH:
-        return f"epoch {done[EPOCH]}/{amount}"
-    return f"epoch {done[EPOCH]}, {done[unit]}/{count_text(amount, unit)}"
+        step = f", step {mark['steps_done']}/{mark['steps']}" if mark["steps"] else ""
+        return f"epoch {mark[EPOCH]}/{amount}{step}"
+    so_far = done[unit] + mark["steps_done" if unit == STEP else "samples_done"]
+    return f"epoch {mark[EPOCH]}, {so_far}/{count_text(amount, unit)}"
 
 
-def _epochs_done(folder: Path) -> tuple[dict[str, int], float | None]:
+def _done_so_far(folder: Path) -> tuple[dict[str, int], float | None]:
     """The epochs, optimizer steps and samples that the run training in ``folder`` has finished
     (epoch, step, sample -> count), and the training loss of its last epoch."""
     done = {EPOCH: 0, STEP: 0, SAMPLE: 0}

@@ -75,6 +75,7 @@ from bnstudy.train import (
     EpochStats,
     Position,
     Schedule,
+    StepListener,
     TrainResult,
     check_ghost_remainder,
     make_optimizer,
@@ -108,19 +109,21 @@ def execute_run(
     device: torch.device,
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
     files: RunFiles | None = None,
+    on_step: StepListener = lambda position: None,
 ) -> dict[str, Any]:
     """Train and evaluate one run; the returned record is what ``result.json`` holds: what
     the protocol measured (:func:`_protocol`), its outcome, and its provenance, timed and with
     its peak memory, under the numerics flags of the run (bnstudy.device.run_flags).
     ``files``: where the run keeps its trained model and mid-run checkpoints, and resumes
-    from one (bnstudy.checkpoint); None: nothing is kept."""
+    from one (bnstudy.checkpoint); None: nothing is kept. ``on_epoch`` gets each finished
+    epoch, ``on_step`` each optimizer step (bnstudy.train.train)."""
     record, position, compute = new_record(), Position(), run_compute(config)
     tests = not_tested(config)
     with run_flags(config.train.deterministic, device) as flags:  # before any CUDA call
         started, start = time.time(), synchronized_clock(device)
         reset_peak_memory(device)
         try:
-            tests = _protocol(config, device, compute, record, position, on_epoch, files)
+            tests = _protocol(config, device, compute, record, position, (on_epoch, on_step), files)
         except Diverged as error:
             record.update(
                 {
@@ -145,17 +148,18 @@ def _protocol(
     compute: Compute,
     record: dict[str, Any],
     position: Position,
-    on_epoch: Callable[[EpochStats], None],
+    listeners: tuple[Callable[[EpochStats], None], StepListener],
     files: RunFiles | None,
 ) -> list[dict[str, Any]]:
     """The steps of a run in order, each adding to ``record`` what it measured, with
-    ``position`` at the step under way; returns the test records. Diagnostics
+    ``position`` at the step under way, ``listeners`` following training's epochs and steps;
+    returns the test records. Diagnostics
     (bnstudy.diagnostics) are taken at initialization, so that they explain a run that fails
     in training, and again after training."""
     data, model, optimizer = prepare_run(config, device, compute, record, position)
     position.phase = "train"
     checkpoints = _checkpoints(files, record["train"], model)
-    trained = _train(config, model, optimizer, data, position, on_epoch, compute, checkpoints)
+    trained = _train(config, model, optimizer, data, position, listeners, compute, checkpoints)
     record["train"].update(trained)
     return conclude_run(config, device, compute, model, data, record, position, files)
 
@@ -303,7 +307,7 @@ def _train(
     optimizer: torch.optim.Optimizer,
     data: Dataset,
     position: Position,
-    on_epoch: Callable[[EpochStats], None],
+    listeners: tuple[Callable[[EpochStats], None], StepListener],
     compute: Compute,
     checkpoints: Checkpoints | None,
 ) -> dict[str, Any]:
@@ -317,7 +321,8 @@ def _train(
             schedule=make_schedule(config, len(data.train.y)),
             generator=torch.Generator().manual_seed(config.seed),
             position=position,
-            on_epoch=on_epoch,
+            on_epoch=listeners[0],
+            on_step=listeners[1],
             compute=compute,
             augment=run_augment(config, data),
             checkpoints=checkpoints,

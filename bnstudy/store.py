@@ -8,6 +8,8 @@
       runs/<run_id>/
         config.json         resolved config of the run
         history.jsonl       one JSON object per finished epoch
+        progress.json       while the run trains: the epoch under way, its optimizer steps
+                            done and in all, its samples so far (:class:`StepMarks`)
         predictions.json    per test image: its label, the prediction of each test setting
                             and how many reshuffles flipped it (:class:`TestOutputs`)
         result.json         status, error, train metrics, test metrics, provenance
@@ -29,11 +31,12 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -66,10 +69,12 @@ from bnstudy.results import (
 if TYPE_CHECKING:  # planning imports torch; reading results never does
     from bnstudy.config import StudyConfig
     from bnstudy.sweep import Run
+    from bnstudy.train import Position
 
 RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
+PROGRESS = "progress.json"  # where training is within its epoch, while it trains
 PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
 MODEL = "model.pt"  # the trained model (bnstudy.checkpoint)
@@ -174,6 +179,7 @@ def start_run(sweep_dir: Path, run: Run) -> Path:
     write_config(folder, run)
     write_atomic(folder / HISTORY, "")
     (folder / "error.txt").unlink(missing_ok=True)
+    (folder / PROGRESS).unlink(missing_ok=True)
     return folder
 
 
@@ -194,6 +200,51 @@ def finish_run(folder: Path, result: dict[str, Any]) -> None:
         write_atomic(folder / "error.txt", trace)
     write_atomic(folder / PREDICTIONS, json.dumps(result.pop("predictions", {})) + "\n")
     write_json(folder / RESULT, result)
+    (folder / PROGRESS).unlink(missing_ok=True)
+
+
+class StepMarks:
+    """Writes where training is within its epoch to each of ``folders`` (``progress.json``:
+    the epoch under way, its optimizer steps done and in all, the samples they trained on),
+    at most once per ``interval`` seconds: called after every optimizer step with the run's
+    position (bnstudy.train.StepListener), it costs a clock read, and a progress view learns
+    more than the finished epochs of history.jsonl."""
+
+    def __init__(
+        self,
+        folders: list[Path],
+        interval: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.folders, self.interval, self.clock = folders, interval, clock
+        self.last = -math.inf
+
+    def __call__(self, position: Position) -> None:
+        now = self.clock()
+        if now - self.last < self.interval:
+            return
+        self.last = now
+        mark = json.dumps(
+            {
+                "epoch": position.epoch,
+                "steps_done": position.step,
+                "steps": position.epoch_steps,
+                "samples_done": position.epoch_samples,
+            }
+        )
+        for folder in self.folders:
+            with contextlib.suppress(OSError):  # a mark is for the eye: never fail a run for it
+                write_atomic(folder / PROGRESS, mark)
+
+
+def read_progress(folder: Path) -> dict[str, int] | None:
+    """The last mark of :class:`StepMarks` in ``folder`` (epoch, steps_done, steps,
+    samples_done), None before the first or when the file is unreadable."""
+    try:
+        mark = json.loads((folder / PROGRESS).read_text())
+        return {key: int(mark[key]) for key in ("epoch", "steps_done", "steps", "samples_done")}
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 @dataclass(frozen=True)

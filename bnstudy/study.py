@@ -263,6 +263,7 @@ def run_pack(
                     folders[todo[k].run_id], asdict(stats)
                 ),
                 files=files,
+                on_step=store.StepMarks([folders[run.run_id] for run in todo]),
             )
         for run, result, kept in zip(todo, results, files, strict=True):
             if pack.note:

@@ -201,17 +201,23 @@ class Diverged(RuntimeError):
 
 @dataclass
 class Position:
-    """Where a run is; read after an exception to say where it happened."""
+    """Where a run is; read after an exception to say where it happened, and by a
+    :data:`StepListener` after each optimizer step."""
 
     phase: str = "setup"
-    epoch: int = 0
-    step: int = 0
-    batch_size: int = 0
+    epoch: int = 0  # the epoch under way, from 1
+    step: int = 0  # its optimizer step under way (after the step: done), from 1
+    batch_size: int = 0  # of the forward pass under way
+    epoch_steps: int = 0  # the optimizer steps of the epoch under way, in all
+    epoch_samples: int = 0  # the samples its steps done so far trained on
 
     def describe(self) -> str:
         if self.phase != "train":
             return self.phase
         return f"train epoch {self.epoch} step {self.step} (batch of {self.batch_size})"
+
+
+StepListener = Callable[[Position], None]  # called with the run's position after each step
 
 
 @dataclass
@@ -318,6 +324,7 @@ def train(
     generator: torch.Generator,
     position: Position,
     on_epoch: Callable[[EpochStats], None] = lambda stats: None,
+    on_step: StepListener = lambda position: None,
     augment: Callable[[torch.Tensor], torch.Tensor] | None = None,
     compute: Compute = Compute(),
     checkpoints: Checkpoints | None = None,
@@ -337,7 +344,8 @@ def train(
     treated as a divergence: the lr schedule moves on, and the step counts toward the budget.
 
     ``checkpoints``: save the training state every so many steps, or resume from one
-    (:class:`Checkpoints`).
+    (:class:`Checkpoints`). ``on_step(position)`` follows each optimizer step, ``position``
+    saying where in its epoch training is (what a progress view shows).
 
     Raises :class:`Diverged` at the end of an epoch whose mean loss is not finite (under fp16
     too: a NaN loss is a divergence, not a skipped step).
@@ -350,6 +358,7 @@ def train(
         schedule=schedule,
         position=position,
         on_epoch=lambda index, stats: on_epoch(stats),
+        on_step=on_step,
         compute=compute,
         checkpoints=checkpoints,
     )
@@ -367,6 +376,7 @@ def train_pack(
     schedule: Schedule,
     position: Position,
     on_epoch: Callable[[int, EpochStats], None] = lambda index, stats: None,
+    on_step: StepListener = lambda position: None,
     compute: Compute = Compute(),
     checkpoints: Checkpoints | None = None,
 ) -> list[CopyResult]:
@@ -375,7 +385,8 @@ def train_pack(
     trained on its own loss; the loss backpropagated is the sum of the copies' losses, so each
     copy gets exactly its own gradients. A copy whose epoch loss is not finite is marked
     diverged at the end of that epoch and leaves the sum; training goes on while a copy is
-    left. ``on_epoch(k, stats)`` gets each copy's epochs. ``checkpoints`` only for K = 1."""
+    left. ``on_epoch(k, stats)`` gets each copy's epochs, ``on_step`` the pack's steps (as in
+    :func:`train`). ``checkpoints`` only for K = 1."""
     copies = [CopyResult() for _ in streams]
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule.factor)
     layers = progress_layers(model)
@@ -385,7 +396,15 @@ def train_pack(
     if checkpoints is not None and len(streams) > 1:
         raise ValueError("mid-run checkpoints are per model: a pack cannot keep them")
     loop = _Loop(
-        model, optimizer, scheduler, scaler, streams[0], copies[0], checkpoints, schedule.total
+        model,
+        optimizer,
+        scheduler,
+        scaler,
+        streams[0],
+        copies[0],
+        checkpoints,
+        schedule.total,
+        on_step,
     )
 
     def before_step() -> None:
@@ -451,6 +470,7 @@ class _Loop:
     copy: CopyResult
     checkpoints: Checkpoints | None
     total: int  # the run's optimizer steps
+    on_step: StepListener
     steps: int = 0
     epochs: int = 0
 
@@ -608,6 +628,7 @@ def _train_epoch(
         )
     groups = groups[:budget]
     tally, scale = under_way.tally, scaler.get_scale()  # then read once per step, after its update
+    position.epoch_steps, position.epoch_samples = len(groups), tally.samples
     for step, group in enumerate(groups[under_way.steps_done :], start=under_way.steps_done + 1):
         position.step = step
         before_step()
@@ -628,8 +649,9 @@ def _train_epoch(
         under_way.skipped += was_skipped
         under_way.lr = optimizer.param_groups[0]["lr"]
         _advance_schedule(scheduler, after_skipped_step=was_skipped)
-        under_way.steps_done = step
+        under_way.steps_done, position.epoch_samples = step, position.epoch_samples + step_samples
         loop.after_step(under_way, lambda: synchronized_clock(device) - start)
+        loop.on_step(position)
     losses, accuracies = tally.means()
     seconds = synchronized_clock(device) - start
     return [

@@ -111,7 +111,8 @@ def _train(cell: list[StudyConfig], device: torch.device) -> list:
         run.setup_model(config, data, compute) for config, data in zip(cell, datas, strict=True)
     ]
     models, lr = [model for model, _, _ in setups], setups[0][2]
-    return packed_run.train_together(cell, datas, models, lr, lambda k, stats: None)[1]
+    quiet = (lambda k, stats: None, lambda position: None)
+    return packed_run.train_together(cell, datas, models, lr, quiet)[1]
 
 
 def _sync(device: torch.device) -> None:

@@ -9,7 +9,9 @@ from bnstudy.progress import SweepView, progress_text, result_line, swept_text
 from bnstudy.sweep import plan
 
 
-def test_runs_in_flight_show_their_swept_values_epoch_and_last_training_loss(tiny_study, tmp_path):
+def test_runs_in_flight_show_their_swept_values_epoch_step_and_last_training_loss(
+    tiny_study, tmp_path
+):
     tiny_study["train"]["epochs"] = 5
     tiny_study["sweep"] = {"seed": [3]}
     _, [run] = plan(tiny_study, "s.yaml")
@@ -21,7 +23,11 @@ def test_runs_in_flight_show_their_swept_values_epoch_and_last_training_loss(tin
     view.started(run)
     console.print(view.in_flight_table())
     row = console.export_text().strip()
-    assert row.startswith(f"{run.run_id} seed=3") and "epoch 2/5" in row and "loss 1.235" in row
+    assert row.startswith(f"{run.run_id} seed=3") and "epoch 3/5" in row and "loss 1.235" in row
+    mark = {"epoch": 3, "steps_done": 12, "steps": 40, "samples_done": 96}
+    (folder / store.PROGRESS).write_text(json.dumps(mark))
+    console.print(view.in_flight_table())
+    assert "epoch 3/5, step 12/40" in console.export_text()
     view.finished(run, trained=False)
     assert view.in_flight == {} and view.progress.tasks[0].completed == 2
     assert swept_text({"model.norm": "batch", "train.norm_batch_size": 4}) == (
@@ -57,11 +63,25 @@ def test_a_run_with_a_step_budget_shows_its_steps_not_a_total_of_epochs(tiny_stu
     view = SweepView(console, tmp_path, total=1, done=0)
     view.started(run)
     console.print(view.in_flight_table())
-    assert "epoch 2, 12/40 steps" in console.export_text()
+    assert "epoch 3, 12/40 steps" in console.export_text()  # no mark yet: epoch 3 begins
+    mark = {"epoch": 3, "steps_done": 4, "steps": 6, "samples_done": 32}
+    assert progress_text(run.config.train, {"epoch": 2, "step": 12, "sample": 96}, mark) == (
+        "epoch 3, 16/40 steps"
+    )
+    stale = mark | {"epoch": 2}  # the last mark of a finished epoch
+    assert progress_text(run.config.train, {"epoch": 2, "step": 12, "sample": 96}, stale) == (
+        "epoch 3, 12/40 steps"
+    )
+    assert progress_text(run.config.train, {"epoch": 7, "step": 40, "sample": 320}, None) == (
+        "trained, testing"
+    )
+    assert progress_text(run.config.train, {"epoch": 0, "step": 0, "sample": 0}, None) == (
+        "setting up"
+    )
     samples = tiny_study["train"] | {"steps": None, "samples": 1000}
     _, [run] = plan(tiny_study | {"train": samples}, "s.yaml")
-    assert progress_text(run.config.train, {"epoch": 2, "step": 12, "sample": 96}) == (
-        "epoch 2, 96/1000 samples"
+    assert progress_text(run.config.train, {"epoch": 2, "step": 12, "sample": 96}, mark) == (
+        "epoch 3, 128/1000 samples"
     )
 
 

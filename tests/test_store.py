@@ -5,6 +5,7 @@ import os
 import pytest
 
 from bnstudy import store
+from bnstudy.train import Position
 
 
 def test_a_failed_atomic_write_leaves_neither_a_temporary_file_nor_an_open_fd(
@@ -74,3 +75,19 @@ def test_test_outputs_are_read_in_the_new_and_the_old_format(tmp_path):
     store.write_atomic(store.run_dir(tmp_path, "cut") / store.PREDICTIONS, '{"test_labels": [0,')
     assert store.read_test_outputs(tmp_path, "cut") is None
     assert store.read_predictions(tmp_path, "cut") is None
+
+
+def test_step_marks_write_the_position_at_most_once_per_interval(tmp_path):
+    now = [0.0]
+    marks = store.StepMarks([tmp_path / "a", tmp_path / "b"], interval=1.0, clock=lambda: now[0])
+    position = Position(phase="train", epoch=2, step=1, epoch_steps=40, epoch_samples=8)
+    marks(position)
+    position.step, position.epoch_samples, now[0] = 2, 16, 0.5
+    marks(position)  # within the interval: not written
+    expected = {"epoch": 2, "steps_done": 1, "steps": 40, "samples_done": 8}
+    assert store.read_progress(tmp_path / "a") == store.read_progress(tmp_path / "b") == expected
+    now[0] = 1.0
+    marks(position)
+    assert store.read_progress(tmp_path / "a")["steps_done"] == 2
+    (tmp_path / "a" / store.PROGRESS).write_text("{half")
+    assert store.read_progress(tmp_path / "a") is None

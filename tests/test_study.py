@@ -20,9 +20,9 @@ def count_executions(monkeypatch):
     calls = []
     real = study.execute_pack
 
-    def counting(configs, device, on_epoch, files):
+    def counting(configs, device, on_epoch, files, on_step):
         calls.extend(configs)
-        return real(configs, device, on_epoch, files)
+        return real(configs, device, on_epoch, files, on_step)
 
     monkeypatch.setattr(study, "execute_pack", counting)
     return calls
@@ -58,6 +58,27 @@ def test_table_is_tidy_with_swept_keys_and_history_per_epoch(tiny_study, tmp_pat
     run_id = table["run_id"].iloc[0]
     history = (tmp_path / "tiny" / "runs" / run_id / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["epoch"] for line in history] == [1, 2]
+
+
+def test_a_training_run_marks_its_step_and_the_mark_goes_when_it_finishes(
+    tiny_study, tmp_path, monkeypatch
+):
+    _, [run] = plan(tiny_study, "s.yaml")
+    seen, real = [], study.execute_pack
+
+    def watching(configs, device, on_epoch, files, on_step):
+        def step(position):
+            on_step(position)
+            seen.append(store.read_progress(files[0].folder))
+
+        return real(configs, device, on_epoch, files, step)
+
+    monkeypatch.setattr(study, "execute_pack", watching)
+    assert study.run_one(tmp_path, run, CPU, lease=60)
+    steps = len(seen)  # tiny_study: one epoch; the first step is marked at once
+    batch = tiny_study["train"]["batch_size"]
+    assert seen[0] == {"epoch": 1, "steps_done": 1, "steps": steps, "samples_done": batch}
+    assert not (store.run_dir(tmp_path, run.run_id) / store.PROGRESS).exists()
 
 
 def test_an_error_run_is_recorded_and_the_sweep_goes_on(tiny_study, tmp_path):
@@ -333,11 +354,11 @@ def test_a_run_held_by_a_process_that_dies_mid_sweep_is_trained_at_the_end(
     calls = []
     real = study.execute_pack
 
-    def kill_the_holder_then_train(configs, device, on_epoch, files):
+    def kill_the_holder_then_train(configs, device, on_epoch, files, on_step):
         calls.extend(config.seed for config in configs)
         holder.kill()
         holder.wait()
-        return real(configs, device, on_epoch, files)
+        return real(configs, device, on_epoch, files, on_step)
 
     monkeypatch.setattr(study, "execute_pack", kill_the_holder_then_train)
     counts, trained = study.run_study(config, runs, tmp_path, CPU, order="grid")
@@ -399,10 +420,10 @@ def test_with_a_short_lease_a_run_longer_than_the_lease_keeps_its_claim_live(
     lease, seen = 1.0, []
     real = study.execute_pack
 
-    def slow(configs, device, on_epoch, files):
+    def slow(configs, device, on_epoch, files, on_step):
         time.sleep(2.5 * lease)
         seen.append(claims.is_stale(claims.read_claim(folder), lease))
-        return real(configs, device, on_epoch, files)
+        return real(configs, device, on_epoch, files, on_step)
 
     monkeypatch.setattr(study, "execute_pack", slow)
     assert study.run_one(tmp_path, run, CPU, lease)
