@@ -35,6 +35,7 @@ from bnstudy.results import (
     RUN_ID,
     STATUS,
     counts_text,
+    duration_text,
 )
 
 if TYPE_CHECKING:  # the library's modules load in the commands that need them (torch)
@@ -174,7 +175,20 @@ def run(
     order: Annotated[
         Order, typer.Option(help="Run order: seeded shuffle or grid.")
     ] = Order.shuffled,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and exit.")] = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="List the runs, their optimizer steps and their estimated time here, and exit.",
+        ),
+    ] = False,
+    probe: Annotated[
+        bool,
+        typer.Option(
+            help="With --dry-run: time each cell without finished runs by training one of its "
+            "runs for a few steps and testing it (else: from finished runs only).",
+        ),
+    ] = True,
     jobs: Annotated[
         int | None,
         typer.Option(
@@ -282,6 +296,7 @@ def run(
         devices=device,
         order=order.value,
         dry_run=dry_run,
+        probe=probe,
         jobs=jobs,
         stagger=stagger,
         lease=lease,
@@ -312,6 +327,7 @@ def _print_launched(launched: Listing | Submitted | Ran) -> None:
 
     if isinstance(launched, Listing):
         out.print(_plan_table(launched))
+        out.print(_cost_line(launched))
     elif isinstance(launched, Submitted):
         _print_submitted(launched)
     else:
@@ -365,6 +381,27 @@ def _plan_table(listing: Listing) -> RenderableType:
         for index, run in enumerate(runs, start=1)
     ]
     return _fitted(f"{len(runs)} runs ({len(todo)} to run)", ["#", "run_id", *keys, "state"], rows)
+
+
+def _cost_line(listing: Listing) -> str:
+    """What the runs to do cost: ``25 to run: 18,800 optimizer steps, about 3 min 40 s with 2
+    workers on cpu (timed by 5 probes)``, the runs whose time is unknown named."""
+    cost = listing.estimate
+    if not listing.todo:
+        return "nothing to run"
+    line = f"{len(listing.todo)} to run: {cost.steps:,} optimizer steps"
+    timed = sum(n for source, n in cost.sources.items() if source != "unknown")
+    if timed:
+        how = ", ".join(f"{n} by {_SOURCES[source]}" for source, n in cost.sources.items())
+        workers = f"{cost.jobs} worker{'s' if cost.jobs > 1 else ''}"
+        wall = duration_text(cost.wall_seconds)
+        line += f", about {wall} with {workers} on {listing.device} (runs timed: {how})"
+    else:
+        line += "; time unknown: no finished run to time it by (--probe times a few steps)"
+    return "\n".join([line, *(f"  {problem}" for problem in cost.problems)])
+
+
+_SOURCES = {"finished": "finished runs of their cell", "probe": "a probe", "unknown": "nothing"}
 
 
 def _fitted(title: str, headers: list[str], rows: list[list[str]]) -> RenderableType:

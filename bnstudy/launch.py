@@ -24,6 +24,7 @@ from bnstudy.config import (
 )
 from bnstudy.device import resolve_devices
 from bnstudy.diagnostics import LayerReport, layer_reports
+from bnstudy.estimate import PROBE_STEPS, Estimate, estimate
 from bnstudy.options import CLUSTER_OF, LOCAL, RunOptions
 from bnstudy.preflight import load_data, model_for_data, statistics_batch
 from bnstudy.study import Interrupted, SetupFailures, pending_runs, run_study
@@ -51,12 +52,14 @@ class Stopped(Exception):
 
 @dataclass(frozen=True)
 class Listing:
-    """A dry run: the runs in run order, the config keys the sweep varies, and the run_ids
-    still to run (no result, or an outcome to retry)."""
+    """A dry run: the runs in run order, the config keys the sweep varies, the run_ids still
+    to run (no result, or an outcome to retry), and what they will cost on the ``device``."""
 
     runs: list[Run]
     keys: list[str]
     todo: set[str]
+    estimate: Estimate
+    device: torch.device
 
 
 @dataclass(frozen=True)
@@ -102,8 +105,7 @@ def launch(options: RunOptions, console: Console) -> Listing | Submitted | Ran:
     study, runs = _plan(options.config, options.overrides)
     sweep_dir = options.out_root / study.name
     if options.dry_run:
-        todo = pending_runs(sweep_dir, runs, options.retry)
-        return Listing(order_runs(runs, options.order), swept_keys(runs), {r.run_id for r in todo})
+        return _listing(sweep_dir, runs, options, console)
     if options.executor != LOCAL:
         if options.log:
             raise LaunchError(
@@ -119,6 +121,21 @@ def launch(options: RunOptions, console: Console) -> Listing | Submitted | Ran:
         except TrackerUnavailable as error:
             raise LaunchError([str(error)]) from None
     return _train(sweep_dir, study, runs, options, console)
+
+
+def _listing(sweep_dir: Path, runs: list[Run], options: RunOptions, console: Console) -> Listing:
+    """The dry run: the runs and their state, and the cost of those to do, timed by the
+    sweep's finished runs or a probe per cell (bnstudy.estimate; ``options.probe``)."""
+    todo = pending_runs(sweep_dir, runs, options.retry)
+    devices = _devices(options)
+    jobs = options.jobs or len(devices)
+
+    def probing(index: int, count: int) -> None:
+        console.print(f"timing: probe {index} of {count} ({PROBE_STEPS} steps, then the tests)")
+
+    cost = estimate(sweep_dir, runs, todo, devices[0], jobs, options.probe, probing)
+    keys, ids = swept_keys(runs), {run.run_id for run in todo}
+    return Listing(order_runs(runs, options.order), keys, ids, cost, devices[0])
 
 
 def inspect_study(config: Path, overrides: list[str], batch_size: int | None = None) -> Inspection:

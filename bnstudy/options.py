@@ -55,7 +55,10 @@ class RunOptions:
     order: str = "shuffled"
     """Run order: ``shuffled`` (seeded by the study) or ``grid`` (the sweep's order)."""
     dry_run: bool = False
-    """List the runs with their state (done, to run) and train nothing."""
+    """List the runs with their state (done, to run) and their cost, and train nothing."""
+    probe: bool = True
+    """With ``dry_run``: time the cells without finished runs by a short probe each
+    (bnstudy.estimate); False: only from finished runs."""
     jobs: int | None = None
     """Runs at a time, each in its own worker process; None: one per device listed."""
     stagger: float = STAGGER_SECONDS

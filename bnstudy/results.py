@@ -88,6 +88,14 @@ def training_budget(epochs: int, steps: float | None, samples: float | None) -> 
     return int(epochs), EPOCH
 
 
+def duration_text(seconds: float) -> str:
+    """A duration: in s (one decimal below 10 s) below two minutes, else in min with one
+    decimal."""
+    if seconds < 120:
+        return f"{seconds:.{1 if seconds < 10 else 0}f} s"
+    return f"{seconds / 60:.1f} min"
+
+
 def count_text(count: object, noun: str) -> str:
     """``count noun`` with an s unless the count is ``1`` (``1 epoch``, ``4 steps``, ``1, 2
     epochs``); empty without a count."""

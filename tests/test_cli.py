@@ -80,6 +80,8 @@ def test_dry_run_lists_the_expanded_runs_and_runs_nothing(tiny_study, write_stud
     result = invoke("run", config, "sweep.train.batch_size=[1,2,4]", "--dry-run", "--out", tmp_path)
     assert result.exit_code == 0
     assert "3 runs (3 to run)" in result.output
+    assert "3 to run: 84 optimizer steps, about " in result.output  # 48 samples: 48+24+12
+    assert "with 1 worker on cpu (runs timed: 3 by a probe)" in result.output
     assert not (tmp_path / "tiny").exists()
 
 
@@ -96,9 +98,17 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
     assert status.exit_code == 0 and "4 planned: 4 ok, 0 running, 0 missing" in status.output
 
     more = invoke(
-        "run", config, *overrides, "sweep.train.batch_size=[4, 8]", "--dry-run", "--out", tmp_path
+        "run",
+        config,
+        *overrides,
+        "sweep.train.batch_size=[4, 8]",
+        "--dry-run",
+        "--no-probe",
+        "--out",
+        tmp_path,
     )
     assert "8 runs (4 to run)" in more.output  # batch size 8 is the default: those are done
+    assert "4 to run: 48 optimizer steps; time unknown" in more.output  # no run at 4 finished
 
     report = invoke("report", tmp_path / "tiny")
     assert report.exit_code == 0, report.output
@@ -452,7 +462,7 @@ def test_at_80_columns_norms_inspect_and_the_plan_cut_nothing(
     config = write_study(tiny_study | {"sweep": {"train.norm_batch_size": [1, 2, 4]}})
     listed = invoke("norms")
     inspected = invoke("inspect", config, "model.norm=batch_renorm", "--batch-size", "1")
-    planned = invoke("run", config, "--dry-run", "--out", tmp_path)
+    planned = invoke("run", config, "--dry-run", "--no-probe", "--out", tmp_path)
     for result in (listed, inspected, planned):
         assert result.exit_code == 0, result.output
         assert "…" not in result.output

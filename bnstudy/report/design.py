@@ -46,6 +46,7 @@ from bnstudy.results import (
     TRAIN_SECONDS,
     count_text,
     counts_text,
+    duration_text,
     training_budget,
 )
 
@@ -262,29 +263,21 @@ def _testing_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
     )
 
 
-def _minutes(seconds: float) -> str:
-    """A duration: in s (one decimal below 10 s) below two minutes, else in min with one
-    decimal."""
-    if seconds < 120:
-        return f"{seconds:.{1 if seconds < 10 else 0}f} s"
-    return f"{seconds / 60:.1f} min"
-
-
 def _budget_setup(settings: pd.DataFrame, df: pd.DataFrame) -> str:
     """Budget: optimizer steps and training time per ok run, and the time of all runs."""
     runs = df[df[STATUS].eq(OK)].drop_duplicates(RUN_ID)
     seconds = runs[TRAIN_SECONDS].mean() if TRAIN_SECONDS in runs else np.nan
     parts = [
         ("{} optimizer steps per run", _values(runs, STEPS)),
-        ("{} of training per run (mean)", "" if pd.isna(seconds) else _minutes(seconds)),
+        ("{} of training per run (mean)", "" if pd.isna(seconds) else duration_text(seconds)),
     ]
     if {"provenance.started", "provenance.seconds"} <= set(settings.columns):
         started, took = settings["provenance.started"], settings["provenance.seconds"]
         parts += [
-            ("{} for all runs with their tests", _minutes(took.sum())),
+            ("{} for all runs with their tests", duration_text(took.sum())),
             (
                 "{} from the first start to the last end",
-                _minutes((started + took).max() - started.min()),
+                duration_text((started + took).max() - started.min()),
             ),
         ]
     return _parts(*parts)
