@@ -13,6 +13,7 @@ import typer
 from rich.console import Console, Group, RenderableType
 from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 from typer.core import TyperCommand, TyperGroup, TyperOption
 
 import bnstudy
@@ -39,8 +40,9 @@ from bnstudy.results import (
 )
 
 if TYPE_CHECKING:  # the library's modules load in the commands that need them (torch)
+    from bnstudy.config import StudyConfig
     from bnstudy.evaluate_saved import Evaluated
-    from bnstudy.launch import Inspection, Listing, Ran, Submitted
+    from bnstudy.launch import InspectedCell, Inspection, Listing, Ran, Submitted
     from bnstudy.overview import Overview, ReportAge
 
 
@@ -448,12 +450,37 @@ def inspect(
         inspection = inspect_study(config, overrides or [], batch_size)
     except LaunchError as error:
         _fail(error.lines)
-    out.print(_layer_table(inspection))
+    out.print(_inspection(inspection, config))
 
 
-def _layer_table(inspection: Inspection) -> RenderableType:
-    model = inspection.study.model
-    title = f"{model.name} with {model.norm} norm at batch size {inspection.batch_size}"
+def _inspection(inspection: Inspection, config: Path) -> RenderableType:
+    """One cell: its layers; several (a sweep): one verdict each, its decisive layer's
+    (bnstudy.diagnostics.decisive_layer), and how to see a cell's layers."""
+    from bnstudy.diagnostics import decisive_layer
+
+    study = inspection.study
+    if len(inspection.cells) == 1:
+        return _layer_table(study, inspection.cells[0])
+    keys = list(dict.fromkeys(key for cell in inspection.cells for key in cell.swept))
+    headers = [*keys, "images / statistic", "fewest values / statistic", "verdict"]
+    rows = []
+    for cell in inspection.cells:
+        swept = [str(cell.swept.get(k, "(unused)")) for k in keys]
+        layer = decisive_layer(cell.layers)
+        if layer is None:
+            rows.append([*swept, "-", "-", "no norm layer"])
+            continue
+        values = "-" if layer.values is None else f"{layer.values} ({layer.name})"
+        images = "-" if layer.images is None else str(layer.images)
+        rows.append([*swept, images, values, layer.verdict])
+    title = f"{study.name}: the norm layers of each model and batch its sweep trains"
+    hint = f"each one's layers: bnstudy inspect {config} model.norm=<norm> --batch-size <images>"
+    return Group(_fitted(title, headers, rows), Text(hint))
+
+
+def _layer_table(study: StudyConfig, cell: InspectedCell) -> RenderableType:
+    model = study.model.model_copy(update={"norm": cell.swept.get("model.norm", study.model.norm)})
+    title = f"{model.name} with {model.norm} norm at batch size {cell.batch_size}"
     headers = ["layer", "type", "input shape", "reduced axes", "values / statistic"]
     headers += ["images / statistic", "verdict"]
     rows = [
@@ -466,7 +493,7 @@ def _layer_table(inspection: Inspection) -> RenderableType:
             "-" if r.images is None else str(r.images),
             r.verdict,
         ]
-        for r in inspection.layers
+        for r in cell.layers
     ]
     return _fitted(title, headers, rows)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 import yaml
@@ -26,7 +27,7 @@ from bnstudy.device import resolve_devices
 from bnstudy.diagnostics import LayerReport, layer_reports
 from bnstudy.estimate import PROBE_STEPS, Estimate, estimate
 from bnstudy.options import CLUSTER_OF, LOCAL, RunOptions
-from bnstudy.preflight import load_data, model_for_data, statistics_batch
+from bnstudy.preflight import data_facts, make_model, statistics_batch
 from bnstudy.study import Interrupted, SetupFailures, pending_runs, run_study
 from bnstudy.sweep import Run, order_runs, plan, swept_keys
 from bnstudy.tracking import TrackerUnavailable, check_tracker
@@ -90,12 +91,22 @@ class Ran:
 
 
 @dataclass(frozen=True)
-class Inspection:
-    """What each norm layer of the study's model sees at ``batch_size`` samples per statistic."""
+class InspectedCell:
+    """What each norm layer of one model sees at ``batch_size`` samples per statistic, and the
+    swept values that set that model and batch (empty for the study as written)."""
 
-    study: StudyConfig
+    swept: dict[str, Any]
     batch_size: int
     layers: list[LayerReport]
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """The study's norm layers, one cell per model and samples per statistic its sweep runs
+    (one cell for a study without a sweep, or at a ``--batch-size``)."""
+
+    study: StudyConfig
+    cells: list[InspectedCell]
 
 
 def launch(options: RunOptions, console: Console) -> Listing | Submitted | Ran:
@@ -139,18 +150,38 @@ def _listing(sweep_dir: Path, runs: list[Run], options: RunOptions, console: Con
 
 
 def inspect_study(config: Path, overrides: list[str], batch_size: int | None = None) -> Inspection:
-    """The norm layers of the study's model, built without training (its sweep ignored), at
-    ``batch_size`` samples per statistic (default: the study's statistics batch). Raises
-    :class:`LaunchError`."""
-    study, _ = _plan(config, overrides, with_sweep=False)
-    size = batch_size or statistics_batch(study)
+    """The norm layers of the study's models, built without training: one cell per distinct
+    model and samples per statistic of its sweep (bnstudy.preflight.statistics_batch), or, at
+    ``batch_size``, the study as written (its sweep ignored). Raises :class:`LaunchError`."""
+    study, runs = _plan(config, overrides, with_sweep=batch_size is None)
+    if batch_size is not None:
+        return Inspection(study, [_inspected(config, study, batch_size, {})])
+    cells: dict[tuple[str, str, int], InspectedCell] = {}
+    for run in runs:
+        size = statistics_batch(run.config)
+        key = (run.config.model.model_dump_json(), run.config.data.model_dump_json(), size)
+        if key not in cells:
+            shaping = {k: v for k, v in run.swept.items() if k.startswith(_SHAPING)}
+            cells[key] = _inspected(config, run.config, size, shaping)
+    return Inspection(study, list(cells.values()))
+
+
+# the swept keys that set what a norm layer sees (the others, seed included, do not)
+_SHAPING = ("model.", "data.", "train.norm_batch_size", "train.batch_size")
+
+
+def _inspected(
+    path: Path, config: StudyConfig, batch_size: int, swept: dict[str, Any]
+) -> InspectedCell:
     try:
-        data = load_data(study, torch.device("cpu"))
-        model = model_for_data(study, data)
+        facts = data_facts(config)
+        torch.manual_seed(config.seed)
+        model = make_model(config.model, facts.shape, facts.num_classes)
     except (OSError, ValueError) as error:
-        raise LaunchError([f"{config}: {type(error).__name__}: {error}"]) from None
-    layers = layer_reports(model, torch.zeros(size, *data.train.x.shape[1:]))
-    return Inspection(study, size, layers)
+        raise LaunchError([f"{path}: {type(error).__name__}: {error}"]) from None
+    shape = facts.shape
+    sample = (shape.channels, *(shape.size,) * shape.spatial_dims)
+    return InspectedCell(swept, batch_size, layer_reports(model, torch.zeros(batch_size, *sample)))
 
 
 def resolved_study(config: Path | None, overrides: list[str]) -> str:

@@ -290,21 +290,24 @@ def _test_batch_problem(config: StudyConfig, test_size: int) -> Problem | None:
 
 
 def train_split_size(config: StudyConfig) -> int:
-    """The number of training samples of the run's data (generated: from its config; read
-    from files: loaded once per process). Raises ValueError where :func:`build_problem` finds
-    a problem with the data."""
+    """The number of training samples of the run's data (:func:`data_facts`)."""
+    return data_facts(config).train_size
+
+
+def data_facts(config: StudyConfig) -> _DataFacts:
+    """The run's input shape, classes and split sizes, without generating its data (data read
+    from files is loaded, once per process). Raises ValueError where :func:`build_problem`
+    finds a problem with the data."""
     facts = _data_facts(config)
     if isinstance(facts, Problem):
         raise ValueError(facts.message)
-    return facts.train_size
+    return facts
 
 
 def forward_flops(config: StudyConfig) -> int:
     """Floating-point operations of the run's model in one forward pass of one sample (torch's
     FlopCounterMode: convolutions and matrix products), counted on the meta device."""
-    facts = _data_facts(config)
-    if isinstance(facts, Problem):
-        raise ValueError(facts.message)
+    facts = data_facts(config)
     shape = facts.shape
     with torch.device("meta"):
         model = make_model(config.model, shape, facts.num_classes).eval()

@@ -197,9 +197,20 @@ def test_inspect_reports_each_norm_layer_with_a_verdict(tiny_study, write_study)
     assert "1×10×1×1" in rows[2] and "N,H,W" in rows[2] and "degenerate" in rows[2]
     wider = invoke("inspect", write_study(tiny_study), "--batch-size", "4")
     rows = [line for line in wider.output.splitlines() if "layers." in line]
-    assert "noisy: 4 samples" in rows[0] and "noisy" in rows[-1]
+    assert "small (4 images)" in rows[0] and "small (4 images)" in rows[-1]
     large = invoke("inspect", write_study(tiny_study), "--batch-size", "16")
     assert "fine" in [line for line in large.output.splitlines() if "layers." in line][0]
+
+
+def test_inspect_follows_the_sweep_with_one_verdict_per_norm_and_batch(tiny_study, write_study):
+    sweep = {"model.norm": ["batch", "group"], "train.norm_batch_size": [1, 2, 8], "seed": [0, 1]}
+    result = invoke("inspect", write_study(tiny_study | {"sweep": sweep}))
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.output.splitlines() if line.startswith(("│ batch", "│ group"))]
+    assert len(rows) == 4  # BN at 1, 2 and 8 images; GroupNorm once (no batch statistic)
+    assert "per-sample" in rows[0] and "few images (2)" in rows[1] and "fine: from 8" in rows[2]
+    assert "(unused)" in rows[3] and "fine: per-sample statistics" in rows[3]
+    assert "model.norm=<norm> --batch-size <images>" in result.output
 
 
 def test_inspect_validates_like_run(tiny_study, write_study):
