@@ -6,6 +6,7 @@ import enum
 import os
 import shutil
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -342,7 +343,23 @@ def _print_ran(ran: Ran) -> None:
         f"this process) -> {ran.table}"
     )
     _print_failures(ran.status.failures)
+    _print_unfinished(ran)
     out.print(f"see the results: bnstudy report {ran.sweep_dir}")
+
+
+def _print_unfinished(ran: Ran) -> None:
+    """The planned runs without a result when this process is done: those another process
+    holds (the counts above leave them out), by owner, and the others."""
+    missing, held = ran.status.missing, ran.status.running
+    if not missing:
+        return
+    owners = Counter(f"{claim.host} pid {claim.pid}" for claim in held.values())
+    by = "; ".join(f"{count} by {owner}" for owner, count in owners.items())
+    line = f"  {len(missing)} not finished:"
+    if held:
+        line += f" {len(held)} still training in another process ({by}),"
+    line += f" {len(missing) - len(held)} not trained; follow with: bnstudy status {ran.sweep_dir}"
+    out.print(line)
 
 
 def _print_failures(failures: list[dict[str, Any]]) -> None:
@@ -591,6 +608,11 @@ def status(sweep_dir: SweepDir) -> None:
     for how, count in sorted(status.packing.items()):
         out.print(f"packing: {count} runs trained {how}", markup=False)
     _print_failures(status.failures)
+    if overview.table_problem:
+        out.print(
+            f"runs.csv: {overview.table_problem}; bnstudy report {sweep_dir} rebuilds it from "
+            "the run folders"
+        )
     for entry in status.missing:
         run_id = entry[RUN_ID]
         state = "running" if run_id in live else "missing"
@@ -744,4 +766,14 @@ def report(
 
 
 def main() -> None:
-    app()
+    """The ``bnstudy`` command. A run stopped by Ctrl-C (exit code 130) leaves at once,
+    skipping the interpreter's teardown: Python restores SIGINT's default action as it
+    finalizes, so a second Ctrl-C during it would kill the process by the signal instead."""
+    try:
+        app()
+    except SystemExit as done:
+        if done.code == 130:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(130)
+        raise

@@ -4,10 +4,12 @@ torch or the report's libraries."""
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
 from bnstudy import claims, store
+from bnstudy.results import COLUMNS, RUN_ID
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class Overview:
     status: store.SweepStatus
     live: frozenset[str]
     report: ReportAge
+    table_problem: str | None  # what is wrong with runs.csv (:func:`table_problem`)
 
     @property
     def planned(self) -> int:
@@ -38,7 +41,7 @@ def sweep_overview(sweep_dir: Path) -> Overview:
     """The :class:`Overview` of ``sweep_dir``; FileNotFoundError if it is not a sweep folder."""
     status = store.sweep_status(sweep_dir)
     live = frozenset(r for r, claim in status.running.items() if not claims.is_stale(claim))
-    return Overview(status, live, report_age(sweep_dir))
+    return Overview(status, live, report_age(sweep_dir), table_problem(sweep_dir, status))
 
 
 def report_age(sweep_dir: Path) -> ReportAge:
@@ -49,3 +52,28 @@ def report_age(sweep_dir: Path) -> ReportAge:
     written = page.stat().st_mtime
     newer = sum(path.stat().st_mtime > written for path in sweep_dir.glob("runs/*/result.json"))
     return ReportAge(page, True, newer)
+
+
+def table_problem(sweep_dir: Path, status: store.SweepStatus) -> str | None:
+    """What is wrong with ``runs.csv``, which ``bnstudy run`` and ``report`` rebuild from the
+    run folders: missing though runs finished, unreadable, its header not the table's columns
+    (bnstudy.results.COLUMNS, then the swept keys), or its runs not the finished ones; None
+    when it agrees with the folders."""
+    path = sweep_dir / store.TABLE
+    finished = {e[RUN_ID] for e in store.read_plan(sweep_dir)} - {e[RUN_ID] for e in status.missing}
+    if not path.exists():
+        return "missing" if finished else None
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            lines = list(csv.reader(file))
+    except (OSError, UnicodeDecodeError, csv.Error) as error:
+        return f"unreadable ({type(error).__name__}: {error})"
+    if not lines:
+        return "empty"
+    header, *rows = lines
+    if header[: len(COLUMNS)] != list(COLUMNS):
+        return "its header is not the runs table's columns"
+    ids = {row[header.index(RUN_ID)] for row in rows if len(row) == len(header)}
+    if len(ids) != len(finished) or ids != finished or any(len(r) != len(header) for r in rows):
+        return f"its rows name {len(ids)} runs, not the {len(finished)} finished ones"
+    return None

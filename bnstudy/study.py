@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import sys
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import asdict
@@ -110,11 +111,19 @@ def run_study(
                         view.finished(run, trained)
                 todo = [run for run in held if _abandoned(sweep_dir, run, lease, retry)]
     except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, lambda *_: os._exit(130))  # a second Ctrl-C: now
+        signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C
         store.write_table(sweep_dir)
         raise Interrupted(sweep.trained) from None
     store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
     return store.sweep_status(sweep_dir).counts, sweep.trained
+
+
+def _exit_now(signum: int, frame: object) -> None:
+    """A second Ctrl-C while the first one's stop is under way: leave now, exit code 130
+    (finished runs are kept; claims of the runs in flight go stale and are taken over)."""
+    sys.stderr.write("interrupted again: exiting now; resume with the same command\n")
+    sys.stderr.flush()
+    os._exit(130)
 
 
 def _worker_devices(devices: list[torch.device], jobs: int) -> list[torch.device]:

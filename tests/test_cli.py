@@ -96,6 +96,13 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
 
     status = invoke("status", tmp_path / "tiny")
     assert status.exit_code == 0 and "4 planned: 4 ok, 0 running, 0 missing" in status.output
+    assert "runs.csv" not in status.output
+    table.iloc[:6].to_csv(tmp_path / "tiny" / "runs.csv", index=False)  # a run's rows lost
+    assert "runs.csv: its rows name 3 runs, not the 4 finished ones" in (
+        invoke("status", tmp_path / "tiny").output
+    )
+    (tmp_path / "tiny" / "runs.csv").write_bytes(b"\x00\xff garbage\n")
+    assert "runs.csv: " in invoke("status", tmp_path / "tiny").output
 
     more = invoke(
         "run",
@@ -112,9 +119,42 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
 
     report = invoke("report", tmp_path / "tiny")
     assert report.exit_code == 0, report.output
+    assert "runs.csv" not in invoke("status", tmp_path / "tiny").output  # rebuilt
     folder = tmp_path / "tiny" / "report"
     for name in ("summary.csv", "summary.md", "index.html", "accuracy_vs_batch_size.png"):
         assert (folder / name).stat().st_size > 0
+
+
+def test_the_closing_summary_names_the_runs_another_process_still_trains(
+    tiny_study, write_study, tmp_path
+):
+    from bnstudy import store
+    from bnstudy.sweep import plan
+
+    tiny_study["sweep"] = {"seed": [0, 1, 2]}
+    _, runs = plan(tiny_study, "s.yaml")
+    holder = subprocess.Popen(  # another process of the same study, training runs[0]
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from bnstudy import"
+            " claims; claims.try_claim(Path(sys.argv[1])); print(flush=True); time.sleep(60)",
+            str(store.run_dir(tmp_path / "tiny", runs[0].run_id)),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    try:
+        holder.stdout.readline()  # it holds the claim
+        result = invoke("run", write_study(tiny_study), "--out", tmp_path)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert result.exit_code == 0, result.output
+    assert "tiny: 3 runs: 2 ok" in result.output
+    assert (
+        f"1 not finished: 1 still training in another process (1 by {store.HOST} pid "
+        f"{holder.pid}), 0 not trained" in result.output
+    )
 
 
 def test_report_of_two_sweeps_compares_them(tiny_study, write_study, tmp_path):

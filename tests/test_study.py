@@ -1,3 +1,4 @@
+import contextlib
 import json
 import os
 import signal
@@ -304,10 +305,13 @@ def test_ctrl_c_with_two_jobs_stops_within_seconds_and_says_how_to_resume(
         time.sleep(0.05)
     os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
     start = time.monotonic()
+    time.sleep(0.5)  # then again, impatient: mostly after the line below, as Python finalizes
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
     stderr = process.communicate(timeout=60)[1]
-    assert process.returncode == 130 and time.monotonic() - start < 10
-    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted:")]
-    assert "Resume with the same command" in line
+    assert process.returncode == 130 and time.monotonic() - start < 10  # not killed by SIGINT
+    [line] = [line for line in stderr.splitlines() if line.startswith("interrupted")]
+    assert "esume with the same command" in line  # the first's line, or the second's
     assert not list(out.rglob("claim.json")) and not list(out.rglob("*.tmp"))
     assert (out / "tiny" / "runs.csv").exists()
     finished = {p: p.stat().st_mtime_ns for p in out.rglob("result.json")}
