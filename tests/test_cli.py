@@ -10,6 +10,7 @@ from typer.testing import CliRunner
 
 from bnstudy import __version__
 from bnstudy.cli import app
+from bnstudy.norm_catalog import display_label
 from bnstudy.norms import NORMS
 from bnstudy.results import TEST_MODES
 
@@ -281,7 +282,7 @@ def test_every_registered_norm_runs_and_is_inspected_and_reported(
     recovery = findings.split("## Recovery")[1].split("\n## ")[0]
     for name in trainable:
         if name != "batch":
-            assert f"- {name} @ " in recovery, name
+            assert f"- {display_label(name)} @ " in recovery, name
     page = (tmp_path / "tiny" / "report" / "index.html").read_text()
     assert all(f'src="{png}"' in page for png in ("recovery.png", "accuracy_vs_batch_size.png"))
 
@@ -302,8 +303,8 @@ def test_the_shipped_small_batch_fixes_study_runs_as_a_small_preset(tmp_path):
     assert invoke("report", tmp_path / "small-batch-fixes").exit_code == 0
     report = tmp_path / "small-batch-fixes" / "report"
     findings = (report / "findings.md").read_text()
-    assert "batch_renorm @ norm batch 1: falls short of batch @ norm batch 32" in findings
-    assert "frn @ any norm batch: falls short of batch @ norm batch 32" in findings
+    assert "Batch Renorm @ norm batch 1: falls short of BatchNorm @ norm batch 32" in findings
+    assert "FRN + TLU @ any norm batch: falls short of BatchNorm @ norm batch 32" in findings
     assert (report / "recovery.png").stat().st_size > 0
 
 

@@ -191,14 +191,14 @@ def test_eval_collapse_findings_paired_per_run() -> None:
     assert len(group.findings) == len(NBS)
     # eval − train = −75 − seed pp at nbs 1: mean −76, std 1, n 3; seeds only (no stored
     # predictions): the paired t-test's interval and p-value, up to the bootstrap's noise
-    at1 = only(group, "batch @ norm batch 1")
+    at1 = only(group, "BatchNorm @ norm batch 1")
     assert (at1.estimate, at1.n) == (pytest.approx(-76.0), 3)
     half = T_975_2 / 3**0.5
     assert (at1.low, at1.high) == pytest.approx((-76 - half, -76 + half), rel=0.02)
     assert at1.pvalue == pytest.approx(scipy.stats.ttest_1samp([-75, -76, -77], 0).pvalue, rel=0.1)
     assert at1.verdict == "supported" and at1.key == "collapse/batch@1/same"
     # +5 − seed pp at nbs 16: train mode is below eval mode, the claim is contradicted
-    assert only(group, "batch @ norm batch 16").verdict == "contradicted"
+    assert only(group, "BatchNorm @ norm batch 16").verdict == "contradicted"
     assert "eval 11.0%, train 87.0%" in at1.describe()  # means over seeds
     assert "test batch = normalization batch" in at1.claim
 
@@ -206,21 +206,21 @@ def test_eval_collapse_findings_paired_per_run() -> None:
 def test_bn_vs_control_paired_by_seed() -> None:
     group = decided(controls.control_findings(nbs_runs(), "eval"))
     # BN eval − group = −60 − 2 * seed pp at nbs 1 (group repeated at every nbs)
-    eval1 = only(group, "batch @ norm batch 1", "eval mode below group")
+    eval1 = only(group, "BatchNorm @ norm batch 1", "eval mode below GroupNorm")
     assert eval1.estimate == pytest.approx(-62.0) and eval1.verdict == "supported"
     # +10 − 2 * seed at nbs 16: contradicted
-    eval16 = only(group, "batch @ norm batch 16", "eval mode below group")
+    eval16 = only(group, "BatchNorm @ norm batch 16", "eval mode below GroupNorm")
     assert eval16.verdict == "contradicted"
     # BN eval − none = 10 − 9 * seed at nbs 4: 10, 1, −8 → not resolved
-    none4 = only(group, "batch @ norm batch 4", "eval mode below none")
+    none4 = only(group, "BatchNorm @ norm batch 4", "eval mode below no norm")
     assert none4.estimate == pytest.approx(1.0) and none4.verdict == "not resolved at n = 3"
     assert len(group.findings) == len(NBS) * len(CONTROLS)
     # train mode: BN − group = +15 − seed at nbs 1 (train mode is InstanceNorm-like there)
     train = decided(controls.control_findings(nbs_runs(), "train"))
     assert len(train.findings) == len(NBS) * len(CONTROLS)
-    train1 = only(train, "batch @ norm batch 1", "below group")
+    train1 = only(train, "BatchNorm @ norm batch 1", "below GroupNorm")
     assert train1.estimate == pytest.approx(14.0) and train1.verdict == "contradicted"
-    assert train1.claim == "train mode (test batch = normalization batch) below group"
+    assert train1.claim == "train mode (test batch = normalization batch) below GroupNorm"
 
 
 def test_no_duplicate_modes_for_norms_without_running_statistics() -> None:
@@ -242,11 +242,11 @@ def test_controls_check_detects_drift_along_batch_size_paired_by_seed() -> None:
     # seeds differ by 1 pp at every batch size: the seed-blocked difference is exact
     drifting = batch_size_runs({1: [0.50, 0.51], 4: [0.60, 0.61], 16: [0.70, 0.71]})
     group = decided(controls.controls_check(drifting))
-    assert [f.subject for f in group.findings] == ["group @ batch 1", "group @ batch 4"]
+    assert [f.subject for f in group.findings] == ["GroupNorm @ batch 1", "GroupNorm @ batch 4"]
     assert [f.verdict for f in group.findings] == ["drift", "drift"]
     assert group.findings[0].estimate == pytest.approx(-20.0)  # batch 1 − batch 16
     warning = controls.drift_warning([group])
-    assert warning.startswith(controls.DRIFT_WARNING) and "group" in warning
+    assert warning.startswith(controls.DRIFT_WARNING) and "GroupNorm" in warning
 
 
 def test_controls_check_never_reads_no_significant_drift_as_flat() -> None:
@@ -265,12 +265,12 @@ def test_controls_check_never_reads_no_significant_drift_as_flat() -> None:
 def test_precise_findings_and_interpretation() -> None:
     group = decided(modes.precise_findings(nbs_runs()))
     # precise − eval = 20 + 0.5 * seed pp at nbs 1
-    recover = only(group, "batch @ norm batch 1", "recovers")
+    recover = only(group, "BatchNorm @ norm batch 1", "recovers")
     assert recover.estimate == pytest.approx(20.5) and recover.verdict == "supported"
-    below = only(group, "batch @ norm batch 1", "below")
+    below = only(group, "BatchNorm @ norm batch 1", "below")
     assert below.estimate == pytest.approx(-55.5) and below.verdict == "supported"
     (note,) = group.notes
-    assert note.startswith("batch @ norm batch 1: population statistics recover 20.5 pp")
+    assert note.startswith("BatchNorm @ norm batch 1: population statistics recover 20.5 pp")
     assert "even population statistics stay 55.5 pp below train mode" in note
     assert "train/test inconsistency" in note
     # tables from before the estimator was recorded used the average of per-batch variances
@@ -292,7 +292,7 @@ def test_precise_interpretation_says_only_what_the_verdicts_support() -> None:
 def test_noise_law_estimates_the_exponent_and_compares_the_levels() -> None:
     exponent, level = decided(noise_findings(nbs_runs())).findings
     # measured noise 0.30, 0.15, 0.075 at 1, 4, 16 images: slope exactly −0.5
-    assert exponent.subject == "batch" and exponent.key == "noise/batch/exponent"
+    assert exponent.subject == "BatchNorm" and exponent.key == "noise/batch/exponent"
     assert exponent.estimate == pytest.approx(-0.5) and exponent.n == len(SEEDS)
     assert exponent.verdict == "supported (within ±0.10)"
     assert level.verdict == "supported" and "/ values law 5.00×" in level.detail
@@ -418,10 +418,10 @@ def test_controls_check_tests_the_optimizer_setups_of_an_accumulation_study() ->
     )
     by_subject = {f.subject: f for f in drifting.findings}
     assert list(by_subject) == [
-        "group @ batch_size 4, accumulate 1",
-        "group @ batch_size 4, accumulate 8",
+        "GroupNorm @ batch_size 4, accumulate 1",
+        "GroupNorm @ batch_size 4, accumulate 8",
     ]
-    drift = by_subject["group @ batch_size 4, accumulate 1"]
+    drift = by_subject["GroupNorm @ batch_size 4, accumulate 1"]
     assert drift.verdict == "drift" and drift.estimate == pytest.approx(10.0)
     assert controls.drift_warning([drifting]) is not None
     steady = accumulate_runs({(32, 1): 0.85, (4, 8): 0.85, (4, 1): 0.85})
@@ -440,22 +440,22 @@ def test_recovery_pairs_each_norm_with_bn_at_its_largest_batch_by_seed():
     group = decided(recovery.recovery_findings(nbs_runs()))
     by_subject = {f.subject: f for f in group.findings}
     assert list(by_subject) == [
-        "batch @ norm batch 1",
-        "batch @ norm batch 4",
-        "group @ any norm batch",
-        "none @ any norm batch",
+        "BatchNorm @ norm batch 1",
+        "BatchNorm @ norm batch 4",
+        "GroupNorm @ any norm batch",
+        "no norm @ any norm batch",
     ]
-    bn_at_one = by_subject["batch @ norm batch 1"]
+    bn_at_one = by_subject["BatchNorm @ norm batch 1"]
     assert bn_at_one.estimate == pytest.approx(-70) and bn_at_one.verdict == "supported"
-    gn = by_subject["group @ any norm batch"]  # -10, -8, -6 pp over seeds 0, 1, 2
+    gn = by_subject["GroupNorm @ any norm batch"]  # -10, -8, -6 pp over seeds 0, 1, 2
     assert gn.estimate == pytest.approx(-8)
     assert gn.low == pytest.approx(-8 - T_975_2 * 2 / math.sqrt(3), rel=0.02)
     assert gn.verdict == "supported" and gn.n == 3 and gn.key == "recovery/group@any"
     assert "90.1% of it" in gn.detail  # 73% of 81%
-    none = by_subject["none @ any norm batch"]  # -30, -21, -12 pp: the t-test's p = 0.057
+    none = by_subject["no norm @ any norm batch"]  # -30, -21, -12 pp: the t-test's p = 0.057
     assert none.pvalue == pytest.approx(0.057, abs=0.01)
     assert none.verdict == "not resolved at n = 3"
-    assert group.notes == ["batch: shown short of the reference up to norm batch 4"]
+    assert group.notes == ["BatchNorm: shown short of the reference up to norm batch 4"]
 
 
 def test_recovery_needs_bn_runs():
@@ -470,7 +470,7 @@ def test_recovery_keeps_controls_at_each_optimizer_batch_they_were_trained_at():
     bn = group.assign(norm="batch", run_id=group["run_id"].str.replace("group", "batch"))
     runs = pd.concat([group, bn], ignore_index=True)
     subjects = [f.subject for f in recovery.recovery_findings(runs).findings]
-    assert "group @ batch 4" in subjects and not any("any batch" in s for s in subjects)
+    assert "GroupNorm @ batch 4" in subjects and not any("any batch" in s for s in subjects)
 
 
 def test_recovery_reference_is_the_largest_batch_where_bn_has_a_result():
@@ -478,8 +478,8 @@ def test_recovery_reference_is_the_largest_batch_where_bn_has_a_result():
     failed = runs["norm"].eq("batch") & runs["norm_batch_size"].eq(16)
     runs.loc[failed, ["status", "test_acc"]] = ["error", float("nan")]
     group = recovery.recovery_findings(runs)
-    assert group.findings[0].claim == "falls short of batch @ norm batch 4"
-    assert [f.subject for f in group.findings][0] == "batch @ norm batch 1"
+    assert group.findings[0].claim == "falls short of BatchNorm @ norm batch 4"
+    assert [f.subject for f in group.findings][0] == "BatchNorm @ norm batch 1"
 
 
 def test_batch_stat_mask_selects_rows_of_an_empty_table() -> None:

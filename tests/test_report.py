@@ -669,9 +669,9 @@ def test_page_opens_on_the_answer_beside_the_headline_figure(sweep: Path) -> Non
     assert parser.section_ids[-1] == "summary"  # the full table last
     page = (sweep / "report" / "index.html").read_text(encoding="utf-8")
     answer = page[page.index('id="answer"') : page.index('id="setup"')]
-    assert "Where BN breaks (eval mode): batch:" in answer
+    assert "Where BN breaks (eval mode): BatchNorm:" in answer
     assert "Best batch-independent alternative (the highest mean" in answer
-    assert "optimistic): group @ any" in answer
+    assert "optimistic): GroupNorm @ any" in answer
     findings = page[page.index('id="findings"') :]
     # the secondary findings folded by group, the controls check first
     assert findings.index("Controls check") < findings.index(
@@ -1033,7 +1033,7 @@ def test_a_contradicted_claim_says_which_way_it_went_in_a_neutral_colour() -> No
     from bnstudy.report.verdicts import Finding
 
     finding = Finding(
-        "batch @ norm batch 2",
+        "BatchNorm @ norm batch 2",
         "eval mode below train mode",
         "eval − train",
         7.6,

@@ -11,6 +11,7 @@ from dataclasses import replace
 
 import pandas as pd
 
+from bnstudy.norm_catalog import display_label
 from bnstudy.report.estimates import (
     cell_key,
     cell_subject,
@@ -93,7 +94,7 @@ def control_findings(
         difference_finding(
             row,
             cell_subject(row, series, axis),
-            f"{row['setting']} below {row['control']}",
+            f"{row['setting']} below {display_label(row['control'])}",
             -1,
             (row[NORM], row["control"]),
             finding_key(
@@ -156,7 +157,7 @@ def _control_checks(
         )
         finding = estimate_finding(
             estimate,
-            subject=f"{label} @ {name}",
+            subject=f"{display_label(label)} @ {name}",
             claim=claim,
             measure=f"{name} − {reference_name}",
             detail=f"{name} {pairs[ACC].mean():.1f}%, {reference_name} "

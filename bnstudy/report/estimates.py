@@ -21,7 +21,7 @@ from itertools import product
 import numpy as np
 import pandas as pd
 
-from bnstudy.norm_catalog import ordered_norms
+from bnstudy.norm_catalog import display_label, ordered_norms
 from bnstudy.report.runs_table import (
     ACC,
     ARM,
@@ -238,8 +238,9 @@ def shown_rows(table: pd.DataFrame, mode_column: str, modes: tuple[str, ...]) ->
 
 
 def cell_subject(row: pd.Series, series: list[str], axis: str) -> str:
-    """``<norm>[, key=value] @ <axis> <value>`` for a row of a comparison table."""
-    label = series_labels(row.to_frame().T, series).iloc[0]
+    """``<Norm>[, key=value] @ <axis> <value>`` for a row of a comparison table, the norm by its
+    display name (``BatchNorm @ norm batch 4``)."""
+    label = display_label(series_labels(row.to_frame().T, series).iloc[0])
     return f"{label} @ {AXIS_SHORT[axis]} {int(row[axis])}"
 
 

@@ -11,6 +11,7 @@ import math
 import pandas as pd
 
 from bnstudy.analysis_config import AnalysisConfig
+from bnstudy.norm_catalog import display_label
 from bnstudy.report.controls import control_findings, controls_check, drift_warning
 from bnstudy.report.flips import FLIP_RULE, FLIP_TITLE, flip_findings
 from bnstudy.report.modes import eval_collapse_findings, precise_findings
@@ -81,7 +82,7 @@ def answer(groups: list[FindingGroup]) -> list[str]:
     lines += [
         f"Where BN breaks (eval mode): {note}"
         for note in recovery.notes
-        if note.split(":")[0].split(",")[0] == REFERENCE_NORM
+        if note.split(":")[0].split(",")[0] == display_label(REFERENCE_NORM)
     ]
     alternatives = [
         f for f in recovery.findings if f.key.endswith("@any") and not math.isnan(f.estimate)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from bnstudy.norm_catalog import display_label
 from bnstudy.report.estimates import (
     cell_key,
     cell_subject,
@@ -126,7 +127,7 @@ def _precise_notes(
     for label, cell in rows.groupby(series_labels(rows, series), sort=False):
         smallest = cell[cell[axis].eq(cell[axis].min())]
         found = {row["second_mode"]: found_at[i] for i, row in smallest.iterrows()}
-        where = f"{label} @ {AXIS_SHORT[axis]} {int(smallest[axis].iloc[0])}"
+        where = f"{display_label(label)} @ {AXIS_SHORT[axis]} {int(smallest[axis].iloc[0])}"
         notes.append(f"{where}: {_interpret(found.get(EVAL), found.get(TRAIN))}")
     return notes
 

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 
+from bnstudy.norm_catalog import display_label
 from bnstudy.report.runs_table import (
     along_axis,
     batch_axis,
@@ -108,7 +109,7 @@ def _exponent_finding(
     seeds, seed_index = np.unique(runs[SEED].to_numpy(), return_inverse=True)
     key = finding_key("noise", label, "exponent")
     fields = dict(
-        subject=label,
+        subject=display_label(label),
         claim=f"noise ∝ images^{PREDICTED_EXPONENT:+.1f}",
         measure="slope of log noise vs log images per statistic",
         unit=NUMBER,
@@ -169,7 +170,7 @@ def _level_finding(runs: pd.DataFrame, label: str, bootstrap: Bootstrap) -> Find
     between, values = (np.exp(np.log(runs[col]).mean()) for col in (BETWEEN_RATIO, VALUES_RATIO))
     return estimate_finding(
         estimate,
-        subject=label,
+        subject=display_label(label),
         claim="its level follows independent images, not independent values",
         measure="|log(measured / between-image)| − |log(measured / values law)|",
         unit=NUMBER,

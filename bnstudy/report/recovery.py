@@ -9,6 +9,7 @@ from dataclasses import replace
 import numpy as np
 import pandas as pd
 
+from bnstudy.norm_catalog import display_label
 from bnstudy.report.estimates import (
     FIRST_ARM,
     SECOND_ARM,
@@ -85,14 +86,14 @@ def _eval_rows(df: pd.DataFrame) -> pd.DataFrame:
 
 def recovery_reference(df: pd.DataFrame) -> str:
     """The name of the recovery reference: BN at the largest batch-axis value where it has an
-    ok eval-mode result, e.g. ``batch @ norm batch 32``."""
+    ok eval-mode result, e.g. ``BatchNorm @ norm batch 32``."""
     axis, rows = batch_axis(df), _eval_rows(df)
     return _reference_name(axis, int(rows.loc[rows[NORM].eq(REFERENCE_NORM), axis].max()))
 
 
 def _reference_name(axis: str, top: int) -> str:
-    """``batch @ <axis> <top>``: BN at the axis value ``top``."""
-    return f"{REFERENCE_NORM} @ {AXIS_SHORT[axis]} {top}"
+    """``BatchNorm @ <axis> <top>``: BN at the axis value ``top``."""
+    return f"{display_label(REFERENCE_NORM)} @ {AXIS_SHORT[axis]} {top}"
 
 
 def recovery_table(df: pd.DataFrame, resampler: Resampler | None = None) -> pd.DataFrame:
@@ -124,7 +125,7 @@ def recovery_findings(df: pd.DataFrame, resampler: Resampler | None = None) -> F
 
 
 def _recovery_finding(row: pd.Series, series: list[str], axis: str, reference: str) -> Finding:
-    label = series_labels(row.to_frame().T, series).iloc[0]
+    label = display_label(series_labels(row.to_frame().T, series).iloc[0])
     where = (
         "any " + AXIS_SHORT[axis] if pd.isna(row[axis]) else f"{AXIS_SHORT[axis]} {int(row[axis])}"
     )
@@ -147,8 +148,8 @@ def _recovery_notes(
     decided = pd.Series(findings, index=table.index)
     labels = series_labels(table, series)
     notes = []
-    for label in dict.fromkeys(labels[table[axis].notna()]):
-        mine = table[labels.eq(label)]
+    for series_label in dict.fromkeys(labels[table[axis].notna()]):
+        mine, label = table[labels.eq(series_label)], display_label(series_label)
         shown_short, found = short[mine.index], decided[mine.index].tolist()
         values = mine[axis].astype(int).tolist()
         last_short = max((v for v, s in zip(values, shown_short, strict=True) if s), default=None)
