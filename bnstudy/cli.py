@@ -102,6 +102,7 @@ class Order(str, enum.Enum):
 
 class Tracker(str, enum.Enum):
     tensorboard = "tensorboard"
+    mlflow = "mlflow"
 
 
 def _version(value: bool) -> None:
@@ -241,7 +242,9 @@ def run(
         typer.Option(
             help="Also write each run's training curves, test accuracies and config to this "
             "tracker as it trains: tensorboard, in <sweep>/tensorboard/<run id> (tensorboard "
-            "--logdir results); the tensorboard extra: pip install -e '.[tensorboard]'.",
+            "--logdir results); mlflow, an experiment named after the study at "
+            "MLFLOW_TRACKING_URI, else sqlite:///<sweep>/mlflow.db. Extras: pip install -e "
+            "'.[tensorboard]' or '.[mlflow]'.",
             show_default=False,
         ),
     ] = None,

@@ -81,4 +81,4 @@ class RunOptions:
     the device (bnstudy.study.pack_size). Local executor only."""
     log: str | None = None
     """A tracker each run's curves, test accuracies and config go to as it trains
-    (bnstudy.tracking: ``tensorboard``), or None. Local executor only."""
+    (bnstudy.tracking: ``tensorboard``, ``mlflow``), or None. Local executor only."""

@@ -50,7 +50,7 @@ from bnstudy.results import (
     training_budget,
 )
 from bnstudy.sweep import Run
-from bnstudy.tracking import TensorBoardLog
+from bnstudy.tracking import SweepLog
 
 
 def swept_text(swept: dict[str, Any]) -> str:
@@ -123,7 +123,7 @@ class SweepView:
         total: int,
         done: int,
         clock: Callable[[], float] = time.monotonic,
-        log: TensorBoardLog | None = None,
+        log: SweepLog | None = None,
     ) -> None:
         self.console, self.sweep_dir, self.log = console, sweep_dir, log
         self.in_flight: dict[str, tuple[Run, float]] = {}  # run_id -> (run, start time)
@@ -148,8 +148,10 @@ class SweepView:
         _, start = self.in_flight.pop(run.run_id, (None, None))
         if trained and start is not None:
             self.eta.durations.append(self.eta.clock() - start)
-        if trained and self.log is not None:
+        if trained and self.log is not None and self.log.failure is None:
             self.log.finish(run)
+            if self.log.failure is not None:
+                self.console.print(f"--log stopped, the sweep goes on: {self.log.failure}")
         self.progress.advance(self.task)
         result = store.read_result(self.sweep_dir, run.run_id) if trained else None
         if result is None:

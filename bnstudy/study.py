@@ -24,7 +24,7 @@ from bnstudy.progress import SweepView
 from bnstudy.results import ERROR_AT, ERROR_MESSAGE, PACK_NOTE, STATUS
 from bnstudy.run import crashed_record
 from bnstudy.sweep import Run, order_runs, plan_record
-from bnstudy.tracking import Following, TensorBoardLog
+from bnstudy.tracking import Following, sweep_log
 from bnstudy.workers import WorkerPool
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
@@ -92,7 +92,7 @@ def run_study(
         markup=False,
     )
     try:
-        tracker = TensorBoardLog(sweep_dir) if log == "tensorboard" else None
+        tracker = sweep_log(log, sweep_dir, study.name) if log else None
         with (
             SweepView(console, sweep_dir, len(runs), len(runs) - len(todo), log=tracker) as view,
             Following(tracker, view.in_flight) if tracker else contextlib.nullcontext(),

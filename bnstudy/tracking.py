@@ -1,24 +1,31 @@
-"""Training curves where people already look: each run of a sweep in TensorBoard
-(``bnstudy run --log tensorboard``), grouped by study.
+"""Training curves where people already look: each run of a sweep in TensorBoard or MLflow
+(``bnstudy run --log tensorboard|mlflow``), grouped by study.
 
 The tracker follows the run folders, which are the source of truth: while runs train, a thread
 of the process that launched them reads each in-flight run's ``history.jsonl`` and writes the
 epochs it has not written yet; when a run finishes, its test accuracies and its config follow.
 So it sees every run this process launches, whatever trains it (worker processes, packed
-networks), and a killed sweep leaves event files that hold what was done. The events of a run
-go to ``<sweep>/tensorboard/<run id>/`` (``tensorboard --logdir results`` shows every study,
-one folder each); the run's swept values are its text ``swept``.
+networks), and a killed sweep leaves a log that holds what was done.
 
-TensorBoard is an optional extra (``pip install -e '.[tensorboard]'``): without it, ``--log
-tensorboard`` is one line naming the package.
+- TensorBoard: the events of a run go to ``<sweep>/tensorboard/<run id>/``
+  (``tensorboard --logdir results`` shows every study, one folder each).
+- MLflow: one experiment per study (its name), one MLflow run per run (named by its run id,
+  its swept values as parameters, its config as the artifact ``config.yaml``), at the
+  tracking URI of ``MLFLOW_TRACKING_URI``, else ``sqlite:///<sweep>/mlflow.db``
+  (``mlflow ui --backend-store-uri sqlite:///results/<study>/mlflow.db``).
+
+Both trackers are optional extras (``pip install -e '.[tensorboard]'``, ``'.[mlflow]'``):
+without the package, ``--log`` is one line naming it.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -26,8 +33,9 @@ from bnstudy import store
 from bnstudy.results import OK, STATUS, TEST_ACC, TEST_BATCH, TEST_MODE
 from bnstudy.sweep import Run
 
-TRACKERS = {"tensorboard": "tensorboard"}  # --log name -> the package it needs
+TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --log name -> its package
 FOLDER = "tensorboard"  # under the sweep folder
+MLFLOW_DB = "mlflow.db"  # under the sweep folder, without MLFLOW_TRACKING_URI
 FOLLOW_SECONDS = 2.0  # how often the in-flight runs' histories are read
 # history.jsonl fields that are counts or positions, not curves
 NOT_CURVES = ("epoch", "steps", "samples", "skipped_steps")
@@ -38,7 +46,9 @@ class TrackerUnavailable(Exception):
 
 
 def check_tracker(name: str) -> None:
-    """Raise :class:`TrackerUnavailable` when the package of tracker ``name`` is missing."""
+    """Raise :class:`TrackerUnavailable` when the package of tracker ``name`` is missing, or,
+    for MLflow without ``MLFLOW_TRACKING_URI``, what its default SQLite store needs (the
+    full ``mlflow``, not ``mlflow-skinny``)."""
     try:
         __import__(TRACKERS[name])
     except ImportError:
@@ -46,19 +56,37 @@ def check_tracker(name: str) -> None:
             f"--log {name} needs the {TRACKERS[name]} package: pip install -e '.[{name}]' "
             f"(or pip install {TRACKERS[name]})"
         ) from None
+    if name == "mlflow" and not os.environ.get("MLFLOW_TRACKING_URI"):
+        try:
+            __import__("sqlalchemy")
+        except ImportError:
+            raise TrackerUnavailable(
+                f"--log mlflow keeps the runs in sqlite:///<sweep>/{MLFLOW_DB}, which needs the "
+                "full mlflow package (pip install mlflow; mlflow-skinny has no SQL store), or "
+                "set MLFLOW_TRACKING_URI to your tracking server"
+            ) from None
 
 
-class TensorBoardLog:
-    """Event files of a sweep's runs (:mod:`bnstudy.tracking`): per run, a scalar per history
+class Tracker(Protocol):
+    """Where a :class:`SweepLog` writes: a handle per run, its scalars at optimizer steps, its
+    texts, and its end (``outcome`` None: unfinished, a stopped sweep)."""
+
+    def open(self, run: Run) -> Any: ...
+    def scalar(self, handle: Any, name: str, value: float, step: int) -> None: ...
+    def text(self, handle: Any, name: str, text: str, step: int) -> None: ...
+    def flush(self, handle: Any) -> None: ...
+    def close(self, handle: Any, outcome: str | None) -> None: ...
+
+
+class SweepLog:
+    """A sweep's runs in a tracker (:mod:`bnstudy.tracking`): per run, a scalar per history
     field (``train/train_loss``, ...) at the optimizer steps done by each epoch's end, the test
-    accuracies in percent (``test/eval``, ``test/train@same``), its swept values and config
-    as text."""
+    accuracies in percent (``test/eval``, ``test/train@same``), its swept values and config."""
 
-    def __init__(self, sweep_dir: Path) -> None:
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.sweep_dir, self.writer_type = sweep_dir, SummaryWriter
-        self.writers: dict[str, Any] = {}
+    def __init__(self, sweep_dir: Path, tracker: Tracker) -> None:
+        self.sweep_dir, self.tracker = sweep_dir, tracker
+        self.failure: str | None = None  # the tracker's first error: nothing is written after it
+        self.handles: dict[str, Any] = {}
         self.epochs: dict[str, int] = {}  # run id -> epochs written
         self.steps: dict[str, int] = {}  # run id -> optimizer steps by the last written epoch
         self.lock = threading.Lock()
@@ -66,7 +94,17 @@ class TensorBoardLog:
     def follow(self, run: Run) -> None:
         """Write the epochs of ``run``'s history that are not written yet."""
         with self.lock:
-            self._follow(run)
+            self._guarded(lambda: self._follow(run))
+
+    def _guarded(self, write: Callable[[], None]) -> None:
+        """``write()`` unless the tracker failed before; its error ends the log, not the sweep
+        (a tracking server down, a name it refuses): kept in ``failure``."""
+        if self.failure is not None:
+            return
+        try:
+            write()
+        except Exception as error:  # noqa: BLE001 - any tracker error: the sweep goes on
+            self.failure = f"{type(error).__name__}: {error}"
 
     def _follow(self, run: Run) -> None:
         folder = store.run_dir(self.sweep_dir, run.run_id)
@@ -74,7 +112,7 @@ class TensorBoardLog:
             lines = (folder / store.HISTORY).read_text().splitlines()
         except OSError:  # not started yet
             return
-        writer = self._writer(run)
+        handle = self._handle(run)
         done = self.epochs.get(run.run_id, 0)
         for line in lines[done:]:
             try:
@@ -84,44 +122,116 @@ class TensorBoardLog:
             step = self.steps.get(run.run_id, 0) + int(epoch.get("steps", 0))
             for field, value in epoch.items():
                 if field not in NOT_CURVES and isinstance(value, int | float):
-                    writer.add_scalar(f"train/{field}", value, step)
+                    self.tracker.scalar(handle, f"train/{field}", value, step)
             self.steps[run.run_id], self.epochs[run.run_id] = step, done + 1
             done += 1
-        writer.flush()
+        self.tracker.flush(handle)
 
     def finish(self, run: Run) -> None:
         """Write what is left of ``run``'s history, its test accuracies and config; close it."""
-        result = store.read_result(self.sweep_dir, run.run_id)
+        result = store.read_result(self.sweep_dir, run.run_id) or {}
         with self.lock:
-            self._follow(run)
-            writer = self._writer(run)
-            step = self.steps.get(run.run_id, 0)
-            for test in (result or {}).get("tests", []):
-                if test[STATUS] == OK:
-                    setting = f"{test[TEST_MODE]}@{test[TEST_BATCH]}"
-                    name = test[TEST_MODE] if test[TEST_MODE] == test[TEST_BATCH] else setting
-                    writer.add_scalar(f"test/{name}", 100 * test[TEST_ACC], step)
-            config = yaml.safe_dump(store.resolved_config(run.config), sort_keys=False)
-            writer.add_text("config", f"```\n{config}```", step)
-            writer.add_text("outcome", (result or {}).get(STATUS, "no result"), step)
-            writer.close()
-            del self.writers[run.run_id]
+            self._guarded(lambda: self._finish(run, result))
 
-    def _writer(self, run: Run) -> Any:
-        if run.run_id not in self.writers:
-            log_dir = self.sweep_dir / FOLDER / run.run_id
-            writer = self.writer_type(log_dir=str(log_dir))
-            swept = ", ".join(f"{key}={value}" for key, value in run.swept.items())
-            writer.add_text("swept", swept or "(one run)", 0)
-            self.writers[run.run_id] = writer
-        return self.writers[run.run_id]
+    def _finish(self, run: Run, result: dict[str, Any]) -> None:
+        self._follow(run)
+        handle = self._handle(run)
+        step = self.steps.get(run.run_id, 0)
+        for test in result.get("tests", []):
+            if test[STATUS] == OK:
+                setting = f"{test[TEST_MODE]}@{test[TEST_BATCH]}"
+                name = test[TEST_MODE] if test[TEST_MODE] == test[TEST_BATCH] else setting
+                self.tracker.scalar(handle, f"test/{name}", 100 * test[TEST_ACC], step)
+        config = yaml.safe_dump(store.resolved_config(run.config), sort_keys=False)
+        self.tracker.text(handle, "config", config, step)
+        self.tracker.close(self.handles.pop(run.run_id), result.get(STATUS, "no result"))
+
+    def _handle(self, run: Run) -> Any:
+        if run.run_id not in self.handles:
+            self.handles[run.run_id] = self.tracker.open(run)
+        return self.handles[run.run_id]
 
     def close(self) -> None:
-        """Close the writers of runs that did not finish (a stopped sweep)."""
+        """Close the runs that did not finish (a stopped sweep)."""
         with self.lock:
-            for writer in self.writers.values():
-                writer.close()
-            self.writers.clear()
+            for handle in self.handles.values():
+                self._guarded(lambda handle=handle: self.tracker.close(handle, None))
+            self.handles.clear()
+
+
+def sweep_log(name: str, sweep_dir: Path, study: str) -> SweepLog:
+    """The :class:`SweepLog` of tracker ``name`` (``tensorboard``, ``mlflow``) for the sweep of
+    study ``study`` in ``sweep_dir``."""
+    trackers = {"tensorboard": TensorBoard, "mlflow": MLflow}
+    return SweepLog(sweep_dir, trackers[name](sweep_dir, study))
+
+
+class TensorBoard:
+    """Event files under ``<sweep>/tensorboard/<run id>/``; texts as markdown code blocks."""
+
+    def __init__(self, sweep_dir: Path, study: str) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self.folder, self.writer_type = sweep_dir / FOLDER, SummaryWriter
+
+    def open(self, run: Run) -> Any:
+        writer = self.writer_type(log_dir=str(self.folder / run.run_id))
+        writer.add_text("swept", swept_text(run) or "(one run)", 0)
+        return writer
+
+    def scalar(self, handle: Any, name: str, value: float, step: int) -> None:
+        handle.add_scalar(name, value, step)
+
+    def text(self, handle: Any, name: str, text: str, step: int) -> None:
+        handle.add_text(name, f"```\n{text}```", step)
+
+    def flush(self, handle: Any) -> None:
+        handle.flush()
+
+    def close(self, handle: Any, outcome: str | None) -> None:
+        if outcome is not None:
+            handle.add_text("outcome", outcome, 0)
+        handle.close()
+
+
+class MLflow:
+    """An MLflow experiment named after the study, one MLflow run per run (its name the run
+    id, its swept values as parameters and the tag ``bnstudy.swept``), ended ``FINISHED`` when
+    the run is ok, ``FAILED`` when it failed, ``KILLED`` when the sweep stopped first."""
+
+    def __init__(self, sweep_dir: Path, study: str) -> None:
+        from mlflow.tracking import MlflowClient
+
+        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{sweep_dir / MLFLOW_DB}"
+        sweep_dir.mkdir(parents=True, exist_ok=True)
+        self.client = MlflowClient(tracking_uri=uri)
+        found = self.client.get_experiment_by_name(study)
+        self.experiment = found.experiment_id if found else self.client.create_experiment(study)
+
+    def open(self, run: Run) -> Any:
+        tags = {"bnstudy.run_id": run.run_id, "bnstudy.swept": swept_text(run)}
+        handle = self.client.create_run(self.experiment, run_name=run.run_id, tags=tags)
+        for key, value in run.swept.items():
+            self.client.log_param(handle.info.run_id, key, value)
+        return handle.info.run_id
+
+    def scalar(self, handle: Any, name: str, value: float, step: int) -> None:
+        # MLflow's names allow no "@": test/train@same is test/train:same
+        self.client.log_metric(handle, name.replace("@", ":"), value, step=step)
+
+    def text(self, handle: Any, name: str, text: str, step: int) -> None:
+        self.client.log_text(handle, text, f"{name}.yaml")
+
+    def flush(self, handle: Any) -> None:
+        """Nothing to do: the client logs each value as it comes."""
+
+    def close(self, handle: Any, outcome: str | None) -> None:
+        state = "KILLED" if outcome is None else "FINISHED" if outcome == OK else "FAILED"
+        self.client.set_terminated(handle, state)
+
+
+def swept_text(run: Run) -> str:
+    return ", ".join(f"{key}={value}" for key, value in run.swept.items())
 
 
 class Following:
@@ -129,7 +239,7 @@ class Following:
     of run id -> (run, start), read at each pass) every ``interval`` seconds."""
 
     def __init__(
-        self, log: TensorBoardLog, in_flight: dict[str, Any], interval: float = FOLLOW_SECONDS
+        self, log: SweepLog, in_flight: dict[str, Any], interval: float = FOLLOW_SECONDS
     ) -> None:
         self.log, self.in_flight, self.interval = log, in_flight, interval
         self.stop = threading.Event()
