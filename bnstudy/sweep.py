@@ -32,6 +32,7 @@ import hashlib
 import itertools
 import json
 import random
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -139,15 +140,42 @@ def _expand(
     """The valid runs of the sweep, and the problems of the others, each once, leaving out
     those the study itself has (``known``) unless a swept value is the problem."""
     base = {key: value for key, value in raw.items() if key != "sweep"}
-    runs, problems = [], []
+    runs, problems, tried = [], [], 0
     for swept in _combinations(axes):
         if any(_matches(rule, swept) for rule in excludes):
             continue
+        tried += 1
         run, run_problems = _resolve(base, swept, known)
-        problems += [p for p in run_problems if p not in problems]
+        problems += run_problems
         if run is not None:
             runs.append(run)
-    return runs, problems
+    return runs, _collapsed(problems, tried)
+
+
+_RUN_SUFFIX = re.compile(r"^(?P<message>.*) \(run (?P<run>[^()]*)\)$", re.DOTALL)
+
+
+def _collapsed(problems: list[tuple[str, str]], runs: int) -> list[tuple[str, str]]:
+    """The runs' problems (one per run that has it), each once: a message that more than
+    :data:`COLLAPSE_ABOVE` runs share (a missing source folder is the same for every run) is
+    one line, ``<message> (every run)`` or ``(<n> of <runs> runs, the first: <values>)``."""
+    shared: dict[tuple[str, str], list[str | None]] = {}
+    for key, message in problems:
+        found = _RUN_SUFFIX.match(message)
+        base, run = (found["message"], found["run"]) if found else (message, None)
+        shared.setdefault((key, base), []).append(run)
+    lines = []
+    for (key, base), where in shared.items():
+        distinct = list(dict.fromkeys(where))
+        if len(distinct) <= COLLAPSE_ABOVE:  # a line per run's values, as few as they are
+            lines += [(key, base if run is None else f"{base} (run {run})") for run in distinct]
+            continue
+        which = f"{len(where)} of {runs} runs, the first: {where[0]}"
+        lines.append((key, f"{base} ({'every run' if len(where) == runs else which})"))
+    return lines
+
+
+COLLAPSE_ABOVE = 3  # runs sharing a problem named one by one; more: one line
 
 
 def _unused_keys(runs: list[Run], keys: list[str]) -> list[tuple[str, str]]:

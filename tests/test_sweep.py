@@ -373,3 +373,18 @@ def test_too_much_generated_data_blames_the_swept_size_key(tiny_study):
     [(key, message)] = plan_problems(tiny_study)
     assert key == "sweep.data.train_size"
     assert "over the 16 GiB limit" in message and message.endswith("(value 1000000000)")
+
+
+def test_a_problem_many_runs_share_is_one_line_and_a_few_runs_each_name_theirs(
+    tiny_study, tmp_path
+):
+    tiny_study["train"]["init_from"] = {"study": str(tmp_path / "nowhere")}
+    tiny_study["sweep"] = {"seed": [0, 1, 2, 3, 4]}
+    with pytest.raises(ConfigError) as every:
+        plan(tiny_study, "s.yaml")
+    [line] = every.value.lines()
+    assert "is not a sweep folder" in line and line.endswith("(every run)")
+    tiny_study["sweep"] = {"seed": [0, 1]}
+    with pytest.raises(ConfigError) as two:
+        plan(tiny_study, "s.yaml")
+    assert [line[-7:] for line in two.value.lines()] == ["seed=0)", "seed=1)"]
