@@ -126,6 +126,7 @@ class SweepView:
         log: SweepLog | None = None,
     ) -> None:
         self.console, self.sweep_dir, self.log = console, sweep_dir, log
+        self.log_failure_said = False
         self.in_flight: dict[str, tuple[Run, float]] = {}  # run_id -> (run, start time)
         self.eta = Eta(clock)
         self.progress = _Progress(self, console)
@@ -137,6 +138,7 @@ class SweepView:
 
     def __exit__(self, *exc: object) -> None:
         self.progress.stop()
+        self.report_log_failure()
 
     def started(self, run: Run) -> None:
         self.in_flight[run.run_id] = (run, self.eta.clock())
@@ -148,10 +150,9 @@ class SweepView:
         _, start = self.in_flight.pop(run.run_id, (None, None))
         if trained and start is not None:
             self.eta.durations.append(self.eta.clock() - start)
-        if trained and self.log is not None and self.log.failure is None:
-            self.log.finish(run)
-            if self.log.failure is not None:
-                self.console.print(f"--log stopped, the sweep goes on: {self.log.failure}")
+        if trained and self.log is not None:
+            self.log.finish(run)  # nothing once the tracker failed
+            self.report_log_failure()
         self.progress.advance(self.task)
         result = store.read_result(self.sweep_dir, run.run_id) if trained else None
         if result is None:
@@ -167,6 +168,12 @@ class SweepView:
         task = self.progress.tasks[0]
         queued = int(task.total) - int(task.completed) - len(self.in_flight)
         return eta_text(self.eta.seconds([s for _, s in self.in_flight.values()], queued))
+
+    def report_log_failure(self) -> None:
+        """Say once that the tracker failed (in whichever thread), and that the sweep goes on."""
+        if self.log is not None and self.log.failure is not None and not self.log_failure_said:
+            self.console.print(f"--log stopped, the sweep goes on: {self.log.failure}")
+            self.log_failure_said = True
 
     def handed_off(self, run: Run) -> None:
         """Another live process holds ``run``: not in flight here, not done either."""

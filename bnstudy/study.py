@@ -24,7 +24,7 @@ from bnstudy.progress import SweepView
 from bnstudy.results import ERROR_AT, ERROR_MESSAGE, PACK_NOTE, STATUS
 from bnstudy.run import crashed_record
 from bnstudy.sweep import Run, order_runs, plan_record
-from bnstudy.tracking import Following, sweep_log
+from bnstudy.tracking import Following, SweepLog, sweep_log
 from bnstudy.workers import WorkerPool
 
 SETUP = "setup"  # error_at of a run that failed before training (data, device, model)
@@ -92,7 +92,7 @@ def run_study(
         markup=False,
     )
     try:
-        tracker = sweep_log(log, sweep_dir, study.name) if log else None
+        tracker = _tracker(log, sweep_dir, study.name, console) if log else None
         with (
             SweepView(console, sweep_dir, len(runs), len(runs) - len(todo), log=tracker) as view,
             Following(tracker, view.in_flight) if tracker else contextlib.nullcontext(),
@@ -116,6 +116,21 @@ def run_study(
         raise Interrupted(sweep.trained) from None
     store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
     return store.sweep_status(sweep_dir).counts, sweep.trained
+
+
+def _tracker(log: str, sweep_dir: Path, study: str, console: Console) -> SweepLog | None:
+    """The sweep's tracker (bnstudy.tracking), or None, said in one line, when it cannot start
+    (a tracking server that does not answer): the sweep goes on without it."""
+    try:
+        return sweep_log(log, sweep_dir, study)
+    except Exception as error:  # noqa: BLE001 - any tracker's failure: train without it
+        first = (str(error).splitlines() or [""])[0]
+        console.print(
+            f"--log {log}: cannot start, the sweep goes on without it: "
+            f"{type(error).__name__}: {first}",
+            markup=False,
+        )
+        return None
 
 
 def _exit_now(signum: int, frame: object) -> None:

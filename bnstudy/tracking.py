@@ -11,7 +11,8 @@ networks), and a killed sweep leaves a log that holds what was done.
   (``tensorboard --logdir results`` shows every study, one folder each).
 - MLflow: one experiment per study (its name), one MLflow run per run (named by its run id,
   its swept values as parameters, its config as the artifact ``config.yaml``), at the
-  tracking URI of ``MLFLOW_TRACKING_URI``, else ``sqlite:///<sweep>/mlflow.db``
+  tracking URI of ``MLFLOW_TRACKING_URI``, else ``sqlite:///<sweep>/mlflow.db`` with the
+  artifacts in ``<sweep>/mlartifacts/``
   (``mlflow ui --backend-store-uri sqlite:///results/<study>/mlflow.db``).
 
 Both trackers are optional extras (``pip install -e '.[tensorboard]'``, ``'.[mlflow]'``):
@@ -36,6 +37,7 @@ from bnstudy.sweep import Run
 TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --log name -> its package
 FOLDER = "tensorboard"  # under the sweep folder
 MLFLOW_DB = "mlflow.db"  # under the sweep folder, without MLFLOW_TRACKING_URI
+MLFLOW_ARTIFACTS = "mlartifacts"  # under the sweep folder: that store's artifacts
 FOLLOW_SECONDS = 2.0  # how often the in-flight runs' histories are read
 # history.jsonl fields that are counts or positions, not curves
 NOT_CURVES = ("epoch", "steps", "samples", "skipped_steps")
@@ -87,6 +89,7 @@ class SweepLog:
         self.sweep_dir, self.tracker = sweep_dir, tracker
         self.failure: str | None = None  # the tracker's first error: nothing is written after it
         self.handles: dict[str, Any] = {}
+        self.finished: set[str] = set()  # run ids closed: a late follow must not reopen them
         self.epochs: dict[str, int] = {}  # run id -> epochs written
         self.steps: dict[str, int] = {}  # run id -> optimizer steps by the last written epoch
         self.lock = threading.Lock()
@@ -107,6 +110,8 @@ class SweepLog:
             self.failure = f"{type(error).__name__}: {error}"
 
     def _follow(self, run: Run) -> None:
+        if run.run_id in self.finished:  # the follower thread's copy of in-flight runs is late
+            return
         folder = store.run_dir(self.sweep_dir, run.run_id)
         try:
             lines = (folder / store.HISTORY).read_text().splitlines()
@@ -144,6 +149,7 @@ class SweepLog:
                 self.tracker.scalar(handle, f"test/{name}", 100 * test[TEST_ACC], step)
         config = yaml.safe_dump(store.resolved_config(run.config), sort_keys=False)
         self.tracker.text(handle, "config", config, step)
+        self.finished.add(run.run_id)
         self.tracker.close(self.handles.pop(run.run_id), result.get(STATUS, "no result"))
 
     def _handle(self, run: Run) -> Any:
@@ -152,10 +158,14 @@ class SweepLog:
         return self.handles[run.run_id]
 
     def close(self) -> None:
-        """Close the runs that did not finish (a stopped sweep)."""
+        """Close the runs that did not finish (a stopped sweep, or a tracker that failed),
+        each as far as the tracker still can."""
         with self.lock:
             for handle in self.handles.values():
-                self._guarded(lambda handle=handle: self.tracker.close(handle, None))
+                try:
+                    self.tracker.close(handle, None)
+                except Exception:  # noqa: BLE001, S110 - closing what is left, best effort
+                    pass
             self.handles.clear()
 
 
@@ -202,11 +212,15 @@ class MLflow:
     def __init__(self, sweep_dir: Path, study: str) -> None:
         from mlflow.tracking import MlflowClient
 
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or f"sqlite:///{sweep_dir / MLFLOW_DB}"
+        server = os.environ.get("MLFLOW_TRACKING_URI")
         sweep_dir.mkdir(parents=True, exist_ok=True)
-        self.client = MlflowClient(tracking_uri=uri)
+        self.client = MlflowClient(tracking_uri=server or f"sqlite:///{sweep_dir / MLFLOW_DB}")
         found = self.client.get_experiment_by_name(study)
-        self.experiment = found.experiment_id if found else self.client.create_experiment(study)
+        # the local store keeps its artifacts in the sweep folder, not in ./mlruns
+        where = None if server else (sweep_dir / MLFLOW_ARTIFACTS).as_uri()
+        self.experiment = (
+            found.experiment_id if found else self.client.create_experiment(study, where)
+        )
 
     def open(self, run: Run) -> Any:
         tags = {"bnstudy.run_id": run.run_id, "bnstudy.swept": swept_text(run)}

@@ -92,3 +92,51 @@ def test_a_tracker_without_its_package_is_one_line(monkeypatch, tiny_study, writ
     assert result.exit_code == 2
     assert "--log tensorboard needs the no_such_package_here package" in result.stderr
     assert not (tmp_path / "tiny").exists()
+
+
+class Recording:
+    """A tracker that records what it is asked, and fails on scalars once told to."""
+
+    def __init__(self):
+        self.opened, self.closed, self.fail = [], [], False
+
+    def open(self, run):
+        self.opened.append(run.run_id)
+        return run.run_id
+
+    def scalar(self, handle, name, value, step):
+        if self.fail:
+            raise RuntimeError("server down")
+
+    def text(self, handle, name, text, step):
+        pass
+
+    def flush(self, handle):
+        pass
+
+    def close(self, handle, outcome):
+        self.closed.append((handle, outcome))
+
+
+def test_a_finished_run_is_not_reopened_and_a_failed_tracker_still_closes_its_runs(
+    tiny_study, tmp_path
+):
+    from bnstudy import store
+    from bnstudy.sweep import plan
+
+    tiny_study["sweep"] = {"seed": [0, 1]}
+    _, (done, open_run) = plan(tiny_study, "s.yaml")
+    for run in (done, open_run):
+        folder = store.start_run(tmp_path, run)
+        store.append_history(folder, {"epoch": 1, "steps": 6, "train_loss": 1.0})
+    recording = Recording()
+    log = tracking.SweepLog(tmp_path, recording)
+    log.finish(done)
+    log.follow(done)  # the follower thread's late copy of the runs in flight
+    assert recording.opened == [done.run_id]
+    recording.fail = True
+    log.follow(open_run)  # fails in the follower thread
+    assert log.failure == "RuntimeError: server down"
+    log.close()
+    # the finished run closed once with its outcome; the other closed though the tracker failed
+    assert recording.closed == [(done.run_id, "no result"), (open_run.run_id, None)]
