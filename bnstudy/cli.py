@@ -36,6 +36,7 @@ from bnstudy.results import (
     OOM,
     RUN_ID,
     STATUS,
+    count_text,
     counts_text,
     duration_text,
 )
@@ -406,20 +407,23 @@ def _plan_table(listing: Listing) -> RenderableType:
 
 
 def _cost_line(listing: Listing) -> str:
-    """What the runs to do cost: ``25 to run: 18,800 optimizer steps, about 3 min 40 s with 2
-    workers on cpu (timed by 5 probes)``, the runs whose time is unknown named."""
+    """What the runs to do cost: ``25 to run: 18,800 optimizer steps, about 3.2 min with 2
+    workers on cpu (runs timed: 25 by a probe)``; the runs whose time is unknown counted and
+    why (failed probes named, one line each)."""
     cost = listing.estimate
     if not listing.todo:
         return "nothing to run"
     line = f"{len(listing.todo)} to run: {cost.steps:,} optimizer steps"
-    timed = sum(n for source, n in cost.sources.items() if source != "unknown")
-    if timed:
-        how = ", ".join(f"{n} by {_SOURCES[source]}" for source, n in cost.sources.items())
+    unknown = cost.sources.get("unknown", 0)
+    if unknown < len(listing.todo):
+        how = ", ".join(f"{n} by {_SOURCES[s]}" for s, n in cost.sources.items() if s != "unknown")
         workers = f"{cost.jobs} worker{'s' if cost.jobs > 1 else ''}"
-        wall = duration_text(cost.wall_seconds)
-        line += f", about {wall} with {workers} on {listing.device} (runs timed: {how})"
-    else:
-        line += "; time unknown: no finished run to time it by (--probe times a few steps)"
+        some = f" for the {len(listing.todo) - unknown} timed" if unknown else ""
+        line += f", about {duration_text(cost.wall_seconds)}{some} with {workers} on "
+        line += f"{listing.device} (runs timed: {how})"
+    if unknown:
+        why = "their probes failed (below)" if cost.problems else listing.untimed
+        line += f"; time unknown for {count_text(unknown, 'run')}: {why}"
     return "\n".join([line, *(f"  {problem}" for problem in cost.problems)])
 
 

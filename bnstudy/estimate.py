@@ -24,14 +24,16 @@ import torch
 
 from bnstudy import store
 from bnstudy.config import StudyConfig
+from bnstudy.device import synchronized_clock
 from bnstudy.packed_run import cell_of
 from bnstudy.preflight import train_split_size
 from bnstudy.progress import run_label
-from bnstudy.results import OK, STATUS
+from bnstudy.results import OK, PACKED, RESUMED_AT_STEP, STATUS
 from bnstudy.run import execute_run, make_schedule
 from bnstudy.sweep import Run
 
-PROBE_STEPS = 20  # optimizer steps a probe trains (the first ones, warm-up included)
+PROBE_STEPS = 20  # optimizer steps a probe trains
+WARM_UP_STEPS = 5  # of them, the first ones, left out of its rate per step
 
 
 @dataclass(frozen=True)
@@ -120,15 +122,19 @@ def _finished(sweep_dir: Path, runs: list[Run]) -> Iterable[tuple[Run, dict[str,
 
 
 def finished_costs(finished: Iterable[tuple[Run, dict[str, Any]]]) -> dict[str, CellCost]:
-    """Each cell's cost from its finished runs: the mean fixed seconds (a run's seconds less
-    its training seconds) and the mean seconds per optimizer step."""
+    """Each cell's cost from its finished runs that trained alone and in one go: the mean
+    fixed seconds (a run's seconds less its training seconds) and the mean seconds per
+    optimizer step. A packed run's record holds its pack's times, and a resumed run's training
+    seconds include its earlier attempts: neither is one run's cost."""
     fixed, per_step = defaultdict(list), defaultdict(list)
     for run, result in finished:
         try:
-            train = result["train"]
-            total, trained = float(result["provenance"]["seconds"]), float(train["train_seconds"])
+            train, provenance = result["train"], result["provenance"]
+            total, trained = float(provenance["seconds"]), float(train["train_seconds"])
             steps = int(train["steps"])
         except (KeyError, TypeError, ValueError):  # an older result: not a timing
+            continue
+        if (provenance.get(PACKED) or 1) > 1 or train.get(RESUMED_AT_STEP) is not None:
             continue
         cell = cell_of(run.config)
         fixed[cell].append(total - trained)
@@ -145,20 +151,31 @@ class ProbeFailed(Exception):
 
 def probe_cost(run: Run, device: torch.device, threads: int) -> CellCost:
     """Time a run of ``run``'s cell: trained for at most :data:`PROBE_STEPS` steps, then
-    tested in full (nothing kept), with ``threads`` CPU threads."""
+    tested in full (nothing kept), with ``threads`` CPU threads. The rate per step is taken
+    after the first :data:`WARM_UP_STEPS` (allocations, kernel selection, cuDNN's autotuning),
+    which count in the fixed part, as they do in every run."""
     config = run.config
     steps = min(PROBE_STEPS, optimizer_steps(config))
     train = config.train.model_copy(
         update={"steps": steps, "samples": None, "save_model": False, "checkpoint_every": None}
     )
+    clock: list[float] = []
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        record = execute_run(config.model_copy(update={"train": train}), device)
+        record = execute_run(
+            config.model_copy(update={"train": train}),
+            device,
+            on_step=lambda position: clock.append(synchronized_clock(device)),
+        )
     finally:
         torch.set_num_threads(before)
     if record[STATUS] != OK:
         raise ProbeFailed(f"probe of {run_label(run)}: {record[STATUS]}: {record['error']}")
-    trained = float(record["train"]["train_seconds"])
-    fixed = float(record["provenance"]["seconds"]) - trained
-    return CellCost(fixed, trained / max(int(record["train"]["steps"]), 1), "probe")
+    warm = min(WARM_UP_STEPS, len(clock) - 1)  # steps left out; at least one is timed
+    if warm >= 1:
+        per_step = (clock[-1] - clock[warm - 1]) / (len(clock) - warm)
+    else:  # a run of one step: no rate but that step's
+        per_step = float(record["train"]["train_seconds"])
+    fixed = float(record["provenance"]["seconds"]) - per_step * len(clock)
+    return CellCost(fixed, per_step, "probe")

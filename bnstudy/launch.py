@@ -61,6 +61,7 @@ class Listing:
     todo: set[str]
     estimate: Estimate
     device: torch.device
+    untimed: str  # why a run without a finished run of its cell and a probe is not timed
 
 
 @dataclass(frozen=True)
@@ -140,13 +141,19 @@ def _listing(sweep_dir: Path, runs: list[Run], options: RunOptions, console: Con
     todo = pending_runs(sweep_dir, runs, options.retry)
     devices = _devices(options)
     jobs = options.jobs or len(devices)
+    here = options.executor == LOCAL  # a cluster's nodes are not this machine: no probe
 
     def probing(index: int, count: int) -> None:
         console.print(f"timing: probe {index} of {count} ({PROBE_STEPS} steps, then the tests)")
 
-    cost = estimate(sweep_dir, runs, todo, devices[0], jobs, options.probe, probing)
+    cost = estimate(sweep_dir, runs, todo, devices[0], jobs, options.probe and here, probing)
+    untimed = (
+        "no finished run of their cell, and --no-probe"
+        if here
+        else f"no finished run of their cell (--executor {options.executor}: not probed here)"
+    )
     keys, ids = swept_keys(runs), {run.run_id for run in todo}
-    return Listing(order_runs(runs, options.order), keys, ids, cost, devices[0])
+    return Listing(order_runs(runs, options.order), keys, ids, cost, devices[0], untimed)
 
 
 def inspect_study(config: Path, overrides: list[str], batch_size: int | None = None) -> Inspection:

@@ -84,6 +84,9 @@ def test_dry_run_lists_the_expanded_runs_and_runs_nothing(tiny_study, write_stud
     assert "3 to run: 84 optimizer steps, about " in result.output  # 48 samples: 48+24+12
     assert "with 1 worker on cpu (runs timed: 3 by a probe)" in result.output
     assert not (tmp_path / "tiny").exists()
+    failing = invoke("run", config, "train.lr=1e12", "--dry-run", "--out", tmp_path)
+    assert "time unknown for 1 run: their probes failed (below)" in failing.output
+    assert "  probe of " in failing.output and ": diverged: " in failing.output
 
 
 def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
@@ -116,7 +119,7 @@ def test_run_status_report_end_to_end(tiny_study, write_study, tmp_path):
         tmp_path,
     )
     assert "8 runs (4 to run)" in more.output  # batch size 8 is the default: those are done
-    assert "4 to run: 48 optimizer steps; time unknown" in more.output  # no run at 4 finished
+    assert "4 to run: 48 optimizer steps; time unknown for 4 runs: no finished run" in more.output
 
     report = invoke("report", tmp_path / "tiny")
     assert report.exit_code == 0, report.output

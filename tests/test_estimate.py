@@ -33,6 +33,18 @@ def test_steps_follow_the_budget_and_finished_runs_time_the_rest_of_their_cell(
     assert cost.wall_seconds == pytest.approx(5.0)  # one timed run: the longest
 
 
+def test_packed_and_resumed_runs_do_not_time_their_cell(tiny_study):
+    _, [run] = plan(tiny_study, "s.yaml")
+    alone = {"train": {"steps": 6, "train_seconds": 3.0}, "provenance": {"seconds": 5.0}}
+    packed = {"train": {"steps": 6, "train_seconds": 24.0}, "provenance": {"seconds": 40.0}}
+    packed["provenance"]["packed"] = 8  # the pack's times, not one run's
+    resumed = {"train": {"steps": 6, "train_seconds": 9.0, "resumed_at_step": 3}}
+    resumed["provenance"] = {"seconds": 4.0}  # this attempt only; training counts all
+    costs = estimate.finished_costs([(run, alone), (run, packed), (run, resumed)])
+    [cost] = costs.values()
+    assert (cost.fixed, cost.per_step) == (2.0, 0.5)
+
+
 def test_a_probe_times_each_cell_without_finished_runs_once(tiny_study, tmp_path, monkeypatch):
     tiny_study["sweep"] = {"model.norm": ["batch", "group"], "seed": [0, 1]}
     _, runs = plan(tiny_study, "s.yaml")
