@@ -109,6 +109,12 @@ class RunFiles:
     def state_path(self) -> Path:
         return self.folder / store.CHECKPOINT
 
+    def start_over(self) -> None:
+        """Forget what the run wrote while it trained in a pack that failed: its history and
+        its progress mark (it trains again, alone, from step 0)."""
+        store.write_atomic(self.folder / store.HISTORY, "")
+        (self.folder / store.PROGRESS).unlink(missing_ok=True)
+
     def keep_model(self, model: nn.Module) -> None:
         """Save the trained ``model``'s weights and buffers, if the run keeps its model."""
         if self.save_model:

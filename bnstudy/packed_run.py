@@ -16,6 +16,7 @@ runs into packs as ``bnstudy run --pack`` asks.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,6 +91,7 @@ def cell_of(config: StudyConfig) -> str:
 # 660 (32 images). On a GPU a small step leaves the device idle between kernel launches,
 # which packing fills: expected to pay at every size these studies train, not measured here.
 AUTO_PACK = {"cpu": 8, "cuda": 8}
+PackStepListener = Callable[[int | None, Position], None]  # (run k, or None: the pack's)
 AUTO_PACK_CPU_MAX_FLOPS = 60e6
 
 
@@ -155,17 +157,23 @@ def execute_pack(
     device: torch.device,
     on_epoch: Callable[[int, EpochStats], None] = lambda index, stats: None,
     files: Sequence[RunFiles | None] | None = None,
-    on_step: StepListener = lambda position: None,
+    on_step: PackStepListener = lambda index, position: None,
 ) -> list[dict[str, Any]]:
     """Train and evaluate the runs ``configs`` (of one cell: :func:`cell_of`) as one packed
     network; their records, as :func:`bnstudy.run.execute_run` returns them, in order.
-    ``on_epoch(k, stats)`` gets run k's epochs, ``on_step`` the optimizer steps of whichever
-    run or pack is training (bnstudy.train.train); ``files[k]`` is where run k keeps its model
-    (None: nowhere)."""
+    ``on_epoch(k, stats)`` gets run k's epochs, ``on_step(k, position)`` its optimizer steps
+    (k None: the pack's, every run's); ``files[k]`` is where run k keeps its model (None:
+    nowhere)."""
     files = list(files or [None] * len(configs))
     if len(configs) == 1:
         return [
-            execute_run(configs[0], device, lambda stats: on_epoch(0, stats), files[0], on_step)
+            execute_run(
+                configs[0],
+                device,
+                lambda stats: on_epoch(0, stats),
+                files[0],
+                lambda position: on_step(0, position),
+            )
         ]
     compute = run_compute(configs[0])
     records = [new_record() for _ in configs]
@@ -173,7 +181,8 @@ def execute_pack(
         started, start = time.time(), synchronized_clock(device)
         reset_peak_memory(device)
         try:
-            tests = _pack_protocol(configs, device, records, (on_epoch, on_step), files)
+            pack_steps = functools.partial(on_step, None)
+            tests = _pack_protocol(configs, device, records, (on_epoch, pack_steps), files)
         except Exception as error:  # noqa: BLE001 - the runs then train alone
             if is_out_of_memory(error):
                 free_memory(device)
@@ -190,16 +199,23 @@ def execute_pack(
 def _one_by_one(
     configs: Sequence[StudyConfig],
     device: torch.device,
-    listeners: tuple[Callable[[int, EpochStats], None], StepListener],
+    listeners: tuple[Callable[[int, EpochStats], None], PackStepListener],
     files: Sequence[RunFiles | None],
     why: str,
 ) -> list[dict[str, Any]]:
-    """The runs trained alone, one after the other, after their pack failed with ``why``."""
+    """The runs trained alone, one after the other, after their pack failed with ``why``,
+    each from a clean history (the pack's epochs are forgotten)."""
     records = []
     on_epoch, on_step = listeners
     for index, config in enumerate(configs):
+        if files[index] is not None:
+            files[index].start_over()
         record = execute_run(
-            config, device, lambda stats, k=index: on_epoch(k, stats), files[index], on_step
+            config,
+            device,
+            lambda stats, k=index: on_epoch(k, stats),
+            files[index],
+            functools.partial(on_step, index),
         )
         record["provenance"][PACK_NOTE] = (
             f"trained alone: its pack of {len(configs)} failed ({why})"

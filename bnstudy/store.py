@@ -207,8 +207,8 @@ class StepMarks:
     """Writes where training is within its epoch to each of ``folders`` (``progress.json``:
     the epoch under way, its optimizer steps done and in all, the samples they trained on),
     at most once per ``interval`` seconds: called after every optimizer step with the run's
-    position (bnstudy.train.StepListener), it costs a clock read, and a progress view learns
-    more than the finished epochs of history.jsonl."""
+    index and position (bnstudy.packed_run.PackStepListener), it costs a clock read, and a
+    progress view learns more than the finished epochs of history.jsonl."""
 
     def __init__(
         self,
@@ -219,7 +219,8 @@ class StepMarks:
         self.folders, self.interval, self.clock = folders, interval, clock
         self.last = -math.inf
 
-    def __call__(self, position: Position) -> None:
+    def __call__(self, index: int | None, position: Position) -> None:
+        """Mark ``position`` in folder ``index`` (None: every folder, a pack training)."""
         now = self.clock()
         if now - self.last < self.interval:
             return
@@ -232,7 +233,7 @@ class StepMarks:
                 "samples_done": position.epoch_samples,
             }
         )
-        for folder in self.folders:
+        for folder in self.folders if index is None else [self.folders[index]]:
             with contextlib.suppress(OSError):  # a mark is for the eye: never fail a run for it
                 write_atomic(folder / PROGRESS, mark)
 

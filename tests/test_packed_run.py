@@ -204,3 +204,33 @@ def test_pack_takes_off_auto_or_a_number(tiny_study, write_study, tmp_path):
     result = CliRunner().invoke(app, ["run", str(write_study(tiny_study)), "--pack", "0"])
     assert result.exit_code == 2
     assert "give off, auto or a number" in " ".join(result.output.replace("│", " ").split())
+
+
+def test_runs_retrained_after_their_pack_failed_keep_only_their_own_epochs(
+    tiny_study, tmp_path, monkeypatch
+):
+    from dataclasses import asdict
+
+    from bnstudy import store
+    from bnstudy.checkpoint import RunFiles
+
+    runs = seed_runs(tiny_study, (0, 1))
+    folders = [store.start_run(tmp_path, run) for run in runs]
+    real, failed = packing.copy_state, []
+
+    def fail_after_training(*args):  # the pack trained its epoch, then fails
+        if not failed:
+            failed.append(True)
+            raise RuntimeError("late failure")
+        return real(*args)
+
+    monkeypatch.setattr(packing, "copy_state", fail_after_training)
+    records = packed_run.execute_pack(
+        [run.config for run in runs],
+        CPU,
+        on_epoch=lambda k, stats: store.append_history(folders[k], asdict(stats)),
+        files=[RunFiles.of(folder, run) for folder, run in zip(folders, runs, strict=True)],
+    )
+    assert [r["status"] for r in records] == ["ok", "ok"] and failed
+    for folder in folders:  # one epoch each, not the pack's epoch and its own
+        assert len((folder / store.HISTORY).read_text().splitlines()) == 1

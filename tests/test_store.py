@@ -81,13 +81,20 @@ def test_step_marks_write_the_position_at_most_once_per_interval(tmp_path):
     now = [0.0]
     marks = store.StepMarks([tmp_path / "a", tmp_path / "b"], interval=1.0, clock=lambda: now[0])
     position = Position(phase="train", epoch=2, step=1, epoch_steps=40, epoch_samples=8)
-    marks(position)
+    marks(None, position)
     position.step, position.epoch_samples, now[0] = 2, 16, 0.5
-    marks(position)  # within the interval: not written
+    marks(None, position)  # within the interval: not written
     expected = {"epoch": 2, "steps_done": 1, "steps": 40, "samples_done": 8}
     assert store.read_progress(tmp_path / "a") == store.read_progress(tmp_path / "b") == expected
     now[0] = 1.0
-    marks(position)
+    marks(None, position)
     assert store.read_progress(tmp_path / "a")["steps_done"] == 2
     (tmp_path / "a" / store.PROGRESS).write_text("{half")
     assert store.read_progress(tmp_path / "a") is None
+
+
+def test_step_marks_of_one_run_of_a_pack_go_to_its_folder_only(tmp_path):
+    marks = store.StepMarks([tmp_path / "a", tmp_path / "b"], interval=0.0)
+    marks(1, Position(phase="train", epoch=1, step=3, epoch_steps=6, epoch_samples=24))
+    assert store.read_progress(tmp_path / "a") is None
+    assert store.read_progress(tmp_path / "b")["steps_done"] == 3

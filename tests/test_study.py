@@ -68,8 +68,8 @@ def test_a_training_run_marks_its_step_and_the_mark_goes_when_it_finishes(
     seen, real = [], study.execute_pack
 
     def watching(configs, device, on_epoch, files, on_step):
-        def step(position):
-            on_step(position)
+        def step(index, position):
+            on_step(index, position)
             seen.append(store.read_progress(files[0].folder))
 
         return real(configs, device, on_epoch, files, step)
