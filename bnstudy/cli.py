@@ -352,9 +352,12 @@ def _print_ran(ran: Ran) -> None:
 
 
 def _print_unfinished(ran: Ran) -> None:
-    """The planned runs without a result when this process is done: those another process
-    holds (the counts above leave them out), by owner, and the others."""
-    missing, held = ran.status.missing, ran.status.running
+    """The planned runs without a result when this process is done: those another live
+    process holds (the counts above leave them out), by owner, and the others."""
+    from bnstudy.claims import is_stale
+
+    missing = ran.status.missing
+    held = {run: claim for run, claim in ran.status.running.items() if not is_stale(claim)}
     if not missing:
         return
     owners = Counter(f"{claim.host} pid {claim.pid}" for claim in held.values())

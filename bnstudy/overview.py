@@ -57,8 +57,10 @@ def report_age(sweep_dir: Path) -> ReportAge:
 def table_problem(sweep_dir: Path, status: store.SweepStatus) -> str | None:
     """What is wrong with ``runs.csv``, which ``bnstudy run`` and ``report`` rebuild from the
     run folders: missing though runs finished, unreadable, its header not the table's columns
-    (bnstudy.results.COLUMNS, then the swept keys), or its runs not the finished ones; None
-    when it agrees with the folders."""
+    (bnstudy.results.COLUMNS, then the swept keys), rows of another width, or its runs not the
+    finished ones (not checked while a live process trains runs of the sweep: each rewrites
+    the table as its runs finish, and may not have read another's latest); None when it
+    agrees with the folders."""
     path = sweep_dir / store.TABLE
     finished = {e[RUN_ID] for e in store.read_plan(sweep_dir)} - {e[RUN_ID] for e in status.missing}
     if not path.exists():
@@ -73,7 +75,12 @@ def table_problem(sweep_dir: Path, status: store.SweepStatus) -> str | None:
     header, *rows = lines
     if header[: len(COLUMNS)] != list(COLUMNS):
         return "its header is not the runs table's columns"
-    ids = {row[header.index(RUN_ID)] for row in rows if len(row) == len(header)}
-    if len(ids) != len(finished) or ids != finished or any(len(r) != len(header) for r in rows):
+    ragged = sum(len(row) != len(header) for row in rows)
+    if ragged:
+        return f"{ragged} of its rows do not have the header's {len(header)} cells"
+    if any(not claims.is_stale(claim) for claim in status.running.values()):
+        return None
+    ids = {row[header.index(RUN_ID)] for row in rows}
+    if ids != finished:
         return f"its rows name {len(ids)} runs, not the {len(finished)} finished ones"
     return None

@@ -6,6 +6,7 @@ import contextlib
 import os
 import signal
 import sys
+import threading
 from collections import Counter
 from collections.abc import Collection, Iterator
 from dataclasses import asdict
@@ -94,6 +95,7 @@ def run_study(
     try:
         tracker = _tracker(log, sweep_dir, study.name, console) if log else None
         with (
+            _interrupts(),
             SweepView(console, sweep_dir, len(runs), len(runs) - len(todo), log=tracker) as view,
             Following(tracker, view.in_flight) if tracker else contextlib.nullcontext(),
         ):
@@ -131,6 +133,30 @@ def _tracker(log: str, sweep_dir: Path, study: str, console: Console) -> SweepLo
             markup=False,
         )
         return None
+
+
+@contextlib.contextmanager
+def _interrupts() -> Iterator[None]:
+    """While the sweep runs, Ctrl-C raises KeyboardInterrupt once (the sweep stops in order:
+    workers stopped, claims released, the table written) and from then on exits at once
+    (:func:`_exit_now`), also while the workers are being stopped. SIGINT is left as it is
+    where it is not Python's default (ignored in a background job, or the caller's own) and
+    outside the main thread."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+
+    def first(signum: int, frame: object) -> None:
+        signal.signal(signal.SIGINT, _exit_now)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield
+    finally:
+        if signal.getsignal(signal.SIGINT) is first:  # no Ctrl-C came
+            signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def _exit_now(signum: int, frame: object) -> None:

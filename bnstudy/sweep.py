@@ -158,7 +158,9 @@ _RUN_SUFFIX = re.compile(r"^(?P<message>.*) \(run (?P<run>[^()]*)\)$", re.DOTALL
 def _collapsed(problems: list[tuple[str, str]], runs: int) -> list[tuple[str, str]]:
     """The runs' problems (one per run that has it), each once: a message that more than
     :data:`COLLAPSE_ABOVE` runs share (a missing source folder is the same for every run) is
-    one line, ``<message> (every run)`` or ``(<n> of <runs> runs, the first: <values>)``."""
+    one line, ``<message> (every run)`` or ``(<n> of the sweep's <combinations>
+    combinations, the first: <values>)`` (combinations of swept values: before the values a
+    run ignores are dropped, several may be one run)."""
     shared: dict[tuple[str, str], list[str | None]] = {}
     for key, message in problems:
         found = _RUN_SUFFIX.match(message)
@@ -170,7 +172,7 @@ def _collapsed(problems: list[tuple[str, str]], runs: int) -> list[tuple[str, st
         if len(distinct) <= COLLAPSE_ABOVE:  # a line per run's values, as few as they are
             lines += [(key, base if run is None else f"{base} (run {run})") for run in distinct]
             continue
-        which = f"{len(where)} of {runs} runs, the first: {where[0]}"
+        which = f"{len(where)} of the sweep's {runs} combinations, the first: {where[0]}"
         lines.append((key, f"{base} ({'every run' if len(where) == runs else which})"))
     return lines
 
