@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -114,3 +116,20 @@ def write_images(root, classes=("cat", "dog"), per_split=(3, 2)):
                 image.save(root / split / name / f"{i}.png")
                 paths.append(root / split / name / f"{i}.png")
     return paths
+
+
+def hold_claim(folder: Path) -> subprocess.Popen:
+    """Another process that claims the run in ``folder`` (bnstudy.claims) and holds it for a
+    minute unless killed; returned once the claim is made."""
+    holder = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from pathlib import Path; from bnstudy import"
+            " claims; claims.try_claim(Path(sys.argv[1])); print(flush=True); time.sleep(60)",
+            str(folder),
+        ],
+        stdout=subprocess.PIPE,
+    )
+    holder.stdout.readline()  # it holds the claim
+    return holder

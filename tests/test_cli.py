@@ -5,7 +5,7 @@ import sys
 
 import pandas as pd
 import pytest
-from conftest import write_medmnist
+from conftest import hold_claim, write_medmnist
 from typer.testing import CliRunner
 
 from bnstudy import __version__
@@ -137,18 +137,8 @@ def test_the_closing_summary_names_the_runs_another_process_still_trains(
 
     tiny_study["sweep"] = {"seed": [0, 1, 2]}
     _, runs = plan(tiny_study, "s.yaml")
-    holder = subprocess.Popen(  # another process of the same study, training runs[0]
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from bnstudy import"
-            " claims; claims.try_claim(Path(sys.argv[1])); print(flush=True); time.sleep(60)",
-            str(store.run_dir(tmp_path / "tiny", runs[0].run_id)),
-        ],
-        stdout=subprocess.PIPE,
-    )
+    holder = hold_claim(store.run_dir(tmp_path / "tiny", runs[0].run_id))  # training runs[0]
     try:
-        holder.stdout.readline()  # it holds the claim
         result = invoke("run", write_study(tiny_study), "--out", tmp_path)
     finally:
         holder.kill()

@@ -9,6 +9,7 @@ import time
 import pandas as pd
 import pytest
 import torch
+from conftest import hold_claim
 
 from bnstudy import store, study
 from bnstudy.results import columns_of
@@ -344,17 +345,7 @@ def test_a_run_held_by_a_process_that_dies_mid_sweep_is_trained_at_the_end(
 ):
     tiny_study["sweep"] = {"seed": [0, 1, 2]}
     config, runs = plan(tiny_study, "s.yaml")
-    holder = subprocess.Popen(  # another sweep's process, training runs[0]
-        [
-            sys.executable,
-            "-c",
-            "import sys, time; from pathlib import Path; from bnstudy import"
-            " claims; claims.try_claim(Path(sys.argv[1])); print(flush=True); time.sleep(60)",
-            str(store.run_dir(tmp_path / "tiny", runs[0].run_id)),
-        ],
-        stdout=subprocess.PIPE,
-    )
-    holder.stdout.readline()  # it holds the claim
+    holder = hold_claim(store.run_dir(tmp_path / "tiny", runs[0].run_id))  # another sweep's
     calls = []
     real = study.execute_pack
 
