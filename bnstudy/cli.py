@@ -357,7 +357,7 @@ def _print_unfinished(ran: Ran) -> None:
     from bnstudy.claims import is_stale
 
     missing = ran.status.missing
-    held = {run: claim for run, claim in ran.status.running.items() if not is_stale(claim)}
+    held = {r: claim for r, claim in ran.status.running.items() if not is_stale(claim, ran.lease)}
     if not missing:
         return
     owners = Counter(f"{claim.host} pid {claim.pid}" for claim in held.values())

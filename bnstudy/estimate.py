@@ -159,23 +159,27 @@ def probe_cost(run: Run, device: torch.device, threads: int) -> CellCost:
     train = config.train.model_copy(
         update={"steps": steps, "samples": None, "save_model": False, "checkpoint_every": None}
     )
-    clock: list[float] = []
+    warm = min(WARM_UP_STEPS, steps - 1)  # steps left out of the rate; at least one is timed
+    done: list[int] = []
+    clock: dict[int, float] = {}  # after step k: only at the two that time the rate, since a
+    # device sync after every step would cost what training does not (CPU/GPU overlap)
+
+    def timed(position: object) -> None:
+        done.append(1)
+        if len(done) in (warm, steps):
+            clock[len(done)] = synchronized_clock(device)
+
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        record = execute_run(
-            config.model_copy(update={"train": train}),
-            device,
-            on_step=lambda position: clock.append(synchronized_clock(device)),
-        )
+        record = execute_run(config.model_copy(update={"train": train}), device, on_step=timed)
     finally:
         torch.set_num_threads(before)
     if record[STATUS] != OK:
         raise ProbeFailed(f"probe of {run_label(run)}: {record[STATUS]}: {record['error']}")
-    warm = min(WARM_UP_STEPS, len(clock) - 1)  # steps left out; at least one is timed
     if warm >= 1:
-        per_step = (clock[-1] - clock[warm - 1]) / (len(clock) - warm)
+        per_step = (clock[steps] - clock[warm]) / (steps - warm)
     else:  # a run of one step: no rate but that step's
         per_step = float(record["train"]["train_seconds"])
-    fixed = float(record["provenance"]["seconds"]) - per_step * len(clock)
+    fixed = float(record["provenance"]["seconds"]) - per_step * steps
     return CellCost(fixed, per_step, "probe")

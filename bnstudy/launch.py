@@ -89,6 +89,7 @@ class Ran:
     trained: int
     table: Path
     status: store.SweepStatus
+    lease: float  # seconds after which a silent claim is stale (--lease)
 
 
 @dataclass(frozen=True)
@@ -262,7 +263,8 @@ def _train(
         done = len(runs) - len(store.sweep_status(sweep_dir).missing)
         raise Stopped(stop.trained, done, len(runs)) from None
     status = store.sweep_status(sweep_dir)
-    return Ran(study.name, sweep_dir, len(runs), counts, trained, sweep_dir / store.TABLE, status)
+    table = sweep_dir / store.TABLE
+    return Ran(study.name, sweep_dir, len(runs), counts, trained, table, status, options.lease)
 
 
 def _devices(options: RunOptions) -> list[torch.device]:

@@ -207,9 +207,10 @@ def _one_by_one(
     each from a clean history (the pack's epochs are forgotten)."""
     records = []
     on_epoch, on_step = listeners
+    for kept in files:
+        if kept is not None:
+            kept.start_over()
     for index, config in enumerate(configs):
-        if files[index] is not None:
-            files[index].start_over()
         record = execute_run(
             config,
             device,

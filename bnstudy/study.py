@@ -112,8 +112,7 @@ def run_study(
                             continue
                         view.finished(run, trained)
                 todo = [run for run in held if _abandoned(sweep_dir, run, lease, retry)]
-    except KeyboardInterrupt:
-        signal.signal(signal.SIGINT, _exit_now)  # a second Ctrl-C
+    except KeyboardInterrupt:  # a second Ctrl-C now exits at once (_interrupts)
         store.write_table(sweep_dir)
         raise Interrupted(sweep.trained) from None
     store.write_table(sweep_dir)  # with the runs other processes finished meanwhile
@@ -154,8 +153,8 @@ def _interrupts() -> Iterator[None]:
     signal.signal(signal.SIGINT, first)
     try:
         yield
-    finally:
-        if signal.getsignal(signal.SIGINT) is first:  # no Ctrl-C came
+    finally:  # after a Ctrl-C, _exit_now stays: the process is stopping (the command exits 130)
+        if signal.getsignal(signal.SIGINT) is first:
             signal.signal(signal.SIGINT, signal.default_int_handler)
 
 

@@ -38,6 +38,9 @@ TRACKERS = {"tensorboard": "tensorboard", "mlflow": "mlflow"}  # --log name -> i
 FOLDER = "tensorboard"  # under the sweep folder
 MLFLOW_DB = "mlflow.db"  # under the sweep folder, without MLFLOW_TRACKING_URI
 MLFLOW_ARTIFACTS = "mlartifacts"  # under the sweep folder: that store's artifacts
+# how long MLflow's client waits for a server, unless the environment says otherwise (its own
+# defaults retry 7 times, minutes in all, for each call)
+MLFLOW_PATIENCE = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 FOLLOW_SECONDS = 2.0  # how often the in-flight runs' histories are read
 # history.jsonl fields that are counts or positions, not curves
 NOT_CURVES = ("epoch", "steps", "samples", "skipped_steps")
@@ -119,6 +122,8 @@ class SweepLog:
             return
         handle = self._handle(run)
         done = self.epochs.get(run.run_id, 0)
+        if len(lines) < done:  # the history started over (its pack failed): so do the curves
+            done, self.steps[run.run_id] = 0, 0
         for line in lines[done:]:
             try:
                 epoch = json.loads(line)
@@ -158,14 +163,14 @@ class SweepLog:
         return self.handles[run.run_id]
 
     def close(self) -> None:
-        """Close the runs that did not finish (a stopped sweep, or a tracker that failed),
-        each as far as the tracker still can."""
+        """Close the runs that did not finish (a stopped sweep, or a tracker that failed), as
+        far as the tracker still can: after a close that fails, the others are not tried."""
         with self.lock:
             for handle in self.handles.values():
                 try:
                     self.tracker.close(handle, None)
-                except Exception:  # noqa: BLE001, S110 - closing what is left, best effort
-                    pass
+                except Exception:  # noqa: BLE001 - closing what is left, best effort
+                    break
             self.handles.clear()
 
 
@@ -213,11 +218,13 @@ class MLflow:
         from mlflow.tracking import MlflowClient
 
         server = os.environ.get("MLFLOW_TRACKING_URI")
+        for name, value in MLFLOW_PATIENCE.items():  # a server down: fail in seconds, not minutes
+            os.environ.setdefault(name, value)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         self.client = MlflowClient(tracking_uri=server or f"sqlite:///{sweep_dir / MLFLOW_DB}")
         found = self.client.get_experiment_by_name(study)
         # the local store keeps its artifacts in the sweep folder, not in ./mlruns
-        where = None if server else (sweep_dir / MLFLOW_ARTIFACTS).as_uri()
+        where = None if server else (sweep_dir / MLFLOW_ARTIFACTS).resolve().as_uri()
         self.experiment = (
             found.experiment_id if found else self.client.create_experiment(study, where)
         )

@@ -2,6 +2,8 @@
 from the event files, and in MLflow, read back with its client (where mlflow is installed: it
 is not in the test extra); and the one line when the package is missing."""
 
+from pathlib import Path
+
 import pytest
 from typer.testing import CliRunner
 
@@ -46,6 +48,8 @@ def test_run_with_log_mlflow_writes_an_experiment_with_each_runs_metrics_and_con
     uri = f"file://{tmp_path / 'mlruns'}"  # a store that mlflow-skinny has too
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")
+    for name in tracking.MLFLOW_PATIENCE:  # set by the tracker: restored afterwards
+        monkeypatch.delenv(name, raising=False)
     tiny_study["train"]["epochs"] = 2
     tiny_study["sweep"] = {"model.norm": ["batch", "group"]}
     config = write_study(tiny_study)
@@ -98,7 +102,7 @@ class Recording:
     """A tracker that records what it is asked, and fails on scalars once told to."""
 
     def __init__(self):
-        self.opened, self.closed, self.fail = [], [], False
+        self.opened, self.closed, self.scalars, self.fail = [], [], [], False
 
     def open(self, run):
         self.opened.append(run.run_id)
@@ -107,6 +111,7 @@ class Recording:
     def scalar(self, handle, name, value, step):
         if self.fail:
             raise RuntimeError("server down")
+        self.scalars.append((name, step))
 
     def text(self, handle, name, text, step):
         pass
@@ -140,3 +145,46 @@ def test_a_finished_run_is_not_reopened_and_a_failed_tracker_still_closes_its_ru
     log.close()
     # the finished run closed once with its outcome; the other closed though the tracker failed
     assert recording.closed == [(done.run_id, "no result"), (open_run.run_id, None)]
+
+
+def test_a_history_that_starts_over_starts_the_curves_over(tiny_study, tmp_path):
+    from bnstudy import store
+    from bnstudy.sweep import plan
+
+    _, [run] = plan(tiny_study, "s.yaml")
+    folder = store.start_run(tmp_path, run)
+    for epoch in (1, 2):  # trained in a pack that then failed
+        store.append_history(folder, {"epoch": epoch, "steps": 6, "train_loss": 1.0})
+    recording = Recording()
+    log = tracking.SweepLog(tmp_path, recording)
+    log.follow(run)
+    store.write_atomic(folder / store.HISTORY, "")  # retrained alone (RunFiles.start_over)
+    store.append_history(folder, {"epoch": 1, "steps": 6, "train_loss": 0.9})
+    log.follow(run)
+    assert recording.scalars == [("train/train_loss", step) for step in (6, 12, 6)]
+
+
+def test_the_local_mlflow_store_keeps_its_artifacts_in_the_sweep_folder(tmp_path, monkeypatch):
+    pytest.importorskip("mlflow")
+    import mlflow.tracking
+
+    made = {}
+
+    class Client:
+        def __init__(self, tracking_uri):
+            made["uri"] = tracking_uri
+
+        def get_experiment_by_name(self, name):
+            return None
+
+        def create_experiment(self, name, artifact_location=None):
+            made["artifacts"] = artifact_location
+            return "1"
+
+    for name in ("MLFLOW_TRACKING_URI", *tracking.MLFLOW_PATIENCE):  # restored afterwards
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr(mlflow.tracking, "MlflowClient", Client)
+    monkeypatch.chdir(tmp_path)
+    tracking.MLflow(Path("results/tiny"), "tiny")  # --out results: a relative folder
+    assert made["uri"] == "sqlite:///results/tiny/mlflow.db"
+    assert made["artifacts"] == (tmp_path / "results/tiny/mlartifacts").as_uri()
