@@ -40,7 +40,7 @@ DISPLAY_NAMES = {
     "batch_keras": "BatchNorm (Keras defaults)",
     "batch_renorm": "Batch Renorm",
     "frozen_bn": "FrozenBN",
-    "frozen_stats": "BN, frozen statistics",
+    "frozen_stats": "BN with frozen statistics",
     "evonorm_b0": "EvoNorm-B0",
     "evonorm_s0": "EvoNorm-S0",
     "group": "GroupNorm",
