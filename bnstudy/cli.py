@@ -430,7 +430,7 @@ def _cost_line(listing: Listing) -> str:
     return "\n".join([line, *(f"  {problem}" for problem in cost.problems)])
 
 
-_SOURCES = {"finished": "finished runs of their cell", "probe": "a probe", "unknown": "nothing"}
+_SOURCES = {"finished": "finished runs of their cell", "probe": "a probe"}
 
 
 def _fitted(title: str, headers: list[str], rows: list[list[str]]) -> RenderableType:
@@ -498,11 +498,16 @@ def _inspection(inspection: Inspection, config: Path) -> RenderableType:
             rows.append([*swept, "-", "-", "no norm layer"])
             continue
         values = "-" if layer.values is None else f"{layer.values} ({layer.name})"
-        images = "-" if layer.images is None else str(layer.images)
+        images = _or_dash(layer.images)
         rows.append([*swept, images, values, layer.verdict])
     title = f"{study.name}: the norm layers of each model and batch its sweep trains"
     hint = f"each one's layers: bnstudy inspect {config} model.norm=<norm> --batch-size <images>"
     return Group(_fitted(title, headers, rows), Text(hint))
+
+
+def _or_dash(count: int | None) -> str:
+    """A count of a layer report, ``-`` where the layer computes no statistic."""
+    return "-" if count is None else str(count)
 
 
 def _layer_table(study: StudyConfig, cell: InspectedCell) -> RenderableType:
@@ -516,8 +521,8 @@ def _layer_table(study: StudyConfig, cell: InspectedCell) -> RenderableType:
             r.kind,
             "×".join(map(str, r.input_shape)),
             r.axes,
-            "-" if r.values is None else str(r.values),
-            "-" if r.images is None else str(r.images),
+            _or_dash(r.values),
+            _or_dash(r.images),
             r.verdict,
         ]
         for r in cell.layers

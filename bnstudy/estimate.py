@@ -71,7 +71,7 @@ class Estimate:
         return max(sum(timed) / self.jobs, max(timed))
 
 
-def optimizer_steps(config: StudyConfig) -> int:
+def run_steps(config: StudyConfig) -> int:
     """The run's optimizer-step budget (bnstudy.run.make_schedule) on its training split."""
     return make_schedule(config, train_split_size(config)).total
 
@@ -88,7 +88,7 @@ def estimate(
     """The cost of training ``todo`` (of the planned ``runs`` of ``sweep_dir``) with ``jobs``
     workers on ``device``: cells timed by their finished runs, else (``probe``) by a probe each
     (``on_probe(i, n)`` before the i-th of n); without either a run's time is unknown (NaN)."""
-    steps = {run.run_id: optimizer_steps(run.config) for run in todo}
+    steps = {run.run_id: run_steps(run.config) for run in todo}
     costs = finished_costs(_finished(sweep_dir, runs))
     cells = {cell_of(run.config): run for run in todo}
     to_probe = [cell for cell in cells if cell not in costs] if probe else []
@@ -155,7 +155,7 @@ def probe_cost(run: Run, device: torch.device, threads: int) -> CellCost:
     after the first :data:`WARM_UP_STEPS` (allocations, kernel selection, cuDNN's autotuning),
     which count in the fixed part, as they do in every run."""
     config = run.config
-    steps = min(PROBE_STEPS, optimizer_steps(config))
+    steps = min(PROBE_STEPS, run_steps(config))
     train = config.train.model_copy(
         update={"steps": steps, "samples": None, "save_model": False, "checkpoint_every": None}
     )

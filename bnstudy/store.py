@@ -75,6 +75,7 @@ RESULT = "result.json"
 CONFIG = "config.json"
 HISTORY = "history.jsonl"
 PROGRESS = "progress.json"  # where training is within its epoch, while it trains
+PROGRESS_KEYS = ("epoch", "steps_done", "steps", "samples_done")  # its fields (StepMarks)
 PLAN = "plan.json"
 PREDICTIONS = "predictions.json"
 MODEL = "model.pt"  # the trained model (bnstudy.checkpoint)
@@ -225,14 +226,8 @@ class StepMarks:
         if now - self.last < self.interval:
             return
         self.last = now
-        mark = json.dumps(
-            {
-                "epoch": position.epoch,
-                "steps_done": position.step,
-                "steps": position.epoch_steps,
-                "samples_done": position.epoch_samples,
-            }
-        )
+        values = (position.epoch, position.step, position.epoch_steps, position.epoch_samples)
+        mark = json.dumps(dict(zip(PROGRESS_KEYS, values, strict=True)))
         for folder in self.folders if index is None else [self.folders[index]]:
             with contextlib.suppress(OSError):  # a mark is for the eye: never fail a run for it
                 write_atomic(folder / PROGRESS, mark)
@@ -243,7 +238,7 @@ def read_progress(folder: Path) -> dict[str, int] | None:
     samples_done), None before the first or when the file is unreadable."""
     try:
         mark = json.loads((folder / PROGRESS).read_text())
-        return {key: int(mark[key]) for key in ("epoch", "steps_done", "steps", "samples_done")}
+        return {key: int(mark[key]) for key in PROGRESS_KEYS}
     except (OSError, ValueError, KeyError, TypeError):
         return None
 
